@@ -1,0 +1,32 @@
+# botwatch: `make demo` runs the agent on the bundled demo estate, `make test` runs every test.
+# Both set up what they need themselves (a venv, pip packages, Debian packages).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.installed
+PYTEST_WORKERS ?= auto
+
+.PHONY: demo test bench lint clean system-deps
+
+$(STAMP): pyproject.toml
+	@scripts/system-deps.sh venv
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+system-deps:
+	@scripts/system-deps.sh test
+
+demo: $(STAMP)
+	$(VENV)/bin/botwatch demo
+
+test: $(STAMP) system-deps
+	$(PY) -m pytest -n $(PYTEST_WORKERS) tests
+
+bench: $(STAMP) system-deps
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info botwatch-demo .pytest_cache

@@ -1,0 +1,177 @@
+"""POSIX: the bot runs in its own process group; output is pumped with poll(); the child's
+exit is seen through a pidfd where the kernel has one. Imports stay minimal: this is the
+hot path of `botwatch run`."""
+
+import os
+import select
+import signal
+
+_STREAMS = 2  # stdout, stderr
+
+
+class Child:
+    """A bot process in its own process group, with stdout and stderr piped to us."""
+
+    def __init__(self, argv: list[str]):
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        actions = [
+            (os.POSIX_SPAWN_DUP2, out_w, 1),
+            (os.POSIX_SPAWN_DUP2, err_w, 2),
+            (os.POSIX_SPAWN_CLOSE, out_r),
+            (os.POSIX_SPAWN_CLOSE, err_r),
+        ]
+        try:
+            # setsigdef: Python ignores SIGPIPE and SIGXFSZ; the bot must get the defaults back.
+            self.pid = os.posix_spawnp(
+                argv[0], argv, os.environ, file_actions=actions, setpgroup=0,
+                setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
+            )
+        except BaseException:
+            for fd in (out_r, out_w, err_r, err_w):
+                os.close(fd)
+            raise
+        os.close(out_w)
+        os.close(err_w)
+        self.pgid = self.pid
+        self._fds = {out_r: 1, err_r: 2}
+        self._poll = select.poll()
+        for fd in self._fds:
+            self._poll.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        self._pidfd = None
+        if hasattr(os, "pidfd_open"):
+            try:
+                self._pidfd = os.pidfd_open(self.pid)
+                self._poll.register(self._pidfd, select.POLLIN)
+            except OSError:
+                self._pidfd = None
+        self.status: int | None = None  # raw wait status once reaped
+        self.rusage = None
+
+    # -- pumping ----------------------------------------------------------------------------
+    def pump(self, sink, timeout: float) -> None:
+        """Wait up to `timeout` seconds; pass any output to sink(stream, data); reap on exit."""
+        if self._pidfd is None and self.status is None:
+            timeout = min(timeout, 0.05)  # no pidfd: poll the exit status a few times a second
+        for fd, _ev in self._poll.poll(max(0, int(timeout * 1000))):
+            if fd == self._pidfd:
+                self._reap(block=True)
+                continue
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                data = b""
+            if data:
+                sink(self._fds[fd], data)
+            else:
+                self._poll.unregister(fd)
+                os.close(fd)
+                del self._fds[fd]
+        if self.status is None and self._pidfd is None:
+            self._reap(block=False)
+
+    @property
+    def exited(self) -> bool:
+        return self.status is not None
+
+    @property
+    def output_open(self) -> bool:
+        return bool(self._fds)
+
+    def _reap(self, block: bool) -> None:
+        if self.status is not None:
+            return
+        try:
+            pid, status, rusage = os.wait4(self.pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            pid, status, rusage = self.pid, 0, None
+        if pid == self.pid:
+            self.status, self.rusage = status, rusage
+            if self._pidfd is not None:
+                self._poll.unregister(self._pidfd)
+                os.close(self._pidfd)
+                self._pidfd = None
+
+    def close_output(self) -> None:
+        for fd in list(self._fds):
+            self._poll.unregister(fd)
+            os.close(fd)
+        self._fds.clear()
+
+    # -- results ----------------------------------------------------------------------------
+    def exit_code(self) -> tuple[int, int | None]:
+        """(exit code as a shell reports it, terminating signal or None)."""
+        st = self.status or 0
+        if os.WIFSIGNALED(st):
+            sig = os.WTERMSIG(st)
+            return 128 + sig, sig
+        return os.waitstatus_to_exitcode(st), None
+
+    def rusage_cpu(self) -> float | None:
+        """CPU seconds of the reaped child and of the descendants it reaped."""
+        r = self.rusage
+        return None if r is None else r.ru_utime + r.ru_stime
+
+    # -- signals ----------------------------------------------------------------------------
+    def forward(self, sig: int) -> None:
+        """Send `sig` to the bot's whole process group (a vanished group is fine)."""
+        try:
+            os.killpg(self.pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def terminate_tree(self, descendants: list[int]) -> None:
+        self._signal_tree(signal.SIGTERM, descendants)
+
+    def kill_tree(self, descendants: list[int]) -> None:
+        self._signal_tree(signal.SIGKILL, descendants)
+
+    def _signal_tree(self, sig: int, descendants: list[int]) -> None:
+        self.forward(sig)
+        for pid in descendants:  # processes that left the group (setsid, double fork)
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def group_alive(self) -> bool:
+        try:
+            os.killpg(self.pgid, 0)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+
+
+def install_forwarding(handler) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: handler(signum))
+
+
+def spawn_detached(argv: list[str]) -> None:
+    """Start a helper that outlives us, in its own session, with no terminal or inherited output
+    (so that cron, waiting for the bot's output pipe to close, is not held up by it)."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        os.posix_spawn(argv[0], argv, os.environ, setsid=True, file_actions=[
+            (os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2),
+        ])
+    finally:
+        os.close(devnull)
+
+
+def lock_exclusive(path: str):
+    """A non-blocking exclusive lock on `path`: an open file object while held, None if taken."""
+    import fcntl
+
+    f = open(path, "a+b")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        return None
+    return f
+
+
+def user_state_dir() -> str:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "botwatch")

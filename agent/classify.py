@@ -1,0 +1,89 @@
+"""Failure reasons for failed runs, from the taxonomy in the design (patterns are data)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+CONSECUTIVE_SYSTEM_EXCEPTIONS = "The maximum number of consecutive system exceptions was reached"
+# Signals that mean the bot itself crashed, as opposed to being stopped by someone.
+_CRASH_SIGNALS = {4, 6, 7, 8, 11}  # SIGILL, SIGABRT, SIGBUS, SIGFPE, SIGSEGV
+_CRASH = re.compile(
+    r"Traceback \(most recent call last\):|Segmentation fault|core dumped|Unhandled exception|"
+    r"Fatal Python error|panic: |Exception in thread \"main\"|System\.\w+Exception(?!: ?Business)"
+)
+
+
+@dataclass(frozen=True)
+class Pattern:
+    reason: str
+    regex: re.Pattern
+    kind: str | None = None
+
+
+@dataclass(frozen=True)
+class Classification:
+    reason: str
+    kind: str | None = None  # for ui_drift: not_found | ambiguous | wrong_app
+    evidence: str | None = None  # the matched text, for the run record
+
+
+def _compile(item: dict) -> Pattern:
+    flags = re.IGNORECASE if item.get("ignore_case") else 0
+    text = item.get("regex") or re.escape(item["contains"])
+    return Pattern(item["reason"], re.compile(text, flags), item.get("kind"))
+
+
+def default_patterns() -> list[Pattern]:
+    import yaml
+
+    raw = resources.files("botwatch").joinpath("failure_patterns.yaml").read_text(encoding="utf-8")
+    return [_compile(item) for item in yaml.safe_load(raw)]
+
+
+class Classifier:
+    def __init__(self, extra: list[dict] | None = None, *, include_defaults: bool = True):
+        self.patterns = [_compile(p) for p in (extra or [])]
+        if include_defaults:
+            self.patterns += default_patterns()
+
+    @classmethod
+    def for_estate(cls, estate) -> "Classifier":
+        return cls([p.model_dump(exclude_none=True) for p in estate.failure_patterns])
+
+    def classify(self, *, exit_status: int | None = None, signal: int | None = None,
+                 timed_out: bool = False, output: str = "") -> Classification:
+        if timed_out:
+            return Classification("timeout")
+        if signal is not None and signal not in _CRASH_SIGNALS:
+            return Classification("killed")
+        found = self.match(output)
+        if found:
+            return found
+        if signal is not None or _CRASH.search(output or ""):
+            return Classification("crash")
+        return Classification("unknown")
+
+    def match(self, output: str) -> Classification | None:
+        """The earliest pattern match in `output`, with the REFramework drift rule applied."""
+        if not output:
+            return None
+        best: tuple[int, int, Pattern, str] | None = None
+        has_ui = None
+        for order, pat in enumerate(self.patterns):
+            m = pat.regex.search(output)
+            if not m:
+                continue
+            if pat.reason == "ui_drift" and has_ui is None:
+                has_ui = (pat, m.group(0))
+            key = (m.start(), order)
+            if best is None or key < best[:2]:
+                best = (m.start(), order, pat, m.group(0))
+        if best is None:
+            return None
+        # A run that gave up after repeated system exceptions, with UI errors among them,
+        # is drift whatever came first: the UI kept failing until the framework stopped.
+        if has_ui and CONSECUTIVE_SYSTEM_EXCEPTIONS in output and best[2].reason != "credentials":
+            return Classification("ui_drift", has_ui[0].kind, has_ui[1][:200])
+        return Classification(best[2].reason, best[2].kind, best[3][:200])

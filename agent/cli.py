@@ -1,0 +1,23 @@
+"""Entry point of the `botwatch` command.
+
+`botwatch run` is dispatched before anything heavy is imported (it is the hot path, started
+by schedulers thousands of times a day); every other command goes through click.
+"""
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "run" and not _asks_help(argv[1:]):
+        from .wrapper import main as run_main
+
+        return run_main(argv[1:])
+    from .commands import cli
+
+    return cli.main(args=argv, prog_name="botwatch", standalone_mode=True)
+
+
+def _asks_help(args: list[str]) -> bool:
+    own = args[: args.index("--")] if "--" in args else args
+    return not own or "--help" in own or "-h" in own

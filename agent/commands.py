@@ -1,0 +1,118 @@
+"""The click command group: every command except the hot path of `botwatch run`."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from . import __version__
+from .config import ConfigError, config_path, load_estate, parse_listen
+
+
+def _load_or_exit(path) -> "LoadedEstate":  # noqa: F821
+    try:
+        return load_estate(path)
+    except ConfigError as exc:
+        for line in exc.problems:
+            click.echo(line, err=True)
+        sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="botwatch")
+def cli() -> None:
+    """botwatch: runtime monitoring for bot estates (RPA bots and scheduled scripts)."""
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--bot", required=True, help="Bot name as in the estate file (the `bot` label).")
+@click.option("--config", type=click.Path(), help="Estate file (default $BOTWATCH_CONFIG or ./botwatch.yaml).")
+@click.option("--timeout", help="End the bot's whole process tree after this long (e.g. 30m); exit status 124.")
+@click.option("--kill-grace", help="Time between TERM and KILL on timeout (default 10s).")
+@click.option("--agent", help="Agent URL to deliver to (default $BOTWATCH_AGENT_URL, else the estate's agent.listen).")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run(bot, config, timeout, kill_grace, agent, command) -> None:
+    """Run a bot's COMMAND, pass its output and exit status through, and record the run.
+
+    \b
+    Example (crontab):
+      0 7 * * 1-5  botwatch run --bot invoice-recon --timeout 30m -- python recon.py
+    """
+    from .wrapper import main as run_main
+
+    argv = ["--bot", bot]
+    for flag, value in (("--config", config), ("--timeout", timeout), ("--kill-grace", kill_grace), ("--agent", agent)):
+        if value is not None:
+            argv += [flag, value]
+    sys.exit(run_main([*argv, "--", *command]))
+
+
+@cli.command("check-config")
+@click.argument("file", type=click.Path(), required=False)
+def check_config(file) -> None:
+    """Validate an estate FILE: prints FILE:LINE: message for every problem, exit 2 if any."""
+    loaded = _load_or_exit(config_path(file))
+    click.echo(f"{loaded.path}: OK ({len(loaded.estate.bots)} bot(s))")
+
+
+@cli.command()
+@click.option("--config", type=click.Path(), help="Estate file (default $BOTWATCH_CONFIG or ./botwatch.yaml).")
+@click.option("--listen", help="HOST:PORT to bind (default agent.listen, 127.0.0.1:9464).")
+def agent(config, listen) -> None:
+    """Run the agent: /metrics, /healthz and the events API, with the journal."""
+    import logging
+
+    from .daemon import serve
+    from .journal import JournalError
+
+    logging.basicConfig(level=logging.INFO, format="botwatch agent: %(levelname)s %(message)s")
+    loaded = _load_or_exit(config_path(config))
+    try:
+        addr = parse_listen(listen) if listen else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--listen")
+    try:
+        sys.exit(serve(loaded, addr))
+    except JournalError as exc:
+        click.echo(f"botwatch agent: {exc}", err=True)
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--agent", "agent_url", help="Agent URL (default $BOTWATCH_AGENT_URL, else the estate's agent.listen).")
+@click.option("--config", type=click.Path(), help="Estate file, to find the agent or, if it is down, its journal.")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON instead of a table.")
+def status(agent_url, config, as_json) -> None:
+    """Show the estate: bot, team, state, last run, last success, failures in a row, next due."""
+    from .status_view import fetch_status, render_status
+
+    data, source = fetch_status(agent_url, config)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(data, indent=2))
+    else:
+        render_status(data, source)
+
+
+@cli.command()
+@click.option("--listen", default="127.0.0.1:9464", show_default=True, help="Where the demo agent listens.")
+@click.option("--state-dir", type=click.Path(), default="botwatch-demo", show_default=True,
+              help="Folder for the demo's journal, spool and logs.")
+@click.option("--duration", help="Stop after this long (e.g. 60s); default: until Ctrl-C.")
+def demo(listen, state_dir, duration) -> None:
+    """Run the agent on the bundled demo estate, with sample bots on short schedules."""
+    from .demo_runner import run_demo
+    from .durations import parse_duration
+
+    try:
+        seconds = parse_duration(duration) if duration else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--duration")
+    sys.exit(run_demo(listen, state_dir, seconds))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    cli()

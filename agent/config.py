@@ -1,0 +1,329 @@
+"""The estate file (botwatch.yaml): strict validation with `FILE:LINE: message` errors.
+
+The YAML is composed once to learn where every key sits, then validated by pydantic; each
+pydantic error is mapped back to the line of the offending key, so users fix the right line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zoneinfo
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from cronsim import CronSim, CronSimError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .durations import parse_duration
+
+REASONS = ("ui_drift", "credentials", "business", "data", "timeout", "crash", "killed", "unknown")
+PLATFORMS = (
+    "uipath", "robotframework", "python", "powerautomate", "blueprism",
+    "automationanywhere", "excel", "shell", "other",
+)
+DEFAULT_LISTEN = "127.0.0.1:9464"
+BOT_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
+
+
+class ConfigError(Exception):
+    """Every problem of one estate file, each as `FILE:LINE: message`."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _duration(v: Any) -> float:
+    return parse_duration(v)
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FailurePattern(_Strict):
+    """A failure pattern: exactly one of `contains` (plain text) or `regex`."""
+
+    reason: Literal["ui_drift", "credentials", "business", "data", "timeout", "crash", "killed", "unknown"]
+    contains: str | None = None
+    regex: str | None = None
+    kind: Literal["not_found", "ambiguous", "wrong_app"] | None = None
+    ignore_case: bool = False
+
+    @model_validator(mode="after")
+    def _one_matcher(self) -> "FailurePattern":
+        if (self.contains is None) == (self.regex is None):
+            raise ValueError("a failure pattern needs exactly one of 'contains' or 'regex'")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"invalid regex {self.regex!r}: {exc}") from None
+        return self
+
+
+class AgentConfig(_Strict):
+    listen: str = DEFAULT_LISTEN
+    journal: str = "./botwatch-journal.db"
+    ping_key: SecretStr | None = None
+    sweep_interval: Duration = 5.0
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        parse_listen(v)
+        return v
+
+
+class BotConfig(_Strict):
+    name: str
+    owner: str | None = None
+    team: str | None = None
+    platform: Literal[PLATFORMS] = "other"  # type: ignore[valid-type]
+    lifecycle: Literal["prototype", "certified", "production"] | None = None
+    criticality: Literal["low", "medium", "high"] = "medium"
+    schedule: str | None = None
+    every: Duration | None = None
+    timezone: str = "UTC"
+    grace: Duration = 900.0
+    max_runtime: Duration | None = None
+    failure_threshold: int = Field(default=1, ge=1)
+    paused: bool = False
+    runbook: str | None = None
+    description: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not BOT_NAME.match(v):
+            raise ValueError(f"bot name {v!r} must match [a-z0-9_-] (1-64 characters)")
+        return v
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                CronSim(v, _EPOCH_UTC)
+            except (CronSimError, ValueError) as exc:
+                raise ValueError(f"invalid cron expression {v!r}: {exc}") from None
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {v!r} (use an IANA name such as Europe/Amsterdam)") from None
+        return v
+
+    @field_validator("every")
+    @classmethod
+    def _positive(cls, v: float | None) -> float | None:
+        if v is not None and v <= 0:
+            raise ValueError("'every' must be a positive duration")
+        return v
+
+    @model_validator(mode="after")
+    def _schedule_xor_every(self) -> "BotConfig":
+        if self.schedule is not None and self.every is not None:
+            raise ValueError("set either 'schedule' (cron) or 'every' (interval), not both")
+        return self
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+class Estate(_Strict):
+    agent: AgentConfig = AgentConfig()
+    failure_patterns: list[FailurePattern] = []
+    bots: list[BotConfig] = []
+
+    def bot(self, name: str) -> BotConfig | None:
+        for b in self.bots:
+            if b.name == name:
+                return b
+        return None
+
+
+class LoadedEstate:
+    """A validated estate plus where it came from (relative paths resolve against its folder)."""
+
+    def __init__(self, estate: Estate, path: Path | None):
+        self.estate = estate
+        self.path = path
+        self.base = path.parent if path else Path.cwd()
+
+    def resolve(self, p: str) -> Path:
+        q = Path(os.path.expandvars(os.path.expanduser(p)))
+        return q if q.is_absolute() else (self.base / q)
+
+    @property
+    def journal_path(self) -> Path:
+        return self.resolve(self.estate.agent.journal)
+
+    @property
+    def listen(self) -> tuple[str, int]:
+        return parse_listen(self.estate.agent.listen)
+
+
+from datetime import datetime, timezone as _tz  # noqa: E402
+
+_EPOCH_UTC = datetime(2024, 1, 1, tzinfo=_tz.utc)
+
+
+def parse_listen(v: str) -> tuple[str, int]:
+    host, sep, port = v.rpartition(":")
+    if not sep or not port.isdigit() or not (0 < int(port) < 65536):
+        raise ValueError(f"listen address {v!r} must be HOST:PORT, e.g. 127.0.0.1:9464")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def config_path(explicit: str | os.PathLike | None) -> Path:
+    """--config, else $BOTWATCH_CONFIG, else ./botwatch.yaml."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("BOTWATCH_CONFIG")
+    return Path(env) if env else Path("botwatch.yaml")
+
+
+# --- loading with line numbers -------------------------------------------------------------
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _index_lines(node: yaml.Node, path: tuple, lines: dict, problems: list[str], fname: str) -> None:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for knode, vnode in node.value:
+            key = knode.value
+            line = knode.start_mark.line + 1
+            if key in seen:
+                problems.append(f"{fname}:{line}: {_dotted(path + (key,))}: duplicate key (first at line {seen[key]})")
+            seen[key] = line
+            lines[path + (key,)] = line
+            _index_lines(vnode, path + (key,), lines, problems, fname)
+            lines[path + (key,)] = line  # the key's own line wins over its value's
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _index_lines(item, path + (i,), lines, problems, fname)
+
+
+def _dotted(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _line_for(loc: tuple, lines: dict) -> int:
+    while loc and loc not in lines:
+        loc = loc[:-1]
+    return lines.get(loc, 1)
+
+
+def parse_estate_text(text: str, fname: str = "<estate>") -> Estate:
+    """Validate estate YAML text; raise ConfigError with every problem found."""
+    problems: list[str] = []
+    try:
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            lines: dict = {}
+            if node is not None:
+                _index_lines(node, (), lines, problems, fname)
+            data = loader.construct_document(node) if node is not None else {}
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{fname}:{line}: YAML syntax error: {reason}"]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{fname}:1: the estate file must be a mapping with 'agent' and 'bots'"])
+    problems += _duplicate_bot_names(data, lines, fname)
+    try:
+        estate = Estate.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
+            # pydantic adds the tagged-union / function name to loc; keep the data path only
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = f"unknown key {loc[-1]!r}"
+            elif err["type"] == "missing":
+                msg = f"missing required key {loc[-1]!r}"
+            elif err["type"] == "literal_error":
+                msg = f"{err['msg']} (got {err.get('input')!r})"
+            problems.append(f"{fname}:{_line_for(loc, lines)}: {_dotted(loc)}: {msg}")
+        raise ConfigError(sorted(set(problems), key=_line_key)) from None
+    if problems:
+        raise ConfigError(sorted(set(problems), key=_line_key))
+    return estate
+
+
+def _duplicate_bot_names(data: dict, lines: dict, fname: str) -> list[str]:
+    """Checked on the raw data so that it is reported even when other fields are invalid."""
+    out, seen = [], {}
+    bots = data.get("bots")
+    for i, bot in enumerate(bots if isinstance(bots, list) else []):
+        name = bot.get("name") if isinstance(bot, dict) else None
+        if not isinstance(name, str):
+            continue
+        here = _line_for(("bots", i, "name"), lines)
+        if name in seen:
+            out.append(f"{fname}:{here}: bots[{i}].name: duplicate bot name {name!r} (first at line {seen[name]})")
+        else:
+            seen[name] = here
+    return out
+
+
+def _line_key(p: str) -> tuple[int, str]:
+    m = re.match(r".*?:(\d+): ", p)
+    return (int(m.group(1)) if m else 0, p)
+
+
+def load_estate(path: str | os.PathLike) -> LoadedEstate:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{p}:0: estate file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{p}:0: cannot read estate file: {exc}"]) from None
+    return LoadedEstate(parse_estate_text(text, str(p)), p.resolve())
+
+
+def resolve_secret(value: SecretStr | None) -> str | None:
+    """`env:NAME`, `file:/path` or a literal key. The result is never logged."""
+    if value is None:
+        return None
+    raw = value.get_secret_value()
+    if raw.startswith("env:"):
+        return os.environ.get(raw[4:]) or None
+    if raw.startswith("file:"):
+        try:
+            return Path(raw[5:]).read_text(encoding="utf-8").strip() or None
+        except OSError:
+            return None
+    return raw

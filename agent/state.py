@@ -1,0 +1,378 @@
+"""Estate state: applies events to per-bot aggregates and computes each bot's state.
+
+State that depends on time (late, down) is computed from timestamps when read, as
+Healthchecks does; `sweep()` records the resulting changes as flips in the journal. Every
+finished run and flip is committed to the journal before `apply()` returns, and the whole
+state is rebuilt from the journal on start.
+"""
+
+from __future__ import annotations
+
+import copy
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from .classify import Classifier
+from .config import REASONS, BotConfig, Estate
+from .events import Event, ResourceSample, RunFinished, RunStarted
+from .journal import Flip, Journal
+from .schedule import next_due
+
+STATES = ("new", "up", "late", "down", "failing", "paused")
+# Run duration histogram buckets, 1 s .. 4 h (the catalogue's contract).
+DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0)
+
+
+@dataclass
+class BotRuntime:
+    """Everything known about one bot, aggregated from its events."""
+
+    cfg: BotConfig
+    first_seen: float
+    runs_total: int = 0
+    failures: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
+    bucket_counts: list[int] = field(default_factory=lambda: [0] * len(DURATION_BUCKETS))
+    duration_sum: float = 0.0
+    duration_count: int = 0
+    last_run_started: float | None = None
+    last_run_end: float | None = None
+    last_run_duration: float | None = None
+    last_outcome: str | None = None
+    last_reason: str | None = None
+    last_success: float | None = None
+    last_failure: float | None = None
+    consecutive_failures: int = 0
+    active: dict[str, float] = field(default_factory=dict)  # run id -> start time
+    active_cpu: dict[str, float] = field(default_factory=dict)  # run id -> cpu seconds so far
+    active_rss: dict[str, int] = field(default_factory=dict)
+    cpu_seconds_done: float = 0.0
+    recent_finished: dict[str, None] = field(default_factory=dict)  # bounded, insertion-ordered
+    missed_runs_total: int = 0
+    recorded_state: str = "new"
+    _due_memo: tuple[float, float | None] | None = None
+
+    # -- time-derived views ---------------------------------------------------------------
+    def reference_time(self) -> float:
+        """The latest moment the bot showed life (or was registered): schedules count from it."""
+        ref = self.first_seen
+        for t in (self.last_run_started, self.last_run_end if self.last_run_started is None else None):
+            if t is not None and t > ref:
+                ref = t
+        if self.active:
+            ref = max(ref, max(self.active.values()))
+        return ref
+
+    def next_due(self) -> float | None:
+        ref = self.reference_time()
+        if self._due_memo is None or self._due_memo[0] != ref:
+            due = next_due(after=ref, schedule=self.cfg.schedule, every=self.cfg.every, timezone=self.cfg.timezone)
+            self._due_memo = (ref, due)
+        return self._due_memo[1]
+
+    def status(self, now: float) -> tuple[str, float, str]:
+        """(state, since, why) at `now`, from timestamps only."""
+        if self.cfg.paused:
+            return "paused", self.first_seen, "paused in the estate file"
+        due = self.next_due()
+        if due is not None and not self.active:
+            if now > due + self.cfg.grace:
+                return "down", due + self.cfg.grace, f"missed schedule: due {_iso(due)}, grace {int(self.cfg.grace)}s"
+        if self.consecutive_failures >= self.cfg.failure_threshold:
+            return "failing", self.last_failure or now, (
+                f"{self.consecutive_failures} consecutive failure(s), last reason {self.last_reason}")
+        if due is not None and not self.active and now > due:
+            return "late", due, f"due {_iso(due)}, within grace"
+        if self.runs_total == 0:
+            return "new", self.first_seen, "no run recorded yet"
+        return "up", self.last_success or self.last_run_end or now, "last run succeeded"
+
+    # -- event application ----------------------------------------------------------------
+    def observe_started(self, run_id: str, at: float) -> None:
+        # a start delivered after its own finish (replays) must not resurrect the run
+        if run_id not in self.recent_finished:
+            self.active.setdefault(run_id, at)
+
+    def observe_finished(self, run: RunFinished) -> None:
+        self.recent_finished[run.run_id] = None
+        if len(self.recent_finished) > 256:
+            del self.recent_finished[next(iter(self.recent_finished))]
+        self.active.pop(run.run_id, None)
+        self.active_rss.pop(run.run_id, None)
+        self.active_cpu.pop(run.run_id, None)
+        self.runs_total += 1
+        if run.cpu_seconds:
+            self.cpu_seconds_done += run.cpu_seconds
+        dur = run.duration
+        if dur is not None:
+            self.duration_sum += dur
+            self.duration_count += 1
+            for i, le in enumerate(DURATION_BUCKETS):
+                if dur <= le:
+                    self.bucket_counts[i] += 1
+                    break
+        if run.outcome == "failure":
+            reason = run.reason if run.reason in self.failures else "unknown"
+            self.failures[reason] += 1
+            self.last_failure = max(self.last_failure or 0.0, run.ended)
+        elif run.outcome == "success":
+            self.last_success = max(self.last_success or 0.0, run.ended)
+        # A replayed run older than the newest one known counts, but does not rewrite "last".
+        if self.last_run_end is None or run.ended >= self.last_run_end:
+            self.last_run_end = run.ended
+            self.last_run_duration = dur
+            self.last_outcome = run.outcome
+            self.last_reason = run.reason if run.outcome == "failure" else None
+            if run.started is not None:
+                self.last_run_started = max(self.last_run_started or 0.0, run.started)
+            if run.outcome == "failure":
+                self.consecutive_failures += 1
+            elif run.outcome == "success":
+                self.consecutive_failures = 0
+
+    @property
+    def cpu_seconds_total(self) -> float:
+        return self.cpu_seconds_done + sum(self.active_cpu.values())
+
+    @property
+    def resident_memory_bytes(self) -> int:
+        return sum(self.active_rss.values())
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict] = field(default_factory=list)  # {"index": i, "error": "..."}
+
+
+class UnknownBot(Exception):
+    pass
+
+
+class EstateState:
+    """The one source of truth every exporter renders."""
+
+    def __init__(self, estate: Estate, journal: Journal | None = None, *,
+                 clock: Callable[[], float] = time.time, classifier: Classifier | None = None):
+        self.estate = estate
+        self.journal = journal
+        self.clock = clock
+        self.classifier = classifier or Classifier.for_estate(estate)
+        self.lock = threading.RLock()
+        self.host = socket.gethostname()
+        self.bots: dict[str, BotRuntime] = {}
+        # agent self-monitoring, by source
+        self.events_total: dict[str, int] = {}
+        self.events_dropped_total: dict[str, int] = {}
+        self.parse_errors_total: dict[str, int] = {}
+        self._load()
+
+    # -- startup ---------------------------------------------------------------------------
+    def _load(self) -> None:
+        now = self.clock()
+        first_seen = self.journal.first_seen() if self.journal else {}
+        for cfg in self.estate.bots:
+            self.bots[cfg.name] = BotRuntime(cfg=cfg, first_seen=first_seen.get(cfg.name, now))
+        if not self.journal:
+            return
+        with self.journal.transaction() as j:
+            for name in self.bots:
+                j.ensure_bot(name, now)
+        for run in self.journal.iter_runs():
+            bot = self.bots.get(run.bot)
+            if bot is not None:  # runs of bots since removed from the estate stay in the journal
+                bot.observe_finished(run)
+        for name, n in self.journal.flip_counts("down").items():
+            if name in self.bots:
+                self.bots[name].missed_runs_total = n
+        for name, flip in self.journal.last_flips().items():
+            if name in self.bots:
+                self.bots[name].recorded_state = flip.new_state
+
+    # -- ingest ----------------------------------------------------------------------------
+    def count_event(self, source: str, n: int = 1) -> None:
+        with self.lock:
+            self.events_total[source] = self.events_total.get(source, 0) + n
+
+    def count_parse_error(self, source: str, n: int = 1) -> None:
+        with self.lock:
+            self.parse_errors_total[source] = self.parse_errors_total.get(source, 0) + n
+
+    def count_dropped(self, source: str, n: int = 1) -> None:
+        with self.lock:
+            self.events_dropped_total[source] = self.events_dropped_total.get(source, 0) + n
+
+    def apply(self, events: Iterable[Event]) -> IngestResult:
+        """Apply a batch atomically: journal first, memory after the commit succeeded.
+
+        Raises JournalError if the journal cannot be written; nothing is applied then, so the
+        sender keeps the batch and retries.
+        """
+        result = IngestResult()
+        now = self.clock()
+        with self.lock:
+            staged: dict[str, BotRuntime] = {}
+            flips: list[Flip] = []
+            runs: list[RunFinished] = []
+            for i, ev in enumerate(events):
+                self.events_total[ev.source] = self.events_total.get(ev.source, 0) + 1
+                base = self.bots.get(ev.bot)
+                if base is None:
+                    result.rejected.append({"index": i, "error": f"unknown bot {ev.bot!r}: not in the estate file"})
+                    continue
+                bot = staged.get(ev.bot)
+                if bot is None:
+                    bot = staged[ev.bot] = _copy_runtime(base)
+                if isinstance(ev, RunFinished):
+                    if ev.outcome == "failure" and not ev.reason:
+                        c = self.classifier.classify(exit_status=ev.exit_status, signal=ev.signal,
+                                                     timed_out=ev.timed_out, output=ev.output_tail or "")
+                        ev = _replace(ev, reason=c.reason)
+                    runs.append(ev)
+                elif isinstance(ev, RunStarted):
+                    bot.observe_started(ev.run_id, ev.time)
+                    result.accepted += 1
+                elif isinstance(ev, ResourceSample):
+                    if ev.run_id in bot.active:
+                        bot.active_cpu[ev.run_id] = ev.cpu_seconds
+                        bot.active_rss[ev.run_id] = ev.rss_bytes
+                    result.accepted += 1
+            if self.journal is not None and runs:
+                with self.journal.transaction() as j:
+                    for run in runs:
+                        if j.insert_run(run, now):
+                            staged[run.bot].observe_finished(run)
+                            result.accepted += 1
+                        else:
+                            result.duplicates += 1
+                    flips = self._flips_for(staged, now)
+                    for f in flips:
+                        j.insert_flip(f)
+            else:
+                for run in runs:
+                    staged[run.bot].observe_finished(run)
+                    result.accepted += 1
+                flips = self._flips_for(staged, now)
+            self.bots.update(staged)
+        return result
+
+    def _flips_for(self, bots: dict[str, BotRuntime], now: float) -> list[Flip]:
+        flips = []
+        for name, bot in bots.items():
+            state, since, why = bot.status(now)
+            if state != bot.recorded_state:
+                flips.append(Flip(name, min(since, now), bot.recorded_state, state, why))
+                if state == "down":
+                    bot.missed_runs_total += 1
+                bot.recorded_state = state
+        return flips
+
+    def sweep(self, now: float | None = None) -> list[Flip]:
+        """Record the time-driven changes (late, down) as flips. Called periodically."""
+        now = self.clock() if now is None else now
+        with self.lock:
+            staged = {}
+            for name, bot in self.bots.items():
+                state, _, _ = bot.status(now)
+                if state != bot.recorded_state:
+                    staged[name] = _copy_runtime(bot)
+            if not staged:
+                return []
+            flips = self._flips_for(staged, now)
+            if self.journal is not None:
+                with self.journal.transaction() as j:
+                    for f in flips:
+                        j.insert_flip(f)
+            self.bots.update(staged)
+            return flips
+
+    # -- reading ---------------------------------------------------------------------------
+    def views(self, now: float | None = None) -> list["BotView"]:
+        now = self.clock() if now is None else now
+        with self.lock:
+            return [BotView.of(bot, now) for bot in self.bots.values()]
+
+    def self_metrics(self) -> dict[str, dict[str, int]]:
+        with self.lock:
+            return {"events": dict(self.events_total), "dropped": dict(self.events_dropped_total),
+                    "parse_errors": dict(self.parse_errors_total)}
+
+
+def _copy_runtime(bot: BotRuntime) -> BotRuntime:
+    new = copy.copy(bot)
+    new.failures = dict(bot.failures)
+    new.bucket_counts = list(bot.bucket_counts)
+    new.active = dict(bot.active)
+    new.active_cpu = dict(bot.active_cpu)
+    new.active_rss = dict(bot.active_rss)
+    new.recent_finished = dict(bot.recent_finished)
+    return new
+
+
+def _replace(run: RunFinished, **changes) -> RunFinished:
+    from dataclasses import replace
+
+    return replace(run, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class BotView:
+    """A read-only snapshot of one bot, for exporters and `botwatch status`."""
+
+    name: str
+    cfg: BotConfig
+    state: str
+    state_since: float
+    state_why: str
+    runs_total: int
+    failures: dict
+    bucket_counts: tuple
+    duration_sum: float
+    duration_count: int
+    last_run_duration: float | None
+    last_run_end: float | None
+    last_outcome: str | None
+    last_reason: str | None
+    last_success: float | None
+    last_failure: float | None
+    consecutive_failures: int
+    runs_in_progress: int
+    oldest_active_start: float | None
+    next_due: float | None
+    missed_runs_total: int
+    cpu_seconds_total: float
+    resident_memory_bytes: int
+
+    @classmethod
+    def of(cls, bot: BotRuntime, now: float) -> "BotView":
+        state, since, why = bot.status(now)
+        return cls(
+            bot.cfg.name, bot.cfg, state, since, why, bot.runs_total, dict(bot.failures),
+            tuple(bot.bucket_counts), bot.duration_sum, bot.duration_count, bot.last_run_duration,
+            bot.last_run_end, bot.last_outcome, bot.last_reason, bot.last_success, bot.last_failure,
+            bot.consecutive_failures, len(bot.active), min(bot.active.values()) if bot.active else None,
+            None if bot.cfg.paused else bot.next_due(), bot.missed_runs_total, bot.cpu_seconds_total,
+            bot.resident_memory_bytes,
+        )
+
+    def to_json(self) -> dict:
+        c = self.cfg
+        return {
+            "bot": self.name, "team": c.team, "owner": c.owner, "platform": c.platform,
+            "lifecycle": c.lifecycle, "criticality": c.criticality, "runbook": c.runbook,
+            "state": self.state, "state_since": self.state_since, "state_why": self.state_why,
+            "runs_total": self.runs_total, "failures": self.failures,
+            "last_run_end": self.last_run_end, "last_run_duration": self.last_run_duration,
+            "last_outcome": self.last_outcome, "last_reason": self.last_reason,
+            "last_success": self.last_success, "last_failure": self.last_failure,
+            "consecutive_failures": self.consecutive_failures, "runs_in_progress": self.runs_in_progress,
+            "next_due": self.next_due, "grace": c.grace if (c.schedule or c.every) else None,
+            "missed_runs_total": self.missed_runs_total,
+        }

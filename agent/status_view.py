@@ -1,0 +1,82 @@
+"""`botwatch status`: the estate as a terminal table (rich), from the agent or its journal."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from .durations import format_duration
+
+STATE_STYLE = {"up": "green", "new": "cyan", "late": "yellow", "down": "bold red", "failing": "red", "paused": "dim"}
+
+
+def _agent_url(explicit: str | None, config: str | None) -> str:
+    from .delivery import agent_url_for
+    from .config import config_path
+
+    path = config_path(config)
+    return agent_url_for(explicit, str(path) if path.exists() else None)
+
+
+def fetch_status(agent_url: str | None, config: str | None) -> tuple[dict, str]:
+    """Ask the agent; if it cannot be reached, compute the same view from the local journal."""
+    url = _agent_url(agent_url, config)
+    try:
+        with urllib.request.urlopen(url + "/api/v1/status", timeout=5) as resp:
+            return json.loads(resp.read()), f"agent {url}"
+    except (OSError, ValueError) as exc:
+        reason = exc
+    from .config import ConfigError, config_path, load_estate
+    from .journal import Journal, JournalError
+    from .state import EstateState
+
+    path = config_path(config)
+    try:
+        loaded = load_estate(path)
+        journal = Journal(loaded.journal_path, readonly=True)
+    except (ConfigError, JournalError) as exc:
+        print(f"botwatch status: agent {url} not reachable ({reason}) and no journal to read: "
+              f"{str(exc).splitlines()[0]}", file=sys.stderr)
+        sys.exit(1)
+    state = EstateState(loaded.estate, journal)
+    now = time.time()
+    return {"time": now, "bots": [v.to_json() for v in state.views(now)]}, \
+        f"journal {loaded.journal_path} (agent {url} not reachable)"
+
+
+def _ago(ts: float | None, now: float) -> str:
+    if not ts:
+        return "never"
+    d = now - ts
+    return f"{format_duration(d)} ago" if d >= 0 else f"in {format_duration(-d)}"
+
+
+def render_status(data: dict, source: str, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console(width=None if sys.stdout.isatty() else max(130, int(os.environ.get("COLUMNS") or 0)))
+    now = data.get("time") or time.time()
+    table = Table(title=f"botwatch estate ({source})", title_justify="left")
+    for col in ("bot", "team", "state", "last run", "last success", "fails in a row", "next due"):
+        table.add_column(col, no_wrap=col in ("bot", "state"))
+    for b in sorted(data["bots"], key=lambda b: (b.get("team") or "", b["bot"])):
+        last = "never"
+        if b.get("last_run_end"):
+            outcome = b.get("last_outcome") or ""
+            if outcome == "failure" and b.get("last_reason"):
+                outcome += f" ({b['last_reason']})"
+            last = f"{_ago(b['last_run_end'], now)}, {outcome}"
+        due = "-"
+        if b.get("next_due"):
+            due = _ago(b["next_due"], now)
+            if b["next_due"] < now:
+                due = f"overdue {format_duration(now - b['next_due'])}"
+        style = STATE_STYLE.get(b["state"], "")
+        table.add_row(b["bot"], b.get("team") or "-", f"[{style}]{b['state']}[/]", last,
+                      _ago(b.get("last_success"), now), str(b.get("consecutive_failures", 0)), due)
+    console.print(table)

@@ -1,0 +1,323 @@
+"""`botwatch run`: wrap a bot's command, pass its output and exit status through untouched, and
+record the run in the local spool before exiting.
+
+This is started by cron and Task Scheduler thousands of times a day, so it imports only what
+the run path needs (no click, no pydantic, no HTTP): delivery to the agent happens in a
+detached deliverer. Monitoring problems are warnings on stderr; the bot's result never changes.
+"""
+
+import os
+import sys
+import time
+
+from . import _platform
+from .spool import Spool, default_spool_path
+
+TAIL_BYTES = 64 * 1024  # kept for classification
+STORED_TAIL_CHARS = 4096  # redacted excerpt stored with the run
+START_REPORT_AFTER = 1.0  # runs shorter than this are reported once, when they finish
+SAMPLE_EVERY = 1.0
+REPORT_SAMPLE_EVERY = 15.0
+DEFAULT_KILL_GRACE = 10.0
+OUTPUT_LINGER = 1.0  # how long to keep reading after the bot exited (grandchildren may hold the pipe)
+
+USAGE = """usage: botwatch run --bot NAME [--config F] [--timeout DUR] [--kill-grace DUR] [--agent URL] -- CMD [ARG...]"""
+
+
+class UsageError(Exception):
+    pass
+
+
+def warn(msg: str) -> None:
+    try:
+        os.write(2, f"botwatch: warning: {msg}\n".encode("utf-8", "replace"))
+    except OSError:
+        pass
+
+
+def parse_args(argv: list[str]) -> dict:
+    opts = {"bot": None, "config": None, "timeout": None, "kill_grace": None, "agent": None}
+    names = {"--bot": "bot", "--config": "config", "--timeout": "timeout", "--kill-grace": "kill_grace",
+             "--agent": "agent"}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            i += 1
+            break
+        if not arg.startswith("-"):
+            break
+        key, eq, value = arg.partition("=")
+        if key not in names:
+            raise UsageError(f"unknown option {key}")
+        if not eq:
+            i += 1
+            if i >= len(argv):
+                raise UsageError(f"{key} needs a value")
+            value = argv[i]
+        opts[names[key]] = value
+        i += 1
+    opts["command"] = argv[i:]
+    if not opts["bot"]:
+        raise UsageError("--bot NAME is required")
+    if not opts["command"]:
+        raise UsageError("no command given (put it after --)")
+    for key in ("timeout", "kill_grace"):
+        if opts[key] is not None:
+            from .durations import parse_duration
+
+            try:
+                opts[key] = parse_duration(opts[key])
+            except ValueError as exc:
+                raise UsageError(f"--{key.replace('_', '-')}: {exc}") from None
+    return opts
+
+
+def new_run_id() -> str:
+    return f"{int(time.time() * 1000):x}-{os.urandom(6).hex()}"
+
+
+class Tail:
+    """The last TAIL_BYTES of the bot's combined output."""
+
+    def __init__(self):
+        self.buf = bytearray()
+
+    def add(self, data: bytes) -> None:
+        self.buf += data
+        if len(self.buf) > 2 * TAIL_BYTES:
+            del self.buf[:-TAIL_BYTES]
+
+    def text(self) -> str:
+        return bytes(self.buf[-TAIL_BYTES:]).decode("utf-8", "replace")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Pass output through byte for byte; a closed terminal must not stop the bot."""
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            continue
+        except OSError:
+            return
+        view = view[n:]
+
+
+class Sampler:
+    """CPU seconds and resident memory of the bot's whole process tree (psutil, loaded lazily)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.cpu_by_pid: dict[int, float] = {}
+        self.peak_rss = 0
+        self.last_rss = 0
+        self.processes = 0
+        self.descendants: list[int] = []
+
+    def sample(self) -> None:
+        try:
+            import psutil
+
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)]
+        except Exception:
+            return
+        rss, alive = 0, 0
+        for p in procs:
+            try:
+                with p.oneshot():
+                    t = p.cpu_times()
+                    self.cpu_by_pid[p.pid] = t.user + t.system
+                    rss += p.memory_info().rss
+                    alive += 1
+            except Exception:
+                continue
+        self.descendants = [p.pid for p in procs[1:]]
+        self.last_rss, self.processes = rss, alive
+        self.peak_rss = max(self.peak_rss, rss)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu_by_pid.values())
+
+
+def run(opts: dict) -> int:
+    bot, cmd = opts["bot"], opts["command"]
+    agent_url = opts["agent"] or os.environ.get("BOTWATCH_AGENT_URL")
+    config = opts["config"] or os.environ.get("BOTWATCH_CONFIG") or ("botwatch.yaml" if os.path.exists("botwatch.yaml") else None)
+    config = os.path.abspath(config) if config else None
+    spool_path = default_spool_path()
+    run_id = new_run_id()
+    host = _hostname()
+    tail = Tail()
+    started = time.time()
+    spool_state = {"spool": None, "broken": False}
+
+    def spool() -> Spool | None:
+        if spool_state["spool"] is None and not spool_state["broken"]:
+            try:
+                spool_state["spool"] = Spool(spool_path)
+            except Exception as exc:
+                spool_state["broken"] = True
+                warn(f"cannot open the spool {spool_path}: {exc}; the run is not recorded, the bot runs on")
+        return spool_state["spool"]
+
+    try:
+        child = _platform.Child(cmd)
+    except OSError as exc:
+        msg = f"botwatch: cannot run {cmd[0]!r}: {exc.strerror or exc}\n"
+        _write_all(2, msg.encode())
+        code = 126 if isinstance(exc, PermissionError) else 127
+        _record_finished(spool(), bot, run_id, started, time.time(), code, None, False, msg, host,
+                         None, None, agent_url, config)
+        return code
+
+    _platform.install_forwarding(child.forward)
+    sampler = Sampler(child.pid)
+    deadline = started + opts["timeout"] if opts["timeout"] else None
+    kill_grace = opts["kill_grace"] if opts["kill_grace"] is not None else DEFAULT_KILL_GRACE
+    timed_out, kill_at = False, None
+    next_sample = started + 0.2
+    start_reported, next_report = False, started + REPORT_SAMPLE_EVERY
+    linger_until = None
+
+    def sink(stream: int, data: bytes) -> None:
+        _write_all(stream, data)
+        tail.add(data)
+
+    while True:
+        now = time.time()
+        wake = [next_sample]
+        if deadline and not timed_out:
+            wake.append(deadline)
+        if kill_at:
+            wake.append(kill_at)
+        if child.exited:
+            if not child.output_open or linger_until is None:
+                linger_until = linger_until or now + OUTPUT_LINGER
+            if not child.output_open or now >= linger_until:
+                break
+            wake.append(linger_until)
+        child.pump(sink, max(0.0, min(wake) - now))
+        now = time.time()
+        if child.exited:
+            if kill_at is not None and child.group_alive():
+                child.kill_tree(sampler.descendants)  # timeout: leave no orphan behind
+                kill_at = None
+            continue
+        if now >= next_sample:
+            sampler.sample()
+            next_sample = now + SAMPLE_EVERY
+        if not start_reported and now - started >= START_REPORT_AFTER:
+            start_reported = True
+            s = spool()
+            if s:
+                try:
+                    s.add_started(bot, run_id, started, host, agent_url=agent_url, config=config)
+                    _kick_delivery(spool_path)
+                except Exception as exc:
+                    warn(f"cannot record the run start: {exc}")
+        if now >= next_report:
+            next_report = now + REPORT_SAMPLE_EVERY
+            s = spool()
+            if s:
+                try:
+                    s.add_sample(bot, run_id, now, sampler.cpu_seconds, sampler.last_rss, sampler.processes,
+                                 agent_url=agent_url, config=config)
+                    _kick_delivery(spool_path)
+                except Exception:
+                    pass
+        if deadline and not timed_out and now >= deadline:
+            timed_out = True
+            warn(f"bot {bot!r} ran past its timeout of {opts['timeout']:g}s: ending its process tree")
+            sampler.sample()
+            child.terminate_tree(sampler.descendants)
+            kill_at = now + kill_grace
+        elif kill_at and now >= kill_at:
+            child.kill_tree(sampler.descendants)
+            kill_at = None
+
+    if timed_out and child.group_alive():
+        child.kill_tree(sampler.descendants)
+    child.close_output()
+    ended = time.time()
+    code, sig = child.exit_code()
+    cpu = child.rusage_cpu()
+    cpu = max(cpu or 0.0, sampler.cpu_seconds) if (cpu is not None or sampler.cpu_by_pid) else None
+    peak = sampler.peak_rss or None  # rusage's maxrss is useless here: Linux carries it over exec
+    _record_finished(spool(), bot, run_id, started, ended, code, sig, timed_out, tail.text(), host, cpu, peak,
+                     agent_url, config)
+    if timed_out:
+        return 124  # as timeout(1) does: the bot did not end by itself
+    return code
+
+
+def _record_finished(spool, bot, run_id, started, ended, code, sig, timed_out, output, host, cpu, peak,
+                     agent_url, config) -> None:
+    outcome = "success" if code == 0 and not timed_out else "failure"
+    reason = None
+    stored = None
+    if output:
+        from .redact import redact
+
+        stored = redact(output[-STORED_TAIL_CHARS * 2:])[-STORED_TAIL_CHARS:]
+    if outcome == "failure":
+        reason = _classify(config, code, sig, timed_out, output)
+    if spool is None:
+        return
+    try:
+        spool.add_finished(bot, run_id, agent_url=agent_url, config=config, started=started, ended=ended,
+                           outcome=outcome, exit_status=code, reason=reason, signal=sig, timed_out=timed_out,
+                           host=host, output_tail=stored, cpu_seconds=cpu, peak_rss_bytes=peak)
+    except Exception as exc:
+        warn(f"cannot record the run in the spool {spool.path}: {exc}; the bot's exit status is unchanged")
+        return
+    _kick_delivery(spool.path)
+
+
+def _classify(config, code, sig, timed_out, output) -> str:
+    """Failure reason with the estate's own patterns when its file is readable, else the defaults."""
+    try:
+        from .classify import Classifier
+
+        classifier = None
+        if config and os.path.exists(config):
+            try:
+                from .config import load_estate
+
+                classifier = Classifier.for_estate(load_estate(config).estate)
+            except Exception as exc:
+                warn(f"estate file {config} not usable for classification ({str(exc).splitlines()[0]}); "
+                     "using the built-in failure patterns")
+        classifier = classifier or Classifier()
+        return classifier.classify(exit_status=code, signal=sig, timed_out=timed_out, output=output).reason
+    except Exception as exc:  # never let classification cost the run record
+        warn(f"could not classify the failure: {exc}")
+        return "unknown"
+
+
+def _kick_delivery(spool_path: str) -> None:
+    if os.environ.get("BOTWATCH_NO_DELIVERY") == "1":
+        return
+    try:
+        _platform.spawn_detached([sys.executable, "-m", "botwatch.delivery", "--spool", spool_path])
+    except OSError as exc:
+        warn(f"cannot start delivery to the agent: {exc}; the run waits in {spool_path}")
+
+
+def _hostname() -> str:
+    try:
+        return os.uname().nodename
+    except AttributeError:  # Windows
+        return os.environ.get("COMPUTERNAME", "")
+
+
+def main(argv: list[str]) -> int:
+    try:
+        opts = parse_args(argv)
+    except UsageError as exc:
+        os.write(2, f"{USAGE}\nbotwatch run: error: {exc}\n".encode())
+        return 2
+    return run(opts)

@@ -1,0 +1,1 @@
+"""Prometheus rules and Alertmanager examples, shipped as package data."""

@@ -1,0 +1,130 @@
+"""Prometheus exposition of the estate state: a custom collector (no global registry).
+
+Names, types and labels follow the metric catalogue of the design; `promtool check metrics`
+must print nothing for this output.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, Iterator
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import CollectorRegistry
+from prometheus_client.utils import floatToGoString
+
+from botwatch import __version__
+from botwatch.config import REASONS
+from botwatch.state import DURATION_BUCKETS, STATES, EstateState
+
+log = logging.getLogger("botwatch.exporters.prometheus")
+_LE = [floatToGoString(b) for b in DURATION_BUCKETS] + ["+Inf"]
+
+
+class EstateCollector:
+    """Collects the catalogue's bot metrics and the agent's self-monitoring metrics."""
+
+    def __init__(self, state: EstateState, clock: Callable[[], float] = time.time):
+        self.state = state
+        self.clock = clock
+        self.errors_total = 0
+
+    def describe(self) -> list[Metric]:
+        return []  # unchecked collector: registration must not trigger a collect
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            yield from self._collect()
+        except Exception:  # an exporter never breaks the pipeline: log, count, serve the rest
+            self.errors_total += 1
+            log.exception("collecting estate metrics failed")
+
+    def _collect(self) -> Iterator[Metric]:
+        views = self.state.views(self.clock())
+        B = ["bot"]
+        info = GaugeMetricFamily("botwatch_bot_info", "Ownership and kind of a bot, to join into alerts.",
+                                 labels=["bot", "team", "bot_owner", "platform", "lifecycle", "criticality"])
+        state = GaugeMetricFamily("botwatch_bot_state", "Current state of the bot (one-hot).", labels=["bot", "state"])
+        runs = CounterMetricFamily("botwatch_runs", "Finished runs.", labels=B)
+        failures = CounterMetricFamily("botwatch_run_failures", "Failed runs by reason.", labels=["bot", "reason"])
+        duration = HistogramMetricFamily("botwatch_run_duration_seconds", "Run duration.", labels=B)
+        last_dur = GaugeMetricFamily("botwatch_last_run_duration_seconds", "Duration of the latest finished run.", labels=B)
+        last_end = GaugeMetricFamily("botwatch_last_run_end_timestamp_seconds", "End time of the latest finished run.", labels=B)
+        last_ok = GaugeMetricFamily("botwatch_last_success_timestamp_seconds", "End time of the latest successful run.", labels=B)
+        last_fail = GaugeMetricFamily("botwatch_last_failure_timestamp_seconds", "End time of the latest failed run.", labels=B)
+        consec = GaugeMetricFamily("botwatch_consecutive_failures", "Failed runs in a row, up to the latest run.", labels=B)
+        in_prog = GaugeMetricFamily("botwatch_run_in_progress", "Runs currently active.", labels=B)
+        started = GaugeMetricFamily("botwatch_run_started_timestamp_seconds",
+                                    "Start of the oldest active run, 0 if none.", labels=B)
+        next_exp = GaugeMetricFamily("botwatch_schedule_next_expected_timestamp_seconds",
+                                     "When the next run is due.", labels=B)
+        grace = GaugeMetricFamily("botwatch_schedule_grace_seconds", "How late a run may be before the bot is down.",
+                                  labels=B)
+        missed = CounterMetricFamily("botwatch_missed_runs", "Schedule misses (each time the bot went down).", labels=B)
+        cpu = CounterMetricFamily("botwatch_bot_cpu_seconds", "CPU time of the bot's whole process tree.", labels=B)
+        mem = GaugeMetricFamily("botwatch_bot_resident_memory_bytes",
+                                "Resident memory of the bot's running process trees.", labels=B)
+
+        for v in views:
+            c = v.cfg
+            b = [v.name]
+            info.add_metric([v.name, c.team or "", c.owner or "", c.platform, c.lifecycle or "", c.criticality], 1)
+            for s in STATES:
+                state.add_metric([v.name, s], 1 if s == v.state else 0)
+            runs.add_metric(b, v.runs_total)
+            for r in REASONS:
+                failures.add_metric([v.name, r], v.failures.get(r, 0))
+            acc, buckets = 0, []
+            for le, n in zip(_LE, v.bucket_counts):
+                acc += n
+                buckets.append((le, acc))
+            buckets.append(("+Inf", v.duration_count))
+            duration.add_metric(b, buckets, v.duration_sum)
+            if v.last_run_duration is not None:
+                last_dur.add_metric(b, v.last_run_duration)
+            if v.last_run_end is not None:
+                last_end.add_metric(b, v.last_run_end)
+            if v.last_success is not None:
+                last_ok.add_metric(b, v.last_success)
+            if v.last_failure is not None:
+                last_fail.add_metric(b, v.last_failure)
+            consec.add_metric(b, v.consecutive_failures)
+            in_prog.add_metric(b, v.runs_in_progress)
+            started.add_metric(b, v.oldest_active_start or 0)
+            if v.next_due is not None:
+                next_exp.add_metric(b, v.next_due)
+                grace.add_metric(b, c.grace)
+            missed.add_metric(b, v.missed_runs_total)
+            cpu.add_metric(b, v.cpu_seconds_total)
+            mem.add_metric(b, v.resident_memory_bytes)
+        yield from (info, state, runs, failures, duration, last_dur, last_end, last_ok, last_fail, consec,
+                    in_prog, started, next_exp, grace, missed, cpu, mem)
+        yield from self._self_metrics()
+
+    def _self_metrics(self) -> Iterator[Metric]:
+        build = GaugeMetricFamily("botwatch_agent_build_info", "Version of the running agent.", labels=["version"])
+        build.add_metric([__version__], 1)
+        yield build
+        m = self.state.self_metrics()
+        for key, name, doc in (
+            ("events", "botwatch_agent_events", "Events received, by source."),
+            ("dropped", "botwatch_agent_events_dropped", "Events dropped (limits, spool overflow), by source."),
+            ("parse_errors", "botwatch_agent_parse_errors", "Inputs that could not be parsed, by source."),
+        ):
+            fam = CounterMetricFamily(name, doc, labels=["source"])
+            for source, n in sorted(m[key].items()):
+                fam.add_metric([source], n)
+            yield fam
+
+
+def estate_registry(state: EstateState, clock: Callable[[], float] = time.time) -> CollectorRegistry:
+    """A registry holding only the estate collector (tests and the agent need no global state)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(EstateCollector(state, clock))
+    return registry

@@ -1,0 +1,20 @@
+#!/bin/sh
+# Install the Debian packages a target needs, only when they are missing.
+#   venv: python3-venv (a fresh Debian/Ubuntu Python cannot create a venv without it)
+#   test: prometheus (for promtool)
+set -eu
+need=""
+case "${1:-test}" in
+  venv)
+    python3 -c 'import ensurepip, venv' 2>/dev/null || need="$need python3-venv"
+    ;;
+  test)
+    command -v promtool >/dev/null 2>&1 || need="$need prometheus"
+    ;;
+esac
+[ -z "$need" ] && exit 0
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "installing Debian packages:$need"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $need >/dev/null
