@@ -6,7 +6,9 @@ set -eu
 need=""
 case "${1:-test}" in
   venv)
-    python3 -c 'import ensurepip, venv' 2>/dev/null || need="$need python3-venv"
+    tmp=$(mktemp -d)
+    python3 -m venv "$tmp/v" >/dev/null 2>&1 || need="$need python3-venv"
+    rm -rf "$tmp"
     ;;
   test)
     command -v promtool >/dev/null 2>&1 || need="$need prometheus"
