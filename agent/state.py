@@ -56,11 +56,11 @@ class BotRuntime:
 
     # -- time-derived views ---------------------------------------------------------------
     def reference_time(self) -> float:
-        """The latest moment the bot showed life (or was registered): schedules count from it."""
-        ref = self.first_seen
-        for t in (self.last_run_started, self.last_run_end if self.last_run_started is None else None):
-            if t is not None and t > ref:
-                ref = t
+        """The latest sign of life (a run start, else a run end), or the registration time:
+        the next run is expected one schedule step after it."""
+        ref = self.last_run_started if self.last_run_started is not None else self.last_run_end
+        if ref is None:
+            ref = self.first_seen
         if self.active:
             ref = max(ref, max(self.active.values()))
         return ref

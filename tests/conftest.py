@@ -1,0 +1,150 @@
+"""Shared fixtures: real agent processes on free 127.0.0.1 ports, estate files, spools."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+BOTWATCH = [sys.executable, "-m", "botwatch"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
+    """Poll until predicate() is truthy; the deadline only bounds a hang, it asserts no speed."""
+    end = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def http_post_json(url: str, payload, timeout: float = 10.0) -> tuple[int, dict]:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """{'name{labels}': value} for every sample line."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
+
+
+def write_estate(path: Path, bots_yaml: str, port: int, journal: Path | None = None, extra: str = "") -> Path:
+    journal = journal or path.parent / "journal.db"
+    path.write_text(textwrap.dedent(f"""\
+        agent:
+          listen: 127.0.0.1:{port}
+          journal: {journal}
+          sweep_interval: 1s
+        {extra}
+        bots:
+        """) + textwrap.indent(textwrap.dedent(bots_yaml), "  "), encoding="utf-8")
+    return path
+
+
+class AgentProcess:
+    """A real `botwatch agent` child process."""
+
+    def __init__(self, config: Path, port: int, env: dict | None = None):
+        self.config, self.port = config, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen | None = None
+        self.log = config.parent / f"agent-{port}.log"
+
+    def start(self) -> "AgentProcess":
+        self._logf = open(self.log, "ab")
+        self.proc = subprocess.Popen([*BOTWATCH, "agent", "--config", str(self.config)], env=self.env,
+                                     stdout=self._logf, stderr=subprocess.STDOUT)
+        wait_for(self._healthy, what=f"agent on {self.url} (log {self.log})")
+        return self
+
+    def _healthy(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"agent exited with {self.proc.returncode}: {self.log.read_text()}")
+        try:
+            return http_get(self.url + "/healthz", timeout=1)[0] == 200
+        except OSError:
+            return False
+
+    def metrics(self) -> dict[str, float]:
+        status, body = http_get(self.url + "/metrics")
+        assert status == 200
+        return parse_metrics(body.decode())
+
+    def kill(self, sig=signal.SIGKILL) -> int:
+        self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout=30)
+        self._logf.close()
+        return rc
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self._logf.close()
+
+
+@pytest.fixture
+def agents():
+    """Factory for agent processes; all are stopped at the end of the test."""
+    started: list[AgentProcess] = []
+
+    def make(config: Path, port: int, env: dict | None = None) -> AgentProcess:
+        a = AgentProcess(config, port, env)
+        started.append(a)
+        return a
+
+    yield make
+    for a in started:
+        a.stop()
+
+
+@pytest.fixture
+def run_env(tmp_path, monkeypatch):
+    """Environment for `botwatch run` children: a private spool, quick delivery give-up."""
+    env = {**os.environ, "BOTWATCH_SPOOL": str(tmp_path / "spool.db"), "BOTWATCH_DELIVERY_PATIENCE": "60"}
+    env.pop("BOTWATCH_CONFIG", None)
+    env.pop("BOTWATCH_AGENT_URL", None)
+    return env
