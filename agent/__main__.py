@@ -1,3 +1,5 @@
+import sys
+
 from botwatch.cli import main
 
-main()
+sys.exit(main())

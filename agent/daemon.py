@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import threading
 
@@ -49,8 +50,13 @@ def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None) -> int:
           f"{journal.count_runs()} run(s) on record; listening on http://{host}:{port}", file=sys.stderr, flush=True)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                                            lifespan="off", timeout_graceful_shutdown=5))
+    # uvicorn handles SIGINT/SIGTERM (stop accepting, finish requests in flight) and afterwards
+    # re-raises the signal into the handler that was installed before it: make that a no-op so
+    # the agent can close its journal and exit 0.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
     try:
-        server.run()  # handles SIGINT and SIGTERM: stops accepting, finishes requests in flight
+        server.run()
     finally:
         sweeper.stopped.set()
         sweeper.join(timeout=5)

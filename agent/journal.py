@@ -71,6 +71,7 @@ class Flip:
 class Journal:
     def __init__(self, path: str | Path, *, readonly: bool = False, busy_timeout_ms: int = 10000):
         self.path = Path(path)
+        self.readonly = readonly
         self._lock = threading.RLock()
         try:
             if readonly:

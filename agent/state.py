@@ -182,9 +182,10 @@ class EstateState:
             self.bots[cfg.name] = BotRuntime(cfg=cfg, first_seen=first_seen.get(cfg.name, now))
         if not self.journal:
             return
-        with self.journal.transaction() as j:
-            for name in self.bots:
-                j.ensure_bot(name, now)
+        if not self.journal.readonly:
+            with self.journal.transaction() as j:
+                for name in self.bots:
+                    j.ensure_bot(name, now)
         for run in self.journal.iter_runs():
             bot = self.bots.get(run.bot)
             if bot is not None:  # runs of bots since removed from the estate stay in the journal
