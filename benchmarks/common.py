@@ -1,0 +1,228 @@
+"""Shared pieces of the benchmark suite: statistics, the result format, machine facts, tables.
+
+A benchmark produces a list of *figures*. Each figure compares a measured value with a
+reference measured in the same process, interleaved with it, over several runs:
+
+    runs       -- each run interleaves `reps` repetitions of the measured thing and of its
+                  reference and keeps the median of each; the run's ratio is measured/reference
+    figure     -- median over the runs, with the spread (min-max and IQR) over the runs
+
+A missed goal is reported as MISSED; nothing here hides or drops a figure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+
+
+# -- statistics --------------------------------------------------------------------------------
+
+def summary(values: list[float]) -> dict:
+    """Median, min, max and interquartile range of `values` (at least one value)."""
+    vals = sorted(values)
+    if len(vals) >= 2:
+        q1, _, q3 = statistics.quantiles(vals, n=4, method="inclusive")
+    else:
+        q1 = q3 = vals[0]
+    return {"median": statistics.median(vals), "min": vals[0], "max": vals[-1], "q1": q1, "q3": q3,
+            "n": len(vals), "values": list(values)}
+
+
+def figure(*, key: str, title: str, unit: str, measured_runs: list[float], reference_runs: list[float],
+           reference_title: str, goal: float, reps: int, samples: dict | None = None,
+           notes: list[str] | None = None, extra: dict | None = None) -> dict:
+    """One reported figure; ratio and verdict are computed per run, then summarised."""
+    if len(measured_runs) != len(reference_runs):
+        raise ValueError("measured and reference need the same number of runs")
+    ratios = [m / r for m, r in zip(measured_runs, reference_runs)]
+    ratio = summary(ratios)
+    return {
+        "key": key, "title": title, "unit": unit,
+        "measured": summary(measured_runs), "reference": summary(reference_runs),
+        "reference_title": reference_title, "ratio": ratio,
+        "goal": goal, "passed": ratio["median"] <= goal,
+        "runs": len(ratios), "reps_per_run": reps,
+        "samples": samples or {}, "notes": notes or [], "extra": extra or {},
+    }
+
+
+def interleaved(order_names: list[str], reps: int, measure: dict, before=None) -> dict[str, list[float]]:
+    """`reps` rounds of every callable in `measure`, in a rotating order (no position bias)."""
+    out: dict[str, list[float]] = {name: [] for name in order_names}
+    n = len(order_names)
+    for i in range(reps):
+        k = i % n
+        for name in order_names[k:] + order_names[:k]:
+            if before is not None:
+                before()
+            out[name].append(measure[name]())
+    return out
+
+
+# -- machine -----------------------------------------------------------------------------------
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    if sys.platform == "darwin":
+        try:
+            return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _os_name() -> str:
+    pretty = None
+    try:
+        with open("/etc/os-release", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    pretty = line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    kernel = f"{platform.system()} {platform.release()} {platform.machine()}"
+    return f"{pretty} ({kernel})" if pretty else kernel
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _git_commit() -> str:
+    try:
+        rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return rev + (" (with uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def fs_type(path: str) -> str:
+    """File system of `path` (the spool's fsync cost depends on it)."""
+    try:
+        import psutil
+
+        best = None
+        real = os.path.realpath(path)
+        for part in psutil.disk_partitions(all=True):
+            mp = part.mountpoint
+            if real == mp or real.startswith(mp.rstrip(os.sep) + os.sep):
+                if best is None or len(mp) > len(best.mountpoint):
+                    best = part
+        return best.fstype if best else "unknown"
+    except Exception:
+        return "unknown"
+
+
+def machine() -> dict:
+    try:
+        import psutil
+
+        physical = psutil.cpu_count(logical=False)
+    except Exception:
+        physical = None
+    import tempfile
+
+    tmp = tempfile.gettempdir()
+    return {
+        "cpu": _cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "physical_cores": physical,
+        "os": _os_name(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "python_executable": sys.executable,
+        "packages": {d: _version(d) for d in ("prometheus-client", "psutil", "botwatch")},
+        "commit": _git_commit(),
+        "temp_dir": f"{tmp} ({fs_type(tmp)})",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+def fmt(value: float, unit: str) -> str:
+    if unit == "ms":
+        return f"{value:.1f} ms" if value >= 10 else f"{value:.2f} ms"
+    if unit == "x":
+        return f"{value:.2f}x"
+    return f"{value:.3g} {unit}"
+
+
+def spread(s: dict, unit: str) -> str:
+    return f"{fmt(s['median'], unit)} ({fmt(s['min'], unit)}–{fmt(s['max'], unit)})"
+
+
+def results_table(figures: list[dict]) -> list[str]:
+    lines = [
+        "| # | Figure | Measured | Reference | Ratio | Goal | Result |",
+        "|---|--------|----------|-----------|-------|------|--------|",
+    ]
+    for f in figures:
+        ref = f"{f['reference_title']}: {spread(f['reference'], f['unit'])}"
+        verdict = "PASS" if f["passed"] else "**MISSED**"
+        lines.append(
+            f"| {f['key']} | {f['title']} | {spread(f['measured'], f['unit'])} | {ref} | "
+            f"{spread(f['ratio'], 'x')} | ≤ {f['goal']:g}x | {verdict} |")
+    return lines
+
+
+def runs_line(figures: list[dict]) -> str:
+    parts = [f"{f['key']}: {f['runs']} runs × {f['reps_per_run']} interleaved repetitions" for f in figures]
+    return "; ".join(parts)
+
+
+def machine_lines(m: dict) -> list[str]:
+    cores = f"{m['logical_cores']} logical"
+    if m.get("physical_cores"):
+        cores += f", {m['physical_cores']} physical"
+    pk = m["packages"]
+    return [
+        f"- CPU: {m['cpu']} ({cores} cores)",
+        f"- OS: {m['os']}",
+        f"- Python: {m['python']}",
+        f"- Packages: prometheus-client {pk['prometheus-client']}, psutil {pk['psutil']}, "
+        f"botwatch {pk['botwatch']} (commit {m['commit']})",
+        f"- Temporary directory (spool of benchmark 1): {m['temp_dir']}",
+        f"- Date: {m['date']}",
+    ]
+
+
+def write_json(name: str, data: dict) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
+    return path
+
+
+def standalone_report(result: dict) -> str:
+    """What a benchmark prints when run alone: its figures and notes."""
+    out = ["", *results_table(result["figures"]), ""]
+    for f in result["figures"]:
+        for note in f["notes"]:
+            out.append(f"- {f['key']}: {note}")
+    for line in result.get("details", []):
+        out.append(line)
+    return "\n".join(out)

@@ -1,0 +1,528 @@
+"""Integration tests of `botwatch run`, the command wrapper: real bot processes started through
+the real `botwatch` console script, each test with its own spool.
+
+The wrapper's promise: the bot's output and exit status pass through untouched, signals reach
+the bot's whole process tree, a timeout leaves no process of the tree behind, and the finished
+run is in the spool (classified, with a redacted output tail) before the wrapper exits.
+Monitoring problems are warnings; they never change the bot's result.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytestmark = pytest.mark.integration
+
+BOTS = Path(__file__).parent / "bots"
+BOTWATCH = Path(sys.executable).with_name("botwatch")
+PY = sys.executable
+WAIT = 20.0  # generous deadline for anything we poll for; never an assertion of speed
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+def wrapper_env(spool: Path | str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("BOTWATCH_CONFIG", "BOTWATCH_AGENT_URL", "BOTWATCH_DELIVERY_PATIENCE")}
+    env["BOTWATCH_SPOOL"] = str(spool)
+    env["BOTWATCH_NO_DELIVERY"] = "1"
+    env.update(extra)
+    return env
+
+
+def botwatch_run(tmp_path: Path, args: list[str], *, spool: Path | str | None = None,
+                 env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """`botwatch run ARGS` with the bot's output captured as bytes."""
+    return subprocess.run(
+        [str(BOTWATCH), "run", *args], cwd=tmp_path, capture_output=True, timeout=timeout,
+        env=env or wrapper_env(spool or tmp_path / "spool.db"))
+
+
+def run_bot(tmp_path: Path, cmd: list[str], *, bot: str = "b", options: list[str] = (), **kw):
+    return botwatch_run(tmp_path, ["--bot", bot, *options, "--", *cmd], **kw)
+
+
+def py(code: str) -> list[str]:
+    return [PY, "-c", code]
+
+
+def spool_rows(spool: Path, kind: str = "finish") -> list[dict]:
+    db = sqlite3.connect(spool)
+    try:
+        rows = db.execute(
+            "SELECT bot, run_id, agent_url, config, event, attempts, last_error FROM outbox "
+            "WHERE kind = ? ORDER BY seq", (kind,)).fetchall()
+    finally:
+        db.close()
+    return [{"bot": r[0], "run_id": r[1], "agent_url": r[2], "config": r[3], "event": json.loads(r[4]),
+             "attempts": r[5], "last_error": r[6]} for r in rows]
+
+
+def finished_run(spool: Path) -> dict:
+    """The event of the only finished run in the spool."""
+    rows = spool_rows(spool)
+    assert len(rows) == 1, f"expected exactly one finished run, found {rows}"
+    event = rows[0]["event"]
+    assert event["type"] == "run_finished" and event["source"] == "wrapper"
+    assert event["run_id"] == rows[0]["run_id"] and event["bot"] == rows[0]["bot"]
+    return event
+
+
+def spool_bytes(spool: Path) -> bytes:
+    """The raw bytes of the spool database and its WAL and shared-memory files."""
+    return b"".join(p.read_bytes() for p in (spool, Path(f"{spool}-wal"), Path(f"{spool}-shm")) if p.exists())
+
+
+def wait_for(condition, what: str, timeout: float = WAIT, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(interval)
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie waiting to be reaped has ended)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- exit status ------------------------------------------------------------------------------
+
+def test_exit_status_passes_through_for_every_value_and_only_zero_is_a_success(tmp_path):
+    spool = tmp_path / "spool.db"
+
+    def one(status: int) -> tuple[int, int]:
+        return status, run_bot(tmp_path, ["sh", "-c", f"exit {status}"], bot=f"exit-{status}", spool=spool).returncode
+
+    with ThreadPoolExecutor(4) as pool:
+        results = dict(pool.map(one, range(256)))
+    assert results == {status: status for status in range(256)}
+
+    rows = spool_rows(spool)
+    assert sorted(r["bot"] for r in rows) == sorted(f"exit-{s}" for s in range(256))
+    for row in rows:
+        status, event = int(row["bot"].removeprefix("exit-")), row["event"]
+        assert event["exit_status"] == status, row
+        assert "signal" not in event, row  # `exit 139` is a status, not a death by SIGSEGV
+        assert event["timed_out"] == 0
+        if status == 0:
+            assert event["outcome"] == "success" and "reason" not in event, row
+        else:
+            assert event["outcome"] == "failure" and event["reason"] == "unknown", row
+
+
+def test_exit_status_passes_through_when_started_as_python_module(tmp_path):
+    proc = subprocess.run([PY, "-m", "botwatch", "run", "--bot", "b", "--", "sh", "-c", "exit 5"],
+                          cwd=tmp_path, capture_output=True, timeout=60, env=wrapper_env(tmp_path / "spool.db"))
+    assert finished_run(tmp_path / "spool.db")["exit_status"] == 5
+    assert proc.returncode == 5, proc.stderr
+
+
+def test_successful_run_is_recorded_once_with_its_output_and_host(tmp_path):
+    proc = run_bot(tmp_path, ["sh", "-c", "echo all good"])
+    assert proc.returncode == 0
+    assert proc.stdout == b"all good\n" and proc.stderr == b""
+    event = finished_run(tmp_path / "spool.db")
+    assert event["outcome"] == "success" and event["exit_status"] == 0
+    assert event["output_tail"] == "all good\n"
+    assert event["host"] == os.uname().nodename
+    assert event["started"] <= event["ended"]
+    assert spool_rows(tmp_path / "spool.db", "start") == []  # a short run is reported once, at its end
+
+
+def test_failure_text_in_a_successful_run_does_not_make_it_a_failure(tmp_path):
+    proc = run_bot(tmp_path, py("print('Logon failed for user svc_bot (retrying: ok)')"))
+    assert proc.returncode == 0
+    event = finished_run(tmp_path / "spool.db")
+    assert event["outcome"] == "success" and "reason" not in event
+
+
+# -- death by signal --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sig, reason", [
+    (signal.SIGKILL, "killed"),
+    (signal.SIGTERM, "killed"),
+    (signal.SIGINT, "killed"),
+    (signal.SIGHUP, "killed"),
+    (signal.SIGUSR1, "killed"),
+    (signal.SIGSEGV, "crash"),
+    (signal.SIGABRT, "crash"),
+], ids=lambda v: v.name if isinstance(v, signal.Signals) else v)
+def test_bot_killed_by_a_signal_makes_the_wrapper_exit_128_plus_the_signal(tmp_path, sig, reason):
+    proc = run_bot(tmp_path, ["sh", "-c", f"ulimit -c 0; echo before; kill -{int(sig)} $$; echo after"])
+    assert proc.returncode == 128 + sig
+    assert proc.stdout == b"before\n"
+    event = finished_run(tmp_path / "spool.db")
+    assert event["outcome"] == "failure"
+    assert event["exit_status"] == 128 + sig
+    assert event["signal"] == sig
+    assert event["reason"] == reason
+
+
+# -- signal forwarding ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_signal_sent_to_the_wrapper_reaches_the_bot_and_its_child(tmp_path, sig):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    proc = subprocess.Popen([str(BOTWATCH), "run", "--bot", "b", "--", PY, str(BOTS / "sigbot.py"), str(marks)],
+                            cwd=tmp_path, env=wrapper_env(tmp_path / "spool.db"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: (marks / "ready").exists() or proc.poll() is not None, "the bot to be ready")
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=WAIT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+    assert proc.returncode == 64 + sig, err  # the status the bot chose, not a death of the wrapper
+    got = sorted(p.name for p in marks.iterdir() if not p.name.startswith("."))
+    assert got == sorted(["ready", "child-ready", f"bot-{sig.name}", f"child-{sig.name}"])
+    bot_pid = int((marks / "ready").read_text())
+    child_pid = int((marks / f"child-{sig.name}").read_text())
+    assert int((marks / f"bot-{sig.name}").read_text()) == bot_pid
+    assert child_pid != bot_pid and child_pid != proc.pid
+    event = finished_run(tmp_path / "spool.db")
+    assert event["exit_status"] == 64 + sig and "signal" not in event
+    assert event["outcome"] == "failure"
+
+
+# -- timeout ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("grandchild", ["in_the_bots_process_group", "in_its_own_session"])
+def test_timeout_ends_the_whole_process_tree_including_a_grandchild_that_ignores_sigterm(tmp_path, grandchild):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    cmd = [PY, str(BOTS / "treebot.py"), str(pids), *(["--setsid"] if grandchild == "in_its_own_session" else [])]
+    proc = subprocess.Popen([str(BOTWATCH), "run", "--bot", "b", "--timeout", "2s", "--kill-grace", "1s", "--", *cmd],
+                            cwd=tmp_path, env=wrapper_env(tmp_path / "spool.db"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    tree: dict[str, int] = {}
+    try:
+        wait_for(lambda: all((pids / f"{r}.pid").exists() for r in ("bot", "child", "grandchild"))
+                 or proc.poll() is not None, "the bot's process tree to start")
+        tree = {r: int((pids / f"{r}.pid").read_text()) for r in ("bot", "child", "grandchild")}
+        assert len(set(tree.values())) == 3
+        out, err = proc.communicate(timeout=WAIT)
+        assert proc.returncode == 124, err
+        assert b"timeout" in err
+
+        event = finished_run(tmp_path / "spool.db")
+        assert event["reason"] == "timeout"
+        assert event["timed_out"] == 1
+        assert event["outcome"] == "failure"
+
+        deadline = time.monotonic() + 5
+        while any(running(pid) for pid in tree.values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        survivors = {role: pid for role, pid in tree.items() if running(pid)}
+        assert survivors == {}, f"left alive after the timeout: {survivors}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        for pid in tree.values():  # never leave a stray process behind, whatever the outcome
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def test_bot_that_ends_before_its_timeout_keeps_its_own_exit_status(tmp_path):
+    proc = run_bot(tmp_path, ["sh", "-c", "exit 3"], options=["--timeout", "30s"])
+    assert proc.returncode == 3
+    event = finished_run(tmp_path / "spool.db")
+    assert event["timed_out"] == 0 and event["reason"] == "unknown"
+
+
+# -- output passthrough -----------------------------------------------------------------------
+
+def test_binary_output_passes_through_byte_for_byte_on_each_stream(tmp_path):
+    special = b"\x00\r\n\r\xff\xfe\xc3\x28\xa0\xa1\xe2\x82\xf0\x28\x8c\xbc\xed\xa0\x80\x1b[31m\x00"
+    out = special + random.Random(1).randbytes(300_000) + special + b"\r"
+    err = special[::-1] + random.Random(2).randbytes(290_000) + b"\x00"
+    (tmp_path / "out.bin").write_bytes(out)
+    (tmp_path / "err.bin").write_bytes(err)
+    proc = run_bot(tmp_path, [PY, str(BOTS / "outbot.py"), "bytes", str(tmp_path / "out.bin"),
+                              str(tmp_path / "err.bin")])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(proc.stdout) == len(out) and proc.stdout == out
+    assert len(proc.stderr) == len(err) and proc.stderr == err
+    assert finished_run(tmp_path / "spool.db")["outcome"] == "success"
+
+
+def test_interleaved_lines_arrive_in_order_within_each_stream(tmp_path):
+    n = 2000
+    proc = run_bot(tmp_path, [PY, str(BOTS / "outbot.py"), "lines", str(n)])
+    assert proc.returncode == 0
+    assert proc.stdout.decode().splitlines() == [f"out {i}" for i in range(n)]
+    assert proc.stderr.decode().splitlines() == [f"err {i}" for i in range(n)]
+
+
+# -- output tail and redaction ----------------------------------------------------------------
+
+def test_output_tail_holds_the_last_4096_characters_of_the_output(tmp_path):
+    code = "import sys\nfor i in range(3000): sys.stdout.write(f'line {i:05d}\\n')\nprint('the end'); sys.exit(2)"
+    proc = run_bot(tmp_path, py(code))
+    assert proc.returncode == 2
+    full = proc.stdout.decode()
+    tail = finished_run(tmp_path / "spool.db")["output_tail"]
+    assert len(tail) == 4096
+    assert tail == full[-4096:]
+    assert tail.endswith("line 02999\nthe end\n")
+    assert "line 00000" not in tail
+
+
+def test_output_tail_of_undecodable_bytes_is_still_recorded(tmp_path):
+    proc = run_bot(tmp_path, py("import os, sys; os.write(1, b'bad \\xff\\xfe bytes\\n'); sys.exit(1)"))
+    assert proc.returncode == 1
+    assert proc.stdout == b"bad \xff\xfe bytes\n"
+    assert finished_run(tmp_path / "spool.db")["output_tail"] == "bad \ufffd\ufffd bytes\n"
+
+
+def test_secrets_in_the_output_are_redacted_and_never_reach_the_spool_file(tmp_path):
+    code = (
+        "import sys\n"
+        "sys.stderr.write('connecting with api_key=sk-live-7f3a9c2e1d\\n'); sys.stderr.flush()\n"
+        "print('login: user=bot password=hunter2')\n"
+        "print('GET /invoices Authorization: Bearer abcdef123456789')\n"
+        "print('proxy https://svc:pr0xyPa55@proxy.example:8080')\n"
+        "print('tail-marker-7b1e'); sys.exit(1)\n"
+    )
+    proc = run_bot(tmp_path, py(code))
+    assert proc.returncode == 1
+    # the bot's own output is never altered
+    assert b"password=hunter2" in proc.stdout and b"Bearer abcdef123456789" in proc.stdout
+    assert b"api_key=sk-live-7f3a9c2e1d" in proc.stderr
+
+    spool = tmp_path / "spool.db"
+    raw = spool_bytes(spool)
+    assert b"tail-marker-7b1e" in raw  # the tail is in these bytes ...
+    for secret in (b"hunter2", b"abcdef123456789", b"sk-live-7f3a9c2e1d", b"pr0xyPa55"):
+        assert secret not in raw, secret  # ... and the secrets are not
+    tail = finished_run(spool)["output_tail"]
+    assert "password=[REDACTED]" in tail
+    assert "Authorization: Bearer [REDACTED]" in tail
+    assert "api_key=[REDACTED]" in tail
+    assert "https://svc:[REDACTED]@proxy.example:8080" in tail
+    assert tail.endswith("tail-marker-7b1e\n")
+
+
+# -- classification ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("reason, code", [
+    ("ui_drift", "print('UiPath.Core.Activities.SelectorNotFoundException: Cannot find the UI element "
+                 "corresponding to this selector: <wnd app=\\'erp.exe\\' />')"),
+    ("credentials", "print(\"Logon failed for user 'svc_invoices'.\", file=sys.stderr)"),
+    ("crash", "raise RuntimeError('the invoice portal went away')"),
+    ("data", "print('could not parse the input: JSONDecodeError at line 3')"),
+    ("unknown", "print('step 4 of 7 did not complete')"),
+])
+def test_failed_run_is_classified_from_its_output(tmp_path, reason, code):
+    proc = run_bot(tmp_path, py(f"import sys\n{code}\nsys.exit(1)"))
+    assert proc.returncode == 1
+    event = finished_run(tmp_path / "spool.db")
+    assert event["outcome"] == "failure"
+    assert event["reason"] == reason, event["output_tail"]
+
+
+def test_python_traceback_is_a_crash_with_the_traceback_in_the_tail(tmp_path):
+    proc = run_bot(tmp_path, py("def step():\n    raise KeyError('vendor')\nstep()"))
+    assert proc.returncode == 1
+    assert b"Traceback (most recent call last):" in proc.stderr
+    event = finished_run(tmp_path / "spool.db")
+    assert event["reason"] == "crash"
+    assert "KeyError: 'vendor'" in event["output_tail"]
+
+
+def test_estate_failure_patterns_given_with_config_classify_the_run(tmp_path):
+    estate = tmp_path / "estate.yaml"
+    estate.write_text('bots: [{name: b}]\n'
+                      'failure_patterns: [{reason: business, contains: "Invoice already booked"}]\n')
+    cmd = py("import sys; print('Invoice already booked: INV-2291'); sys.exit(1)")
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    assert run_bot(plain, cmd).returncode == 1
+    assert finished_run(plain / "spool.db")["reason"] == "unknown"
+
+    proc = run_bot(tmp_path, cmd, options=["--config", str(estate)])
+    assert proc.returncode == 1
+    assert proc.stderr == b""
+    rows = spool_rows(tmp_path / "spool.db")
+    assert rows[0]["config"] == str(estate.resolve())
+    assert finished_run(tmp_path / "spool.db")["reason"] == "business"
+
+
+def test_estate_file_from_botwatch_config_env_is_used_too(tmp_path):
+    estate = tmp_path / "estate.yaml"
+    estate.write_text('bots: [{name: b}]\n'
+                      'failure_patterns: [{reason: business, regex: "Invoice \\\\d+ already booked"}]\n')
+    env = wrapper_env(tmp_path / "spool.db", BOTWATCH_CONFIG=str(estate))
+    proc = run_bot(tmp_path, py("import sys; print('Invoice 2291 already booked'); sys.exit(1)"), env=env)
+    assert proc.returncode == 1
+    assert finished_run(tmp_path / "spool.db")["reason"] == "business"
+
+
+# -- monitoring problems never change the bot's result ----------------------------------------
+
+BOT_OUT, BOT_ERR, BOT_STATUS = b"report written\n", b"2 rows skipped\n", 4
+TALKING_BOT = ["sh", "-c", "echo 'report written'; echo '2 rows skipped' >&2; exit 4"]
+
+
+@pytest.mark.parametrize("where", ["under_a_regular_file", "in_a_read_only_filesystem", "in_a_file_that_is_not_a_database"])
+def test_unusable_spool_leaves_the_bots_output_and_exit_status_unchanged(tmp_path, where):
+    if where == "under_a_regular_file":
+        (tmp_path / "plain-file").write_text("not a directory\n")
+        spool = tmp_path / "plain-file" / "botwatch" / "spool.db"
+    elif where == "in_a_read_only_filesystem":
+        if not os.path.isdir("/proc/self"):
+            pytest.skip("needs procfs, a file system where nobody (root included) can create a file")
+        spool = Path(f"/proc/botwatch-test-{os.getpid()}.db")
+    else:
+        spool = tmp_path / "spool.db"
+        spool.write_bytes(b"this is no SQLite database\n" * 200)
+    proc = run_bot(tmp_path, TALKING_BOT, spool=spool)
+    assert proc.returncode == BOT_STATUS
+    assert proc.stdout == BOT_OUT
+    assert proc.stderr.startswith(BOT_ERR)
+    warning = proc.stderr[len(BOT_ERR):].decode()
+    assert warning.startswith("botwatch: warning:")
+    assert "spool" in warning and str(spool) in warning
+
+
+@pytest.mark.parametrize("content", ["bots: [\n", "bots: [{name: 'Not A Valid Name!'}]\n", "agent: {listen: 7}\nbots: []\n"],
+                         ids=["yaml_syntax_error", "invalid_bot_name", "invalid_listen"])
+def test_invalid_estate_file_gives_a_warning_and_the_bots_exit_status(tmp_path, content):
+    estate = tmp_path / "estate.yaml"
+    estate.write_text(content)
+    cmd = ["sh", "-c", "echo 'Logon failed for user svc'; exit 9"]
+    proc = run_bot(tmp_path, cmd, options=["--config", str(estate)])
+    assert proc.returncode == 9
+    assert proc.stdout == b"Logon failed for user svc\n"
+    assert b"botwatch: warning:" in proc.stderr and str(estate).encode() in proc.stderr
+    event = finished_run(tmp_path / "spool.db")
+    assert event["exit_status"] == 9
+    assert event["reason"] == "credentials"  # the built-in patterns still apply
+
+
+def test_estate_file_that_does_not_exist_is_ignored(tmp_path):
+    proc = run_bot(tmp_path, TALKING_BOT, options=["--config", str(tmp_path / "missing.yaml")])
+    assert (proc.returncode, proc.stdout, proc.stderr) == (BOT_STATUS, BOT_OUT, BOT_ERR)
+    assert finished_run(tmp_path / "spool.db")["exit_status"] == BOT_STATUS
+
+
+def test_agent_on_a_closed_port_leaves_the_exit_status_unchanged_and_the_run_spooled(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}"
+    spool = tmp_path / "spool.db"
+    env = wrapper_env(spool, BOTWATCH_DELIVERY_PATIENCE="0")
+    del env["BOTWATCH_NO_DELIVERY"]  # let the wrapper start its deliverer against the dead agent
+    proc = run_bot(tmp_path, TALKING_BOT, options=["--agent", url], env=env)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (BOT_STATUS, BOT_OUT, BOT_ERR)
+
+    # the deliverer tries the agent, fails, and leaves the run in the spool for later
+    row = wait_for(lambda: next((r for r in spool_rows(spool) if r["last_error"]), None),
+                   "the deliverer to try the closed port")
+    assert row["agent_url"] == url
+    assert row["attempts"] >= 1
+    assert row["event"]["exit_status"] == BOT_STATUS
+
+    def deliverer_done() -> bool:  # it holds the spool's lock while it runs
+        with open(f"{spool}.lock", "a+b") as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return False
+            return True
+
+    wait_for(deliverer_done, "the deliverer to give up")
+    assert len(spool_rows(spool)) == 1
+
+
+# -- commands that cannot run, usage errors ---------------------------------------------------
+
+def test_command_that_does_not_exist_exits_127_and_is_recorded_as_a_failed_run(tmp_path):
+    proc = run_bot(tmp_path, ["no-such-bot-command-5f1c", "--flag"])
+    assert proc.returncode == 127
+    assert proc.stdout == b""
+    assert b"no-such-bot-command-5f1c" in proc.stderr
+    event = finished_run(tmp_path / "spool.db")
+    assert event["outcome"] == "failure"
+    assert event["exit_status"] == 127
+    assert "no-such-bot-command-5f1c" in event["output_tail"]
+
+
+def test_command_that_is_not_executable_exits_126_and_is_recorded_as_a_failed_run(tmp_path):
+    script = tmp_path / "bot.sh"
+    script.write_text("#!/bin/sh\necho never\n")
+    script.chmod(0o644)
+    proc = run_bot(tmp_path, [str(script)])
+    assert proc.returncode == 126
+    assert proc.stdout == b""
+    event = finished_run(tmp_path / "spool.db")
+    assert event["outcome"] == "failure" and event["exit_status"] == 126
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--", "touch", "ran"], b"--bot"),
+    (["--bot", "b"], b"no command given"),
+    (["--bot", "b", "--"], b"no command given"),
+    (["--bot", "b", "--timeout", "soon", "--", "touch", "ran"], b"--timeout"),
+    (["--bot", "b", "--kill-grace", "-1", "--", "touch", "ran"], b"--kill-grace"),
+    (["--bot", "b", "--retries", "3", "--", "touch", "ran"], b"--retries"),
+    (["--bot"], b"--bot"),
+], ids=["missing_bot", "no_command", "nothing_after_dashes", "bad_timeout", "bad_kill_grace", "unknown_option",
+        "bot_without_value"])
+def test_usage_error_exits_2_with_a_message_and_runs_nothing(tmp_path, args, message):
+    proc = botwatch_run(tmp_path, args)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert proc.stdout == b""
+    assert not (tmp_path / "ran").exists()
+    assert not (tmp_path / "spool.db").exists()
+
+
+def test_run_help_prints_help_and_exits_0(tmp_path):
+    proc = botwatch_run(tmp_path, ["--help"])
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.decode()
+    assert "Usage: botwatch run" in out
+    for option in ("--bot", "--timeout", "--kill-grace", "--config", "--agent"):
+        assert option in out
+    assert not (tmp_path / "spool.db").exists()
+
+
+def test_help_flag_after_the_dashes_belongs_to_the_bot(tmp_path):
+    proc = run_bot(tmp_path, ["sh", "-c", 'echo "bot got $1"', "sh", "--help"])
+    assert proc.returncode == 0
+    assert proc.stdout == b"bot got --help\n"
+    assert finished_run(tmp_path / "spool.db")["outcome"] == "success"
