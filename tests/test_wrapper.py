@@ -230,6 +230,7 @@ def test_timeout_ends_the_whole_process_tree_including_a_grandchild_that_ignores
     try:
         wait_for(lambda: all((pids / f"{r}.pid").exists() for r in ("bot", "child", "grandchild"))
                  or proc.poll() is not None, "the bot's process tree to start")
+        assert proc.poll() is None, proc.communicate()
         tree = {r: int((pids / f"{r}.pid").read_text()) for r in ("bot", "child", "grandchild")}
         assert len(set(tree.values())) == 3
         out, err = proc.communicate(timeout=WAIT)
@@ -334,7 +335,7 @@ def test_secrets_in_the_output_are_redacted_and_never_reach_the_spool_file(tmp_p
     assert "Authorization: Bearer [REDACTED]" in tail
     assert "api_key=[REDACTED]" in tail
     assert "https://svc:[REDACTED]@proxy.example:8080" in tail
-    assert tail.endswith("tail-marker-7b1e\n")
+    assert "tail-marker-7b1e\n" in tail
 
 
 # -- classification ---------------------------------------------------------------------------
@@ -379,7 +380,7 @@ def test_estate_failure_patterns_given_with_config_classify_the_run(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr == b""
     rows = spool_rows(tmp_path / "spool.db")
-    assert rows[0]["config"] == str(estate.resolve())
+    assert rows[0]["config"] == os.path.abspath(estate)
     assert finished_run(tmp_path / "spool.db")["reason"] == "business"
 
 
