@@ -114,7 +114,7 @@ class Sampler:
         self.peak_rss = 0
         self.last_rss = 0
         self.processes = 0
-        self.descendants: list[int] = []
+        self.descendants: list = []  # psutil.Process objects: signalling them checks for pid reuse
 
     def sample(self) -> None:
         try:
@@ -134,7 +134,7 @@ class Sampler:
                     alive += 1
             except Exception:
                 continue
-        self.descendants = [p.pid for p in procs[1:]]
+        self.descendants = procs[1:]
         self.last_rss, self.processes = rss, alive
         self.peak_rss = max(self.peak_rss, rss)
 
@@ -203,8 +203,10 @@ def run(opts: dict) -> int:
         child.pump(sink, max(0.0, min(wake) - now))
         now = time.time()
         if child.exited:
-            if kill_at is not None and child.group_alive():
-                child.kill_tree(sampler.descendants)  # timeout: leave no orphan behind
+            if kill_at is not None:
+                # timed out and the bot itself is gone: whatever it left behind (in its group or
+                # escaped with setsid) got TERM already and now gets KILL, so no orphan remains
+                child.kill_tree(sampler.descendants)
                 kill_at = None
             continue
         if now >= next_sample:
@@ -239,7 +241,7 @@ def run(opts: dict) -> int:
             child.kill_tree(sampler.descendants)
             kill_at = None
 
-    if timed_out and child.group_alive():
+    if timed_out:
         child.kill_tree(sampler.descendants)
     child.close_output()
     ended = time.time()
@@ -262,7 +264,10 @@ def _record_finished(spool, bot, run_id, started, ended, code, sig, timed_out, o
     if output:
         from .redact import redact
 
-        stored = redact(output[-STORED_TAIL_CHARS * 2:])[-STORED_TAIL_CHARS:]
+        window = output[-STORED_TAIL_CHARS * 2:]
+        if len(output) > len(window):
+            window = window.partition("\n")[2]  # a cut line could hold a secret the rules no longer see
+        stored = redact(window)[-STORED_TAIL_CHARS:]
     if outcome == "failure":
         reason = _classify(config, code, sig, timed_out, output)
     if spool is None:

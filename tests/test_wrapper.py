@@ -216,13 +216,34 @@ def test_signal_sent_to_the_wrapper_reaches_the_bot_and_its_child(tmp_path, sig)
     assert event["outcome"] == "failure"
 
 
+def test_signal_sent_to_the_wrapper_ends_a_bot_that_does_not_trap_it(tmp_path):
+    proc = subprocess.Popen([str(BOTWATCH), "run", "--bot", "b", "--", "sh", "-c", "touch ready; exec sleep 60"],
+                            cwd=tmp_path, env=wrapper_env(tmp_path / "spool.db"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: (tmp_path / "ready").exists() or proc.poll() is not None, "the bot to be ready")
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=WAIT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 128 + signal.SIGTERM
+    event = finished_run(tmp_path / "spool.db")
+    assert event["signal"] == signal.SIGTERM and event["reason"] == "killed"
+
+
 # -- timeout ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("grandchild", ["in_the_bots_process_group", "in_its_own_session"])
+@pytest.mark.parametrize("grandchild", ["in_the_bots_process_group", "in_a_session_its_parent_started"])
 def test_timeout_ends_the_whole_process_tree_including_a_grandchild_that_ignores_sigterm(tmp_path, grandchild):
+    """In the second case the bot's child has left the bot's session (setsid) and ignores SIGTERM
+    too: the bot is then the only process of its group, and the rest of the tree can only be
+    reached through the descendants the wrapper saw."""
     pids = tmp_path / "pids"
     pids.mkdir()
-    cmd = [PY, str(BOTS / "treebot.py"), str(pids), *(["--setsid"] if grandchild == "in_its_own_session" else [])]
+    setsid = grandchild == "in_a_session_its_parent_started"
+    cmd = [PY, str(BOTS / "treebot.py"), str(pids), *(["--setsid"] if setsid else [])]
     proc = subprocess.Popen([str(BOTWATCH), "run", "--bot", "b", "--timeout", "2s", "--kill-grace", "1s", "--", *cmd],
                             cwd=tmp_path, env=wrapper_env(tmp_path / "spool.db"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -241,6 +262,8 @@ def test_timeout_ends_the_whole_process_tree_including_a_grandchild_that_ignores
         assert event["reason"] == "timeout"
         assert event["timed_out"] == 1
         assert event["outcome"] == "failure"
+        # a run that outlives the first second is also reported when it starts
+        assert [r["run_id"] for r in spool_rows(tmp_path / "spool.db", "start")] == [event["run_id"]]
 
         deadline = time.monotonic() + 5
         while any(running(pid) for pid in tree.values()) and time.monotonic() < deadline:
@@ -279,6 +302,22 @@ def test_binary_output_passes_through_byte_for_byte_on_each_stream(tmp_path):
     assert len(proc.stdout) == len(out) and proc.stdout == out
     assert len(proc.stderr) == len(err) and proc.stderr == err
     assert finished_run(tmp_path / "spool.db")["outcome"] == "success"
+
+
+def test_background_process_holding_the_output_open_does_not_hold_up_the_wrapper(tmp_path):
+    bg = tmp_path / "bg.pid"
+    try:
+        # deadline well below the background process's 60 s: the wrapper must not wait for it
+        proc = run_bot(tmp_path, ["sh", "-c", f"sleep 60 & echo $! > {bg}; echo done; exit 6"], timeout=WAIT)
+        assert proc.returncode == 6
+        assert proc.stdout == b"done\n"
+        assert finished_run(tmp_path / "spool.db")["exit_status"] == 6
+    finally:
+        if bg.exists():
+            try:
+                os.kill(int(bg.read_text()), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
 
 
 def test_interleaved_lines_arrive_in_order_within_each_stream(tmp_path):
@@ -336,6 +375,26 @@ def test_secrets_in_the_output_are_redacted_and_never_reach_the_spool_file(tmp_p
     assert "api_key=[REDACTED]" in tail
     assert "https://svc:[REDACTED]@proxy.example:8080" in tail
     assert "tail-marker-7b1e\n" in tail
+
+
+def test_long_bearer_tokens_in_a_verbose_log_never_reach_the_spool_file(tmp_path):
+    """A debug log full of long tokens (JWTs run to kilobytes): every one of them is a secret,
+    including the one the tail window happens to cut through."""
+    rng = random.Random(7)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    tokens = ["eyJ" + "".join(rng.choice(alphabet) for _ in range(1500)) for _ in range(12)]
+    (tmp_path / "log.txt").write_text("".join(f"GET /api/items Authorization: Bearer {t}\n" for t in tokens))
+    proc = run_bot(tmp_path, ["sh", "-c", "cat log.txt; exit 1"])
+    assert proc.returncode == 1
+    assert proc.stdout == (tmp_path / "log.txt").read_bytes()
+
+    raw = spool_bytes(tmp_path / "spool.db").decode("latin-1")
+    tail = finished_run(tmp_path / "spool.db")["output_tail"]
+    assert tail.endswith("Authorization: Bearer [REDACTED]\n")
+    for token in tokens:
+        pieces = {token[i:i + 24] for i in range(0, len(token) - 24, 12)}
+        leaked = [p for p in pieces if p in raw]
+        assert not leaked, f"{len(leaked)} piece(s) of a token are in the spool file, e.g. {leaked[0]!r}"
 
 
 # -- classification ---------------------------------------------------------------------------

@@ -120,18 +120,20 @@ class Child:
         except (ProcessLookupError, PermissionError):
             pass
 
-    def terminate_tree(self, descendants: list[int]) -> None:
+    def terminate_tree(self, descendants: list) -> None:
         self._signal_tree(signal.SIGTERM, descendants)
 
-    def kill_tree(self, descendants: list[int]) -> None:
+    def kill_tree(self, descendants: list) -> None:
         self._signal_tree(signal.SIGKILL, descendants)
 
-    def _signal_tree(self, sig: int, descendants: list[int]) -> None:
+    def _signal_tree(self, sig: int, descendants: list) -> None:
+        """Signal the group, then every descendant seen (some leave the group with setsid);
+        descendants are psutil.Process objects, which refuse to signal a reused pid."""
         self.forward(sig)
-        for pid in descendants:  # processes that left the group (setsid, double fork)
+        for proc in descendants:
             try:
-                os.kill(pid, sig)
-            except (ProcessLookupError, PermissionError):
+                proc.send_signal(sig)
+            except Exception:
                 pass
 
     def group_alive(self) -> bool:

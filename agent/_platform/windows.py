@@ -73,9 +73,13 @@ class Child:
     def kill_tree(self, descendants):
         import psutil
 
-        for pid in [self.pid, *descendants]:
+        try:
+            procs = [psutil.Process(self.pid), *descendants]
+        except psutil.Error:
+            procs = list(descendants)
+        for proc in procs:
             try:
-                psutil.Process(pid).kill()
+                proc.kill()
             except psutil.Error:
                 pass
 

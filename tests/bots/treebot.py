@@ -3,7 +3,9 @@
     treebot.py DIR [--setsid]
 
 Each process writes its pid to DIR/<role>.pid (bot, child, grandchild). With --setsid the
-grandchild leaves the bot's process group and session first, as daemonising tools do.
+child leaves the bot's session and process group (as daemonising helpers do) and ignores
+SIGTERM too, so the bot is the only process left in its group; the grandchild follows the
+child into its new session.
 """
 
 import os
@@ -26,11 +28,11 @@ def main() -> None:
         if arg.startswith("--role="):
             role = arg.partition("=")[2]
     setsid = "--setsid" in sys.argv
-    if role == "grandchild":
-        if setsid:
-            os.setsid()
+    if role == "child" and setsid:
+        os.setsid()
+    if role == "grandchild" or (role == "child" and setsid):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    else:
+    if role != "grandchild":
         below = "child" if role == "bot" else "grandchild"
         subprocess.Popen([sys.executable, __file__, directory, f"--role={below}", *(["--setsid"] if setsid else [])])
     write_pid(directory, role)
