@@ -189,7 +189,7 @@ def run(opts: dict) -> int:
 
     while True:
         now = time.time()
-        wake = [next_sample]
+        wake = [next_sample] if start_reported else [next_sample, started + START_REPORT_AFTER]
         if deadline and not timed_out:
             wake.append(deadline)
         if kill_at:

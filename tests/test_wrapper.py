@@ -586,3 +586,17 @@ def test_help_flag_after_the_dashes_belongs_to_the_bot(tmp_path):
     assert proc.returncode == 0
     assert proc.stdout == b"bot got --help\n"
     assert finished_run(tmp_path / "spool.db")["outcome"] == "success"
+
+
+def test_cpu_and_peak_memory_of_the_whole_tree_are_sampled_and_recorded(tmp_path):
+    # the bot's child holds 80 MB and burns CPU; the bot itself idles: only a tree sample sees both
+    child = ("import time\nblock = bytearray(80 * 1024 * 1024)\nfor i in range(0, len(block), 4096): block[i] = 1\n"
+             "end = time.process_time() + 1.0\nwhile time.process_time() < end: pass\n")
+    code = f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {child!r}])\n"
+    result = run_bot(tmp_path, py(code))
+    assert result.returncode == 0, result.stderr
+    event = finished_run(tmp_path / "spool.db")
+    assert event["peak_rss_bytes"] >= 80 * 1024 * 1024
+    assert event["cpu_seconds"] >= 1.0
+    # a run of more than a second announces itself, so the agent can show it in progress
+    assert [r["event"]["run_id"] for r in spool_rows(tmp_path / "spool.db", "start")] == [event["run_id"]]
