@@ -8,7 +8,6 @@ are moved to the spool's `dead` table. Nothing here can affect a bot's exit stat
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -17,7 +16,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 from ._platform import lock_exclusive
 from .spool import Spool, default_spool_path
@@ -105,12 +103,10 @@ def deliver_once(spool: Spool, now: float | None = None) -> tuple[int, int]:
     return delivered, failed
 
 
-def run_deliverer(spool_path: str, patience: float) -> int:
+def run_deliverer(spool_path: str, patience: float, lock=None) -> int:
     """Deliver until the spool is empty or nothing succeeded for `patience` seconds."""
-    while True:
-        lock = lock_exclusive(spool_path + ".lock")
-        if lock is None:
-            return 0  # another deliverer is at work and will see our events
+    lock = lock or lock_exclusive(spool_path + ".lock")
+    while lock is not None:
         try:
             spool = Spool(spool_path)
             try:
@@ -128,6 +124,8 @@ def run_deliverer(spool_path: str, patience: float) -> int:
                 return 0
         finally:
             check.close()
+        lock = lock_exclusive(spool_path + ".lock")
+    return 0  # another deliverer is at work and will see our events
 
 
 def _deliver_until_empty(spool: Spool, patience: float) -> bool:
@@ -146,20 +144,20 @@ def _deliver_until_empty(spool: Spool, patience: float) -> bool:
     return True
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m botwatch.delivery", description=__doc__.splitlines()[0])
-    p.add_argument("--spool", default=default_spool_path())
-    p.add_argument("--patience", type=float, default=float(os.environ.get("BOTWATCH_DELIVERY_PATIENCE", "600")))
-    args = p.parse_args(argv)
-    logging.basicConfig(
-        filename=str(Path(args.spool).with_suffix(".log")), level=logging.INFO,
-        format="%(asctime)s %(process)d %(levelname)s %(message)s")
+def main(argv: list[str] | None = None, lock=None) -> int:
+    """`python -m botwatch.deliver [--spool PATH] [--patience SECONDS]` (started by the wrapper)."""
+    args = sys.argv[1:] if argv is None else argv
+    opts = {"--spool": default_spool_path(), "--patience": os.environ.get("BOTWATCH_DELIVERY_PATIENCE", "600")}
+    for flag, value in zip(args[::2], args[1::2]):
+        if flag not in opts:
+            print("usage: python -m botwatch.deliver [--spool PATH] [--patience SECONDS]", file=sys.stderr)
+            return 2
+        opts[flag] = value
+    spool_path = opts["--spool"]
+    logging.basicConfig(filename=os.path.splitext(spool_path)[0] + ".log", level=logging.INFO,
+                        format="%(asctime)s %(process)d %(levelname)s %(message)s")
     try:
-        return run_deliverer(args.spool, args.patience)
+        return run_deliverer(spool_path, float(opts["--patience"]), lock)
     except Exception:
         log.exception("delivery failed")
         return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

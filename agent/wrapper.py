@@ -307,7 +307,7 @@ def _kick_delivery(spool_path: str) -> None:
     if os.environ.get("BOTWATCH_NO_DELIVERY") == "1":
         return
     try:
-        _platform.spawn_detached([sys.executable, "-m", "botwatch.delivery", "--spool", spool_path])
+        _platform.spawn_detached([sys.executable, "-m", "botwatch.deliver", "--spool", spool_path])
     except OSError as exc:
         warn(f"cannot start delivery to the agent: {exc}; the run waits in {spool_path}")
 

@@ -12,7 +12,6 @@ A missed goal is reported as MISSED; nothing here hides or drops a figure.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
@@ -99,7 +98,7 @@ def _os_name() -> str:
     except OSError:
         pass
     kernel = f"{platform.system()} {platform.release()} {platform.machine()}"
-    return f"{pretty} ({kernel})" if pretty else kernel
+    return f"{pretty}, {kernel}" if pretty else kernel
 
 
 def _version(dist: str) -> str:
@@ -115,7 +114,7 @@ def _git_commit() -> str:
                              text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, check=True).stdout.strip()
-        return rev + (" (with uncommitted changes)" if dirty else "")
+        return rev + (", with uncommitted changes" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -158,10 +157,24 @@ def machine() -> dict:
         "commit": _git_commit(),
         "temp_dir": f"{tmp} ({fs_type(tmp)})",
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "load": _load(),
     }
 
 
+def _load() -> str | None:
+    try:
+        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    except (AttributeError, OSError):
+        return None
+
+
 # -- rendering ---------------------------------------------------------------------------------
+
+def num(value: float, digits: int = 1) -> str:
+    """`value` with `digits` decimals, never `-0.0`."""
+    text = f"{value:.{digits}f}"
+    return text.lstrip("-") if float(text) == 0 else text
+
 
 def fmt(value: float, unit: str) -> str:
     if unit == "ms":
@@ -172,7 +185,9 @@ def fmt(value: float, unit: str) -> str:
 
 
 def spread(s: dict, unit: str) -> str:
-    return f"{fmt(s['median'], unit)} ({fmt(s['min'], unit)}–{fmt(s['max'], unit)})"
+    """`median (min–max)`, the unit written once."""
+    lo, hi = (fmt(s[k], unit).removesuffix(f" {unit}") for k in ("min", "max"))
+    return f"{fmt(s['median'], unit)} ({lo}–{hi})"
 
 
 def results_table(figures: list[dict]) -> list[str]:
@@ -190,8 +205,16 @@ def results_table(figures: list[dict]) -> list[str]:
 
 
 def runs_line(figures: list[dict]) -> str:
-    parts = [f"{f['key']}: {f['runs']} runs × {f['reps_per_run']} interleaved repetitions" for f in figures]
-    return "; ".join(parts)
+    """`1a–1d: 7 runs × 10 repetitions; 2: ...` (figures of one benchmark share their settings)."""
+    groups: list[tuple[list[str], int, int]] = []
+    for f in figures:
+        if groups and groups[-1][0][0][0] == f["key"][0] and groups[-1][1:] == (f["runs"], f["reps_per_run"]):
+            groups[-1][0].append(f["key"])
+        else:
+            groups.append(([f["key"]], f["runs"], f["reps_per_run"]))
+    return "; ".join(
+        f"{keys[0] if len(keys) == 1 else keys[0] + '–' + keys[-1]}: {runs} runs × {reps} "
+        f"repetition{'s' if reps != 1 else ''}" for keys, runs, reps in groups)
 
 
 def machine_lines(m: dict) -> list[str]:
@@ -204,17 +227,11 @@ def machine_lines(m: dict) -> list[str]:
         f"- OS: {m['os']}",
         f"- Python: {m['python']}",
         f"- Packages: prometheus-client {pk['prometheus-client']}, psutil {pk['psutil']}, "
-        f"botwatch {pk['botwatch']} (commit {m['commit']})",
+        f"botwatch {pk['botwatch']} at commit {m['commit']}",
         f"- Temporary directory (spool of benchmark 1): {m['temp_dir']}",
-        f"- Date: {m['date']}",
+        f"- Date: {m['date']}"
+        + (f"; load average before the run {m['load']} (1 / 5 / 15 min)" if m.get("load") else ""),
     ]
-
-
-def write_json(name: str, data: dict) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
-    path.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
-    return path
 
 
 def standalone_report(result: dict) -> str:
