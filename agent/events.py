@@ -60,8 +60,69 @@ class ResourceSample:
     type: Literal["resource_sample"] = "resource_sample"
 
 
-Event = RunStarted | RunFinished | ResourceSample
-EVENT_TYPES: dict[str, type] = {"run_started": RunStarted, "run_finished": RunFinished, "resource_sample": ResourceSample}
+@dataclass(frozen=True, slots=True)
+class StepFinished:
+    """A known step of a run (an SDK step, a Robot Framework task or keyword, a transaction)."""
+
+    bot: str
+    run_id: str
+    name: str
+    ended: float
+    status: Literal["pass", "fail", "skip"] = "pass"
+    started: float | None = None
+    message: str | None = None
+    source: str = "api"
+    type: Literal["step"] = "step"
+
+
+@dataclass(frozen=True, slots=True)
+class FailureNoted:
+    """The bot says why its run is failing (SDK `botwatch.fail`, a listener); the run's
+    failure reason when it finishes without one."""
+
+    bot: str
+    run_id: str
+    time: float
+    reason: str
+    message: str | None = None
+    source: str = "api"
+    type: Literal["failure"] = "failure"
+
+
+@dataclass(frozen=True, slots=True)
+class UiLookup:
+    """One look-up of a UI element by a bot (selector health)."""
+
+    bot: str
+    time: float
+    screen: str
+    found: bool
+    run_id: str | None = None
+    selector: str | None = None
+    kind: Literal["not_found", "ambiguous", "wrong_app"] | None = None
+    wait: float | None = None
+    healed: bool = False
+    source: str = "api"
+    type: Literal["ui_lookup"] = "ui_lookup"
+
+
+@dataclass(frozen=True, slots=True)
+class LogNoted:
+    """A log excerpt sent with a check-in (`/ping/.../log`): kept, changes no state."""
+
+    bot: str
+    time: float
+    excerpt: str
+    run_id: str | None = None
+    source: str = "ping"
+    type: Literal["log"] = "log"
+
+
+Event = RunStarted | RunFinished | ResourceSample | StepFinished | FailureNoted | UiLookup | LogNoted
+EVENT_TYPES: dict[str, type] = {
+    "run_started": RunStarted, "run_finished": RunFinished, "resource_sample": ResourceSample,
+    "step": StepFinished, "failure": FailureNoted, "ui_lookup": UiLookup, "log": LogNoted,
+}
 
 
 def to_wire(event: Event) -> dict:

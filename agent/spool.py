@@ -90,6 +90,12 @@ class Spool:
                 pairs.append((key, int(value) if key == "timed_out" else value))
         self._add("finish", bot, run_id, agent_url, config, pairs)
 
+    def add_event(self, kind: str, bot: str, run_id: str, event_json: str, *, agent_url=None, config=None) -> None:
+        """Any event already serialised as a JSON object (SDKs: steps, failures, UI look-ups)."""
+        self.db.execute(
+            "INSERT INTO outbox (kind, bot, run_id, created, agent_url, config, event) VALUES (?, ?, ?, ?, ?, ?, json(?))",
+            [kind, bot, run_id, time.time(), agent_url, config, event_json])
+
     # -- delivery side ------------------------------------------------------------------------
     def ready(self, now: float, limit: int = 500) -> list[tuple]:
         return self.db.execute(
