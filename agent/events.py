@@ -118,10 +118,22 @@ class LogNoted:
     type: Literal["log"] = "log"
 
 
-Event = RunStarted | RunFinished | ResourceSample | StepFinished | FailureNoted | UiLookup | LogNoted
+@dataclass(frozen=True, slots=True)
+class SpoolDropped:
+    """A client's spool overflowed: it dropped its `count` oldest events (counted, never silent)."""
+
+    count: int
+    time: float
+    host: str | None = None
+    source: str = "spool"
+    type: Literal["spool_dropped"] = "spool_dropped"
+
+
+Event = RunStarted | RunFinished | ResourceSample | StepFinished | FailureNoted | UiLookup | LogNoted | SpoolDropped
 EVENT_TYPES: dict[str, type] = {
     "run_started": RunStarted, "run_finished": RunFinished, "resource_sample": ResourceSample,
     "step": StepFinished, "failure": FailureNoted, "ui_lookup": UiLookup, "log": LogNoted,
+    "spool_dropped": SpoolDropped,
 }
 
 
