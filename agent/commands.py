@@ -75,6 +75,10 @@ def agent(config, listen) -> None:
         raise click.BadParameter(str(exc), param_hint="--listen")
     try:
         sys.exit(serve(loaded, addr))
+    except ConfigError as exc:
+        for line in exc.problems:
+            click.echo(line, err=True)
+        sys.exit(2)
     except JournalError as exc:
         click.echo(f"botwatch agent: {exc}", err=True)
         sys.exit(1)

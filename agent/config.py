@@ -76,11 +76,25 @@ class FailurePattern(_Strict):
         return self
 
 
+class Limits(_Strict):
+    """Bounds on what clients may send; beyond them the agent answers 413 or 429 and counts."""
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_batch: int = Field(default=1000, ge=1, le=100_000)
+    events_per_second: float = Field(default=50.0, gt=0)  # per bot, sustained
+    burst: int = Field(default=1000, ge=1)  # per bot
+    log_excerpt_bytes: int = Field(default=10_240, ge=256)  # kept of a check-in's POST body (the tail)
+    max_screens: int = Field(default=50, ge=1)  # per bot; more screens are counted as "other"
+
+
 class AgentConfig(_Strict):
     listen: str = DEFAULT_LISTEN
     journal: str = "./botwatch-journal.db"
     ping_key: SecretStr | None = None
     sweep_interval: Duration = 5.0
+    auto_register: bool = False  # accept check-ins and events for bots not in this file
+    web_config: str | None = None  # TLS and basic auth, in the format of Prometheus' exporter web-config
+    limits: Limits = Limits()
 
     @field_validator("listen")
     @classmethod
@@ -105,6 +119,7 @@ class BotConfig(_Strict):
     paused: bool = False
     runbook: str | None = None
     description: str | None = None
+    ping_key: SecretStr | None = None  # this bot's own check-in key, besides the estate's
 
     @field_validator("name")
     @classmethod

@@ -40,16 +40,34 @@ def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None) -> int:
 
     from .server import create_app
 
+    from .config import resolve_secret
+    from .server import Security
+    from .webconfig import BasicAuth, load_web_config
+
     host, port = listen or loaded.listen
+    web = load_web_config(loaded.resolve(loaded.estate.agent.web_config)) if loaded.estate.agent.web_config else None
+    security = Security(
+        estate_key=resolve_secret(loaded.estate.agent.ping_key),
+        bot_keys={b.name: k for b in loaded.estate.bots if (k := resolve_secret(b.ping_key))},
+        basic_auth=BasicAuth(web.basic_auth_users) if web and web.basic_auth_users else None,
+    )
+    if loaded.estate.agent.ping_key is not None and security.estate_key is None:
+        log.warning("agent.ping_key is set but resolves to nothing (unset variable or unreadable file): "
+                    "check-ins are refused")
     journal = Journal(loaded.journal_path)
     state = EstateState(loaded.estate, journal)
-    app = create_app(state, estate_registry(state))
+    app = create_app(state, estate_registry(state), security)
+    tls = web.tls_server_config if web else None
+    scheme = "https" if tls else "http"
     sweeper = Sweeper(state, loaded.estate.agent.sweep_interval)
     sweeper.start()
     print(f"botwatch agent: {len(state.bots)} bot(s), journal {loaded.journal_path}, "
-          f"{journal.count_runs()} run(s) on record; listening on http://{host}:{port}", file=sys.stderr, flush=True)
+          f"{journal.count_runs()} run(s) on record; listening on {scheme}://{host}:{port}", file=sys.stderr, flush=True)
+    # access_log stays off: check-in URLs carry the ping key, which is never logged
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                                           lifespan="off", timeout_graceful_shutdown=5))
+                                           lifespan="off", timeout_graceful_shutdown=5,
+                                           ssl_certfile=tls.cert_file if tls else None,
+                                           ssl_keyfile=tls.key_file if tls else None))
     # uvicorn handles SIGINT/SIGTERM (stop accepting, finish requests in flight) and afterwards
     # re-raises the signal into the handler that was installed before it: make that a no-op so
     # the agent can close its journal and exit 0.

@@ -1,52 +1,66 @@
-"""The agent's HTTP surface (FastAPI on uvicorn): /metrics, /healthz, the events API, status.
+"""The agent's HTTP surface (FastAPI on uvicorn).
 
-Handlers are plain `def`: FastAPI runs them in its thread pool, so the SQLite journal writes
-do not block the event loop.
+  /metrics, /healthz, /                   scrape, liveness, a small status page
+  /ping/<key>/<bot>[/start|/fail|/log|/<0-255>][?rid=]   check-ins, Healthchecks.io protocol
+  POST /api/v1/events                     JSON event batches from the deliverer, SDKs, listeners
+  GET  /api/v1/status                     every bot's state, for `botwatch status`
+  /api/v1/openapi.json, /api/v1/docs      the API description
+
+Handlers that write the journal run in FastAPI's thread pool, off the event loop.
 """
 
 from __future__ import annotations
 
 import html
 import time
+from dataclasses import dataclass, field
 from typing import Annotated, Literal, Union
 
-from fastapi import Body, FastAPI, Request
+from fastapi import Body, FastAPI, Header, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
-from .events import from_wire
+from .events import LogNoted, RunFinished, RunStarted, from_wire
 from .journal import JournalError
+from .limits import BodyLimit, RateLimiter
 from .state import EstateState
+from .webconfig import BasicAuth, keys_match
 
-MAX_BATCH = 1000
+HARD_MAX_BATCH = 100_000
 _NAME = r"^[a-z0-9_-]{1,64}$"
 _RUN_ID = r"^[A-Za-z0-9._:-]{1,128}$"
+_REASON = Literal["ui_drift", "credentials", "business", "data", "timeout", "crash", "killed", "unknown"]
 
+
+# -- wire models (validated; the OpenAPI description is generated from them) ---------------------
 
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="ignore")
     bot: str = Field(pattern=_NAME)
-    run_id: str = Field(pattern=_RUN_ID)
     source: str = Field(default="api", max_length=32)
 
 
 class RunStartedIn(_Wire):
     type: Literal["run_started"]
+    run_id: str = Field(pattern=_RUN_ID)
     time: float = Field(ge=0)
     host: str | None = Field(default=None, max_length=255)
 
 
 class RunFinishedIn(_Wire):
     type: Literal["run_finished"]
+    run_id: str = Field(pattern=_RUN_ID)
     ended: float = Field(ge=0)
     outcome: Literal["success", "failure", "unknown"]
     started: float | None = Field(default=None, ge=0)
     exit_status: int | None = Field(default=None, ge=0, le=255)
-    reason: Literal["ui_drift", "credentials", "business", "data", "timeout", "crash", "killed", "unknown"] | None = None
+    reason: _REASON | None = None
     signal: int | None = Field(default=None, ge=1, le=128)
     timed_out: bool = False
     host: str | None = Field(default=None, max_length=255)
@@ -57,17 +71,58 @@ class RunFinishedIn(_Wire):
 
 class ResourceSampleIn(_Wire):
     type: Literal["resource_sample"]
+    run_id: str = Field(pattern=_RUN_ID)
     time: float = Field(ge=0)
     cpu_seconds: float = Field(ge=0)
     rss_bytes: int = Field(ge=0)
     processes: int = Field(default=1, ge=0)
 
 
-EventIn = Annotated[Union[RunStartedIn, RunFinishedIn, ResourceSampleIn], Field(discriminator="type")]
+class StepIn(_Wire):
+    type: Literal["step"]
+    run_id: str = Field(pattern=_RUN_ID)
+    name: str = Field(min_length=1, max_length=200)
+    ended: float = Field(ge=0)
+    status: Literal["pass", "fail", "skip"] = "pass"
+    started: float | None = Field(default=None, ge=0)
+    message: str | None = Field(default=None, max_length=4096)
+
+
+class FailureIn(_Wire):
+    type: Literal["failure"]
+    run_id: str = Field(pattern=_RUN_ID)
+    time: float = Field(ge=0)
+    reason: _REASON
+    message: str | None = Field(default=None, max_length=4096)
+
+
+class UiLookupIn(_Wire):
+    type: Literal["ui_lookup"]
+    time: float = Field(ge=0)
+    screen: str = Field(min_length=1, max_length=64)
+    found: bool
+    run_id: str | None = Field(default=None, pattern=_RUN_ID)
+    selector: str | None = Field(default=None, max_length=1024)
+    kind: Literal["not_found", "ambiguous", "wrong_app"] | None = None
+    wait: float | None = Field(default=None, ge=0)
+    healed: bool = False
+
+
+class SpoolDroppedIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["spool_dropped"]
+    count: int = Field(ge=0)
+    time: float = Field(ge=0)
+    host: str | None = Field(default=None, max_length=255)
+    source: str = Field(default="spool", max_length=32)
+
+
+EventIn = Annotated[Union[RunStartedIn, RunFinishedIn, ResourceSampleIn, StepIn, FailureIn, UiLookupIn,
+                          SpoolDroppedIn], Field(discriminator="type")]
 
 
 class EventBatch(BaseModel):
-    events: list[EventIn] = Field(max_length=MAX_BATCH)
+    events: list[EventIn] = Field(max_length=HARD_MAX_BATCH)
 
 
 class IngestOut(BaseModel):
@@ -76,16 +131,79 @@ class IngestOut(BaseModel):
     rejected: list[dict]
 
 
-def create_app(state: EstateState, registry: CollectorRegistry) -> FastAPI:
+class ErrorOut(BaseModel):
+    error: str
+    detail: str | None = None
+
+
+Key = Annotated[str, Path(description="The estate's or this bot's ping key", min_length=1, max_length=256)]
+Bot = Annotated[str, Path(description="Bot name", max_length=64)]
+Rid = Annotated[str | None, Query(description="Run id, pairs a start with its end", pattern=_RUN_ID)]
+Action = Annotated[str, Path(description="start, fail, log, or an exit status 0-255", max_length=16)]
+XKey = Annotated[str | None, Header(description="The estate's (or the bots') ping key, required when one is configured")]
+
+
+# -- security -----------------------------------------------------------------------------------
+
+@dataclass
+class Security:
+    """Who may talk to the agent. Keys are resolved secrets; they are never logged or echoed."""
+
+    estate_key: str | None = None
+    bot_keys: dict[str, str] = field(default_factory=dict)
+    basic_auth: BasicAuth | None = None
+
+    def key_allows(self, key: str | None, bots: set[str]) -> bool:
+        if key is None:
+            return False
+        if self.estate_key is not None and keys_match(key, self.estate_key):
+            return True
+        return bool(bots) and all(b in self.bot_keys and keys_match(key, self.bot_keys[b]) for b in bots)
+
+    @property
+    def any_key(self) -> bool:
+        return self.estate_key is not None or bool(self.bot_keys)
+
+
+def _error(status: int, error: str, detail: str | None = None, headers: dict | None = None) -> JSONResponse:
+    body = {"error": error} | ({"detail": detail} if detail else {})
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+_BASIC_AUTH_PREFIXES = ("/metrics", "/api/")
+
+
+def create_app(state: EstateState, registry: CollectorRegistry, security: Security | None = None) -> FastAPI:
+    security = security or Security()
+    limits = state.estate.agent.limits
+    rate = RateLimiter(limits.events_per_second, limits.burst)
     app = FastAPI(title="botwatch agent", version=__version__, openapi_url="/api/v1/openapi.json",
-                  docs_url="/api/v1/docs", redoc_url=None)
+                  docs_url="/api/v1/docs", redoc_url=None,
+                  description="Check-ins (Healthchecks.io ping protocol) and event batches for the botwatch agent.")
 
     @app.exception_handler(RequestValidationError)
     def _invalid(request: Request, exc: RequestValidationError):
-        state.count_parse_error("api")
-        problems = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()][:20]
+        state.count_parse_error("ping" if request.url.path.startswith("/ping/") else "api")
+        problems = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"]} for e in exc.errors()][:20]
         return JSONResponse({"error": "invalid request", "problems": problems}, status_code=422)
 
+    @app.exception_handler(StarletteHTTPException)
+    def _http_error(request: Request, exc: StarletteHTTPException):
+        return _error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    if security.basic_auth is not None:
+        @app.middleware("http")
+        async def _basic_auth(request: Request, call_next):
+            path = request.url.path
+            if path == "/" or path.startswith(_BASIC_AUTH_PREFIXES):
+                ok = await run_in_threadpool(security.basic_auth.check, request.headers.get("authorization"))
+                if not ok:
+                    return _error(401, "authentication required", headers={"WWW-Authenticate": 'Basic realm="botwatch"'})
+            return await call_next(request)
+
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes, on_reject=lambda: state.count_dropped("http"))
+
+    # -- scrape and health ----------------------------------------------------------------------
     @app.get("/metrics", include_in_schema=False)
     def metrics(request: Request) -> Response:
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
@@ -93,8 +211,7 @@ def create_app(state: EstateState, registry: CollectorRegistry) -> FastAPI:
 
     @app.get("/healthz", summary="Liveness and journal health")
     def healthz() -> JSONResponse:
-        ok = True
-        detail = "ok"
+        ok, detail = True, "ok"
         if state.journal is not None:
             try:
                 state.journal.count_runs()
@@ -103,14 +220,33 @@ def create_app(state: EstateState, registry: CollectorRegistry) -> FastAPI:
         return JSONResponse({"status": "ok" if ok else "unhealthy", "journal": detail, "bots": len(state.bots),
                              "version": __version__}, status_code=200 if ok else 503)
 
+    # -- events API ------------------------------------------------------------------------------
     @app.post("/api/v1/events", response_model=IngestOut, summary="Ingest a batch of events",
-              responses={422: {"description": "Invalid batch"}, 503: {"description": "Journal unavailable; retry"}})
-    def ingest(batch: Annotated[EventBatch, Body()]):
+              responses={401: {"model": ErrorOut}, 413: {"model": ErrorOut}, 422: {"description": "Invalid batch"},
+                         429: {"model": ErrorOut}, 503: {"model": ErrorOut}})
+    def ingest(batch: Annotated[EventBatch, Body()],
+               x_botwatch_key: XKey = None):
+        bots = {e.bot for e in batch.events if hasattr(e, "bot")}
+        if security.any_key and not security.key_allows(x_botwatch_key, bots):
+            state.count_parse_error("api")
+            return _error(401, "missing or wrong X-Botwatch-Key")
+        if len(batch.events) > limits.max_batch:
+            state.count_dropped("api", len(batch.events))
+            return _error(413, "batch too large", f"at most {limits.max_batch} events per request")
+        counts: dict[str, int] = {}
+        for e in batch.events:
+            if hasattr(e, "bot"):
+                counts[e.bot] = counts.get(e.bot, 0) + 1
+        over = rate.take(counts)
+        if over is not None:
+            state.count_dropped("api", len(batch.events))
+            return _error(429, "too many events", f"bot {over!r} is over {limits.events_per_second:g} events/s; "
+                          "retry later", headers={"Retry-After": "1"})
         events = [from_wire(e.model_dump()) for e in batch.events]
         try:
             result = state.apply(events)
         except JournalError as exc:
-            return JSONResponse({"error": "journal unavailable, retry later", "detail": str(exc)}, status_code=503)
+            return _error(503, "journal unavailable, retry later", str(exc))
         return IngestOut(accepted=result.accepted, duplicates=result.duplicates, rejected=result.rejected)
 
     @app.get("/api/v1/status", summary="Every bot's current state")
@@ -118,6 +254,74 @@ def create_app(state: EstateState, registry: CollectorRegistry) -> FastAPI:
         now = time.time()
         return JSONResponse({"time": now, "bots": [v.to_json() for v in state.views(now)]})
 
+    # -- check-ins (Healthchecks.io ping protocol) ------------------------------------------------
+    ping_responses = {200: {"content": {"text/plain": {}}, "description": "OK"}, 400: {"model": ErrorOut},
+                      403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 413: {"model": ErrorOut},
+                      429: {"model": ErrorOut}, 503: {"model": ErrorOut}}
+
+    async def check_in(request: Request, key: str, bot: str, action: str | None, rid: str | None) -> Response:
+        body = await request.body() if request.method == "POST" else b""
+        return await run_in_threadpool(_check_in, key, bot, action, rid, body)
+
+    def _check_in(key: str, bot: str, action: str | None, rid: str | None, body: bytes) -> Response:
+        if not security.any_key:
+            state.count_parse_error("ping")
+            return _error(403, "check-ins are disabled", "set agent.ping_key in the estate file")
+        if not security.key_allows(key, {bot}):
+            state.count_parse_error("ping")
+            return _error(403, "wrong ping key")
+        exit_status = None
+        if action not in (None, "start", "fail", "log"):
+            if not action.isdigit() or int(action) > 255:
+                state.count_parse_error("ping")
+                return _error(400, "unknown check-in", "use /start, /fail, /log or an exit status 0-255")
+            exit_status = int(action)
+        if bot not in state.bots and not state.estate.agent.auto_register:
+            state.count_parse_error("ping")
+            return _error(404, "unknown bot", "not in the estate file (or switch on agent.auto_register)")
+        if rate.take({bot: 1}) is not None:
+            state.count_dropped("ping")
+            return _error(429, "too many check-ins", headers={"Retry-After": "1"})
+        now = time.time()
+        excerpt = _excerpt(body, limits.log_excerpt_bytes)
+        if excerpt:
+            from .redact import redact
+
+            excerpt = redact(excerpt)
+        if action == "start":
+            event = RunStarted(bot=bot, run_id=rid or f"ping-{_new_id()}", time=now, source="ping")
+        elif action == "log":
+            event = LogNoted(bot=bot, time=now, excerpt=excerpt or "", run_id=rid)
+        else:
+            failed = action == "fail" or (exit_status is not None and exit_status != 0)
+            run_id, started = state.match_start(bot, rid)
+            events = [RunFinished(bot=bot, run_id=run_id or f"ping-{_new_id()}", ended=now, started=started,
+                                  outcome="failure" if failed else "success", exit_status=exit_status,
+                                  output_tail=excerpt, source="ping")]
+            return _apply(events)
+        return _apply([event])
+
+    def _apply(events) -> Response:
+        try:
+            result = state.apply(events)
+        except JournalError as exc:
+            return _error(503, "journal unavailable, retry later", str(exc))
+        if result.rejected:
+            return _error(400, "check-in refused", result.rejected[0]["error"])
+        return PlainTextResponse("OK")
+
+    @app.api_route("/ping/{key}/{bot}", methods=["GET", "POST", "HEAD"], summary="Check in: a run succeeded",
+                   responses=ping_responses, response_class=PlainTextResponse)
+    async def ping(request: Request, key: Key, bot: Bot, rid: Rid = None):
+        return await check_in(request, key, bot, None, rid)
+
+    @app.api_route("/ping/{key}/{bot}/{action}", methods=["GET", "POST", "HEAD"],
+                   summary="Check in: start, fail, log, or an exit status 0-255", responses=ping_responses,
+                   response_class=PlainTextResponse)
+    async def ping_action(request: Request, key: Key, bot: Bot, action: Action, rid: Rid = None):
+        return await check_in(request, key, bot, action, rid)
+
+    # -- a minimal status page --------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:
         rows = "".join(
@@ -133,3 +337,18 @@ def create_app(state: EstateState, registry: CollectorRegistry) -> FastAPI:
             f"{rows}</table></body></html>")
 
     return app
+
+
+def _excerpt(body: bytes, limit: int) -> str | None:
+    """The tail of a check-in's body, with the truncation noted."""
+    if not body:
+        return None
+    if len(body) <= limit:
+        return body.decode("utf-8", "replace")
+    return f"[{len(body) - limit} bytes truncated]\n" + body[-limit:].decode("utf-8", "replace")
+
+
+def _new_id() -> str:
+    import os
+
+    return f"{int(time.time() * 1000):x}-{os.urandom(6).hex()}"

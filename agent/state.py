@@ -17,13 +17,48 @@ from typing import Callable, Iterable
 
 from .classify import Classifier
 from .config import REASONS, BotConfig, Estate
-from .events import Event, ResourceSample, RunFinished, RunStarted
+from .events import (Event, FailureNoted, LogNoted, ResourceSample, RunFinished, RunStarted, SpoolDropped,
+                     StepFinished, UiLookup)
 from .journal import Flip, Journal
+from .redact import redact
 from .schedule import next_due
 
 STATES = ("new", "up", "late", "down", "failing", "paused")
 # Run duration histogram buckets, 1 s .. 4 h (the catalogue's contract).
 DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0)
+UI_WAIT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+UI_FAILURE_KINDS = ("not_found", "ambiguous", "wrong_app")
+OTHER_SCREEN = "other"
+
+
+@dataclass
+class UiScreen:
+    """Selector health of one screen of one bot."""
+
+    lookups: int = 0
+    failures: dict[str, int] = field(default_factory=lambda: dict.fromkeys(UI_FAILURE_KINDS, 0))
+    healed: int = 0
+    wait_buckets: list[int] = field(default_factory=lambda: [0] * len(UI_WAIT_BUCKETS))
+    wait_sum: float = 0.0
+    wait_count: int = 0
+
+    def observe(self, ev: UiLookup) -> None:
+        self.lookups += 1
+        if not ev.found:
+            self.failures[ev.kind or "not_found"] += 1
+        if ev.healed:
+            self.healed += 1
+        if ev.wait is not None:
+            self.wait_sum += ev.wait
+            self.wait_count += 1
+            for i, le in enumerate(UI_WAIT_BUCKETS):
+                if ev.wait <= le:
+                    self.wait_buckets[i] += 1
+                    break
+
+    def copy(self) -> "UiScreen":
+        return UiScreen(self.lookups, dict(self.failures), self.healed, list(self.wait_buckets), self.wait_sum,
+                        self.wait_count)
 
 
 @dataclass
@@ -50,6 +85,11 @@ class BotRuntime:
     active_rss: dict[str, int] = field(default_factory=dict)
     cpu_seconds_done: float = 0.0
     recent_finished: dict[str, None] = field(default_factory=dict)  # bounded, insertion-ordered
+    noted_reasons: dict[str, str] = field(default_factory=dict)  # run id -> reason the bot declared
+    ui: dict[str, UiScreen] = field(default_factory=dict)
+    ui_screens_overflowed: int = 0
+    steps_total: int = 0
+    last_log: str | None = None
     missed_runs_total: int = 0
     recorded_state: str = "new"
     _due_memo: tuple[float, float | None] | None = None
@@ -99,6 +139,7 @@ class BotRuntime:
         self.recent_finished[run.run_id] = None
         if len(self.recent_finished) > 256:
             del self.recent_finished[next(iter(self.recent_finished))]
+        self.noted_reasons.pop(run.run_id, None)
         self.active.pop(run.run_id, None)
         self.active_rss.pop(run.run_id, None)
         self.active_cpu.pop(run.run_id, None)
@@ -131,6 +172,18 @@ class BotRuntime:
                 self.consecutive_failures += 1
             elif run.outcome == "success":
                 self.consecutive_failures = 0
+
+    def note_failure(self, run_id: str, reason: str) -> None:
+        self.noted_reasons[run_id] = reason
+        if len(self.noted_reasons) > 256:
+            del self.noted_reasons[next(iter(self.noted_reasons))]
+
+    def observe_ui(self, ev: UiLookup, max_screens: int) -> None:
+        screen = ev.screen
+        if screen not in self.ui and len(self.ui) >= max_screens:
+            screen = OTHER_SCREEN  # bounded label values: the overflow is counted, not lost
+            self.ui_screens_overflowed += 1
+        self.ui.setdefault(screen, UiScreen()).observe(ev)
 
     @property
     def cpu_seconds_total(self) -> float:
@@ -224,14 +277,23 @@ class EstateState:
             runs: list[RunFinished] = []
             for i, ev in enumerate(events):
                 self.events_total[ev.source] = self.events_total.get(ev.source, 0) + 1
-                base = self.bots.get(ev.bot)
+                if isinstance(ev, SpoolDropped):
+                    self.events_dropped_total["spool"] = self.events_dropped_total.get("spool", 0) + ev.count
+                    result.accepted += 1
+                    continue
+                base = self.bots.get(ev.bot) or staged.get(ev.bot) or self._auto_register(ev.bot, now)
                 if base is None:
-                    result.rejected.append({"index": i, "error": f"unknown bot {ev.bot!r}: not in the estate file"})
+                    result.rejected.append({"index": i, "error": f"unknown bot {ev.bot!r}: not in the estate file "
+                                                                 "(or switch on agent.auto_register)"})
                     continue
                 bot = staged.get(ev.bot)
                 if bot is None:
                     bot = staged[ev.bot] = _copy_runtime(base)
                 if isinstance(ev, RunFinished):
+                    if ev.output_tail:  # clients redact too; the journal must never hold a secret
+                        ev = _replace(ev, output_tail=redact(ev.output_tail))
+                    if ev.outcome == "failure" and not ev.reason and ev.run_id in bot.noted_reasons:
+                        ev = _replace(ev, reason=bot.noted_reasons[ev.run_id])
                     if ev.outcome == "failure" and not ev.reason:
                         c = self.classifier.classify(exit_status=ev.exit_status, signal=ev.signal,
                                                      timed_out=ev.timed_out, output=ev.output_tail or "")
@@ -244,6 +306,18 @@ class EstateState:
                     if ev.run_id in bot.active:
                         bot.active_cpu[ev.run_id] = ev.cpu_seconds
                         bot.active_rss[ev.run_id] = ev.rss_bytes
+                    result.accepted += 1
+                elif isinstance(ev, FailureNoted):
+                    bot.note_failure(ev.run_id, ev.reason)
+                    result.accepted += 1
+                elif isinstance(ev, UiLookup):
+                    bot.observe_ui(ev, self.estate.agent.limits.max_screens)
+                    result.accepted += 1
+                elif isinstance(ev, StepFinished):
+                    bot.steps_total += 1
+                    result.accepted += 1
+                elif isinstance(ev, LogNoted):
+                    bot.last_log = ev.excerpt[-2048:]
                     result.accepted += 1
             if self.journal is not None and runs:
                 with self.journal.transaction() as j:
@@ -263,6 +337,38 @@ class EstateState:
                 flips = self._flips_for(staged, now)
             self.bots.update(staged)
         return result
+
+    def _auto_register(self, name: str, now: float) -> BotRuntime | None:
+        """A bot not in the estate file, accepted because agent.auto_register is on."""
+        if not self.estate.agent.auto_register:
+            return None
+        try:
+            cfg = BotConfig(name=name)
+        except ValueError:
+            return None
+        bot = BotRuntime(cfg=cfg, first_seen=now)
+        self.bots[name] = bot
+        if self.journal is not None and not self.journal.readonly:
+            with self.journal.transaction() as j:
+                j.ensure_bot(name, now)
+        return bot
+
+    def match_start(self, bot: str, rid: str | None) -> tuple[str | None, float | None]:
+        """For a check-in that ends a run: (run id, start time) of the run it ends.
+
+        With `rid`, the run started with that id. Without, as Healthchecks does, the latest run
+        started by a check-in without an id."""
+        with self.lock:
+            b = self.bots.get(bot)
+            if b is None:
+                return rid, None
+            if rid is not None:
+                return rid, b.active.get(rid)
+            pings = [(t, r) for r, t in b.active.items() if r.startswith("ping-")]
+            if not pings:
+                return None, None
+            t, r = max(pings)
+            return r, t
 
     def _flips_for(self, bots: dict[str, BotRuntime], now: float) -> list[Flip]:
         flips = []
@@ -314,6 +420,8 @@ def _copy_runtime(bot: BotRuntime) -> BotRuntime:
     new.active_cpu = dict(bot.active_cpu)
     new.active_rss = dict(bot.active_rss)
     new.recent_finished = dict(bot.recent_finished)
+    new.noted_reasons = dict(bot.noted_reasons)
+    new.ui = {k: v.copy() for k, v in bot.ui.items()}
     return new
 
 
@@ -350,6 +458,8 @@ class BotView:
     missed_runs_total: int
     cpu_seconds_total: float
     resident_memory_bytes: int
+    ui: dict
+    ui_screens_overflowed: int
 
     @classmethod
     def of(cls, bot: BotRuntime, now: float) -> "BotView":
@@ -360,7 +470,8 @@ class BotView:
             bot.last_run_end, bot.last_outcome, bot.last_reason, bot.last_success, bot.last_failure,
             bot.consecutive_failures, len(bot.active), min(bot.active.values()) if bot.active else None,
             None if bot.cfg.paused else bot.next_due(), bot.missed_runs_total, bot.cpu_seconds_total,
-            bot.resident_memory_bytes,
+            bot.resident_memory_bytes, {k: v.copy() for k, v in bot.ui.items()} if bot.ui else {},
+            bot.ui_screens_overflowed,
         )
 
     def to_json(self) -> dict:

@@ -21,10 +21,11 @@ from prometheus_client.utils import floatToGoString
 
 from botwatch import __version__
 from botwatch.config import REASONS
-from botwatch.state import DURATION_BUCKETS, STATES, EstateState
+from botwatch.state import DURATION_BUCKETS, STATES, UI_FAILURE_KINDS, UI_WAIT_BUCKETS, EstateState
 
 log = logging.getLogger("botwatch.exporters.prometheus")
 _LE = [floatToGoString(b) for b in DURATION_BUCKETS] + ["+Inf"]
+_UI_LE = [floatToGoString(b) for b in UI_WAIT_BUCKETS]
 
 
 class EstateCollector:
@@ -105,7 +106,38 @@ class EstateCollector:
             mem.add_metric(b, v.resident_memory_bytes)
         yield from (info, state, runs, failures, duration, last_dur, last_end, last_ok, last_fail, consec,
                     in_prog, started, next_exp, grace, missed, cpu, mem)
+        yield from self._ui_metrics(views)
         yield from self._self_metrics()
+
+    def _ui_metrics(self, views) -> Iterator[Metric]:
+        S = ["bot", "screen"]
+        lookups = CounterMetricFamily("botwatch_ui_lookups", "UI element look-ups.", labels=S)
+        fails = CounterMetricFamily("botwatch_ui_lookup_failures", "UI look-ups that failed, by kind.",
+                                    labels=["bot", "screen", "kind"])
+        healed = CounterMetricFamily("botwatch_ui_healed_lookups",
+                                     "Look-ups whose primary selector missed and a fallback matched.", labels=S)
+        wait = HistogramMetricFamily("botwatch_ui_lookup_wait_seconds", "Time spent waiting for UI elements.",
+                                     labels=S)
+        overflow = CounterMetricFamily("botwatch_ui_screens_overflow",
+                                       "Look-ups counted under screen=\"other\" because the bot has too many screens.",
+                                       labels=["bot"])
+        for v in views:
+            if not v.ui:
+                continue
+            for screen, u in sorted(v.ui.items()):
+                labels = [v.name, screen]
+                lookups.add_metric(labels, u.lookups)
+                for kind in UI_FAILURE_KINDS:
+                    fails.add_metric([v.name, screen, kind], u.failures[kind])
+                healed.add_metric(labels, u.healed)
+                acc, buckets = 0, []
+                for le, n in zip(_UI_LE, u.wait_buckets):
+                    acc += n
+                    buckets.append((le, acc))
+                buckets.append(("+Inf", u.wait_count))
+                wait.add_metric(labels, buckets, u.wait_sum)
+            overflow.add_metric([v.name], v.ui_screens_overflowed)
+        yield from (lookups, fails, healed, wait, overflow)
 
     def _self_metrics(self) -> Iterator[Metric]:
         build = GaugeMetricFamily("botwatch_agent_build_info", "Version of the running agent.", labels=["version"])

@@ -1,0 +1,75 @@
+"""Bounds on what clients may send: request body size (ASGI middleware) and a per-bot rate."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+
+class BodyLimit:
+    """Answers 413 with a JSON body when a request body is larger than `max_bytes`, whether
+    it announces its length or streams it."""
+
+    def __init__(self, app, max_bytes: int, on_reject=None):
+        self.app, self.max_bytes, self.on_reject = app, max_bytes, on_reject
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            return await self._reject(send)
+        seen = 0
+        too_big = False
+
+        async def limited_receive():
+            nonlocal seen, too_big
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    too_big = True
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            await self._reject(send)
+
+    async def _reject(self, send):
+        if self.on_reject:
+            self.on_reject()
+        body = json.dumps({"error": "request body too large", "max_bytes": self.max_bytes}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class RateLimiter:
+    """A token bucket per bot: `rate` events a second sustained, `burst` at once."""
+
+    def __init__(self, rate: float, burst: int, clock=time.monotonic):
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, counts: dict[str, int]) -> str | None:
+        """Take `counts[bot]` tokens for every bot, all or nothing; the first bot over its limit."""
+        now = self.clock()
+        with self._lock:
+            levels = {}
+            for bot, n in counts.items():
+                tokens, at = self._buckets.get(bot, (float(self.burst), now))
+                tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+                if tokens < n:
+                    return bot
+                levels[bot] = tokens - n
+            for bot, tokens in levels.items():
+                self._buckets[bot] = (tokens, now)
+        return None
