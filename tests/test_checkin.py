@@ -262,7 +262,7 @@ def test_schemathesis_finds_no_server_error_in_the_api(agent, tmp_path):
         [str(__import__("pathlib").Path(__import__("sys").executable).with_name("schemathesis")), "run",
          f"{agent.url}/api/v1/openapi.json", "--checks", "not_a_server_error", "--max-examples", "40",
          "--seed", "1", "-H", f"X-Botwatch-Key: {KEY}", "--report-dir", str(tmp_path / "st")],
-        capture_output=True, text=True, timeout=600)
+        capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     import re
 
