@@ -32,18 +32,26 @@ def cli() -> None:
 @click.option("--timeout", help="End the bot's whole process tree after this long (e.g. 30m); exit status 124.")
 @click.option("--kill-grace", help="Time between TERM and KILL on timeout (default 10s).")
 @click.option("--agent", help="Agent URL to deliver to (default $BOTWATCH_AGENT_URL, else the estate's agent.listen).")
+@click.option("--pushgateway", metavar="URL",
+              help="No agent: push the bot's totals to this Prometheus Pushgateway instead "
+                   "(group job=botwatch, bot, instance). Excludes --agent and --textfile-dir.")
+@click.option("--textfile-dir", metavar="DIR",
+              help="No agent: write the bot's totals to DIR/botwatch_<bot>.prom for node_exporter's textfile "
+                   "collector. Excludes --agent and --pushgateway.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(bot, config, timeout, kill_grace, agent, command) -> None:
+def run(bot, config, timeout, kill_grace, agent, pushgateway, textfile_dir, command) -> None:
     """Run a bot's COMMAND, pass its output and exit status through, and record the run.
 
     \b
     Example (crontab):
       0 7 * * 1-5  botwatch run --bot invoice-recon --timeout 30m -- python recon.py
+      0 7 * * 1-5  botwatch run --bot invoice-recon --pushgateway http://pgw:9091 -- python recon.py
     """
     from .wrapper import main as run_main
 
     argv = ["--bot", bot]
-    for flag, value in (("--config", config), ("--timeout", timeout), ("--kill-grace", kill_grace), ("--agent", agent)):
+    for flag, value in (("--config", config), ("--timeout", timeout), ("--kill-grace", kill_grace), ("--agent", agent),
+                        ("--pushgateway", pushgateway), ("--textfile-dir", textfile_dir)):
         if value is not None:
             argv += [flag, value]
     sys.exit(run_main([*argv, "--", *command]))

@@ -1,9 +1,21 @@
-"""The deliverer: sends spooled events to the agent, oldest first, in batches.
+"""The deliverer: sends spooled events to their target, oldest first.
 
 Started detached by `botwatch run` after it has committed a run to the spool. One deliverer
 per spool holds a lock; others exit at once (the holder picks their events up). Failures are
 retried with exponential backoff; events the agent refuses for good (unknown bot, invalid)
 are moved to the spool's `dead` table. Nothing here can affect a bot's exit status.
+
+Targets:
+- the agent (default): batches of events are posted to its events API;
+- a Pushgateway (`pushgateway:<URL>`) or node_exporter's textfile collector (`textfile:<DIR>`):
+  there is no agent to count, so each finished run is folded into its bot's totals in the
+  spool (exactly once: applied and removed in one transaction), and the bot's totals are then
+  published, as the agent's metric catalogue names them. A failed publication only leaves the
+  totals pending; they are published again later, complete.
+
+Events the full spool had to drop are reported too: to the agent as a `spool_dropped` event,
+to the other targets as botwatch_agent_events_dropped_total{source="spool"}. The count is only
+taken off once it was delivered.
 """
 
 from __future__ import annotations
@@ -69,10 +81,19 @@ def post_events(url: str, events: list[str], timeout: float = 10.0) -> dict:
 
 
 def deliver_once(spool: Spool, now: float | None = None) -> tuple[int, int]:
-    """Send every ready event; returns (delivered, failed). Raises nothing for network errors."""
+    """Send every ready event and publish due totals; returns (delivered, failed).
+    Raises nothing for network errors."""
     now = time.time() if now is None else now
+    delivered, failed = _deliver_to_agents(spool, now)
+    spool.fold(apply_finished)
+    published, not_published = publish_totals(spool, now)
+    return delivered + published, failed + not_published
+
+
+def _deliver_to_agents(spool: Spool, now: float) -> tuple[int, int]:
     rows = spool.ready(now)
     delivered = failed = 0
+    reached = None
     by_target: dict[str, list[tuple]] = {}
     for row in rows:
         seq, bot, run_id, agent_url, config, event, attempts = row
@@ -100,7 +121,126 @@ def deliver_once(spool: Spool, now: float | None = None) -> tuple[int, int]:
                 log.warning("agent refused event for bot %r run %s: %s", r[1], r[2], refused[i])
         spool.delivered([r[0] for i, r in enumerate(batch) if i not in refused])
         delivered += len(batch) - len(refused)
+        reached = reached or url
+    if reached:
+        _report_agent_drops(spool, reached)
     return delivered, failed
+
+
+def _report_agent_drops(spool: Spool, url: str) -> None:
+    """Tell the agent how many of its events the full spool dropped (alone: an agent that does not
+    know the event must not refuse the runs with it). The count stays until this succeeds."""
+    count, at = spool.dropped("agent")
+    if count <= 0:
+        return
+    event = {"type": "spool_dropped", "count": count, "time": at or time.time(), "host": hostname(),
+             "source": "spool"}
+    try:
+        post_events(url, [json.dumps(event)])
+    except (Rejected, OSError, ValueError) as exc:
+        log.warning("could not report %d dropped event(s) to the agent %s (%s); the count is kept", count, url, exc)
+        return
+    spool.dropped_reported("agent", count)
+    log.warning("reported %d event(s) dropped from the full spool %s to the agent %s", count, spool.path, url)
+
+
+# -- targets without an agent: totals -------------------------------------------------------
+
+def apply_finished(totals: dict, event_json: str) -> None:
+    """Fold one finished run into its bot's totals, as the agent's state does (state.BotRuntime)."""
+    from .config import REASONS
+    from .state import DURATION_BUCKETS
+
+    ev = json.loads(event_json)
+    failures = totals["failures"]
+    for reason in REASONS:
+        failures.setdefault(reason, 0)
+    if len(totals["buckets"]) != len(DURATION_BUCKETS):
+        totals["buckets"] = (list(totals["buckets"]) + [0] * len(DURATION_BUCKETS))[:len(DURATION_BUCKETS)]
+    ended, started, outcome = ev.get("ended"), ev.get("started"), ev.get("outcome")
+    totals["host"] = ev.get("host") or totals["host"]
+    totals["runs_total"] += 1
+    dur = max(0.0, ended - started) if ended is not None and started is not None else None
+    if dur is not None:
+        totals["duration_sum"] += dur
+        totals["duration_count"] += 1
+        for i, le in enumerate(DURATION_BUCKETS):
+            if dur <= le:
+                totals["buckets"][i] += 1
+                break
+    if ended is None:
+        return
+    if outcome == "failure":
+        reason = ev.get("reason") if ev.get("reason") in failures else "unknown"
+        failures[reason] += 1
+        totals["last_failure"] = max(totals["last_failure"] or 0.0, ended)
+    elif outcome == "success":
+        totals["last_success"] = max(totals["last_success"] or 0.0, ended)
+    # a run replayed after a newer one counts, but does not rewrite the latest run
+    if totals["last_run_end"] is None or ended >= totals["last_run_end"]:
+        totals["last_run_end"] = ended
+        totals["last_run_duration"] = dur
+        totals["last_exit_status"] = ev.get("exit_status")
+        totals["last_outcome"] = outcome
+        if outcome == "failure":
+            totals["consecutive_failures"] += 1
+        elif outcome == "success":
+            totals["consecutive_failures"] = 0
+
+
+def publish(target: str, totals: dict) -> None:
+    """Publish one bot's totals (or the spool's own) to a Pushgateway or a textfile directory."""
+    kind, _, where = target.partition(":")
+    if kind == "pushgateway":
+        from botwatch.exporters.pushgateway import push_totals
+
+        push_totals(where, totals, hostname())
+    elif kind == "textfile":
+        from botwatch.exporters.textfile import write_totals
+
+        write_totals(where, totals)
+    else:
+        raise ValueError(f"unknown target {target!r}")
+
+
+def publish_totals(spool: Spool, now: float) -> tuple[int, int]:
+    """Publish every due totals row; a target that fails keeps its rows pending, with backoff."""
+    published = failed = 0
+    due: dict[str, list[dict]] = {}
+    for totals in spool.totals_due(now):
+        due.setdefault(totals["target"], []).append(totals)
+    for target, rows in due.items():
+        if any(r["attempts"] for r in rows):
+            # the target was away and may have come back empty (a restarted Pushgateway without
+            # persistence): every group is published again, from the complete totals
+            spool.republish_all(target)
+            rows = [r for r in spool.totals_due(now) if r["target"] == target]
+        for i, totals in enumerate(rows):
+            try:
+                publish(target, totals)
+            except Exception as exc:
+                waiting = rows[i:]
+                attempts = max(r["attempts"] for r in waiting)
+                spool.publish_later(target, [r["bot"] for r in waiting], f"{type(exc).__name__}: {exc}",
+                                    backoff(attempts))
+                failed += len(waiting)
+                if attempts == 0:
+                    log.warning("%s unreachable (%s); the totals of %d bot(s) wait in %s and will be published "
+                                "again", target, exc, len(waiting), spool.path)
+                break
+            spool.published(target, totals["bot"])
+            published += 1
+            if totals["attempts"]:
+                log.info("%s reachable again: published the totals of %r", target, totals["bot"] or "the spool")
+    return published, failed
+
+
+def hostname() -> str:
+    """The host's name as the wrapper records it in its events."""
+    try:
+        return os.uname().nodename
+    except AttributeError:  # Windows
+        return os.environ.get("COMPUTERNAME", "")
 
 
 def run_deliverer(spool_path: str, patience: float, lock=None) -> int:
@@ -138,7 +278,8 @@ def _deliver_until_empty(spool: Spool, patience: float) -> bool:
         if nxt is None:
             return False
         if time.time() - last_progress > patience:
-            log.warning("giving up for now: %d run(s) stay in %s until the next run", spool.pending(), spool.path)
+            log.warning("giving up for now: %d run(s) or bot totals stay in %s until the next run",
+                        spool.pending(), spool.path)
             return True
         time.sleep(min(max(0.05, nxt - time.time()), MAX_BACKOFF))
     return True

@@ -1,6 +1,15 @@
 """The local spool: every run event a wrapper (or SDK) produces is committed here first, then
 delivered by a background deliverer (delivery.py). A run is therefore on disk before
-`botwatch run` exits, whatever happens to the agent or the network afterwards.
+`botwatch run` exits, whatever happens to the agent, the Pushgateway or the network afterwards.
+
+Each event has a target: 'agent' (posted to the agent's events API), 'pushgateway:<URL>' or
+'textfile:<DIR>'. For the last two there is no agent to keep counters, so the deliverer folds
+each finished run, exactly once, into per-bot totals kept here (table `totals`) and publishes
+the totals; they are complete, so a publication always replaces the previous one.
+
+The spool is bounded: at most BOTWATCH_SPOOL_MAX_EVENTS events (default 10000) wait in it.
+Adding one more drops the oldest, and the drops are counted per target in `meta` until the
+count itself has been delivered (never silent).
 
 Only sqlite3 is imported: this is on the hot path of `botwatch run`. The event JSON is built
 by SQLite's own json_object(), so the wrapper does not need the json module either.
@@ -10,8 +19,9 @@ import os
 import sqlite3
 import time
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
+SCHEMA_VERSION = 1
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
     bot TEXT NOT NULL,
@@ -22,19 +32,56 @@ CREATE TABLE IF NOT EXISTS outbox (
     event TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt REAL NOT NULL DEFAULT 0,
-    last_error TEXT
-);
-CREATE TABLE IF NOT EXISTS dead (
+    last_error TEXT,
+    target TEXT NOT NULL DEFAULT 'agent'
+)""",
+    """CREATE TABLE IF NOT EXISTS dead (
     seq INTEGER PRIMARY KEY,
     bot TEXT NOT NULL,
     run_id TEXT NOT NULL,
     event TEXT NOT NULL,
     error TEXT,
     at REAL NOT NULL
-);
-"""
+)""",
+    # Per-bot aggregates for targets without an agent; bot '' is the spool's own row (drops).
+    """CREATE TABLE IF NOT EXISTS totals (
+    target TEXT NOT NULL,
+    bot TEXT NOT NULL,
+    host TEXT,
+    runs_total INTEGER NOT NULL DEFAULT 0,
+    failures TEXT NOT NULL DEFAULT '{}',
+    buckets TEXT NOT NULL DEFAULT '[]',
+    duration_sum REAL NOT NULL DEFAULT 0,
+    duration_count INTEGER NOT NULL DEFAULT 0,
+    last_run_end REAL,
+    last_run_duration REAL,
+    last_exit_status INTEGER,
+    last_outcome TEXT,
+    last_success REAL,
+    last_failure REAL,
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    dropped_total INTEGER NOT NULL DEFAULT 0,
+    pending INTEGER NOT NULL DEFAULT 1,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL DEFAULT 0,
+    last_error TEXT,
+    PRIMARY KEY (target, bot)
+)""",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value NOT NULL)",
+    # `events` in meta is the outbox's row count, so that the bound costs no table scan
+    """CREATE TRIGGER IF NOT EXISTS outbox_added AFTER INSERT ON outbox BEGIN
+    UPDATE meta SET value = value + 1 WHERE key = 'events'; END""",
+    """CREATE TRIGGER IF NOT EXISTS outbox_removed AFTER DELETE ON outbox BEGIN
+    UPDATE meta SET value = value - 1 WHERE key = 'events'; END""",
+)
+TOTALS_COLUMNS = ("target", "bot", "host", "runs_total", "failures", "buckets", "duration_sum", "duration_count",
+                  "last_run_end", "last_run_duration", "last_exit_status", "last_outcome", "last_success",
+                  "last_failure", "consecutive_failures", "dropped_total", "pending", "attempts", "next_attempt",
+                  "last_error")
 _FINISHED_FIELDS = ("started", "ended", "outcome", "exit_status", "reason", "signal", "timed_out",
                     "host", "output_tail", "cpu_seconds", "peak_rss_bytes")
+DEFAULT_MAX_EVENTS = 10000
+AGENT = "agent"
 
 
 def default_spool_path() -> str:
@@ -46,85 +93,273 @@ def default_spool_path() -> str:
     return os.path.join(user_state_dir(), "spool.db")
 
 
+def max_events_from_env() -> int:
+    try:
+        return max(1, int(os.environ.get("BOTWATCH_SPOOL_MAX_EVENTS") or DEFAULT_MAX_EVENTS))
+    except ValueError:
+        return DEFAULT_MAX_EVENTS
+
+
 class Spool:
-    def __init__(self, path: str, timeout: float = 5.0):
+    def __init__(self, path: str, timeout: float = 5.0, max_events: int | None = None):
         self.path = path
+        self.max_events = max_events if max_events is not None else max_events_from_env()
         parent = os.path.dirname(os.path.abspath(path))
         os.makedirs(parent, exist_ok=True)
         self.db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
         if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
-        if not self.db.execute("SELECT 1 FROM sqlite_master WHERE name='outbox'").fetchone():
-            self.db.executescript(SCHEMA)
+        if self.db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Create the schema, or bring a spool written by an older botwatch up to date."""
+        with self._transaction():
+            if self.db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+                return  # another process did it while we waited for the lock
+            for statement in _SCHEMA[:4]:
+                self.db.execute(statement)
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(outbox)")}
+            if "target" not in columns:
+                self.db.execute("ALTER TABLE outbox ADD COLUMN target TEXT NOT NULL DEFAULT 'agent'")
+            self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('events', (SELECT COUNT(*) FROM outbox))")
+            for statement in _SCHEMA[4:]:
+                self.db.execute(statement)
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _transaction(self):
+        return _Transaction(self.db)
 
     def close(self) -> None:
         self.db.close()
 
-    def _add(self, kind: str, bot: str, run_id: str, agent_url, config, pairs: list) -> None:
+    # -- adding (the wrapper's side) ------------------------------------------------------------
+    def _insert(self, sql: str, args: list) -> None:
+        """Insert one event and keep the spool within its bound, in one transaction."""
+        with self._transaction():
+            self.db.execute(sql, args)
+            count = self.db.execute("SELECT value FROM meta WHERE key = 'events'").fetchone()[0]
+            if count > self.max_events:
+                self._drop_oldest(count - self.max_events)
+
+    def _drop_oldest(self, n: int) -> None:
+        rows = self.db.execute("SELECT seq, target FROM outbox ORDER BY seq LIMIT ?", (n,)).fetchall()
+        if not rows:
+            return
+        self.db.execute("DELETE FROM outbox WHERE seq <= ?", (rows[-1][0],))
+        by_target: dict[str, int] = {}
+        for _seq, target in rows:
+            by_target[target] = by_target.get(target, 0) + 1
+        now = time.time()
+        for target, count in by_target.items():
+            self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                            "ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
+                            ("dropped:" + target, count))
+            self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", ("dropped_at:" + target, now))
+
+    def _add(self, kind: str, bot: str, run_id: str, agent_url, config, pairs: list, target=None) -> None:
         args, placeholders = [], []
         for key, value in pairs:
             placeholders.append("?, ?")
             args += [key, value]
-        self.db.execute(
-            "INSERT INTO outbox (kind, bot, run_id, created, agent_url, config, event) "
-            f"VALUES (?, ?, ?, ?, ?, ?, json_object({', '.join(placeholders)}))",
-            [kind, bot, run_id, time.time(), agent_url, config, *args],
+        self._insert(
+            "INSERT INTO outbox (kind, bot, run_id, created, agent_url, config, target, event) "
+            f"VALUES (?, ?, ?, ?, ?, ?, ?, json_object({', '.join(placeholders)}))",
+            [kind, bot, run_id, time.time(), agent_url, config, target or AGENT, *args],
         )
 
-    def add_started(self, bot, run_id, at, host, *, agent_url=None, config=None) -> None:
+    def add_started(self, bot, run_id, at, host, *, agent_url=None, config=None, target=None) -> None:
         self._add("start", bot, run_id, agent_url, config, [
             ("type", "run_started"), ("bot", bot), ("run_id", run_id), ("time", at), ("host", host),
-            ("source", "wrapper")])
+            ("source", "wrapper")], target)
 
-    def add_sample(self, bot, run_id, at, cpu_seconds, rss_bytes, processes, *, agent_url=None, config=None) -> None:
+    def add_sample(self, bot, run_id, at, cpu_seconds, rss_bytes, processes, *, agent_url=None, config=None,
+                   target=None) -> None:
         self._add("sample", bot, run_id, agent_url, config, [
             ("type", "resource_sample"), ("bot", bot), ("run_id", run_id), ("time", at),
-            ("cpu_seconds", cpu_seconds), ("rss_bytes", rss_bytes), ("processes", processes), ("source", "wrapper")])
+            ("cpu_seconds", cpu_seconds), ("rss_bytes", rss_bytes), ("processes", processes), ("source", "wrapper")],
+            target)
 
-    def add_finished(self, bot, run_id, *, agent_url=None, config=None, source="wrapper", **fields) -> None:
+    def add_finished(self, bot, run_id, *, agent_url=None, config=None, source="wrapper", target=None,
+                     **fields) -> None:
         pairs = [("type", "run_finished"), ("bot", bot), ("run_id", run_id), ("source", source)]
         for key in _FINISHED_FIELDS:
             value = fields.get(key)
             if value is not None:
                 pairs.append((key, int(value) if key == "timed_out" else value))
-        self._add("finish", bot, run_id, agent_url, config, pairs)
+        self._add("finish", bot, run_id, agent_url, config, pairs, target)
 
-    def add_event(self, kind: str, bot: str, run_id: str, event_json: str, *, agent_url=None, config=None) -> None:
+    def add_event(self, kind: str, bot: str, run_id: str, event_json: str, *, agent_url=None, config=None,
+                  target=None) -> None:
         """Any event already serialised as a JSON object (SDKs: steps, failures, UI look-ups)."""
-        self.db.execute(
-            "INSERT INTO outbox (kind, bot, run_id, created, agent_url, config, event) VALUES (?, ?, ?, ?, ?, ?, json(?))",
-            [kind, bot, run_id, time.time(), agent_url, config, event_json])
+        self._insert(
+            "INSERT INTO outbox (kind, bot, run_id, created, agent_url, config, target, event) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, json(?))",
+            [kind, bot, run_id, time.time(), agent_url, config, target or AGENT, event_json])
 
-    # -- delivery side ------------------------------------------------------------------------
+    # -- the bound ------------------------------------------------------------------------------
+    def events(self) -> int:
+        return self.db.execute("SELECT value FROM meta WHERE key = 'events'").fetchone()[0]
+
+    def dropped(self, target: str) -> tuple[int, float | None]:
+        """(events of `target` dropped and not yet reported, time of the latest drop)."""
+        rows = dict(self.db.execute("SELECT key, value FROM meta WHERE key IN (?, ?)",
+                                    ("dropped:" + target, "dropped_at:" + target)))
+        return int(rows.get("dropped:" + target, 0)), rows.get("dropped_at:" + target)
+
+    def dropped_reported(self, target: str, n: int) -> None:
+        """`n` drops of `target` reached their destination: only they are taken off the count."""
+        self.db.execute("UPDATE meta SET value = value - ? WHERE key = ?", (n, "dropped:" + target))
+
+    # -- delivery side: the agent ---------------------------------------------------------------
     def ready(self, now: float, limit: int = 500) -> list[tuple]:
+        """Agent events due for a (re)try, oldest first."""
         return self.db.execute(
             "SELECT seq, bot, run_id, agent_url, config, event, attempts FROM outbox "
-            "WHERE next_attempt <= ? ORDER BY seq LIMIT ?", (now, limit)).fetchall()
+            "WHERE target = 'agent' AND next_attempt <= ? ORDER BY seq LIMIT ?", (now, limit)).fetchall()
 
     def next_attempt_at(self) -> float | None:
-        row = self.db.execute("SELECT MIN(next_attempt) FROM outbox").fetchone()
+        """When there is something to do next: an event to send, totals to publish; None if nothing."""
+        row = self.db.execute(
+            "SELECT MIN(t) FROM (SELECT MIN(next_attempt) AS t FROM outbox "
+            "UNION ALL SELECT MIN(next_attempt) FROM totals WHERE pending = 1)").fetchone()
         return row[0]
 
     def pending(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM outbox WHERE kind = 'finish'").fetchone()[0]
+        """Finished runs not yet delivered, and totals not yet published."""
+        return self.db.execute(
+            "SELECT (SELECT COUNT(*) FROM outbox WHERE kind = 'finish') "
+            "+ (SELECT COUNT(*) FROM totals WHERE pending = 1)").fetchone()[0]
 
     def delivered(self, seqs: list[int]) -> None:
-        self.db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+        with self._transaction():
+            self.db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
 
     def retry_later(self, seqs: list[int], error: str, delay: float) -> None:
-        self.db.executemany(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, last_error = ? WHERE seq = ?",
-            [(time.time() + delay, error, s) for s in seqs])
+        with self._transaction():
+            self.db.executemany(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, last_error = ? WHERE seq = ?",
+                [(time.time() + delay, error, s) for s in seqs])
 
     def bury(self, seq: int, error: str) -> None:
         """Move an event the agent refused for good (unknown bot, invalid) out of the queue."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             self.db.execute("INSERT OR REPLACE INTO dead (seq, bot, run_id, event, error, at) "
                             "SELECT seq, bot, run_id, event, ?, ? FROM outbox WHERE seq = ?", (error, time.time(), seq))
             self.db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+
+    # -- delivery side: totals for the Pushgateway and the textfile collector -------------------
+    def fold(self, apply, limit: int = 1000) -> int:
+        """Fold spooled events of the targets without an agent into their bots' totals.
+
+        `apply(totals, event_json)` updates one bot's totals (a dict of TOTALS_COLUMNS) with a
+        finished run. The events are applied and removed in one transaction, so each run counts
+        exactly once whatever happens to the publication afterwards; the touched totals are
+        marked pending. Drops counted for those targets are folded into their spool row the
+        same way. Returns the number of events folded.
+        """
+        import json
+
+        with self._transaction():
+            rows = self.db.execute(
+                "SELECT seq, target, bot, kind, event FROM outbox WHERE target != 'agent' ORDER BY seq LIMIT ?",
+                (limit,)).fetchall()
+            touched: dict[tuple[str, str], dict] = {}
+            for _seq, target, bot, kind, event in rows:
+                if kind != "finish":
+                    continue  # starts and samples matter to an agent only
+                totals = touched.get((target, bot))
+                if totals is None:
+                    totals = touched[(target, bot)] = self._load_totals(target, bot, json)
+                apply(totals, event)
+            for seq_chunk in _chunks([r[0] for r in rows], 500):
+                self.db.execute(f"DELETE FROM outbox WHERE seq IN ({','.join('?' * len(seq_chunk))})", seq_chunk)
+            for target in {t for t, _bot in touched}:
+                if (target, "") not in touched and not self.db.execute(
+                        "SELECT 1 FROM totals WHERE target = ? AND bot = ''", (target,)).fetchone():
+                    touched[(target, "")] = self._load_totals(target, "", json)  # first publication: 0 dropped
+            for key, value in self.db.execute(
+                    "SELECT key, value FROM meta WHERE key LIKE 'dropped:%' AND key != 'dropped:agent' "
+                    "AND value != 0").fetchall():
+                target = key.removeprefix("dropped:")
+                own = touched.get((target, ""))
+                if own is None:
+                    own = touched[(target, "")] = self._load_totals(target, "", json)
+                own["dropped_total"] += value
+                self.db.execute("UPDATE meta SET value = value - ? WHERE key = ?", (value, key))
+            for totals in touched.values():
+                totals["pending"], totals["next_attempt"] = 1, 0
+                self._save_totals(totals, json)
+        return len(rows)
+
+    def _load_totals(self, target: str, bot: str, json) -> dict:
+        row = self.db.execute(f"SELECT {', '.join(TOTALS_COLUMNS)} FROM totals WHERE target = ? AND bot = ?",
+                              (target, bot)).fetchone()
+        if row is None:
+            totals = {c: None for c in TOTALS_COLUMNS}
+            totals.update(target=target, bot=bot, runs_total=0, failures={}, buckets=[], duration_sum=0.0,
+                          duration_count=0, consecutive_failures=0, dropped_total=0, pending=1, attempts=0,
+                          next_attempt=0)
+            return totals
+        totals = dict(zip(TOTALS_COLUMNS, row))
+        totals["failures"] = json.loads(totals["failures"])
+        totals["buckets"] = json.loads(totals["buckets"])
+        return totals
+
+    def _save_totals(self, totals: dict, json) -> None:
+        values = [json.dumps(totals[c]) if c in ("failures", "buckets") else totals[c] for c in TOTALS_COLUMNS]
+        self.db.execute(f"INSERT OR REPLACE INTO totals ({', '.join(TOTALS_COLUMNS)}) "
+                        f"VALUES ({', '.join('?' * len(TOTALS_COLUMNS))})", values)
+
+    def totals_due(self, now: float) -> list[dict]:
+        """Totals waiting to be published whose next attempt is due, by target, spool row last."""
+        import json
+
+        rows = self.db.execute(
+            f"SELECT {', '.join(TOTALS_COLUMNS)} FROM totals WHERE pending = 1 AND next_attempt <= ? "
+            "ORDER BY target, bot = '', bot", (now,)).fetchall()
+        out = []
+        for row in rows:
+            totals = dict(zip(TOTALS_COLUMNS, row))
+            totals["failures"] = json.loads(totals["failures"])
+            totals["buckets"] = json.loads(totals["buckets"])
+            out.append(totals)
+        return out
+
+    def published(self, target: str, bot: str) -> None:
+        self.db.execute("UPDATE totals SET pending = 0, attempts = 0, next_attempt = 0, last_error = NULL "
+                        "WHERE target = ? AND bot = ?", (target, bot))
+
+    def publish_later(self, target: str, bots: list[str], error: str, delay: float) -> None:
+        with self._transaction():
+            self.db.executemany(
+                "UPDATE totals SET attempts = attempts + 1, next_attempt = ?, last_error = ? "
+                "WHERE target = ? AND bot = ?", [(time.time() + delay, error, target, b) for b in bots])
+
+    def republish_all(self, target: str) -> None:
+        """Publish every group of `target` again (it was unreachable and may have lost them)."""
+        self.db.execute("UPDATE totals SET pending = 1, next_attempt = 0 WHERE target = ?", (target,))
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (the connection is in autocommit mode)."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self):
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
             self.db.execute("COMMIT")
-        except BaseException:
+        else:
             self.db.execute("ROLLBACK")
-            raise
+        return False
+
+
+def _chunks(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]

@@ -2,8 +2,10 @@
 record the run in the local spool before exiting.
 
 This is started by cron and Task Scheduler thousands of times a day, so it imports only what
-the run path needs (no click, no pydantic, no HTTP): delivery to the agent happens in a
-detached deliverer. Monitoring problems are warnings on stderr; the bot's result never changes.
+the run path needs (no click, no pydantic, no HTTP, no prometheus_client): delivery to the
+agent, a Pushgateway (--pushgateway URL) or node_exporter's textfile collector (--textfile-dir
+DIR) happens in a detached deliverer. Monitoring problems are warnings on stderr; the bot's
+result never changes.
 """
 
 import os
@@ -21,7 +23,9 @@ REPORT_SAMPLE_EVERY = 15.0
 DEFAULT_KILL_GRACE = 10.0
 OUTPUT_LINGER = 1.0  # how long to keep reading after the bot exited (grandchildren may hold the pipe)
 
-USAGE = """usage: botwatch run --bot NAME [--config F] [--timeout DUR] [--kill-grace DUR] [--agent URL] -- CMD [ARG...]"""
+USAGE = """usage: botwatch run --bot NAME [--config F] [--timeout DUR] [--kill-grace DUR]
+                    [--agent URL | --pushgateway URL | --textfile-dir DIR] -- CMD [ARG...]"""
+DESTINATIONS = ("agent", "pushgateway", "textfile_dir")
 
 
 class UsageError(Exception):
@@ -36,9 +40,10 @@ def warn(msg: str) -> None:
 
 
 def parse_args(argv: list[str]) -> dict:
-    opts = {"bot": None, "config": None, "timeout": None, "kill_grace": None, "agent": None}
+    opts = {"bot": None, "config": None, "timeout": None, "kill_grace": None, "agent": None, "pushgateway": None,
+            "textfile_dir": None}
     names = {"--bot": "bot", "--config": "config", "--timeout": "timeout", "--kill-grace": "kill_grace",
-             "--agent": "agent"}
+             "--agent": "agent", "--pushgateway": "pushgateway", "--textfile-dir": "textfile_dir"}
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -62,6 +67,12 @@ def parse_args(argv: list[str]) -> dict:
         raise UsageError("--bot NAME is required")
     if not opts["command"]:
         raise UsageError("no command given (put it after --)")
+    given = [f"--{key.replace('_', '-')}" for key in DESTINATIONS if opts[key] is not None]
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(given)} exclude each other: a run is delivered to one place")
+    for key in ("pushgateway", "textfile_dir"):
+        if opts[key] is not None and not opts[key].strip():
+            raise UsageError(f"--{key.replace('_', '-')} needs a value")
     for key in ("timeout", "kill_grace"):
         if opts[key] is not None:
             from .durations import parse_duration
@@ -143,9 +154,19 @@ class Sampler:
         return sum(self.cpu_by_pid.values())
 
 
+def target_of(opts: dict) -> str | None:
+    """Where the deliverer takes the run: None for the agent, else 'pushgateway:URL' or 'textfile:DIR'."""
+    if opts.get("pushgateway"):
+        return "pushgateway:" + opts["pushgateway"].strip().rstrip("/")
+    if opts.get("textfile_dir"):
+        return "textfile:" + os.path.abspath(opts["textfile_dir"])
+    return None
+
+
 def run(opts: dict) -> int:
     bot, cmd = opts["bot"], opts["command"]
-    agent_url = opts["agent"] or os.environ.get("BOTWATCH_AGENT_URL")
+    target = target_of(opts)
+    agent_url = None if target else (opts["agent"] or os.environ.get("BOTWATCH_AGENT_URL"))
     config = opts["config"] or os.environ.get("BOTWATCH_CONFIG") or ("botwatch.yaml" if os.path.exists("botwatch.yaml") else None)
     config = os.path.abspath(config) if config else None
     spool_path = default_spool_path()
@@ -171,7 +192,7 @@ def run(opts: dict) -> int:
         _write_all(2, msg.encode())
         code = 126 if isinstance(exc, PermissionError) else 127
         _record_finished(spool(), bot, run_id, started, time.time(), code, None, False, msg, host,
-                         None, None, agent_url, config)
+                         None, None, agent_url, config, target)
         return code
 
     _platform.install_forwarding(child.forward)
@@ -214,7 +235,7 @@ def run(opts: dict) -> int:
             next_sample = now + SAMPLE_EVERY
         if not start_reported and now - started >= START_REPORT_AFTER:
             start_reported = True
-            s = spool()
+            s = spool() if target is None else None  # runs in progress are shown by an agent only
             if s:
                 try:
                     s.add_started(bot, run_id, started, host, agent_url=agent_url, config=config)
@@ -223,7 +244,7 @@ def run(opts: dict) -> int:
                     warn(f"cannot record the run start: {exc}")
         if now >= next_report:
             next_report = now + REPORT_SAMPLE_EVERY
-            s = spool()
+            s = spool() if target is None else None
             if s:
                 try:
                     s.add_sample(bot, run_id, now, sampler.cpu_seconds, sampler.last_rss, sampler.processes,
@@ -250,14 +271,14 @@ def run(opts: dict) -> int:
     cpu = max(cpu or 0.0, sampler.cpu_seconds) if (cpu is not None or sampler.cpu_by_pid) else None
     peak = sampler.peak_rss or None  # rusage's maxrss is useless here: Linux carries it over exec
     _record_finished(spool(), bot, run_id, started, ended, code, sig, timed_out, tail.text(), host, cpu, peak,
-                     agent_url, config)
+                     agent_url, config, target)
     if timed_out:
         return 124  # as timeout(1) does: the bot did not end by itself
     return code
 
 
 def _record_finished(spool, bot, run_id, started, ended, code, sig, timed_out, output, host, cpu, peak,
-                     agent_url, config) -> None:
+                     agent_url, config, target=None) -> None:
     outcome = "success" if code == 0 and not timed_out else "failure"
     reason = None
     stored = None
@@ -273,9 +294,9 @@ def _record_finished(spool, bot, run_id, started, ended, code, sig, timed_out, o
     if spool is None:
         return
     try:
-        spool.add_finished(bot, run_id, agent_url=agent_url, config=config, started=started, ended=ended,
-                           outcome=outcome, exit_status=code, reason=reason, signal=sig, timed_out=timed_out,
-                           host=host, output_tail=stored, cpu_seconds=cpu, peak_rss_bytes=peak)
+        spool.add_finished(bot, run_id, agent_url=agent_url, config=config, target=target, started=started,
+                           ended=ended, outcome=outcome, exit_status=code, reason=reason, signal=sig,
+                           timed_out=timed_out, host=host, output_tail=stored, cpu_seconds=cpu, peak_rss_bytes=peak)
     except Exception as exc:
         warn(f"cannot record the run in the spool {spool.path}: {exc}; the bot's exit status is unchanged")
         return
@@ -309,7 +330,7 @@ def _kick_delivery(spool_path: str) -> None:
     try:
         _platform.spawn_detached([sys.executable, "-m", "botwatch.deliver", "--spool", spool_path])
     except OSError as exc:
-        warn(f"cannot start delivery to the agent: {exc}; the run waits in {spool_path}")
+        warn(f"cannot start the deliverer: {exc}; the run waits in {spool_path}")
 
 
 def _hostname() -> str:
