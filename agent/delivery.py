@@ -42,40 +42,83 @@ def backoff(attempts: int) -> float:
     return min(MAX_BACKOFF, 2.0 ** attempts) * random.uniform(0.8, 1.2)
 
 
+_estates: dict[str, tuple[int, object]] = {}
+
+
+def _estate(config: str | None):
+    """The estate file a run was given, parsed once per change; None if there is none or it is unusable."""
+    if not config:
+        return None
+    try:
+        mtime = os.stat(config).st_mtime_ns
+    except OSError:
+        return None
+    cached = _estates.get(config)
+    if cached is None or cached[0] != mtime:
+        try:
+            from .config import load_estate
+
+            loaded = load_estate(config)
+        except Exception as exc:
+            log.warning("estate file %s unusable (%s); delivering without its agent address and key (to %s "
+                        "unless the run named its agent)", config, str(exc).splitlines()[0],
+                        os.environ.get("BOTWATCH_AGENT_URL") or DEFAULT_AGENT_URL)
+            loaded = None
+        cached = _estates[config] = (mtime, loaded)
+    return cached[1]
+
+
 def agent_url_for(explicit: str | None, config: str | None) -> str:
     if explicit:
         return explicit.rstrip("/")
     env = os.environ.get("BOTWATCH_AGENT_URL")
     if env:
         return env.rstrip("/")
-    if config and os.path.exists(config):
-        try:
-            from .config import load_estate
-
-            host, port = load_estate(config).listen
-            if host in ("0.0.0.0", "::", ""):
-                host = "127.0.0.1"
-            return f"http://{host}:{port}"
-        except Exception as exc:
-            log.warning("estate file %s unusable (%s); delivering to %s", config, str(exc).splitlines()[0],
-                        DEFAULT_AGENT_URL)
+    loaded = _estate(config)
+    if loaded is not None:
+        host, port = loaded.listen
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        return f"http://{host}:{port}"
     return DEFAULT_AGENT_URL
 
 
+def agent_key_for(config: str | None, bot: str) -> str | None:
+    """The X-Botwatch-Key for the agent: the estate's agent.ping_key, else the bot's own ping_key."""
+    loaded = _estate(config)
+    if loaded is None:
+        return None
+    try:
+        from .config import resolve_secret
+
+        key = resolve_secret(getattr(loaded.estate.agent, "ping_key", None))
+        if key:
+            return key
+        for b in loaded.estate.bots:
+            if b.name == bot:
+                return resolve_secret(getattr(b, "ping_key", None))
+    except Exception as exc:
+        log.warning("no key for the agent from %s: %s", config, exc)
+    return None
+
+
 class Rejected(Exception):
-    """The agent refused the whole batch for good (a 4xx other than 408/429)."""
+    """The agent refused the whole batch for good (a 4xx other than 401/403/408/429)."""
 
 
-def post_events(url: str, events: list[str], timeout: float = 10.0) -> dict:
+def post_events(url: str, events: list[str], timeout: float = 10.0, key: str | None = None) -> dict:
     body = ('{"events":[' + ",".join(events) + "]}").encode("utf-8")
-    req = urllib.request.Request(url + "/api/v1/events", data=body, method="POST",
-                                 headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["X-Botwatch-Key"] = key
+    req = urllib.request.Request(url + "/api/v1/events", data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as exc:
         detail = exc.read()[:500].decode("utf-8", "replace")
-        if 400 <= exc.code < 500 and exc.code not in (408, 429):
+        # a missing or wrong key is a set-up problem to fix, not a reason to throw runs away: they wait
+        if 400 <= exc.code < 500 and exc.code not in (401, 403, 408, 429):
             raise Rejected(f"HTTP {exc.code}: {detail}") from None
         raise
 
@@ -94,13 +137,13 @@ def _deliver_to_agents(spool: Spool, now: float) -> tuple[int, int]:
     rows = spool.ready(now)
     delivered = failed = 0
     reached = None
-    by_target: dict[str, list[tuple]] = {}
+    by_target: dict[tuple[str, str | None], list[tuple]] = {}
     for row in rows:
         seq, bot, run_id, agent_url, config, event, attempts = row
-        by_target.setdefault(agent_url_for(agent_url, config), []).append(row)
-    for url, batch in by_target.items():
+        by_target.setdefault((agent_url_for(agent_url, config), agent_key_for(config, bot)), []).append(row)
+    for (url, key), batch in by_target.items():
         try:
-            answer = post_events(url, [r[5] for r in batch])
+            answer = post_events(url, [r[5] for r in batch], key=key)
         except Rejected as exc:
             for r in batch:
                 spool.bury(r[0], str(exc))
@@ -111,7 +154,7 @@ def _deliver_to_agents(spool: Spool, now: float) -> tuple[int, int]:
             spool.retry_later([r[0] for r in batch], f"{type(exc).__name__}: {exc}", backoff(attempts))
             failed += len(batch)
             if attempts == 0:
-                log.warning("agent %s unreachable (%s); %d event(s) wait in %s and will be retried",
+                log.warning("agent %s did not take the events (%s); %d event(s) wait in %s and will be retried",
                             url, exc, len(batch), spool.path)
             continue
         refused = {item.get("index"): item.get("error") for item in answer.get("rejected", [])}
@@ -121,13 +164,13 @@ def _deliver_to_agents(spool: Spool, now: float) -> tuple[int, int]:
                 log.warning("agent refused event for bot %r run %s: %s", r[1], r[2], refused[i])
         spool.delivered([r[0] for i, r in enumerate(batch) if i not in refused])
         delivered += len(batch) - len(refused)
-        reached = reached or url
+        reached = reached or (url, key)
     if reached:
-        _report_agent_drops(spool, reached)
+        _report_agent_drops(spool, *reached)
     return delivered, failed
 
 
-def _report_agent_drops(spool: Spool, url: str) -> None:
+def _report_agent_drops(spool: Spool, url: str, key: str | None) -> None:
     """Tell the agent how many of its events the full spool dropped (alone: an agent that does not
     know the event must not refuse the runs with it). The count stays until this succeeds."""
     count, at = spool.dropped("agent")
@@ -136,7 +179,7 @@ def _report_agent_drops(spool: Spool, url: str) -> None:
     event = {"type": "spool_dropped", "count": count, "time": at or time.time(), "host": hostname(),
              "source": "spool"}
     try:
-        post_events(url, [json.dumps(event)])
+        post_events(url, [json.dumps(event)], key=key)
     except (Rejected, OSError, ValueError) as exc:
         log.warning("could not report %d dropped event(s) to the agent %s (%s); the count is kept", count, url, exc)
         return

@@ -144,10 +144,12 @@ class Spool:
                 self._drop_oldest(count - self.max_events)
 
     def _drop_oldest(self, n: int) -> None:
-        rows = self.db.execute("SELECT seq, target FROM outbox ORDER BY seq LIMIT ?", (n,)).fetchall()
+        # progress events (starts, samples, UI look-ups, steps) go before any finished run does
+        rows = self.db.execute("SELECT seq, target FROM outbox ORDER BY (kind = 'finish'), seq LIMIT ?",
+                               (n,)).fetchall()
         if not rows:
             return
-        self.db.execute("DELETE FROM outbox WHERE seq <= ?", (rows[-1][0],))
+        self.db.executemany("DELETE FROM outbox WHERE seq = ?", [(seq,) for seq, _ in rows])
         by_target: dict[str, int] = {}
         for _seq, target in rows:
             by_target[target] = by_target.get(target, 0) + 1
@@ -266,13 +268,21 @@ class Spool:
                 "SELECT seq, target, bot, kind, event FROM outbox WHERE target != 'agent' ORDER BY seq LIMIT ?",
                 (limit,)).fetchall()
             touched: dict[tuple[str, str], dict] = {}
-            for _seq, target, bot, kind, event in rows:
+            for seq, target, bot, kind, event in rows:
                 if kind != "finish":
                     continue  # starts and samples matter to an agent only
                 totals = touched.get((target, bot))
                 if totals is None:
                     totals = touched[(target, bot)] = self._load_totals(target, bot, json)
-                apply(totals, event)
+                trial = {**totals, "failures": dict(totals["failures"]), "buckets": list(totals["buckets"])}
+                try:
+                    apply(trial, event)
+                except Exception as exc:  # an event that cannot be counted must not block the others
+                    self.db.execute("INSERT OR REPLACE INTO dead (seq, bot, run_id, event, error, at) "
+                                    "SELECT seq, bot, run_id, event, ?, ? FROM outbox WHERE seq = ?",
+                                    (f"{type(exc).__name__}: {exc}", time.time(), seq))
+                    continue
+                touched[(target, bot)] = trial
             for seq_chunk in _chunks([r[0] for r in rows], 500):
                 self.db.execute(f"DELETE FROM outbox WHERE seq IN ({','.join('?' * len(seq_chunk))})", seq_chunk)
             for target in {t for t, _bot in touched}:

@@ -1,7 +1,9 @@
 #!/bin/sh
 # Install the Debian packages a target needs, only when they are missing.
 #   venv: python3-venv (a fresh Debian/Ubuntu Python cannot create a venv without it)
-#   test: prometheus (for promtool)
+#   test: prometheus (promtool and the Prometheus server), prometheus-pushgateway
+#         (the no-agent delivery tests start their own instances on free loopback ports;
+#         on a host with systemd the packages also enable their own services)
 set -eu
 need=""
 case "${1:-test}" in
@@ -11,7 +13,8 @@ case "${1:-test}" in
     rm -rf "$tmp"
     ;;
   test)
-    command -v promtool >/dev/null 2>&1 || need="$need prometheus"
+    { command -v promtool && [ -x /usr/bin/prometheus ]; } >/dev/null 2>&1 || need="$need prometheus"
+    [ -x /usr/bin/prometheus-pushgateway ] || need="$need prometheus-pushgateway"
     ;;
 esac
 [ -z "$need" ] && exit 0

@@ -268,5 +268,6 @@ def test_schemathesis_finds_no_server_error_in_the_api(agent, tmp_path):
 
     cases = re.search(r"(\d+) generated, (\d+) passed", r.stdout)
     assert cases and int(cases.group(1)) == int(cases.group(2)) > 100, r.stdout[-3000:]
-    assert "No issues found" in r.stdout
+    # the one warning allowed: generated (random) ping keys are refused, as they must be
+    assert "No issues found" in r.stdout or ("1 warning" in r.stdout and "Authentication failed" in r.stdout), r.stdout
     assert agent.proc.poll() is None  # still serving

@@ -560,8 +560,16 @@ def test_command_that_is_not_executable_exits_126_and_is_recorded_as_a_failed_ru
     (["--bot", "b", "--kill-grace", "-1", "--", "touch", "ran"], b"--kill-grace"),
     (["--bot", "b", "--retries", "3", "--", "touch", "ran"], b"--retries"),
     (["--bot"], b"--bot"),
+    (["--bot", "b", "--agent", "http://127.0.0.1:1", "--pushgateway", "http://127.0.0.1:2", "--", "touch", "ran"],
+     b"--agent and --pushgateway exclude each other"),
+    (["--bot", "b", "--pushgateway", "http://127.0.0.1:2", "--textfile-dir", ".", "--", "touch", "ran"],
+     b"--pushgateway and --textfile-dir exclude each other"),
+    (["--bot", "b", "--textfile-dir=.", "--agent=http://127.0.0.1:1", "--", "touch", "ran"],
+     b"--agent and --textfile-dir exclude each other"),
+    (["--bot", "b", "--pushgateway=", "--", "touch", "ran"], b"--pushgateway needs a value"),
 ], ids=["missing_bot", "no_command", "nothing_after_dashes", "bad_timeout", "bad_kill_grace", "unknown_option",
-        "bot_without_value"])
+        "bot_without_value", "agent_and_pushgateway", "pushgateway_and_textfile", "textfile_and_agent",
+        "empty_pushgateway"])
 def test_usage_error_exits_2_with_a_message_and_runs_nothing(tmp_path, args, message):
     proc = botwatch_run(tmp_path, args)
     assert proc.returncode == 2, proc.stderr
@@ -576,9 +584,45 @@ def test_run_help_prints_help_and_exits_0(tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.decode()
     assert "Usage: botwatch run" in out
-    for option in ("--bot", "--timeout", "--kill-grace", "--config", "--agent"):
+    for option in ("--bot", "--timeout", "--kill-grace", "--config", "--agent", "--pushgateway", "--textfile-dir"):
         assert option in out
     assert not (tmp_path / "spool.db").exists()
+
+
+@pytest.mark.parametrize("options, target", [
+    ([], "agent"),
+    (["--agent", "http://127.0.0.1:1"], "agent"),
+    (["--pushgateway", "http://127.0.0.1:9091/"], "pushgateway:http://127.0.0.1:9091"),
+    (["--textfile-dir", "metrics"], "textfile:{tmp}/metrics"),
+], ids=["default", "agent", "pushgateway", "textfile_dir"])
+def test_run_is_spooled_with_its_target(tmp_path, options, target):
+    proc = run_bot(tmp_path, ["sh", "-c", "sleep 1.2; exit 3"], options=options,
+                   env=wrapper_env(tmp_path / "spool.db", BOTWATCH_AGENT_URL="http://127.0.0.1:2"))
+    assert proc.returncode == 3 and proc.stderr == b""
+    db = sqlite3.connect(tmp_path / "spool.db")
+    try:
+        rows = db.execute("SELECT kind, target, agent_url FROM outbox ORDER BY seq").fetchall()
+    finally:
+        db.close()
+    target = target.format(tmp=tmp_path)
+    if target == "agent":
+        agent_url = options[1] if options else "http://127.0.0.1:2"
+        assert rows == [("start", "agent", agent_url), ("finish", "agent", agent_url)]
+    else:  # only the finished run: nothing shows runs in progress without an agent
+        assert rows == [("finish", target, None)]
+    assert finished_run(tmp_path / "spool.db")["reason"] == "unknown"
+
+
+def test_run_path_imports_no_http_and_no_prometheus_client(tmp_path):
+    code = ("import sys\nfrom botwatch.wrapper import main\n"
+            "status = main(['--bot', 'b', '--pushgateway', 'http://127.0.0.1:1', '--', 'true'])\n"
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('prometheus_client', 'http', 'click', "
+            "'pydantic') or m in ('urllib.request', 'json'))\n"
+            "print(status, heavy)\n")
+    proc = subprocess.run([PY, "-c", code], cwd=tmp_path, capture_output=True, timeout=60,
+                          env=wrapper_env(tmp_path / "spool.db"))
+    assert proc.stdout == b"0 []\n", proc.stderr
+    assert finished_run(tmp_path / "spool.db")["outcome"] == "success"
 
 
 def test_help_flag_after_the_dashes_belongs_to_the_bot(tmp_path):
