@@ -3,7 +3,7 @@
 #   venv: python3-venv (a fresh Debian/Ubuntu Python cannot create a venv without it)
 #   test: prometheus (promtool and the Prometheus server), prometheus-pushgateway
 #         (the no-agent delivery tests start their own instances on free loopback ports;
-#         on a host with systemd the packages also enable their own services)
+#         on a host with systemd the packages also enable their own services), curl, openssl
 set -eu
 need=""
 case "${1:-test}" in
@@ -15,6 +15,8 @@ case "${1:-test}" in
   test)
     { command -v promtool && [ -x /usr/bin/prometheus ]; } >/dev/null 2>&1 || need="$need prometheus"
     [ -x /usr/bin/prometheus-pushgateway ] || need="$need prometheus-pushgateway"
+    command -v curl >/dev/null 2>&1 || need="$need curl"        # the check-in client of the tests
+    command -v openssl >/dev/null 2>&1 || need="$need openssl"  # certificates for the TLS test
     ;;
 esac
 [ -z "$need" ] && exit 0
