@@ -271,3 +271,13 @@ def test_schemathesis_finds_no_server_error_in_the_api(agent, tmp_path):
     # the one warning allowed: generated (random) ping keys are refused, as they must be
     assert "No issues found" in r.stdout or ("1 warning" in r.stdout and "Authentication failed" in r.stdout), r.stdout
     assert agent.proc.poll() is None  # still serving
+
+
+def test_a_long_check_in_body_keeps_its_tail_and_notes_the_truncation(agent):
+    body = b"x" * 20_000 + b"\nLogon failed for user 'svc' password=hunter2\n"
+    status, _, answer = request(f"{agent.url}/ping/{KEY}/alpha/fail?rid=long-1", data=body, method="POST")
+    assert (status, answer) == (200, b"OK")
+    [run] = runs(agent)
+    assert run["output_tail"].startswith(f"[{len(body) - 10_240} bytes truncated]\n")
+    assert run["output_tail"].endswith("Logon failed for user 'svc' password=[REDACTED]\n")
+    assert run["reason"] == "credentials"
