@@ -87,6 +87,74 @@ class Limits(_Strict):
     max_screens: int = Field(default=50, ge=1)  # per bot; more screens are counted as "other"
 
 
+def _regex(v: str | None) -> str | None:
+    if v is not None:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"invalid regex {v!r}: {exc}") from None
+    return v
+
+
+Regex = Annotated[str, BeforeValidator(_regex)]
+
+
+class ProcessMatch(_Strict):
+    """Which processes are this bot's: regexes searched in the process name, executable path,
+    command line (arguments joined by spaces) and, optionally, the user name."""
+
+    name: Regex | None = None
+    exe: Regex | None = None
+    cmdline: Regex | None = None
+    user: Regex | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> "ProcessMatch":
+        if self.name is None and self.exe is None and self.cmdline is None:
+            raise ValueError("watch.process needs at least one of 'name', 'exe' or 'cmdline'")
+        return self
+
+
+class LogSpec(_Strict):
+    """A log file (or glob) of this bot, and how to read it."""
+
+    path: str
+    format: Literal["uipath", "robot", "regex", "python"]
+    process_name: str | None = None  # uipath: the bot's lines in a log shared by several processes
+    start: Regex | None = None  # regex / python: a run starts (named group `run_id` optional)
+    end: Regex | None = None  # a run ends (named groups `run_id`, `status` optional)
+    error: Regex | None = None  # an error line: classified, fails the current run
+    run_id: Regex | None = None  # named group `run_id` found on any line
+    encoding: str = "utf-8"
+
+    @model_validator(mode="after")
+    def _regex_needs_patterns(self) -> "LogSpec":
+        if self.format == "regex" and self.start is None and self.end is None and self.error is None:
+            raise ValueError("a 'regex' log needs at least one of 'start', 'end' or 'error'")
+        return self
+
+
+class WatchConfig(_Strict):
+    process: ProcessMatch | None = None
+    logs: list[LogSpec] = []
+
+
+class MaintenanceWindow(_Strict):
+    """No late or down while inside: starts at each `schedule` (cron, bot timezone), lasts `duration`."""
+
+    schedule: str
+    duration: Duration
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        try:
+            CronSim(v, _EPOCH_UTC)
+        except (CronSimError, ValueError) as exc:
+            raise ValueError(f"invalid cron expression {v!r}: {exc}") from None
+        return v
+
+
 class AgentConfig(_Strict):
     listen: str = DEFAULT_LISTEN
     journal: str = "./botwatch-journal.db"
@@ -95,6 +163,8 @@ class AgentConfig(_Strict):
     auto_register: bool = False  # accept check-ins and events for bots not in this file
     web_config: str | None = None  # TLS and basic auth, in the format of Prometheus' exporter web-config
     limits: Limits = Limits()
+    process_interval: Duration = 5.0  # how often watched processes are swept
+    bot_folders: list[str] = []  # scripts run from here are bots: unregistered ones are shadow bots
 
     @field_validator("listen")
     @classmethod
@@ -116,10 +186,14 @@ class BotConfig(_Strict):
     grace: Duration = 900.0
     max_runtime: Duration | None = None
     failure_threshold: int = Field(default=1, ge=1)
+    recovery_threshold: int = Field(default=1, ge=1)  # successes in a row before `failing` clears
+    min_runtime: Duration | None = None  # a successful run shorter than this did nothing: a failure
+    maintenance: list[MaintenanceWindow] = []
     paused: bool = False
     runbook: str | None = None
     description: str | None = None
     ping_key: SecretStr | None = None  # this bot's own check-in key, besides the estate's
+    watch: WatchConfig | None = None
 
     @field_validator("name")
     @classmethod

@@ -45,6 +45,12 @@ CREATE TABLE IF NOT EXISTS flips (
     reason TEXT
 );
 CREATE INDEX IF NOT EXISTS flips_by_bot ON flips (bot, id);
+CREATE TABLE IF NOT EXISTS log_offsets (
+    key TEXT PRIMARY KEY,
+    identity TEXT NOT NULL,
+    offset INTEGER NOT NULL,
+    updated REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS bots (
     name TEXT PRIMARY KEY,
     first_seen REAL NOT NULL
@@ -133,6 +139,11 @@ class Journal:
     def ensure_bot(self, name: str, now: float) -> None:
         self._db.execute("INSERT OR IGNORE INTO bots (name, first_seen) VALUES (?, ?)", (name, now))
 
+    def set_offset(self, key: str, identity: str, offset: int, now: float) -> None:
+        """Where a log reader is in a file (identity: what tells a rotated file from the next)."""
+        self._db.execute("INSERT OR REPLACE INTO log_offsets (key, identity, offset, updated) VALUES (?, ?, ?, ?)",
+                         (key, identity, offset, now))
+
     # --- reads ---------------------------------------------------------------------------
 
     def first_seen(self) -> dict[str, float]:
@@ -176,6 +187,11 @@ class Journal:
                 "SELECT run_id, started, ended, exit_status, outcome, reason FROM runs WHERE bot = ? "
                 "ORDER BY ended DESC LIMIT ?", (bot, limit)).fetchall()
         return [dict(r) for r in rows]
+
+    def offset(self, key: str) -> tuple[str, int] | None:
+        with self._lock:
+            row = self._db.execute("SELECT identity, offset FROM log_offsets WHERE key = ?", (key,)).fetchone()
+        return (row[0], row[1]) if row else None
 
     def count_runs(self) -> int:
         with self._lock:

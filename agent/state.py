@@ -263,8 +263,11 @@ class EstateState:
         with self.lock:
             self.events_dropped_total[source] = self.events_dropped_total.get(source, 0) + n
 
-    def apply(self, events: Iterable[Event]) -> IngestResult:
+    def apply(self, events: Iterable[Event], offsets: dict[str, tuple[str, int]] | None = None) -> IngestResult:
         """Apply a batch atomically: journal first, memory after the commit succeeded.
+
+        `offsets` (log readers: key -> (file identity, offset)) are committed in the same
+        transaction, so a restart neither re-reads nor skips what the batch came from.
 
         Raises JournalError if the journal cannot be written; nothing is applied then, so the
         sender keeps the batch and retries.
@@ -319,8 +322,10 @@ class EstateState:
                 elif isinstance(ev, LogNoted):
                     bot.last_log = ev.excerpt[-2048:]
                     result.accepted += 1
-            if self.journal is not None and runs:
+            if self.journal is not None and (runs or offsets):
                 with self.journal.transaction() as j:
+                    for key, (identity, offset) in (offsets or {}).items():
+                        j.set_offset(key, identity, offset, now)
                     for run in runs:
                         if j.insert_run(run, now):
                             staged[run.bot].observe_finished(run)
