@@ -24,3 +24,20 @@ def next_due(*, after: float, schedule: str | None = None, every: float | None =
         local = datetime.fromtimestamp(after, _zone(timezone))
         return next(CronSim(schedule, local)).timestamp()
     return None
+
+
+def maintenance_at(now: float, windows, timezone: str = "UTC") -> tuple[bool, float | None]:
+    """(inside a window now, end of the latest window that ended before now).
+
+    Each window starts at its cron `schedule` (in the bot's timezone) and lasts `duration`."""
+    inside, last_end = False, None
+    local = datetime.fromtimestamp(now, _zone(timezone))
+    for w in windows:
+        start = next(CronSim(w.schedule, local, reverse=True)).timestamp()
+        end = start + w.duration
+        if start <= now < end:
+            inside = True
+            # the window before this one may have ended too; only the latest end matters
+        elif end <= now:
+            last_end = end if last_end is None else max(last_end, end)
+    return inside, last_end

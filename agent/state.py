@@ -21,7 +21,7 @@ from .events import (Event, FailureNoted, LogNoted, ResourceSample, RunFinished,
                      StepFinished, UiLookup)
 from .journal import Flip, Journal
 from .redact import redact
-from .schedule import next_due
+from .schedule import maintenance_at, next_due
 
 STATES = ("new", "up", "late", "down", "failing", "paused")
 # Run duration histogram buckets, 1 s .. 4 h (the catalogue's contract).
@@ -80,6 +80,8 @@ class BotRuntime:
     last_success: float | None = None
     last_failure: float | None = None
     consecutive_failures: int = 0
+    consecutive_successes: int = 0
+    failing_latched: bool = False  # failing until `recovery_threshold` successes in a row
     active: dict[str, float] = field(default_factory=dict)  # run id -> start time
     active_cpu: dict[str, float] = field(default_factory=dict)  # run id -> cpu seconds so far
     active_rss: dict[str, int] = field(default_factory=dict)
@@ -95,34 +97,47 @@ class BotRuntime:
     _due_memo: tuple[float, float | None] | None = None
 
     # -- time-derived views ---------------------------------------------------------------
-    def reference_time(self) -> float:
-        """The latest sign of life (a run start, else a run end), or the registration time:
-        the next run is expected one schedule step after it."""
+    def reference_time(self, after_maintenance: float | None = None) -> float:
+        """The latest sign of life (a run start, else a run end), or the registration time, or
+        the end of the latest maintenance window: the next run is expected one schedule step
+        after it."""
         ref = self.last_run_started if self.last_run_started is not None else self.last_run_end
         if ref is None:
             ref = self.first_seen
         if self.active:
             ref = max(ref, max(self.active.values()))
+        if after_maintenance is not None:
+            ref = max(ref, after_maintenance)
         return ref
 
-    def next_due(self) -> float | None:
-        ref = self.reference_time()
+    def next_due(self, after_maintenance: float | None = None) -> float | None:
+        ref = self.reference_time(after_maintenance)
         if self._due_memo is None or self._due_memo[0] != ref:
             due = next_due(after=ref, schedule=self.cfg.schedule, every=self.cfg.every, timezone=self.cfg.timezone)
             self._due_memo = (ref, due)
         return self._due_memo[1]
 
+    def maintenance(self, now: float) -> tuple[bool, float | None]:
+        if not self.cfg.maintenance:
+            return False, None
+        return maintenance_at(now, self.cfg.maintenance, self.cfg.timezone)
+
     def status(self, now: float) -> tuple[str, float, str]:
         """(state, since, why) at `now`, from timestamps only."""
         if self.cfg.paused:
             return "paused", self.first_seen, "paused in the estate file"
-        due = self.next_due()
+        in_window, window_end = self.maintenance(now)
+        if in_window:
+            return "paused", now, "in a maintenance window"
+        due = self.next_due(window_end)
         if due is not None and not self.active:
             if now > due + self.cfg.grace:
                 return "down", due + self.cfg.grace, f"missed schedule: due {_iso(due)}, grace {int(self.cfg.grace)}s"
-        if self.consecutive_failures >= self.cfg.failure_threshold:
-            return "failing", self.last_failure or now, (
-                f"{self.consecutive_failures} consecutive failure(s), last reason {self.last_reason}")
+        if self.failing_latched:
+            why = (f"{self.consecutive_failures} consecutive failure(s), last reason {self.last_reason}"
+                   if self.consecutive_failures else
+                   f"recovering: {self.consecutive_successes} of {self.cfg.recovery_threshold} successes in a row")
+            return "failing", self.last_failure or now, why
         if due is not None and not self.active and now > due:
             return "late", due, f"due {_iso(due)}, within grace"
         if self.runs_total == 0:
@@ -170,8 +185,14 @@ class BotRuntime:
                 self.last_run_started = max(self.last_run_started or 0.0, run.started)
             if run.outcome == "failure":
                 self.consecutive_failures += 1
+                self.consecutive_successes = 0
+                if self.consecutive_failures >= self.cfg.failure_threshold:
+                    self.failing_latched = True
             elif run.outcome == "success":
                 self.consecutive_failures = 0
+                self.consecutive_successes += 1
+                if self.consecutive_successes >= self.cfg.recovery_threshold:
+                    self.failing_latched = False
 
     def note_failure(self, run_id: str, reason: str) -> None:
         self.noted_reasons[run_id] = reason
@@ -293,6 +314,7 @@ class EstateState:
                 if bot is None:
                     bot = staged[ev.bot] = _copy_runtime(base)
                 if isinstance(ev, RunFinished):
+                    ev = _too_fast(ev, bot.cfg.min_runtime)
                     if ev.output_tail:  # clients redact too; the journal must never hold a secret
                         ev = _replace(ev, output_tail=redact(ev.output_tail))
                     if ev.outcome == "failure" and not ev.reason and ev.run_id in bot.noted_reasons:
@@ -430,6 +452,16 @@ def _copy_runtime(bot: BotRuntime) -> BotRuntime:
     return new
 
 
+def _too_fast(run: RunFinished, min_runtime: float | None) -> RunFinished:
+    """A successful run shorter than `min_runtime` did nothing: it is recorded as failed."""
+    dur = run.duration
+    if min_runtime is None or run.outcome != "success" or dur is None or dur >= min_runtime:
+        return run
+    note = f"finished in {dur:.1f}s, under min_runtime {min_runtime:g}s: did it do anything?"
+    return _replace(run, outcome="failure", reason="unknown",
+                    output_tail=(run.output_tail + "\n" if run.output_tail else "") + note)
+
+
 def _replace(run: RunFinished, **changes) -> RunFinished:
     from dataclasses import replace
 
@@ -474,7 +506,7 @@ class BotView:
             tuple(bot.bucket_counts), bot.duration_sum, bot.duration_count, bot.last_run_duration,
             bot.last_run_end, bot.last_outcome, bot.last_reason, bot.last_success, bot.last_failure,
             bot.consecutive_failures, len(bot.active), min(bot.active.values()) if bot.active else None,
-            None if bot.cfg.paused else bot.next_due(), bot.missed_runs_total, bot.cpu_seconds_total,
+            None if bot.cfg.paused else bot.next_due(bot.maintenance(now)[1]), bot.missed_runs_total, bot.cpu_seconds_total,
             bot.resident_memory_bytes, {k: v.copy() for k, v in bot.ui.items()} if bot.ui else {},
             bot.ui_screens_overflowed,
         )
