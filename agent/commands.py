@@ -96,17 +96,20 @@ def agent(config, listen) -> None:
 @click.option("--agent", "agent_url", help="Agent URL (default $BOTWATCH_AGENT_URL, else the estate's agent.listen).")
 @click.option("--config", type=click.Path(), help="Estate file, to find the agent or, if it is down, its journal.")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON instead of a table.")
-def status(agent_url, config, as_json) -> None:
+@click.option("--unregistered", is_flag=True,
+              help="List shadow bots instead: processes of known bot runtimes that no registered bot claims.")
+def status(agent_url, config, as_json, unregistered) -> None:
     """Show the estate: bot, team, state, last run, last success, failures in a row, next due."""
-    from .status_view import fetch_status, render_status
+    from .status_view import fetch_status, fetch_unregistered, render_status, render_unregistered
 
-    data, source = fetch_status(agent_url, config)
+    fetch, render = (fetch_unregistered, render_unregistered) if unregistered else (fetch_status, render_status)
+    data, source = fetch(agent_url, config)
     if as_json:
         import json
 
         click.echo(json.dumps(data, indent=2))
     else:
-        render_status(data, source)
+        render(data, source)
 
 
 @cli.command()

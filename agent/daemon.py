@@ -33,6 +33,20 @@ class Sweeper(threading.Thread):
                 log.exception("sweep failed")
 
 
+def build_sources(loaded: LoadedEstate, state: EstateState, journal: Journal) -> list:
+    """The sources this estate needs: log watching when a bot has `watch.logs`; process
+    watching always (it also finds the shadow bots nobody registered)."""
+    from .sources.processes import ProcessWatcher
+
+    sources: list = [ProcessWatcher(loaded.estate, state, interval=loaded.estate.agent.process_interval,
+                                    base_dir=loaded.base)]
+    if any(b.watch and b.watch.logs for b in loaded.estate.bots):
+        from .sources.logs import LogWatcher
+
+        sources.append(LogWatcher(loaded, state, journal))
+    return sources
+
+
 def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None) -> int:
     import uvicorn
 
@@ -61,6 +75,9 @@ def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None) -> int:
     scheme = "https" if tls else "http"
     sweeper = Sweeper(state, loaded.estate.agent.sweep_interval)
     sweeper.start()
+    sources = build_sources(loaded, state, journal)
+    for source in sources:
+        source.start()
     print(f"botwatch agent: {len(state.bots)} bot(s), journal {loaded.journal_path}, "
           f"{journal.count_runs()} run(s) on record; listening on {scheme}://{host}:{port}", file=sys.stderr, flush=True)
     # access_log stays off: check-in URLs carry the ping key, which is never logged
@@ -76,6 +93,11 @@ def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None) -> int:
     try:
         server.run()
     finally:
+        for source in sources:
+            try:
+                source.stop()
+            except Exception:
+                log.exception("stopping %s failed", type(source).__name__)
         sweeper.stopped.set()
         sweeper.join(timeout=5)
         try:

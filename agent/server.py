@@ -4,6 +4,7 @@
   /ping/<key>/<bot>[/start|/fail|/log|/<0-255>][?rid=]   check-ins, Healthchecks.io protocol
   POST /api/v1/events                     JSON event batches from the deliverer, SDKs, listeners
   GET  /api/v1/status                     every bot's state, for `botwatch status`
+  GET  /api/v1/unregistered               shadow bots: processes of bot runtimes no bot claims
   /api/v1/openapi.json, /api/v1/docs      the API description
 
 Handlers that write the journal run in FastAPI's thread pool, off the event loop.
@@ -253,6 +254,13 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
     def status() -> JSONResponse:
         now = time.time()
         return JSONResponse({"time": now, "bots": [v.to_json() for v in state.views(now)]})
+
+    @app.get("/api/v1/unregistered", summary="Shadow bots: processes of known bot runtimes that no registered "
+             "bot claims (command lines redacted)")
+    def unregistered() -> JSONResponse:
+        processes, counts, swept_at = state.unregistered_view()
+        return JSONResponse({"time": time.time(), "swept_at": swept_at, "counts": counts,
+                             "processes": processes})
 
     # -- check-ins (Healthchecks.io ping protocol) ------------------------------------------------
     ping_responses = {200: {"content": {"text/plain": {}}, "description": "OK"}, 400: {"model": ErrorOut},

@@ -85,6 +85,7 @@ class BotRuntime:
     active: dict[str, float] = field(default_factory=dict)  # run id -> start time
     active_cpu: dict[str, float] = field(default_factory=dict)  # run id -> cpu seconds so far
     active_rss: dict[str, int] = field(default_factory=dict)
+    active_procs: dict[str, int] = field(default_factory=dict)  # run id -> processes in its tree
     cpu_seconds_done: float = 0.0
     recent_finished: dict[str, None] = field(default_factory=dict)  # bounded, insertion-ordered
     noted_reasons: dict[str, str] = field(default_factory=dict)  # run id -> reason the bot declared
@@ -157,10 +158,13 @@ class BotRuntime:
         self.noted_reasons.pop(run.run_id, None)
         self.active.pop(run.run_id, None)
         self.active_rss.pop(run.run_id, None)
-        self.active_cpu.pop(run.run_id, None)
+        last_cpu = self.active_cpu.pop(run.run_id, None)
+        self.active_procs.pop(run.run_id, None)
         self.runs_total += 1
         if run.cpu_seconds:
             self.cpu_seconds_done += run.cpu_seconds
+        elif last_cpu:  # sampled while running, its end unmeasured (a log, a check-in): the counter keeps it
+            self.cpu_seconds_done += last_cpu
         dur = run.duration
         if dur is not None:
             self.duration_sum += dur
@@ -214,6 +218,35 @@ class BotRuntime:
     def resident_memory_bytes(self) -> int:
         return sum(self.active_rss.values())
 
+    @property
+    def processes(self) -> int:
+        """Processes in the trees of the active runs (as last sampled)."""
+        return sum(self.active_procs.values())
+
+    def hung(self, now: float) -> bool:
+        """The oldest active run has been running longer than `max_runtime` (any source)."""
+        if self.cfg.max_runtime is None or not self.active:
+            return False
+        return now - min(self.active.values()) > self.cfg.max_runtime
+
+    def withdraw(self, run_id: str, into: str | None = None) -> None:
+        """Forget an active run without recording it. Its samples move to the active run `into`
+        if given, else its CPU time so far stays counted."""
+        if run_id not in self.active:
+            return
+        cpu = self.active_cpu.pop(run_id, 0.0)
+        rss = self.active_rss.pop(run_id, None)
+        procs = self.active_procs.pop(run_id, None)
+        self.active.pop(run_id, None)
+        if into is not None and into in self.active:
+            self.active_cpu[into] = max(self.active_cpu.get(into, 0.0), cpu)
+            if rss is not None:
+                self.active_rss[into] = rss
+            if procs is not None:
+                self.active_procs[into] = procs
+        else:
+            self.cpu_seconds_done += cpu
+
 
 def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
@@ -246,6 +279,10 @@ class EstateState:
         self.events_total: dict[str, int] = {}
         self.events_dropped_total: dict[str, int] = {}
         self.parse_errors_total: dict[str, int] = {}
+        # shadow bots, as last seen by the process watcher (see set_unregistered)
+        self.unregistered: list[dict] = []
+        self.unregistered_counts: dict[str, int] = {}
+        self.unregistered_at: float | None = None
         self._load()
 
     # -- startup ---------------------------------------------------------------------------
@@ -331,6 +368,7 @@ class EstateState:
                     if ev.run_id in bot.active:
                         bot.active_cpu[ev.run_id] = ev.cpu_seconds
                         bot.active_rss[ev.run_id] = ev.rss_bytes
+                        bot.active_procs[ev.run_id] = ev.processes
                     result.accepted += 1
                 elif isinstance(ev, FailureNoted):
                     bot.note_failure(ev.run_id, ev.reason)
@@ -433,6 +471,35 @@ class EstateState:
         with self.lock:
             return [BotView.of(bot, now) for bot in self.bots.values()]
 
+    # -- process watching ------------------------------------------------------------------
+    def active_runs(self, bot: str) -> dict[str, float]:
+        """Run id -> start time of the bot's active runs."""
+        with self.lock:
+            b = self.bots.get(bot)
+            return dict(b.active) if b is not None else {}
+
+    def withdraw_run(self, bot: str, run_id: str, into: str | None = None) -> None:
+        """Drop an active run that another source records (nothing is journaled: active runs
+        live in memory only); its samples move to the active run `into` when given."""
+        with self.lock:
+            b = self.bots.get(bot)
+            if b is not None and run_id in b.active:
+                b = _copy_runtime(b)
+                b.withdraw(run_id, into)
+                self.bots[bot] = b
+
+    def set_unregistered(self, processes: list[dict], counts: dict[str, int], at: float) -> None:
+        """The shadow bots of the latest process sweep: listed processes (redacted command
+        lines) and the count per platform."""
+        with self.lock:
+            self.unregistered = list(processes)
+            self.unregistered_counts = dict(counts)
+            self.unregistered_at = at
+
+    def unregistered_view(self) -> tuple[list[dict], dict[str, int], float | None]:
+        with self.lock:
+            return [dict(p) for p in self.unregistered], dict(self.unregistered_counts), self.unregistered_at
+
     def self_metrics(self) -> dict[str, dict[str, int]]:
         with self.lock:
             return {"events": dict(self.events_total), "dropped": dict(self.events_dropped_total),
@@ -446,6 +513,7 @@ def _copy_runtime(bot: BotRuntime) -> BotRuntime:
     new.active = dict(bot.active)
     new.active_cpu = dict(bot.active_cpu)
     new.active_rss = dict(bot.active_rss)
+    new.active_procs = dict(bot.active_procs)
     new.recent_finished = dict(bot.recent_finished)
     new.noted_reasons = dict(bot.noted_reasons)
     new.ui = {k: v.copy() for k, v in bot.ui.items()}
@@ -497,6 +565,8 @@ class BotView:
     resident_memory_bytes: int
     ui: dict
     ui_screens_overflowed: int
+    hung: bool = False  # an active run is older than max_runtime
+    processes: int = 0  # processes in the active runs' trees
 
     @classmethod
     def of(cls, bot: BotRuntime, now: float) -> "BotView":
@@ -508,7 +578,7 @@ class BotView:
             bot.consecutive_failures, len(bot.active), min(bot.active.values()) if bot.active else None,
             None if bot.cfg.paused else bot.next_due(bot.maintenance(now)[1]), bot.missed_runs_total, bot.cpu_seconds_total,
             bot.resident_memory_bytes, {k: v.copy() for k, v in bot.ui.items()} if bot.ui else {},
-            bot.ui_screens_overflowed,
+            bot.ui_screens_overflowed, hung=bot.hung(now), processes=bot.processes,
         )
 
     def to_json(self) -> dict:
@@ -524,4 +594,5 @@ class BotView:
             "consecutive_failures": self.consecutive_failures, "runs_in_progress": self.runs_in_progress,
             "next_due": self.next_due, "grace": c.grace if (c.schedule or c.every) else None,
             "missed_runs_total": self.missed_runs_total,
+            "hung": self.hung, "processes": self.processes,
         }

@@ -77,6 +77,44 @@ def render_status(data: dict, source: str, console=None) -> None:
             if b["next_due"] < now:
                 due = f"overdue {format_duration(now - b['next_due'])}"
         style = STATE_STYLE.get(b["state"], "")
-        table.add_row(b["bot"], b.get("team") or "-", f"[{style}]{b['state']}[/]", last,
+        hung = " [bold red](hung)[/]" if b.get("hung") else ""
+        table.add_row(b["bot"], b.get("team") or "-", f"[{style}]{b['state']}[/]{hung}", last,
                       _ago(b.get("last_success"), now), str(b.get("consecutive_failures", 0)), due)
     console.print(table)
+
+
+def fetch_unregistered(agent_url: str | None, config: str | None) -> tuple[dict, str]:
+    """Shadow bots as the running agent last saw them (only a running agent sweeps processes)."""
+    url = _agent_url(agent_url, config)
+    try:
+        with urllib.request.urlopen(url + "/api/v1/unregistered", timeout=5) as resp:
+            return json.loads(resp.read()), f"agent {url}"
+    except (OSError, ValueError) as exc:
+        print(f"botwatch status: agent {url} not reachable ({exc}); unregistered processes are known "
+              "to a running agent only", file=sys.stderr)
+        sys.exit(1)
+
+
+def render_unregistered(data: dict, source: str, console=None) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = console or Console(width=None if sys.stdout.isatty() else max(130, int(os.environ.get("COLUMNS") or 0)))
+    now = data.get("time") or time.time()
+    procs = data.get("processes") or []
+    counts = {k: v for k, v in (data.get("counts") or {}).items() if v}
+    title = f"unregistered bot processes ({source})"
+    if data.get("swept_at") is None:
+        console.print(f"{title}: the agent has not swept processes yet")
+        return
+    table = Table(title=title, title_justify="left")
+    for col in ("pid", "platform", "user", "started", "command line"):
+        table.add_column(col, no_wrap=col in ("pid", "platform"), overflow="fold")
+    for p in procs:
+        table.add_row(str(p.get("pid")), p.get("platform") or "-", escape(p.get("user") or "-"),
+                      _ago(p.get("started"), now), escape(p.get("cmdline") or p.get("name") or ""))
+    console.print(table)
+    total = sum(counts.values())
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
+    console.print(f"{total} unregistered bot process(es): {summary}")

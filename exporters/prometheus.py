@@ -21,6 +21,7 @@ from prometheus_client.utils import floatToGoString
 
 from botwatch import __version__
 from botwatch.config import REASONS
+from botwatch.shadow import PLATFORMS as SHADOW_PLATFORMS
 from botwatch.state import DURATION_BUCKETS, STATES, UI_FAILURE_KINDS, UI_WAIT_BUCKETS, EstateState
 
 log = logging.getLogger("botwatch.exporters.prometheus")
@@ -71,6 +72,10 @@ class EstateCollector:
         cpu = CounterMetricFamily("botwatch_bot_cpu_seconds", "CPU time of the bot's whole process tree.", labels=B)
         mem = GaugeMetricFamily("botwatch_bot_resident_memory_bytes",
                                 "Resident memory of the bot's running process trees.", labels=B)
+        hung = GaugeMetricFamily("botwatch_bot_hung",
+                                 "1 while an active run is older than the bot's max_runtime.", labels=B)
+        nprocs = GaugeMetricFamily("botwatch_bot_processes",
+                                   "Processes in the bot's running process trees.", labels=B)
 
         for v in views:
             c = v.cfg
@@ -104,9 +109,12 @@ class EstateCollector:
             missed.add_metric(b, v.missed_runs_total)
             cpu.add_metric(b, v.cpu_seconds_total)
             mem.add_metric(b, v.resident_memory_bytes)
+            hung.add_metric(b, 1 if v.hung else 0)
+            nprocs.add_metric(b, v.processes)
         yield from (info, state, runs, failures, duration, last_dur, last_end, last_ok, last_fail, consec,
-                    in_prog, started, next_exp, grace, missed, cpu, mem)
+                    in_prog, started, next_exp, grace, missed, cpu, mem, hung, nprocs)
         yield from self._ui_metrics(views)
+        yield self._unregistered()
         yield from self._self_metrics()
 
     def _ui_metrics(self, views) -> Iterator[Metric]:
@@ -138,6 +146,15 @@ class EstateCollector:
                 wait.add_metric(labels, buckets, u.wait_sum)
             overflow.add_metric([v.name], v.ui_screens_overflowed)
         yield from (lookups, fails, healed, wait, overflow)
+
+    def _unregistered(self) -> Metric:
+        _, counts, _ = self.state.unregistered_view()
+        fam = GaugeMetricFamily("botwatch_unregistered_bot_processes",
+                                "Processes of known bot runtimes that belong to no registered bot (shadow bots).",
+                                labels=["platform"])
+        for platform in sorted(set(SHADOW_PLATFORMS) | set(counts)):
+            fam.add_metric([platform], counts.get(platform, 0))
+        return fam
 
     def _self_metrics(self) -> Iterator[Metric]:
         build = GaugeMetricFamily("botwatch_agent_build_info", "Version of the running agent.", labels=["version"])

@@ -1,0 +1,273 @@
+"""Robot Framework listener: reports a robot run to botwatch as it happens.
+
+    robot --listener botwatch.integrations.robot:bot=invoice-portal tasks.robot
+    robot --rpa --listener botwatch.integrations.robot tasks/        # bot named after the suite
+
+One execution (one `robot` invocation) is one run of the bot: `run_started` when the top-level
+suite starts, a `step` for every task (test) when it ends, a `failure` as soon as a keyword
+fails a task (or a suite setup or teardown), classified from its message, and `run_finished`
+when the top-level suite ends: a failure when a task failed, with the first failing task's
+message as the reason's evidence. Without `bot=`, the top-level suite's name is the bot's
+name, lowercased with spaces as `-` ("Invoice Portal" -> `invoice-portal`).
+
+Events go through the SDK's machinery: committed to the local spool first, then posted to the
+agent by a detached deliverer, so robot runs made while the agent is down are delivered when
+it is back. `$BOTWATCH_AGENT_URL` says where the agent is (the default is the estate's
+`agent.listen`), `$BOTWATCH_CONFIG` which estate file's `failure_patterns` classify failures,
+`$BOTWATCH_SPOOL` where the spool is. Python keyword libraries that call `botwatch.ui_lookup()`,
+`botwatch.step()` or `botwatch.fail()` during the run report into this run.
+
+The run id is the one botwatch.parsers.robot_output gives the same execution's output.xml, so
+watching output.xml as well records the run once. The listener never makes a robot run fail:
+every problem is logged once on the `botwatch.sdk` logger and the run goes on.
+
+Listener API version 3. With Robot Framework 7 keyword failures are reported when the
+keyword ends; Robot Framework 6 has no keyword calls in this API version, so a failed task is
+reported when it ends.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from datetime import datetime, timedelta
+
+from .. import sdk
+from ..parsers.robot_output import (STATUSES, bot_name_for_suite, parse_robot_time, run_id_for, step_message,
+                                    step_name, stored_tail)
+
+__all__ = ["Listener", "robot", "ROBOT_LISTENER_API_VERSION"]
+
+ROBOT_LISTENER_API_VERSION = 3
+SOURCE = "robot"
+MAX_FAILURES_PER_RUN = 50  # failure events of one run; the run's own result is never capped
+_PARENT_SETUP = "Parent suite setup failed:"
+
+
+def _guarded(method):
+    """A listener method that never raises into Robot Framework."""
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        try:
+            method(self, *args, **kwargs)
+        except Exception as exc:
+            sdk._internal_error(f"the Robot Framework listener ({method.__name__})", exc)
+
+    return call
+
+
+def _start_of(result) -> datetime | None:
+    value = getattr(result, "start_time", None)  # RF 7: a datetime
+    if isinstance(value, datetime):
+        return value
+    value = getattr(result, "starttime", None)  # RF 6: "20231116 17:35:01.759"
+    return parse_robot_time(value) if isinstance(value, str) else None
+
+
+def _end_of(result) -> datetime | None:
+    value = getattr(result, "end_time", None)
+    if isinstance(value, datetime):
+        return value
+    value = getattr(result, "endtime", None)
+    if isinstance(value, str):
+        return parse_robot_time(value)
+    start, elapsed = _start_of(result), getattr(result, "elapsed_time", None)
+    if start is not None and isinstance(elapsed, timedelta):
+        return start + elapsed
+    return None
+
+
+def _seconds(dt: datetime | None, default: float) -> float:
+    try:
+        return dt.timestamp() if dt is not None else default
+    except (OverflowError, OSError, ValueError):
+        return default
+
+
+def _first_failed_test(suite):
+    """The first failed test of a result suite, in execution order (child suites, then tests)."""
+    for child in getattr(suite, "suites", ()):
+        found = _first_failed_test(child)
+        if found is not None:
+            return found
+    for test in getattr(suite, "tests", ()):
+        if getattr(test, "status", None) == "FAIL":
+            return test
+    return None
+
+
+class _Run:
+    __slots__ = ("bot", "run_id", "started", "agent_url", "config", "active", "token", "failures_sent",
+                 "first_failure")
+
+    def __init__(self, bot, run_id, started, agent_url, config):
+        self.bot, self.run_id, self.started = bot, run_id, started
+        self.agent_url, self.config = agent_url, config
+        self.active = self.token = None
+        self.failures_sent = 0
+        self.first_failure: str | None = None  # message of the first task that failed
+
+
+class Listener:
+    """`--listener botwatch.integrations.robot[:bot=NAME][:agent_url=URL]` (Robot Framework
+    passes `bot=NAME` as a named argument). A URL holds colons: give it as
+    `$BOTWATCH_AGENT_URL`, or separate the arguments with `;` instead of `:`."""
+
+    ROBOT_LISTENER_API_VERSION = 3
+
+    def __init__(self, bot=None, agent_url=None):
+        self._bot_arg = bot or None
+        self._agent_url_arg = agent_url or None
+        self._suites = 0  # depth of the suite being run; 1 is the top-level suite
+        self._run: _Run | None = None
+        self._depth = 0  # body items open in the current test, or in a suite setup or teardown
+        self._test_start: float | None = None
+        self._test_reported = False  # a failure event was sent during the current test
+
+    # -- suites: the run ----------------------------------------------------------------------
+    @_guarded
+    def start_suite(self, data, result):
+        self._suites += 1
+        self._depth = 0
+        if self._suites != 1:
+            return
+        self._run = None
+        name = self._bot_name(getattr(result, "name", None) or getattr(data, "name", ""))
+        if name is None:
+            return
+        start_dt = _start_of(result)
+        started = _seconds(start_dt, time.time())
+        run_id = run_id_for(name, getattr(result, "name", "") or "", start_dt) if start_dt else sdk.new_run_id()
+        run = _Run(name, run_id, started, sdk._agent_url(self._agent_url_arg), sdk._config_path())
+        # Python keyword libraries calling botwatch.ui_lookup()/step()/fail() report into this run.
+        run.active = sdk._Active(name, run_id, started, run.agent_url, run.config, sdk._current.get())
+        run.token = sdk._current.set(run.active)
+        self._run = run
+        sdk._record("start", name, run_id, {
+            "type": "run_started", "bot": name, "run_id": run_id, "time": started, "host": sdk._host(),
+            "source": SOURCE}, run.agent_url, run.config, kick=True)
+
+    @_guarded
+    def end_suite(self, data, result):
+        self._suites = max(0, self._suites - 1)
+        self._depth = 0
+        if self._suites != 0 or self._run is None:
+            return
+        run, self._run = self._run, None
+        self._leave_context(run)
+        ended = max(run.started, _seconds(_end_of(result), time.time()))
+        outcome, message = "success", None
+        failed = _first_failed_test(result)
+        if failed is not None:
+            outcome, message = "failure", getattr(failed, "message", "") or ""
+        elif run.first_failure is not None:
+            outcome, message = "failure", run.first_failure
+        elif getattr(result, "status", None) == "FAIL":
+            outcome, message = "failure", getattr(result, "message", "") or ""
+        declared = run.active is not None and run.active.declared
+        if declared:
+            outcome = "failure"
+        event = {"type": "run_finished", "bot": run.bot, "run_id": run.run_id, "started": run.started,
+                 "ended": ended, "outcome": outcome, "host": sdk._host(), "source": SOURCE}
+        if outcome == "failure":
+            reason = run.active.reason if declared and run.active.reason else None
+            event["reason"] = reason or sdk._classify(run.config, message, None)
+            tail = stored_tail(message or (run.active.message if declared else None))
+            if tail:
+                event["output_tail"] = tail
+        sdk._record("finish", run.bot, run.run_id, event, run.agent_url, run.config, kick=True)
+
+    # -- tests: the steps ---------------------------------------------------------------------
+    @_guarded
+    def start_test(self, data, result):
+        self._depth = 0
+        self._test_reported = False
+        self._test_start = _seconds(_start_of(result), time.time())
+
+    @_guarded
+    def end_test(self, data, result):
+        self._depth = 0
+        run = self._run
+        if run is None:
+            return
+        status = STATUSES.get(getattr(result, "status", None), "skip")
+        message = getattr(result, "message", "") or ""
+        started = self._test_start
+        ended = _seconds(_end_of(result), time.time())
+        event = {"type": "step", "bot": run.bot, "run_id": run.run_id, "name": step_name(getattr(result, "name", "")),
+                 "ended": ended, "status": status, "source": SOURCE}
+        if started is not None:
+            event["started"] = min(started, ended)
+        text = step_message(message)
+        if text:
+            event["message"] = text
+        sdk._record("step", run.bot, run.run_id, event, run.agent_url, run.config)
+        if status == "fail":
+            if run.first_failure is None:
+                run.first_failure = message
+            # not reported by a keyword (RF 6, a test timeout, ...); a parent suite setup's
+            # failure was reported when the setup failed
+            if not self._test_reported and not (message.startswith(_PARENT_SETUP) and run.failures_sent):
+                self._failure(run, message)
+        self._test_start = None
+
+    # -- keywords and control structures (RF 7): failures as they happen ----------------------
+    @_guarded
+    def start_keyword(self, data, result):
+        self._depth += 1
+
+    @_guarded
+    def end_keyword(self, data, result):
+        self._leave(result)
+
+    @_guarded
+    def start_body_item(self, data, result):
+        self._depth += 1
+
+    @_guarded
+    def end_body_item(self, data, result):
+        self._leave(result)
+
+    def _leave(self, result) -> None:
+        depth, self._depth = self._depth, max(0, self._depth - 1)
+        # Only what fails the task (or the suite setup or teardown) itself: a failure caught
+        # inside (Run Keyword And Ignore Error, TRY/EXCEPT, Wait Until ... Succeeds) is not one.
+        if depth == 1 and self._run is not None and getattr(result, "status", None) == "FAIL":
+            self._failure(self._run, getattr(result, "message", "") or "")
+            self._test_reported = True
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _failure(self, run: _Run, message: str) -> None:
+        if run.failures_sent >= MAX_FAILURES_PER_RUN:
+            return
+        run.failures_sent += 1
+        event = {"type": "failure", "bot": run.bot, "run_id": run.run_id, "time": time.time(),
+                 "reason": sdk._classify(run.config, message, None), "source": SOURCE}
+        text = step_message(message)
+        if text:
+            event["message"] = text
+        sdk._record("failure", run.bot, run.run_id, event, run.agent_url, run.config, kick=True)
+
+    def _bot_name(self, suite_name: str) -> str | None:
+        if self._bot_arg is not None:
+            return sdk._bot_name(self._bot_arg)  # coerced with a warning when it is not a bot name
+        name = os.environ.get("BOTWATCH_BOT") or bot_name_for_suite(suite_name)
+        if name is None:
+            sdk._warn(("robot-suite", suite_name), "botwatch: the suite name %r gives no bot name; this run is not "
+                      "recorded (use --listener botwatch.integrations.robot:bot=NAME)", suite_name)
+            return None
+        return sdk._bot_name(name)
+
+    @staticmethod
+    def _leave_context(run: _Run) -> None:
+        if run.token is None:
+            return
+        try:
+            sdk._current.reset(run.token)
+        except (ValueError, RuntimeError):  # ended in another context than it started in
+            sdk._current.set(run.active.parent if run.active else None)
+
+
+robot = Listener  # `--listener botwatch.integrations.robot`: the class named after its module
