@@ -1,0 +1,304 @@
+"""UiPath Robot execution logs: runs and their errors from the log the Robot writes.
+
+Two shapes of line are read:
+
+- the Robot's own file, `%LOCALAPPDATA%\\UiPath\\Logs\\<yyyy-MM-dd>_Execution.log`, NLog layout
+  `${time} ${level} ${message}`: `HH:mm:ss.ffff <Info|Warn|Error|...> {json}`, CRLF or LF;
+- bare JSON lines, one log entry per line, as log shippers and exports hold them (Elastic's
+  `_source`, Splunk's `result._raw` and Orchestrator's `RawMessage` are unwrapped).
+
+JSON keys are matched case-insensitively (`message`, `level`, `timeStamp`, `processName`,
+`jobId`, `robotName`, `machineName`, `logType`, `totalExecutionTimeInSeconds`, ...).
+
+A run is bounded by the Robot's `<process> execution started` and `<process> execution ended`
+lines (logType Default; a workflow's own Log Message lines, logType User, never bound a run),
+and identified by its `jobId`. It starts and ends at the entries' `timeStamp`s; a run whose
+start was not seen (the agent began mid-run, or the log was already rotated) starts at its end
+minus `totalExecutionTimeInSeconds`. Every Error or Fatal line belongs to its job: a run with
+one fails, with the reason the failure taxonomy gives its error messages (earliest match
+first), else `crash` when the Robot itself reported the error (logType Default: an exception
+that faulted the job), else `unknown`. The failed run's output tail is its redacted error
+messages. Without an error the run succeeded. The agent did not start the process, so no
+exit status is recorded: the outcome comes from the log.
+
+In a log shared by several processes, `process_name` (exact, case-insensitive; `*` and `?`
+wildcards allowed) selects the bot's lines; the other lines are skipped without complaint.
+A line in neither shape (a Studio trace log, a stack trace, a truncated entry) is a parse
+error: counted under `source="log:uipath"` and skipped.
+
+Sample config::
+
+    bots:
+      - name: invoice-recon
+        platform: uipath
+        watch:
+          logs:
+            - path: C:/Users/robot/AppData/Local/UiPath/Logs/*_Execution.log
+              format: uipath
+              process_name: InvoiceRecon_Prod   # only this process's lines of the shared log
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from ..events import Event, RunFinished, RunStarted
+from .base import (MAX_OPEN_RUNS, LineParser, ParseError, error_tail, keep_error, parse_time, reason_for,
+                   stable_id)
+
+SOURCE = "log:uipath"
+
+_NLOG = re.compile(r"^\s*(?P<time>\d{1,2}:\d{2}:\d{2}(?:[.,:]\d{1,7})?)\s+(?P<level>[A-Za-z]+)\s+(?P<json>\{.*\})\s*$",
+                   re.S)
+_STARTED = re.compile(r"\bexecution started\s*\.?\s*$", re.I)
+_ENDED = re.compile(r"\bexecution ended\s*\.?\s*$", re.I)
+_ERROR_LEVELS = frozenset({"error", "fatal", "critical"})
+_TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d+):(\d{1,2}):(\d{1,2}(?:\.\d+)?)$")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One UiPath log entry, with the fields a run needs."""
+
+    message: str
+    level: str | None  # the entry's own level (Information, Warning, Error, Fatal, ...)
+    nlog_level: str | None  # the NLog layout's level (Info, Warn, Error, ...), file lines only
+    time_text: str | None
+    job: str | None
+    process: str | None
+    machine: str | None
+    robot: str | None
+    log_type: str | None
+    total_seconds: float | None
+
+    @property
+    def is_error(self) -> bool:
+        return any(lv is not None and lv.lower() in _ERROR_LEVELS for lv in (self.level, self.nlog_level))
+
+
+def _text(v: Any) -> str | None:
+    if v is None:
+        return None
+    s = v if isinstance(v, str) else str(v)
+    return s if s.strip() else None
+
+
+def _seconds(d: dict) -> float | None:
+    v = d.get("totalexecutiontimeinseconds")
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            pass
+    span = d.get("totalexecutiontime")
+    if isinstance(span, str):
+        m = _TIMESPAN.match(span.strip())
+        if m:
+            days, h, mi, s = m.groups()
+            return int(days or 0) * 86400 + int(h) * 3600 + int(mi) * 60 + float(s)
+    return None
+
+
+def _lower_keys(d: dict) -> dict:
+    return {k.lower() if isinstance(k, str) else k: v for k, v in d.items()}
+
+
+def _unwrap(d: dict, depth: int) -> dict:
+    """The log entry inside an export envelope (Elastic `_source`, Splunk `result`/`_raw`,
+    Orchestrator `RawMessage`), keys lower-cased."""
+    d = _lower_keys(d)
+    for envelope in ("_source", "result"):
+        inner = d.get(envelope)
+        if isinstance(inner, dict) and "message" not in d:
+            d = _lower_keys(inner)
+    if "message" not in d and isinstance(d.get("_raw"), str) and depth < 2:
+        rec = _parse(d["_raw"], depth + 1)
+        return {"__record__": rec}
+    raw = d.get("rawmessage")
+    if isinstance(raw, str) and raw.lstrip().startswith("{") and depth < 2:
+        try:
+            inner = json.loads(raw)
+        except ValueError:
+            inner = None
+        if isinstance(inner, dict):
+            merged = _lower_keys(inner)
+            merged.update({k: v for k, v in d.items() if v is not None and k != "rawmessage"})
+            d = merged
+    return d
+
+
+def _parse(line: str, depth: int = 0) -> Record:
+    s = line.strip().lstrip("\ufeff")
+    nlog_level = None
+    m = _NLOG.match(s)
+    if m:
+        nlog_level, payload = m.group("level"), m.group("json")
+    elif s.startswith("{"):
+        payload = s
+    else:
+        raise ParseError("not a UiPath Robot log line (neither `HH:mm:ss.ffff Level {json}` nor a JSON entry)")
+    try:
+        data = json.loads(payload)
+    except ValueError as exc:
+        raise ParseError(f"not a UiPath Robot log line: the JSON does not parse ({exc})") from None
+    if not isinstance(data, dict):
+        raise ParseError("not a UiPath Robot log line: the JSON is not an object")
+    d = _unwrap(data, depth)
+    if "__record__" in d:
+        return d["__record__"]
+    message = d.get("message")
+    if not isinstance(message, str):
+        raise ParseError("not a UiPath Robot log entry: no `message`")
+    return Record(
+        message=message,
+        level=_text(d.get("level")),
+        nlog_level=nlog_level,
+        time_text=_text(d.get("timestamp") or d.get("@timestamp") or d.get("_time")),
+        job=_text(d.get("jobid") or d.get("jobkey")),
+        process=_text(d.get("processname")),
+        machine=_text(d.get("machinename") or d.get("hostmachinename")),
+        robot=_text(d.get("robotname")),
+        log_type=_text(d.get("logtype")),
+        total_seconds=_seconds(d),
+    )
+
+
+def parse_record(line: str) -> Record:
+    """One line as a UiPath log entry; ParseError if it is not one."""
+    return _parse(line)
+
+
+def _norm(name: str) -> str:
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+class UiPathParser(LineParser):
+    source = SOURCE
+
+    def __init__(self, bot, spec, classifier):
+        self.bot = bot.name
+        self.tz = bot.tz
+        self.classifier = classifier
+        self.process = _norm(spec.process_name) if spec.process_name else None
+        self.process_glob = bool(self.process and any(c in self.process for c in "*?["))
+        # job key -> {"run_id", "start", "host", "process", "errors", "more", "unhandled"}
+        self.jobs: dict[str, dict] = {}
+
+    # -- the interface ---------------------------------------------------------------------
+    def feed(self, line: str) -> list[Event]:
+        rec = _parse(line)
+        if not self._mine(rec):
+            return []
+        robot_line = (rec.log_type or "default").lower() != "user"
+        if robot_line and _STARTED.search(rec.message):
+            return self._started(rec)
+        if robot_line and _ENDED.search(rec.message):
+            return self._ended(rec)
+        if rec.is_error:
+            self._error(rec, robot_line)
+        return []
+
+    def is_complete(self, text: str) -> bool:
+        try:
+            _parse(text)
+        except ParseError:
+            return False
+        return True
+
+    def snapshot(self) -> dict:
+        return {"jobs": self.jobs}
+
+    def restore(self, data: dict) -> None:
+        jobs = data.get("jobs") if isinstance(data, dict) else None
+        self.jobs = {k: dict(v) for k, v in jobs.items()} if isinstance(jobs, dict) else {}
+
+    def open_runs(self) -> list[Event]:
+        return [RunStarted(self.bot, j["run_id"], j["start"], host=j.get("host"), source=SOURCE)
+                for j in self.jobs.values() if j.get("start") is not None and j.get("run_id")]
+
+    # -- runs ------------------------------------------------------------------------------
+    def _mine(self, rec: Record) -> bool:
+        if self.process is None:
+            return True
+        if rec.process is None:
+            return False
+        name = _norm(rec.process)
+        return fnmatch.fnmatchcase(name, self.process) if self.process_glob else name == self.process
+
+    def _time(self, rec: Record, what: str) -> float:
+        t = parse_time(rec.time_text, self.tz) if rec.time_text else None
+        if t is None:
+            raise ParseError(f"an '{what}' entry without a readable timeStamp")
+        return t
+
+    @staticmethod
+    def _key(rec: Record) -> str:
+        return rec.job or f"process:{rec.process or ''}"
+
+    def _job(self, key: str) -> dict:
+        j = self.jobs.get(key)
+        if j is None:
+            while len(self.jobs) >= MAX_OPEN_RUNS:
+                del self.jobs[next(iter(self.jobs))]
+            j = self.jobs[key] = {"run_id": None, "start": None, "host": None, "process": None,
+                                  "errors": [], "more": 0, "unhandled": False}
+        return j
+
+    def _started(self, rec: Record) -> list[Event]:
+        t = self._time(rec, "execution started")
+        key = self._key(rec)
+        out: list[Event] = []
+        j = self.jobs.get(key)
+        if j is not None and j.get("start") is not None:
+            if rec.job:
+                return []  # the same job announced twice
+            # no job id: the previous run of this process never logged its end
+            out += self._finish(self.jobs.pop(key), t, rec.machine, abandoned=True)
+        j = self._job(key)
+        j["run_id"] = j["run_id"] or rec.job or stable_id("uipath", rec.process, rec.time_text)
+        j.update(start=t, host=rec.machine, process=rec.process)
+        out.append(RunStarted(self.bot, j["run_id"], t, host=rec.machine, source=SOURCE))
+        return out
+
+    def _error(self, rec: Record, robot_line: bool) -> None:
+        key = self._key(rec)
+        if key not in self.jobs and not rec.job and not rec.process:
+            started = [k for k, j in self.jobs.items() if j.get("start") is not None]
+            if len(started) != 1:
+                return  # cannot tell which run it belongs to
+            key = started[0]
+        j = self._job(key)
+        j["more"] += keep_error(j["errors"], rec.message)
+        j["unhandled"] = j["unhandled"] or robot_line
+
+    def _ended(self, rec: Record) -> list[Event]:
+        t = self._time(rec, "execution ended")
+        j = self.jobs.pop(self._key(rec), None)
+        if j is None:
+            j = {"run_id": None, "start": None, "errors": [], "more": 0, "unhandled": False}
+        if j.get("run_id") is None:
+            j["run_id"] = rec.job or stable_id("uipath", rec.process, rec.time_text, "ended")
+        if j.get("start") is None and rec.total_seconds is not None:
+            j["start"] = t - rec.total_seconds
+        return self._finish(j, t, rec.machine or j.get("host"))
+
+    def _finish(self, j: dict, ended: float, host: str | None, abandoned: bool = False) -> list[Event]:
+        errors = j.get("errors") or []
+        if errors:
+            outcome, reason = "failure", reason_for(self.classifier, errors, unhandled=j.get("unhandled", False))
+        elif abandoned:
+            outcome, reason = "unknown", None
+        else:
+            outcome, reason = "success", None
+        started = j.get("start")
+        if started is not None and started > ended:
+            started = ended
+        return [RunFinished(self.bot, j["run_id"], ended=ended, outcome=outcome, started=started, reason=reason,
+                            host=host, output_tail=error_tail(errors, j.get("more", 0)), source=SOURCE)]
