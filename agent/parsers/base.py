@@ -101,10 +101,17 @@ def _python(bot, spec, classifier):
     return PythonLogParser(bot, spec, classifier)
 
 
+def _robot(bot, spec, classifier):
+    from .robot_output import RobotOutputParser
+
+    return RobotOutputParser(bot, spec, classifier)
+
+
 PARSERS: dict[str, ParserFactory] = {
     "uipath": _uipath,
     "regex": _regex,
     "python": _python,
+    "robot": _robot,
 }
 
 
