@@ -7,6 +7,9 @@ reference measured in the same process, interleaved with it, over several runs:
                   reference and keeps the median of each; the run's ratio is measured/reference
     figure     -- median over the runs, with the spread (min-max and IQR) over the runs
 
+Most figures are costs (time, CPU time: lower is better, the goal is a ceiling on the ratio);
+a rate (lines per second) has `better="higher"` and its goal is a floor.
+
 A missed goal is reported as MISSED; nothing here hides or drops a figure.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -40,27 +44,32 @@ def summary(values: list[float]) -> dict:
 
 def figure(*, key: str, title: str, unit: str, measured_runs: list[float], reference_runs: list[float],
            reference_title: str, goal: float, reps: int, samples: dict | None = None,
-           notes: list[str] | None = None, extra: dict | None = None) -> dict:
-    """One reported figure; ratio and verdict are computed per run, then summarised."""
+           notes: list[str] | None = None, extra: dict | None = None, better: str = "lower") -> dict:
+    """One reported figure; ratio and verdict are computed per run, then summarised.
+    `better="lower"`: passes when the median ratio is at most `goal`; "higher": at least."""
     if len(measured_runs) != len(reference_runs):
         raise ValueError("measured and reference need the same number of runs")
+    if better not in ("lower", "higher"):
+        raise ValueError("better is 'lower' or 'higher'")
     ratios = [m / r for m, r in zip(measured_runs, reference_runs)]
     ratio = summary(ratios)
+    passed = ratio["median"] <= goal if better == "lower" else ratio["median"] >= goal
     return {
         "key": key, "title": title, "unit": unit,
         "measured": summary(measured_runs), "reference": summary(reference_runs),
         "reference_title": reference_title, "ratio": ratio,
-        "goal": goal, "passed": ratio["median"] <= goal,
+        "goal": goal, "better": better, "passed": passed,
         "runs": len(ratios), "reps_per_run": reps,
         "samples": samples or {}, "notes": notes or [], "extra": extra or {},
     }
 
 
-def interleaved(order_names: list[str], reps: int, measure: dict, before=None) -> dict[str, list[float]]:
-    """`reps` rounds of every callable in `measure`, in a rotating order (no position bias)."""
-    out: dict[str, list[float]] = {name: [] for name in order_names}
+def interleaved(order_names: list[str], reps: int, measure: dict, before=None, start: int = 0) -> dict[str, list]:
+    """`reps` rounds of every callable in `measure`, in a rotating order (no position bias).
+    `start` continues the rotation of an earlier call (a run of few repetitions)."""
+    out: dict[str, list] = {name: [] for name in order_names}
     n = len(order_names)
-    for i in range(reps):
+    for i in range(start, start + reps):
         k = i % n
         for name in order_names[k:] + order_names[:k]:
             if before is not None:
@@ -119,6 +128,27 @@ def _git_commit() -> str:
         return "unknown"
 
 
+MTAIL = "/usr/bin/mtail"
+PROCESS_EXPORTER = "/usr/bin/prometheus-process-exporter"
+
+
+def tool_version(path: str) -> str:
+    """Version of a reference program (mtail, process-exporter), "not installed" if missing."""
+    if not os.access(path, os.X_OK):
+        return "not installed"
+    flag = "--version" if path.endswith("mtail") else "-version"
+    try:
+        p = subprocess.run([path, flag], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    text = (p.stdout + p.stderr).strip()
+    m = re.search(r"version\s+(\S+)", text)
+    if m and m.group(1) != "(branch:":
+        return m.group(1)
+    m = re.search(r"revision:\s*([^)\s]+)", text)  # process-exporter built without a version
+    return m.group(1) if m else (text.splitlines()[0] if text else "unknown")
+
+
 def fs_type(path: str) -> str:
     """File system of `path` (the spool's fsync cost depends on it)."""
     try:
@@ -154,6 +184,7 @@ def machine() -> dict:
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "python_executable": sys.executable,
         "packages": {d: _version(d) for d in ("prometheus-client", "psutil", "botwatch")},
+        "references": {"mtail": tool_version(MTAIL), "prometheus-process-exporter": tool_version(PROCESS_EXPORTER)},
         "commit": _git_commit(),
         "temp_dir": f"{tmp} ({fs_type(tmp)})",
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -177,6 +208,8 @@ def num(value: float, digits: int = 1) -> str:
 
 
 def fmt(value: float, unit: str) -> str:
+    if unit == "lines/s":
+        return f"{value / 1000:,.0f}k lines/s"
     if unit == "ms":
         return f"{value:.1f} ms" if value >= 10 else f"{value:.2f} ms"
     if unit == "x":
@@ -198,9 +231,10 @@ def results_table(figures: list[dict]) -> list[str]:
     for f in figures:
         ref = f"{f['reference_title']}: {spread(f['reference'], f['unit'])}"
         verdict = "PASS" if f["passed"] else "**MISSED**"
+        goal = f"{'≥' if f.get('better') == 'higher' else '≤'} {f['goal']:g}x"
         lines.append(
             f"| {f['key']} | {f['title']} | {spread(f['measured'], f['unit'])} | {ref} | "
-            f"{spread(f['ratio'], 'x')} | ≤ {f['goal']:g}x | {verdict} |")
+            f"{spread(f['ratio'], 'x')} | {goal} | {verdict} |")
     return lines
 
 
@@ -228,7 +262,9 @@ def machine_lines(m: dict) -> list[str]:
         f"- Python: {m['python']}",
         f"- Packages: prometheus-client {pk['prometheus-client']}, psutil {pk['psutil']}, "
         f"botwatch {pk['botwatch']} at commit {m['commit']}",
-        f"- Temporary directory (spool of benchmark 1): {m['temp_dir']}",
+        *([f"- Reference programs: " + ", ".join(f"{k} {v}" for k, v in m["references"].items())]
+          if m.get("references") else []),
+        f"- Temporary directory (spool of benchmark 1, log file and journal of benchmark 3): {m['temp_dir']}",
         f"- Date: {m['date']}"
         + (f"; load average before the run {m['load']} (1 / 5 / 15 min)" if m.get("load") else ""),
     ]
