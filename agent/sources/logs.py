@@ -666,7 +666,7 @@ class LogWatcher:
                 now = time.monotonic()
                 where = (f.offset + skip + cut, size, st.st_mtime_ns)
                 whole = len(body) - len(body) % codec.unit
-                if t.parser.is_complete(text):
+                if self._complete(t, text):
                     cut = whole
                 elif f.tail == where and now - f.tail_since >= self.idle_flush:
                     cut = whole  # quiet long enough: the writer will not end this line
@@ -697,6 +697,13 @@ class LogWatcher:
             if at_eof:
                 f.done = None if waiting else sig
                 return total
+
+    @staticmethod
+    def _complete(t: _Target, text: str) -> bool:
+        try:
+            return bool(t.parser.is_complete(text))
+        except Exception:
+            return False
 
     def _feed(self, t: _Target, text: str) -> tuple[list, int, int]:
         events: list = []
