@@ -19,6 +19,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await self._drain(receive)
             return await self._reject(send)
         seen = 0
         too_big = False
@@ -36,7 +37,20 @@ class BodyLimit:
         try:
             await self.app(scope, limited_receive, send)
         except _TooLarge:
+            await self._drain(receive)
             await self._reject(send)
+
+    async def _drain(self, receive, cap: int = 64 * 1024 * 1024) -> None:
+        """Read and discard the rest of the body (up to `cap`), so that the client, still
+        sending, gets the 413 instead of a broken pipe."""
+        seen = 0
+        while seen < cap:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            seen += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
 
     async def _reject(self, send):
         if self.on_reject:
