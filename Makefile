@@ -26,6 +26,7 @@ test: $(STAMP) system-deps
 	$(PY) -m pytest -n $(PYTEST_WORKERS) tests
 
 bench: $(STAMP) system-deps
+	@scripts/system-deps.sh bench
 	$(PY) benchmarks/run.py
 
 clean:

@@ -4,6 +4,7 @@
 #   test: prometheus (promtool and the Prometheus server), prometheus-pushgateway
 #         (the no-agent delivery tests start their own instances on free loopback ports;
 #         on a host with systemd the packages also enable their own services), curl, openssl
+#   bench: mtail and prometheus-process-exporter (the benchmarks' references)
 set -eu
 need=""
 case "${1:-test}" in
@@ -17,6 +18,11 @@ case "${1:-test}" in
     [ -x /usr/bin/prometheus-pushgateway ] || need="$need prometheus-pushgateway"
     command -v curl >/dev/null 2>&1 || need="$need curl"        # the check-in client of the tests
     command -v openssl >/dev/null 2>&1 || need="$need openssl"  # certificates for the TLS test
+    ;;
+  bench)
+    # the references the benchmarks measure botwatch against, in the same run
+    command -v mtail >/dev/null 2>&1 || need="$need mtail"
+    [ -x /usr/bin/prometheus-process-exporter ] || need="$need prometheus-process-exporter"
     ;;
 esac
 [ -z "$need" ] && exit 0

@@ -58,6 +58,8 @@ _NLOG = re.compile(r"^\s*(?P<time>\d{1,2}:\d{2}:\d{2}(?:[.,:]\d{1,7})?)\s+(?P<le
 _STARTED = re.compile(r"\bexecution started\s*\.?\s*$", re.I)
 _ENDED = re.compile(r"\bexecution ended\s*\.?\s*$", re.I)
 _ERROR_LEVELS = frozenset({"error", "fatal", "critical"})
+# An ordinary progress line (most of any log): Robot layout, a quiet level, a JSON object.
+_QUIET = re.compile(r"\s*\d{1,2}:\d{2}:\d{2}(?:[.,:]\d{1,7})?\s+(?:Info|Warn|Trace|Debug)\s+\{")
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d+):(\d{1,2}):(\d{1,2}(?:\.\d+)?)$")
 
 
@@ -193,6 +195,12 @@ class UiPathParser(LineParser):
 
     # -- the interface ---------------------------------------------------------------------
     def feed(self, line: str) -> list[Event]:
+        # Fast path: a progress line neither bounds a run nor fails it, so its JSON need not be
+        # decoded. Anything that might matter (an error level anywhere, "execution") is parsed.
+        if ("xecution" not in line and "XECUTION" not in line and "rror" not in line and "atal" not in line
+                and "ERROR" not in line and "FATAL" not in line and _QUIET.match(line)
+                and line.rstrip().endswith("}")):
+            return []
         rec = _parse(line)
         if not self._mine(rec):
             return []
