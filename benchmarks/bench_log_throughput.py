@@ -406,7 +406,7 @@ def parser_counts(events: list, job_process: dict[str, str]) -> dict:
 
 def measure(runs: int, reps: int, warmup: int, lines: int = LINES) -> dict:
     if not os.access(MTAIL, os.X_OK):
-        raise RuntimeError(f"{MTAIL} not found: install the Debian package mtail")
+        raise RuntimeError("mtail not found: install the Debian package mtail (make bench does)")
     tmp = tempfile.mkdtemp(prefix="botwatch-bench-logs-")
     try:
         return _measure(tmp, runs, reps, warmup, lines)

@@ -218,7 +218,7 @@ def sweeps(watcher, n: int) -> tuple[float, float]:
 
 def measure(runs: int, reps: int, warmup: int) -> dict:
     if not os.access(EXPORTER, os.X_OK):
-        raise RuntimeError(f"{EXPORTER} not found: install the Debian package prometheus-process-exporter")
+        raise RuntimeError("prometheus-process-exporter not found: install the Debian package (make bench does)")
     tmp = tempfile.mkdtemp(prefix="botwatch-bench-procs-")
     sleepers = Sleepers()
     exporters: dict[str, Exporter] = {}

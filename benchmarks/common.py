@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -128,8 +129,9 @@ def _git_commit() -> str:
         return "unknown"
 
 
-MTAIL = "/usr/bin/mtail"
-PROCESS_EXPORTER = "/usr/bin/prometheus-process-exporter"
+# the reference programs of benchmarks 3 and 4 (Debian packages mtail, prometheus-process-exporter)
+MTAIL = shutil.which("mtail") or "/usr/bin/mtail"
+PROCESS_EXPORTER = shutil.which("prometheus-process-exporter") or "/usr/bin/prometheus-process-exporter"
 
 
 def tool_version(path: str) -> str:

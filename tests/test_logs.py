@@ -418,6 +418,8 @@ def test_a_steady_writer_rotated_both_ways_and_an_agent_restart_count_every_run_
                     rotate[kind]()
                     kinds[kind] += 1
                     time.sleep(0.01)  # the writer goes on meanwhile
+                    if rounds != 3:  # (before the restart: rotations the old agent never sees)
+                        agent.poll()  # a watcher polls every second; logs rotate far less often
                 rounds += 1
                 last = time.monotonic()
                 if rounds == 4:
