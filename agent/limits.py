@@ -22,15 +22,13 @@ class BodyLimit:
             await self._drain(receive)
             return await self._reject(send)
         seen = 0
-        too_big = False
 
         async def limited_receive():
-            nonlocal seen, too_big
+            nonlocal seen
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    too_big = True
                     raise _TooLarge()
             return message
 

@@ -32,6 +32,7 @@ from .journal import JournalError
 from .limits import BodyLimit, RateLimiter
 from .state import EstateState
 from .webconfig import BasicAuth, keys_match
+from .wrapper import new_run_id
 
 HARD_MAX_BATCH = 100_000
 _NAME = r"^[a-z0-9_-]{1,64}$"
@@ -297,13 +298,13 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
 
             excerpt = redact(excerpt)
         if action == "start":
-            event = RunStarted(bot=bot, run_id=rid or f"ping-{_new_id()}", time=now, source="ping")
+            event = RunStarted(bot=bot, run_id=rid or f"ping-{new_run_id()}", time=now, source="ping")
         elif action == "log":
             event = LogNoted(bot=bot, time=now, excerpt=excerpt or "", run_id=rid)
         else:
             failed = action == "fail" or (exit_status is not None and exit_status != 0)
             run_id, started = state.match_start(bot, rid)
-            events = [RunFinished(bot=bot, run_id=run_id or f"ping-{_new_id()}", ended=now, started=started,
+            events = [RunFinished(bot=bot, run_id=run_id or f"ping-{new_run_id()}", ended=now, started=started,
                                   outcome="failure" if failed else "success", exit_status=exit_status,
                                   output_tail=excerpt, source="ping")]
             return _apply(events)
@@ -355,8 +356,3 @@ def _excerpt(body: bytes, limit: int) -> str | None:
         return body.decode("utf-8", "replace")
     return f"[{len(body) - limit} bytes truncated]\n" + body[-limit:].decode("utf-8", "replace")
 
-
-def _new_id() -> str:
-    import os
-
-    return f"{int(time.time() * 1000):x}-{os.urandom(6).hex()}"

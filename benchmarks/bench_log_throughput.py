@@ -21,7 +21,6 @@ Run alone:  .venv/bin/python benchmarks/bench_log_throughput.py [--runs N] [--re
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -546,23 +545,12 @@ def _measure(tmp: str, runs: int, reps: int, warmup: int, n_lines: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", type=int, default=5, help="runs (each gives one median), at least 5")
-    p.add_argument("--reps", type=int, default=1, help="interleaved repetitions per run")
-    p.add_argument("--warmup", type=int, default=0,
-                   help="passes of each before the runs (the file is in the page cache from its writing)")
-    p.add_argument("--lines", type=int, default=LINES, help="lines of the generated log (the figure is for 1,000,000)")
-    p.add_argument("--json", help="write the result here")
-    args = p.parse_args(argv)
-    if args.runs < 5:
-        p.error("--runs must be at least 5")
-    result = measure(args.runs, args.reps, args.warmup, args.lines)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2), encoding="utf-8")
-    else:
-        print(common.standalone_report(result))
-    return 0
+    def extra(p):
+        p.add_argument("--lines", type=int, default=LINES,
+                       help="lines of the generated log (the figure is for 1,000,000)")
 
+    # no warm-up by default: the file is in the page cache from its writing
+    return common.bench_main(__doc__, measure, argv, runs=5, reps=1, warmup=0, extra=extra)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,9 +20,7 @@ Run alone:  .venv/bin/python benchmarks/bench_process_sweep.py [--runs N] [--rep
 
 from __future__ import annotations
 
-import argparse
 import ctypes
-import json
 import os
 import shutil
 import signal
@@ -329,21 +327,7 @@ def measure(runs: int, reps: int, warmup: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", type=int, default=7, help="runs (each gives one median), at least 5")
-    p.add_argument("--reps", type=int, default=1, help="interleaved repetitions per run")
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--json", help="write the result here")
-    args = p.parse_args(argv)
-    if args.runs < 5:
-        p.error("--runs must be at least 5")
-    result = measure(args.runs, args.reps, args.warmup)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2), encoding="utf-8")
-    else:
-        print(common.standalone_report(result))
-    return 0
-
+    return common.bench_main(__doc__, measure, argv, runs=7, reps=1, warmup=1)
 
 if __name__ == "__main__":
     sys.exit(main())

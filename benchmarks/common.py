@@ -281,3 +281,31 @@ def standalone_report(result: dict) -> str:
     for line in result.get("details", []):
         out.append(line)
     return "\n".join(out)
+
+
+def bench_main(doc: str, measure, argv: list[str] | None = None, *, runs: int = 7, reps: int = 1,
+               warmup: int = 0, extra=None) -> int:
+    """The command line every benchmark shares: --runs (at least 5), --reps, --warmup, --json.
+    `extra(parser)` adds a benchmark's own options; they are passed to `measure` by keyword."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--runs", type=int, default=runs, help="runs (each gives one median), at least 5")
+    p.add_argument("--reps", type=int, default=reps, help="interleaved repetitions per run")
+    p.add_argument("--warmup", type=int, default=warmup)
+    p.add_argument("--json", help="write the result here")
+    own = set(vars(p.parse_args([])))
+    if extra:
+        extra(p)
+    args = p.parse_args(argv)
+    if args.runs < 5:
+        p.error("--runs must be at least 5")
+    more = {k: v for k, v in vars(args).items() if k not in own}
+    result = measure(args.runs, args.reps, args.warmup, **more)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2), encoding="utf-8")
+    else:
+        print(standalone_report(result))
+    return 0
