@@ -21,7 +21,15 @@ _RULES = [
 ]
 
 
+# Every rule above needs one of these words or shapes (in any case): text without any (most of
+# it) is returned after one scan instead of one per rule. Matched on the lower-cased text, as a
+# case-insensitive pattern is ten times slower.
+_MAYBE_SECRET = re.compile(r"pass|pwd|secret|token|key|auth|bearer|://|akia|asia|gh[pousr]_|xox")
+
+
 def redact(text: str) -> str:
+    if not _MAYBE_SECRET.search(text.lower()):
+        return text
     for pattern, repl in _RULES:
         text = pattern.sub(repl, text)
     return text

@@ -10,7 +10,7 @@ few running at once; about 2 % Error lines with the corpus's error messages.
 
     3a  `LogWatcher.poll_once()` reading the whole file for one bot (`format: uipath`) into an
         `EstateState` with its journal: decoding, the parser, the runs committed with the offsets
-    3b  the parser alone: `UiPathParser.feed()` over the lines, already decoded and split
+    3b  the parser alone: `UiPathParser.feed_lines()` over the lines, already decoded and split
 
 The reference is `mtail --one_shot` with a program counting Error lines per `processName`,
 run on the same file in the same run, interleaved. Both must report the same error count per
@@ -374,21 +374,13 @@ def parser_pass(lines: list[str]):
     """A fresh parser fed every line; (wall seconds, CPU seconds, events, parse errors)."""
     from botwatch.classify import Classifier
     from botwatch.config import BotConfig, LogSpec
-    from botwatch.parsers.base import ParseError
     from botwatch.parsers.uipath import UiPathParser
 
     bot = BotConfig(name=BOT, platform="uipath")
     parser = UiPathParser(bot, LogSpec(path="x", format="uipath"), Classifier([]))
-    events: list = []
-    bad = 0
-    feed = parser.feed
     c0, t0 = time.process_time(), time.perf_counter()
-    for line in lines:
-        try:
-            events += feed(line)
-        except ParseError:
-            bad += 1
-    return time.perf_counter() - t0, time.process_time() - c0, events, bad
+    fed = parser.feed_lines(lines)
+    return time.perf_counter() - t0, time.process_time() - c0, fed.events, fed.errors
 
 
 def parser_counts(events: list, job_process: dict[str, str]) -> dict:
@@ -497,7 +489,7 @@ def _measure(tmp: str, runs: int, reps: int, warmup: int, n_lines: int) -> dict:
     for key, name, title in (
             ("3a", "pipeline", f"log throughput, {n:,}-line UiPath log: `LogWatcher.poll_once()` into the "
                                "estate state and its journal"),
-            ("3b", "parser", "the parser alone: `UiPathParser.feed()` over the same lines, decoded and split")):
+            ("3b", "parser", "the parser alone: `UiPathParser.feed_lines()` over the same lines, decoded and split")):
         f = common.figure(
             key=key, title=title, unit="lines/s", measured_runs=rate[name], reference_runs=rate["mtail"],
             reference_title="`mtail --one_shot`, errors per process", goal=GOAL, reps=reps, better="higher",

@@ -371,3 +371,54 @@ def _key(path: Path) -> str:
     import os
 
     return os.path.normcase(os.path.abspath(path))
+
+
+def _robot_line(nlog: str, entry: str) -> str:
+    return f"08:00:00.1234 {nlog} {entry}"
+
+
+TRICKY = [
+    # progress: set aside without decoding
+    _robot_line("Info", '{"message":"Processing 1","level":"Information","logType":"User","timeStamp":'
+                        '"2024-05-01T08:00:00.1+01:00","processName":"P","jobId":"j1"}'),
+    _robot_line("Warn", '{"message":"Retrying","level":"Warning","logType":"User","processName":"P","jobId":"j1"}'),
+    # run boundaries are Info lines: they must reach `feed`
+    _robot_line("Info", '{"message":"P execution started","level":"Information","logType":"Default",'
+                        '"timeStamp":"2024-05-01T08:00:00.1+01:00","processName":"P","jobId":"j1"}'),
+    _robot_line("Info", '{"message":"P EXECUTION STARTED","level":"Information","logType":"Default",'
+                        '"timeStamp":"2024-05-01T08:00:00.2+01:00","processName":"Q","jobId":"j2"}'),
+    # the layout says Info but the entry says Error: an error
+    _robot_line("Info", '{"message":"Logon failed for user svc","level":"Error","logType":"User",'
+                        '"processName":"P","jobId":"j1"}'),
+    # a message quoting what looks like the next key, escaped as JSON has it
+    _robot_line("Info", '{"message":"says \\",\\"level\\":\\"Information\\" and execution ended","level":"Error",'
+                        '"logType":"User","processName":"Q","jobId":"j2"}'),
+    # keys in another order, spaces after the colons: read the slow way, same result
+    _robot_line("Info", '{"level": "Information", "message": "P execution ended", "logType": "Default", '
+                        '"timeStamp": "2024-05-01T08:00:09+01:00", "processName": "P", "jobId": "j1"}'),
+    _robot_line("Info", '{"message":"Q execution ended","level":"Information","logType":"Default",'
+                        '"timeStamp":"2024-05-01T08:00:09+01:00","processName":"Q","jobId":"j2"}'),
+    # not Robot lines at all: parse errors either way
+    "08:00:00.1234 Info {\"message\":\"cut off",
+    "   ",
+    "",
+    "Exception in thread main",
+]
+
+
+def test_batches_of_lines_give_what_line_by_line_feeding_gives():
+    expected, errors = feed_all(parser(), TRICKY)
+    assert [type(e).__name__ for e in expected] == ["RunStarted", "RunStarted", "RunFinished", "RunFinished"]
+    assert {e.run_id: e.reason for e in expected if isinstance(e, RunFinished)} == {"j1": "credentials", "j2": "unknown"}
+    assert errors == 2
+    for fed in (parser().feed_lines(TRICKY), parser().feed_raw_lines([line.encode() for line in TRICKY])):
+        assert fed.events == expected
+        assert (fed.errors, fed.lines) == (errors, len([line for line in TRICKY if line.strip()]))
+
+
+def test_batches_of_the_corpus_logs_give_what_line_by_line_feeding_gives():
+    for path in (RUNEFAR, HINOKISU, SPEC_LINES, STUDIO):
+        lines = corpus_lines(path)
+        expected, errors = feed_all(parser(), lines)
+        fed = parser().feed_raw_lines([line.encode("utf-8") for line in lines])
+        assert (fed.events, fed.errors) == (expected, errors), path.name

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -43,6 +44,16 @@ class IncompleteFile(Exception):
     """A whole-file log is still being written: try again when it changes."""
 
 
+@dataclass(slots=True)
+class Fed:
+    """What a batch of lines gave: events, and counts for the watcher's self-monitoring."""
+
+    events: list[Event] = field(default_factory=list)
+    lines: int = 0  # lines read (blank ones are not counted)
+    errors: int = 0  # lines not in the format (counted, skipped)
+    failure: Exception | None = None  # the first unexpected parser failure, to log
+
+
 class LineParser:
     """Turns the lines of a log into events. Subclasses set `source` (e.g. "log:uipath")."""
 
@@ -51,6 +62,24 @@ class LineParser:
     def feed(self, line: str) -> list[Event]:
         """Events for one line (without its line ending); raise ParseError if it is not in the format."""
         raise NotImplementedError
+
+    def feed_lines(self, lines: list[str]) -> Fed:
+        """`feed` every line in order, skipping blank ones. A parser overrides it to read the lines
+        that cannot matter (most of a log) without a call each; the events must be the same."""
+        out = Fed()
+        events, feed = out.events, self.feed
+        for line in lines:
+            if not line or line.isspace():
+                continue
+            out.lines += 1
+            try:
+                events += feed(line)
+            except ParseError:
+                out.errors += 1
+            except Exception as exc:  # a parser bug costs the line, never the watcher
+                out.errors += 1
+                out.failure = out.failure or exc
+        return out
 
     def is_complete(self, text: str) -> bool:
         """Whether `text`, a last line without its line ending yet, is certainly whole (e.g. a
@@ -145,6 +174,12 @@ def parse_time(text: str, tz: tzinfo | None = None) -> float | None:
         return float(s)
     if _EPOCH_MS.fullmatch(s):
         return int(s) / 1000.0
+    try:  # most logs write ISO 8601, which Python 3.11 reads whole (any fraction, Z, comma)
+        dt = datetime.fromisoformat(s)
+    except ValueError:
+        pass
+    else:
+        return (dt if dt.tzinfo is not None else dt.replace(tzinfo=tz or timezone.utc)).timestamp()
     iso = s.replace(",", ".", 1) if re.match(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2},\d", s) else s
     if iso[-1:] in ("Z", "z"):
         iso = iso[:-1] + "+00:00"

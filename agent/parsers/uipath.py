@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..events import Event, RunFinished, RunStarted
-from .base import (MAX_OPEN_RUNS, LineParser, ParseError, error_tail, keep_error, parse_time, reason_for,
+from .base import (MAX_OPEN_RUNS, Fed, LineParser, ParseError, error_tail, keep_error, parse_time, reason_for,
                    stable_id)
 
 SOURCE = "log:uipath"
@@ -109,7 +109,7 @@ def _seconds(d: dict) -> float | None:
 
 
 def _lower_keys(d: dict) -> dict:
-    return {k.lower() if isinstance(k, str) else k: v for k, v in d.items()}
+    return {k.lower(): v for k, v in d.items()}  # JSON keys are always strings
 
 
 def _unwrap(d: dict, depth: int) -> dict:
@@ -137,10 +137,13 @@ def _unwrap(d: dict, depth: int) -> dict:
 
 
 def _parse(line: str, depth: int = 0) -> Record:
-    s = line.strip().lstrip("\ufeff")
     nlog_level = None
-    m = _NLOG.match(s)
-    if m:
+    level_end = line.find(" {", 13, 24)
+    if (level_end > 14 and line[13] == " " and line[2] == ":" and line.endswith("}")
+            and line[14:level_end].isalpha()):
+        # the Robot's own layout exactly as it writes it: `HH:mm:ss.ffff Level {json}`
+        s, nlog_level, payload = line, line[14:level_end], line[level_end + 1:]
+    elif (m := _NLOG.match(s := line.strip().lstrip("\ufeff"))) is not None:
         nlog_level, payload = m.group("level"), m.group("json")
     elif s.startswith("{"):
         payload = s
@@ -177,6 +180,25 @@ def parse_record(line: str) -> Record:
     return _parse(line)
 
 
+# Most lines of a Robot log are progress: `HH:mm:ss.ffff Info {"message":"...","level":
+# "Information",...}` (or Warn / Warning) with no run boundary in the message. They give no
+# event, so they are set aside in one pass, without decoding their JSON and looking only at the
+# message (a raw `","level":"` cannot be inside a JSON string: it ends the message); every other
+# line goes through `feed`, which looks again.
+_PROGRESS_STR = (' Info {"message":"', ' Warn {"message":"', '","level":"', 'Information"', 'Warning"', "xecution",
+                 "XECUTION", "}")
+_PROGRESS_BYTES = tuple(s.encode() for s in _PROGRESS_STR)
+
+
+def _not_progress(lines, info, warn, level, information, warning, x1, x2, brace):
+    """The lines that are not plain progress (str or bytes, with the markers of the same type)."""
+    return [line for line in lines
+            if not ((line.startswith(info, 13) and line.startswith(information, (end := line.find(level, 31)) + 11)
+                     or line.startswith(warn, 13) and line.startswith(warning, (end := line.find(level, 31)) + 11))
+                    and end > 0 and line.find(x1, 31, end) < 0 and line.find(x2, 31, end) < 0
+                    and line.endswith(brace))]
+
+
 def _norm(name: str) -> str:
     return unicodedata.normalize("NFC", name).casefold()
 
@@ -194,6 +216,20 @@ class UiPathParser(LineParser):
         self.jobs: dict[str, dict] = {}
 
     # -- the interface ---------------------------------------------------------------------
+    def feed_lines(self, lines: list[str]) -> Fed:
+        rest = _not_progress(lines, *_PROGRESS_STR)
+        out = super().feed_lines(rest)
+        out.lines += len(lines) - len(rest)
+        return out
+
+    def feed_raw_lines(self, lines: list[bytes]) -> Fed:
+        """`feed_lines` for UTF-8 lines not yet decoded (what the log watcher reads): only the
+        lines that may matter are decoded."""
+        rest = [line.decode("utf-8", "replace") for line in _not_progress(lines, *_PROGRESS_BYTES)]
+        out = super().feed_lines(rest)
+        out.lines += len(lines) - len(rest)
+        return out
+
     def feed(self, line: str) -> list[Event]:
         # Fast path: a progress line neither bounds a run nor fails it, so its JSON need not be
         # decoded. Anything that might matter (an error level anywhere, "execution") is parsed.
@@ -205,10 +241,11 @@ class UiPathParser(LineParser):
         if not self._mine(rec):
             return []
         robot_line = (rec.log_type or "default").lower() != "user"
-        if robot_line and _STARTED.search(rec.message):
-            return self._started(rec)
-        if robot_line and _ENDED.search(rec.message):
-            return self._ended(rec)
+        if robot_line and ("xecution" in rec.message or "XECUTION" in rec.message):
+            if _STARTED.search(rec.message):
+                return self._started(rec)
+            if _ENDED.search(rec.message):
+                return self._ended(rec)
         if rec.is_error:
             self._error(rec, robot_line)
         return []

@@ -55,7 +55,7 @@ from ..state import EstateState
 log = logging.getLogger("botwatch.sources.logs")
 
 HEAD_BYTES = 512  # identity: a hash of the first bytes of a file, besides device and inode
-CHUNK = 1 << 20  # bytes read (and committed) at a time
+CHUNK = 8 << 20  # bytes read (and committed, with one sync to disk) at a time
 ROTATED = "#rotated"
 PARSER_STATE = "#parser"
 _COMPRESSED = (".gz", ".bz2", ".xz", ".zip", ".zst", ".7z", ".lz4", ".z", ".tgz")
@@ -176,6 +176,18 @@ def _codec(encoding: str, head: bytes) -> _Codec:
             bom, name = mark, codec_name
             break
     return _Codec(name, bom, "\n".encode(name))
+
+
+def _lines(text, cr="\r", lf="\n", crlf="\r\n"):
+    """The lines of `text` (str, or UTF-8 bytes with the byte separators), CRLF or LF (a file
+    may mix them), without their endings. Only LF ends a line: other characters that
+    str.splitlines() knows may be inside a log entry."""
+    if cr not in text:
+        return text.split(lf)
+    lines = text.split(crlf)
+    if len(lines) - 1 == text.count(lf):  # CRLF throughout
+        return lines
+    return [line[:-1] if line.endswith(cr) else line for line in text.split(lf)]
 
 
 def _line_end(body: bytes, newline: bytes) -> int:
@@ -677,7 +689,7 @@ class LogWatcher:
             consumed = skip + cut
             new_offset = f.offset + consumed
             before = json.dumps(t.parser.snapshot(), sort_keys=True, ensure_ascii=False)
-            events, errors, count = self._feed(t, body[:cut].decode(codec.name, "replace"))
+            events, errors, count = self._feed(t, body[:cut], codec.name)
             offsets = {t.key(f.home, f.retired): (_saved(ident, st.st_mtime_ns), new_offset)}
             if f.retired and t.retired.get(_norm(f.home), [f])[-1] is not f:
                 offsets = {}  # the journal follows only the newest rotated file of a path
@@ -705,23 +717,17 @@ class LogWatcher:
         except Exception:
             return False
 
-    def _feed(self, t: _Target, text: str) -> tuple[list, int, int]:
-        events: list = []
-        errors = count = 0
-        for line in text.split("\n"):
-            line = line.rstrip("\r")
-            if not line.strip():
-                continue
-            count += 1
-            try:
-                events.extend(t.parser.feed(line))
-            except ParseError:
-                errors += 1
-            except Exception as exc:
-                errors += 1
-                self._report((id(t), "parser", type(exc).__name__), "bot %s: the %s parser failed on a line of %s: %r",
-                             t.bot, t.spec.format, t.pattern, exc)
-        return events, errors, count
+    def _feed(self, t: _Target, data: bytes, encoding: str) -> tuple[list, int, int]:
+        if encoding == "utf-8" and hasattr(t.parser, "feed_raw_lines"):
+            # the parser sets aside the lines that cannot matter before they are decoded
+            fed = t.parser.feed_raw_lines(_lines(data, b"\r", b"\n", b"\r\n"))
+        else:
+            fed = t.parser.feed_lines(_lines(data.decode(encoding, "replace")))
+        if fed.failure is not None:
+            exc = fed.failure
+            self._report((id(t), "parser", type(exc).__name__), "bot %s: the %s parser failed on a line of %s: %r",
+                         t.bot, t.spec.format, t.pattern, exc)
+        return fed.events, fed.errors, fed.lines
 
     def _commit(self, t: _Target, events: list, offsets: dict, restore: str | None = None) -> None:
         """Apply events with the offsets they advance (and pending journal changes) at once."""
