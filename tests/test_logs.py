@@ -264,6 +264,45 @@ def test_a_rotated_file_is_followed_while_its_writer_still_appends_to_it(tmp_pat
     assert_each_finished_once(agent)
 
 
+def test_a_file_written_and_rotated_away_between_two_polls_is_read(tmp_path):
+    log = tmp_path / "bot.log"
+    log.write_text("2024-05-01T07:00:00Z start 1\n")
+    agent = Agent(tmp_path, [bot({"path": "bot.log", **REGEX})])
+    agent.poll()
+    os.replace(log, tmp_path / "bot.log.1")
+    agent.poll()  # the writer has not made the next file yet
+    log.write_text("2024-05-01T07:00:01Z ERROR Logon failed for user 'svc'\n")  # born ...
+    os.replace(tmp_path / "bot.log.1", tmp_path / "bot.log.2")
+    os.replace(log, tmp_path / "bot.log.1")  # ... and rotated before any poll saw it
+    log.write_text("2024-05-01T07:00:02Z end 1 failed\n")
+    agent.poll()
+    assert agent.runs()["1"].reason == "credentials"
+    agent.restart()
+    agent.poll()
+    assert_each_finished_once(agent)
+
+
+def test_a_file_that_appears_and_is_rotated_before_the_first_poll_sees_it_is_read(tmp_path):
+    agent = Agent(tmp_path, [bot({"path": "bot.log", **REGEX})])
+    agent.poll()  # nothing there yet
+    (tmp_path / "bot.log").write_text("2024-05-01T07:00:00Z start 1\n2024-05-01T07:00:01Z end 1 ok\n")
+    os.replace(tmp_path / "bot.log", tmp_path / "bot.log.1")
+    agent.poll()
+    assert sorted(agent.runs()) == ["1"]
+
+
+def test_rotated_files_older_than_the_watch_are_not_read_as_new(tmp_path):
+    old = tmp_path / "bot.log.1"
+    old.write_text("2024-04-30T07:00:00Z start 0\n2024-04-30T07:00:01Z end 0 ok\n")
+    past = time.time() - 3600
+    os.utime(old, (past, past))
+    agent = Agent(tmp_path, [bot({"path": "bot.log", **REGEX})])
+    agent.poll()
+    (tmp_path / "bot.log").write_text("2024-05-01T07:00:00Z start 1\n2024-05-01T07:00:01Z end 1 ok\n")
+    agent.poll()
+    assert sorted(agent.runs()) == ["1"]
+
+
 def test_copytruncate_reads_the_unread_end_from_the_copy(tmp_path):
     log = tmp_path / "bot.log"
     log.write_text("2024-05-01T07:00:00Z start 1\n")
@@ -373,8 +412,6 @@ def _replace(src: Path, dst: Path) -> None:
             time.sleep(0.001)
 
 
-@pytest.mark.xfail(strict=False, reason="known bug, open in the watching issue: in some full-suite runs under "
-                   "load, runs of a rotated file never reach the journal")
 def test_a_steady_writer_rotated_both_ways_and_an_agent_restart_count_every_run_and_error_once(tmp_path):
     log = tmp_path / "Logs" / "execution.log"
     log.parent.mkdir()

@@ -11,7 +11,8 @@ estate file) and a format; a parser per (bot, entry) turns lines into events (se
   inode plus a hash of its first 512 bytes, wherever it was moved in its folder; what was
   written to it is read to the end before the new file) and by copytruncate (a file smaller
   than what was read, or whose first bytes changed, starts again from 0; the copy is found by
-  its first bytes and its unread end is read);
+  its first bytes and its unread end is read); a file written and rotated away between two
+  polls (same name family, changed after anything of that path we read) is read whole;
 - picks up files that appear later (a missing file, a glob's new matches);
 - decodes with the entry's `encoding` (bad bytes replaced, BOM stripped, UTF-16 and UTF-32
   handled), CRLF or LF;
@@ -44,6 +45,7 @@ import stat as statmod
 import threading
 import time
 import xml.etree.ElementTree as ET
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -233,6 +235,10 @@ class _Target:
         self.files: dict[str, _File] = {}  # active files by normalised home path
         self.retired: dict[str, list[_File]] = {}  # rotated away from a home, oldest first
         self.known: set[str] = set()  # homes whose journal entries were read
+        # per home: the newest modification time of anything of it we read (a rotated file
+        # changed after it, that we do not follow, was written and rotated between two polls)
+        self.seen_ns: dict[str, int] = {}
+        self.forgotten: deque[tuple[int, int]] = deque(maxlen=256)  # (dev, ino) of rotated files read and let go
         self.loaded = False
         self.state_key = f"{self.prefix}{PARSER_STATE}:{spec.format}:{pattern}"
         self.saved_state: str | None = None
@@ -411,12 +417,20 @@ class LogWatcher:
             cur = present.get(home)
             if cur is None or not self._still(f, *cur):
                 lost.append(t.files.pop(home))
+        # Homes whose file is not the one read on the last poll (rotated, gone, or new): a file
+        # may have been written there and rotated away in between. Watermarks before any read.
+        unsettled = {_norm(f.home): (f.home, t.seen_ns.get(_norm(f.home))) for f in lost}
+        if not t.is_glob and _norm(t.pattern) not in t.files:
+            unsettled.setdefault(_norm(t.pattern), (t.pattern, t.seen_ns.get(_norm(t.pattern))))
         lines = 0
         for home in list(t.retired):
             for r in list(t.retired.get(home, ())):
                 lines += self._follow_retired(t, r)
         for f in lost:
             lines += self._relocate(t, f, present)
+        for path, mark in unsettled.values():
+            if mark is not None:
+                lines += self._read_missed(t, path, mark, present)
         for home, (path, st) in present.items():
             if home not in t.files:
                 t.files[home] = _File(home=path, path=path, ident=None)
@@ -471,6 +485,10 @@ class LogWatcher:
                 t.retired.setdefault(home, []).append(r)
             if main and main[0] and (parsed := Identity.parse(main[0])) is not None:
                 t.files[home] = _File(home=path, path=path, ident=parsed[0], offset=main[1], mtime=parsed[1])
+        marks = [f.mtime for f in [t.files.get(home), *t.retired.get(home, ())] if f is not None and f.mtime]
+        # Nothing read of it yet: files rotated from now on are ours (a second back, as file
+        # systems stamp times coarsely); older ones were there before the bot was watched.
+        t.seen_ns[home] = max(marks) if marks else time.time_ns() - 1_000_000_000
         t.known.add(home)
 
     def _expand(self, t: _Target) -> list[tuple[str, os.stat_result]]:
@@ -565,27 +583,30 @@ class LogWatcher:
         f.path, f.retired = path, True
         f.checked = f.done = f.tail = None
         f.changed_at = time.monotonic()
-        last_read = f.mtime
         t.retired.setdefault(_norm(old_home), []).append(f)
         t.pending[t.key(old_home, retired=True)] = (_saved(f.ident, f.mtime), f.offset)
-        lines = self._read(t, f)
-        # Rotated more than once since the last poll: the files written in between (same name
-        # family, changed after we last read `f`, not followed) are read whole, oldest first.
-        if last_read is not None:
-            for p, st in self._generations(t, old_home, last_read, present):
-                g = _File(home=old_home, path=p, ident=identify(p, st), retired=True)
-                if g.ident is None:
-                    continue
-                log.debug("bot %s: %s was written and rotated between two polls", t.bot, p)
-                t.retired[_norm(old_home)].append(g)
-                t.pending[t.key(old_home, retired=True)] = (_saved(g.ident, None), 0)
-                lines += self._read(t, g)
+        return self._read(t, f)
+
+    def _read_missed(self, t: _Target, home: str, after_ns: int,
+                     present: dict[str, tuple[str, os.stat_result]]) -> int:
+        """Files written at `home` and rotated away between two polls (same name family,
+        changed after anything of `home` we read, not followed): read whole, oldest first."""
+        lines = 0
+        for p, st in self._generations(t, home, after_ns, present):
+            g = _File(home=home, path=p, ident=identify(p, st), retired=True)
+            if g.ident is None:
+                continue
+            log.debug("bot %s: %s was written and rotated between two polls", t.bot, p)
+            t.retired.setdefault(_norm(home), []).append(g)
+            t.pending[t.key(home, retired=True)] = (_saved(g.ident, None), 0)
+            lines += self._read(t, g)
         return lines
 
     def _generations(self, t: _Target, home: str, after_ns: int,
                      present: dict[str, tuple[str, os.stat_result]]) -> list[tuple[str, os.stat_result]]:
         tracked_paths = {_norm(x.path) for x in t.files.values()}
         tracked_inodes = {(x.ident.dev, x.ident.ino) for x in t.files.values() if x.ident and x.ident.ino}
+        tracked_inodes.update(t.forgotten)
         for group in t.retired.values():
             tracked_paths |= {_norm(x.path) for x in group}
             tracked_inodes |= {(x.ident.dev, x.ident.ino) for x in group if x.ident and x.ident.ino}
@@ -619,6 +640,8 @@ class LogWatcher:
         return lines
 
     def _drop_retired(self, t: _Target, r: _File) -> None:
+        if r.ident is not None and r.ident.ino:
+            t.forgotten.append((r.ident.dev, r.ident.ino))
         home = _norm(r.home)
         group = t.retired.get(home, [])
         newest = bool(group) and group[-1] is r
@@ -701,6 +724,9 @@ class LogWatcher:
             if errors:
                 self.state.count_parse_error(t.source, errors)
             f.offset, f.ident, f.mtime = new_offset, ident, st.st_mtime_ns
+            home = _norm(f.home)
+            if st.st_mtime_ns > t.seen_ns.get(home, 0):
+                t.seen_ns[home] = st.st_mtime_ns
             total += count
             if consumed:
                 f.changed_at = time.monotonic()
