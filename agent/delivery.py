@@ -20,6 +20,7 @@ taken off once it was delivered.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -106,11 +107,16 @@ class Rejected(Exception):
     """The agent refused the whole batch for good (a 4xx other than 401/403/408/429)."""
 
 
-def post_events(url: str, events: list[str], timeout: float = 10.0, key: str | None = None) -> dict:
+def post_events(url: str, events: list[str], timeout: float = 10.0, key: str | None = None,
+                spool: tuple[str, int] | None = None) -> dict:
+    """POST a batch; `spool` is (spool id, runs left in it once the batch is delivered), which the
+    agent exports as its spool backlog."""
     body = ('{"events":[' + ",".join(events) + "]}").encode("utf-8")
     headers = {"Content-Type": "application/json"}
     if key:
         headers["X-Botwatch-Key"] = key
+    if spool is not None:
+        headers["X-Botwatch-Spool"], headers["X-Botwatch-Spool-Pending"] = spool[0], str(spool[1])
     req = urllib.request.Request(url + "/api/v1/events", data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -139,11 +145,13 @@ def _deliver_to_agents(spool: Spool, now: float) -> tuple[int, int]:
     reached = None
     by_target: dict[tuple[str, str | None], list[tuple]] = {}
     for row in rows:
-        seq, bot, run_id, agent_url, config, event, attempts = row
+        seq, bot, run_id, agent_url, config, event, attempts, kind = row
         by_target.setdefault((agent_url_for(agent_url, config), agent_key_for(config, bot)), []).append(row)
+    left = spool.pending()  # runs in the spool: each batch delivered takes its own off
     for (url, key), batch in by_target.items():
+        runs = sum(1 for r in batch if r[7] == "finish")
         try:
-            answer = post_events(url, [r[5] for r in batch], key=key)
+            answer = post_events(url, [r[5] for r in batch], key=key, spool=(spool_id(spool), max(left - runs, 0)))
         except Rejected as exc:
             for r in batch:
                 spool.bury(r[0], str(exc))
@@ -164,6 +172,7 @@ def _deliver_to_agents(spool: Spool, now: float) -> tuple[int, int]:
                 log.warning("agent refused event for bot %r run %s: %s", r[1], r[2], refused[i])
         spool.delivered([r[0] for i, r in enumerate(batch) if i not in refused])
         delivered += len(batch) - len(refused)
+        left -= runs
         reached = reached or (url, key)
     if reached:
         _report_agent_drops(spool, *reached)
@@ -276,6 +285,12 @@ def publish_totals(spool: Spool, now: float) -> tuple[int, int]:
             if totals["attempts"]:
                 log.info("%s reachable again: published the totals of %r", target, totals["bot"] or "the spool")
     return published, failed
+
+
+def spool_id(spool: Spool) -> str:
+    """Which spool a batch comes from, for the agent's backlog gauge: host and a hash of the
+    path (the path itself, a user's home, stays on the host)."""
+    return f"{hostname()}:{hashlib.sha1(os.path.abspath(spool.path).encode()).hexdigest()[:12]}"
 
 
 def hostname() -> str:

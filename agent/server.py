@@ -227,7 +227,11 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
               responses={401: {"model": ErrorOut}, 413: {"model": ErrorOut}, 422: {"description": "Invalid batch"},
                          429: {"model": ErrorOut}, 503: {"model": ErrorOut}})
     def ingest(batch: Annotated[EventBatch, Body()],
-               x_botwatch_key: XKey = None):
+               x_botwatch_key: XKey = None,
+               x_botwatch_spool: Annotated[str | None, Header(max_length=128, description=(
+                   "Deliverers: an opaque id of the spool the batch comes from"))] = None,
+               x_botwatch_spool_pending: Annotated[int | None, Header(ge=0, description=(
+                   "Deliverers: runs left in that spool once this batch is delivered"))] = None):
         bots = {e.bot for e in batch.events if hasattr(e, "bot")}
         if security.any_key and not security.key_allows(x_botwatch_key, bots):
             state.count_parse_error("api")
@@ -249,6 +253,8 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
             result = state.apply(events)
         except JournalError as exc:
             return _error(503, "journal unavailable, retry later", str(exc))
+        if x_botwatch_spool and x_botwatch_spool_pending is not None:
+            state.note_spool(x_botwatch_spool, x_botwatch_spool_pending)
         return IngestOut(accepted=result.accepted, duplicates=result.duplicates, rejected=result.rejected)
 
     @app.get("/api/v1/status", summary="Every bot's current state")

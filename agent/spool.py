@@ -218,7 +218,7 @@ class Spool:
     def ready(self, now: float, limit: int = 500) -> list[tuple]:
         """Agent events due for a (re)try, oldest first."""
         return self.db.execute(
-            "SELECT seq, bot, run_id, agent_url, config, event, attempts FROM outbox "
+            "SELECT seq, bot, run_id, agent_url, config, event, attempts, kind FROM outbox "
             "WHERE target = 'agent' AND next_attempt <= ? ORDER BY seq LIMIT ?", (now, limit)).fetchall()
 
     def next_attempt_at(self) -> float | None:

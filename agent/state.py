@@ -25,6 +25,8 @@ from .schedule import maintenance_at, next_due
 
 STATES = ("new", "up", "late", "down", "failing", "paused")
 # Run duration histogram buckets, 1 s .. 4 h (the catalogue's contract).
+MAX_SPOOLS = 10_000  # spools whose backlog is remembered
+SPOOL_REPORT_TTL = 86_400.0  # seconds a spool's report counts
 DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0)
 UI_WAIT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 UI_FAILURE_KINDS = ("not_found", "ambiguous", "wrong_app")
@@ -278,6 +280,8 @@ class EstateState:
         # agent self-monitoring, by source
         self.events_total: dict[str, int] = {}
         self.events_dropped_total: dict[str, int] = {}
+        # runs waiting in the spools of the bot hosts, as their deliverers last said: spool -> (runs, when)
+        self.spool_pending: dict[str, tuple[int, float]] = {}
         self.parse_errors_total: dict[str, int] = {}
         # shadow bots, as last seen by the process watcher (see set_unregistered)
         self.unregistered: list[dict] = []
@@ -499,6 +503,22 @@ class EstateState:
     def unregistered_view(self) -> tuple[list[dict], dict[str, int], float | None]:
         with self.lock:
             return [dict(p) for p in self.unregistered], dict(self.unregistered_counts), self.unregistered_at
+
+    def note_spool(self, spool: str, pending: int, now: float | None = None) -> None:
+        """A deliverer said how many runs its spool still holds (after the batch it delivered)."""
+        now = self.clock() if now is None else now
+        with self.lock:
+            if spool not in self.spool_pending and len(self.spool_pending) >= MAX_SPOOLS:
+                oldest = min(self.spool_pending, key=lambda k: self.spool_pending[k][1])
+                del self.spool_pending[oldest]
+            self.spool_pending[spool] = (max(0, int(pending)), now)
+
+    def spool_pending_runs(self, now: float | None = None) -> int:
+        """Runs waiting in the spools that reported within SPOOL_REPORT_TTL (a host gone for longer
+        is the agent-down or missed-schedule alerts' business, not a backlog)."""
+        now = self.clock() if now is None else now
+        with self.lock:
+            return sum(n for n, at in self.spool_pending.values() if now - at <= SPOOL_REPORT_TTL)
 
     def self_metrics(self) -> dict[str, dict[str, int]]:
         with self.lock:

@@ -161,6 +161,10 @@ class EstateCollector:
         build.add_metric([__version__], 1)
         yield build
         m = self.state.self_metrics()
+        spool = GaugeMetricFamily("botwatch_agent_spool_pending_runs",
+                                  "Runs waiting in the spools of bot hosts, as their deliverers last reported.")
+        spool.add_metric([], self.state.spool_pending_runs())
+        yield spool
         for key, name, doc in (
             ("events", "botwatch_agent_events", "Events received, by source."),
             ("dropped", "botwatch_agent_events_dropped", "Events dropped (limits, spool overflow), by source."),

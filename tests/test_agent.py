@@ -214,3 +214,22 @@ def test_botwatch_status_renders_a_table_from_the_agent_and_from_the_journal(est
     r = subprocess.run([*BOTWATCH, "status", "--config", str(config)], capture_output=True, text=True, env=run_env)
     assert r.returncode == 0, r.stderr
     assert "not reachable" in r.stdout and "failure (ui_drift)" in r.stdout
+
+
+def test_the_agent_exports_the_backlog_its_deliverers_report(estate, agents, tmp_path):
+    from botwatch.delivery import deliver_once
+    from botwatch.spool import Spool
+
+    (config, port) = estate
+    agent = agents(config, port).start()
+    assert agent.metrics()["botwatch_agent_spool_pending_runs"] == 0
+    spool = Spool(str(tmp_path / "spool.db"))
+    gone = f"http://127.0.0.1:{free_port()}"  # an agent that is not there keeps its runs waiting
+    for i in range(3):
+        spool.add_finished("beta", f"stuck-{i}", agent_url=gone, ended=1.0 + i, outcome="success")
+    spool.add_finished("alpha", "r1", agent_url=f"http://127.0.0.1:{port}", ended=5.0, outcome="success")
+    deliver_once(spool)
+    metrics = agent.metrics()
+    assert metrics['botwatch_runs_total{bot="alpha"}'] == 1
+    assert metrics["botwatch_agent_spool_pending_runs"] == 3
+    spool.close()
