@@ -9,11 +9,14 @@ PYTEST_WORKERS ?= auto
 
 .PHONY: demo test bench lint clean system-deps
 
+# The grafana extra (grafana-client) brings urllib3-future, whose wheel overwrites urllib3 at
+# every interpreter start, breaking requests-based tools such as schemathesis: built from source
+# with its documented opt-out, it installs beside urllib3 instead.
 $(STAMP): pyproject.toml
 	@scripts/system-deps.sh venv
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	URLLIB3_NO_OVERRIDE=1 $(PY) -m pip install --quiet --no-binary urllib3-future -e '.[test,grafana]'
 	@touch $@
 
 system-deps:

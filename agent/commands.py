@@ -129,5 +129,36 @@ def demo(listen, state_dir, duration) -> None:
     sys.exit(run_demo(listen, state_dir, seconds))
 
 
+@cli.group()
+def grafana() -> None:
+    """Grafana: upload the bundled dashboards."""
+
+
+@grafana.command("push")
+@click.option("--url", required=True, metavar="URL", help="Grafana's base URL, e.g. https://grafana.example.com.")
+@click.option("--token-file", required=True, type=click.Path(dir_okay=False), metavar="FILE",
+              help="File holding a Grafana service account token (Editor role); it is never printed.")
+@click.option("--folder", default="botwatch", show_default=True, metavar="NAME",
+              help="Folder to put the dashboards in; created when missing.")
+@click.option("--insecure", is_flag=True, help="Do not verify Grafana's TLS certificate.")
+def grafana_push(url, token_file, folder, insecure) -> None:
+    """Upload the botwatch dashboards to Grafana, replacing earlier versions.
+
+    \b
+    Example:
+      botwatch grafana push --url https://grafana.example.com --token-file ~/.config/botwatch/grafana-token
+    """
+    from .grafana import PushError, push, read_token
+
+    try:
+        token = read_token(token_file, url)
+        pushed = push(url, token, folder, insecure=insecure)
+    except PushError as exc:
+        click.echo(f"botwatch grafana push: {exc}", err=True)
+        sys.exit(1)
+    for p in pushed:
+        click.echo(f"{p.title}: {p.url}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     cli()

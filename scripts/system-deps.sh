@@ -3,7 +3,9 @@
 #   venv: python3-venv (a fresh Debian/Ubuntu Python cannot create a venv without it)
 #   test: prometheus (promtool and the Prometheus server), prometheus-pushgateway
 #         (the no-agent delivery tests start their own instances on free loopback ports;
-#         on a host with systemd the packages also enable their own services), curl, openssl
+#         on a host with systemd the packages also enable their own services), curl, openssl,
+#         prometheus-alertmanager (amtool checks and route-tests alerts/alertmanager.yml; the
+#         inhibition test starts its own Alertmanager on a free loopback port)
 #   bench: mtail and prometheus-process-exporter (the benchmarks' references)
 set -eu
 need=""
@@ -18,6 +20,7 @@ case "${1:-test}" in
     [ -x /usr/bin/prometheus-pushgateway ] || need="$need prometheus-pushgateway"
     command -v curl >/dev/null 2>&1 || need="$need curl"        # the check-in client of the tests
     command -v openssl >/dev/null 2>&1 || need="$need openssl"  # certificates for the TLS test
+    { command -v amtool && [ -x /usr/bin/prometheus-alertmanager ]; } >/dev/null 2>&1 || need="$need prometheus-alertmanager"
     ;;
   bench)
     # the references the benchmarks measure botwatch against, in the same run
