@@ -113,12 +113,76 @@ def status(agent_url, config, as_json, unregistered) -> None:
 
 
 @cli.command()
+@click.option("--config", type=click.Path(), help="Estate file (default $BOTWATCH_CONFIG or ./botwatch.yaml).")
+@click.option("--json", "as_json", is_flag=True, help="Print every check of every bot as JSON.")
+def governance(config, as_json) -> None:
+    """Check every bot: owner, runbook, lifecycle, certification, alert routing, plaintext secrets.
+
+    Prints the failed checks per bot with FILE:LINE (never a secret itself). Exit 1 if any
+    check fails, 0 if none, 2 if the estate file or its alert routing file is invalid.
+    """
+    from .governance import CHECKS, Governance, RoutingError, routing_for
+
+    loaded = _load_or_exit(config_path(config))
+    try:
+        routing_for(loaded)
+    except RoutingError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    found = Governance(loaded).refresh()
+    failed = {b: [f for f in fs if not f.ok] for b, fs in found.items()}
+    if as_json:
+        import json
+
+        click.echo(json.dumps({"bots": {b: [f.to_json() for f in fs] for b, fs in found.items()}}, indent=2))
+    else:
+        for bot, fs in found.items():
+            if not failed[bot]:
+                click.echo(f"{bot}: all {len(CHECKS)} checks pass")
+                continue
+            click.echo(f"{bot}: {len({f.check for f in failed[bot]})} of {len(CHECKS)} checks fail")
+            for f in failed[bot]:
+                click.echo(f"  {f.check}: {f.detail}" + (f" ({f.where})" if f.where else ""))
+    sys.exit(1 if any(failed.values()) else 0)
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@click.option("--config", type=click.Path(), help="Estate file (default $BOTWATCH_CONFIG or ./botwatch.yaml).")
+@click.option("--agent", "agent_url", help="Agent URL (default $BOTWATCH_AGENT_URL, else the estate's agent.listen).")
+def inventory(fmt, config, agent_url) -> None:
+    """List every registered and every discovered (unregistered) bot, with owner, team, platform,
+    lifecycle, criticality, state, last success, fragility and governance findings.
+
+    State comes from the agent, or from its journal when the agent is down; unregistered
+    processes only from a running agent. Where the data came from is said on stderr.
+    """
+    from .inventory import build_inventory, to_csv, to_json
+    from .status_view import _agent_url
+
+    path = config_path(config)
+    loaded = _load_or_exit(path)
+    inv = build_inventory(loaded, _agent_url(agent_url, str(path)))
+    for note in inv.notes:
+        click.echo(f"botwatch inventory: {note}", err=True)
+    click.echo(to_csv(inv.rows) if fmt == "csv" else to_json(inv.rows), nl=fmt == "json")
+
+
+@cli.command()
 @click.option("--listen", default="127.0.0.1:9464", show_default=True, help="Where the demo agent listens.")
 @click.option("--state-dir", type=click.Path(), default="botwatch-demo", show_default=True,
               help="Folder for the demo's journal, spool and logs.")
 @click.option("--duration", help="Stop after this long (e.g. 60s); default: until Ctrl-C.")
-def demo(listen, state_dir, duration) -> None:
-    """Run the agent on the bundled demo estate, with sample bots on short schedules."""
+@click.option("--prometheus-listen", default="127.0.0.1:9090", show_default=True, metavar="HOST:PORT",
+              help="Where the demo's Prometheus listens, if Prometheus is installed; a free port when taken.")
+@click.option("--alertmanager-listen", default="127.0.0.1:9093", show_default=True, metavar="HOST:PORT",
+              help="Where the demo's Alertmanager listens, if it is installed; a free port when taken.")
+def demo(listen, state_dir, duration, prometheus_listen, alertmanager_listen) -> None:
+    """Run the agent on the bundled demo estate, with sample bots on short schedules.
+
+    When they are installed (on PATH or in /usr/bin), Prometheus runs beside it with botwatch's
+    alert rules, and Alertmanager with its example routing (receivers that send nothing).
+    """
     from .demo_runner import run_demo
     from .durations import parse_duration
 
@@ -126,7 +190,12 @@ def demo(listen, state_dir, duration) -> None:
         seconds = parse_duration(duration) if duration else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--duration")
-    sys.exit(run_demo(listen, state_dir, seconds))
+    for value, hint in ((prometheus_listen, "--prometheus-listen"), (alertmanager_listen, "--alertmanager-listen")):
+        try:
+            parse_listen(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=hint)
+    sys.exit(run_demo(listen, state_dir, seconds, prometheus_listen, alertmanager_listen))
 
 
 @cli.group()
@@ -158,6 +227,15 @@ def grafana_push(url, token_file, folder, insecure) -> None:
         sys.exit(1)
     for p in pushed:
         click.echo(f"{p.title}: {p.url}")
+
+
+def _drift_group():
+    from .ui.commands import drift
+
+    return drift
+
+
+cli.add_command(_drift_group(), "drift")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import zoneinfo
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -79,7 +80,7 @@ class FailurePattern(_Strict):
 class Limits(_Strict):
     """Bounds on what clients may send; beyond them the agent answers 413 or 429 and counts."""
 
-    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_body_bytes: int = Field(default=8_388_608, ge=1024)  # 8 MiB: a 1920x1080 PNG screenshot fits
     max_batch: int = Field(default=1000, ge=1, le=100_000)
     events_per_second: float = Field(default=50.0, gt=0)  # per bot, sustained
     burst: int = Field(default=1000, ge=1)  # per bot
@@ -134,6 +135,59 @@ class LogSpec(_Strict):
         return self
 
 
+SELECTOR_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _selector(v: Any) -> str:
+    if not isinstance(v, str):
+        raise ValueError("a selector is a string: CSS, XPath (starting with / or '('), or with a prefix css:, "
+                         "xpath:, id:, name:")
+    from .ui.selectors import to_xpath  # imports lxml and cssselect: only for estates that declare selectors
+
+    to_xpath(v)
+    return v
+
+
+def _rect(v: Any) -> Any:
+    if (not isinstance(v, (list, tuple)) or len(v) != 4
+            or not all(isinstance(x, int) and not isinstance(x, bool) for x in v)):
+        raise ValueError(f"a mask rectangle is [x0, y0, x1, y1] in screenshot pixels (got {v!r})")
+    x0, y0, x1, y1 = v
+    if min(v) < 0 or x1 <= x0 or y1 <= y0:
+        raise ValueError(f"mask rectangle {list(v)} must have 0 <= x0 < x1 and 0 <= y0 < y1")
+    return tuple(v)
+
+
+class UiScreenConfig(_Strict):
+    """A screen of a bot: the selectors the bot depends on, and the volatile areas of its screenshots."""
+
+    selectors: dict[str, Annotated[str, BeforeValidator(_selector)]] = {}
+    mask: list[Annotated[tuple[int, int, int, int], BeforeValidator(_rect)]] = []  # [x0, y0, x1, y1], pixels
+
+    @field_validator("selectors", mode="before")
+    @classmethod
+    def _names(cls, v: Any) -> Any:
+        for name in v if isinstance(v, dict) else ():
+            if not isinstance(name, str) or not SELECTOR_NAME.match(name):
+                raise ValueError(f"selector name {name!r} must be 1-64 of A-Z a-z 0-9 _ . - (it is a metric label)")
+        return v
+
+
+class UiConfig(_Strict):
+    """UI drift settings of a bot (see docs/ui-drift.md)."""
+
+    drift_warning: float = Field(default=0.3, ge=0.0, le=1.0)  # score at or above which a screen is drifting
+    screens: dict[str, UiScreenConfig] = {}
+
+    @field_validator("screens", mode="before")
+    @classmethod
+    def _screen_names(cls, v: Any) -> Any:
+        for name in v if isinstance(v, dict) else ():
+            if not isinstance(name, str) or not (0 < len(name) <= 64) or "/" in name:
+                raise ValueError(f"screen name {name!r} must be 1-64 characters without '/'")
+        return v
+
+
 class WatchConfig(_Strict):
     process: ProcessMatch | None = None
     logs: list[LogSpec] = []
@@ -155,6 +209,39 @@ class MaintenanceWindow(_Strict):
         return v
 
 
+def _paths(v: Any) -> Any:
+    """`source: PATH` or a list of paths; each a non-empty string."""
+    items = [v] if isinstance(v, str) else v
+    if not isinstance(items, list) or not all(isinstance(i, str) and i.strip() for i in items):
+        raise ValueError("'source' takes a path or a list of paths (folders or files)")
+    return items
+
+
+def _certification(v: Any) -> Any:
+    if v is True:
+        raise ValueError("say who certified the bot and when: certified: {by: NAME, date: YYYY-MM-DD}")
+    if v is False:
+        return None
+    if isinstance(v, dict) and True in v:
+        raise ValueError("YAML reads a bare 'on' as true: write the day as certified.date: YYYY-MM-DD")
+    return v
+
+
+class Certification(_Strict):
+    """Who certified a bot and when (`certified: {by: NAME, date: DATE}`, optional `until: DATE`).
+    The key is `date`, not `on`: YAML 1.1 reads a bare `on` as the boolean true."""
+
+    by: str = Field(min_length=1)
+    date: date
+    until: date | None = None  # the certification lapses after this day
+
+    @model_validator(mode="after")
+    def _until_after_on(self) -> "Certification":
+        if self.until is not None and self.until < self.date:
+            raise ValueError("certified.until is before certified.date")
+        return self
+
+
 class AgentConfig(_Strict):
     listen: str = DEFAULT_LISTEN
     journal: str = "./botwatch-journal.db"
@@ -165,6 +252,9 @@ class AgentConfig(_Strict):
     limits: Limits = Limits()
     process_interval: Duration = 5.0  # how often watched processes are swept
     bot_folders: list[str] = []  # scripts run from here are bots: unregistered ones are shadow bots
+    snapshots: str | None = None  # watched folder of UI snapshots: <bot>/<screen>/<file>.html|.htm|.json|.png
+    alert_routing: str | None = None  # Alertmanager config whose `team` routes governance checks against
+    governance_interval: Duration = 300.0  # how often the agent re-runs the governance checks
 
     @field_validator("listen")
     @classmethod
@@ -194,6 +284,9 @@ class BotConfig(_Strict):
     description: str | None = None
     ping_key: SecretStr | None = None  # this bot's own check-in key, besides the estate's
     watch: WatchConfig | None = None
+    ui: UiConfig = UiConfig()
+    source: Annotated[list[str], BeforeValidator(_paths)] = []  # where the bot's code lives (governance scan)
+    certified: Annotated[Certification | None, BeforeValidator(_certification)] = None
 
     @field_validator("name")
     @classmethod
@@ -270,6 +363,10 @@ class LoadedEstate:
     @property
     def listen(self) -> tuple[str, int]:
         return parse_listen(self.estate.agent.listen)
+
+    @property
+    def snapshots_path(self) -> Path | None:
+        return self.resolve(self.estate.agent.snapshots) if self.estate.agent.snapshots else None
 
 
 from datetime import datetime, timezone as _tz  # noqa: E402

@@ -33,9 +33,10 @@ class Sweeper(threading.Thread):
                 log.exception("sweep failed")
 
 
-def build_sources(loaded: LoadedEstate, state: EstateState, journal: Journal) -> list:
-    """The sources this estate needs: log watching when a bot has `watch.logs`; process
-    watching always (it also finds the shadow bots nobody registered)."""
+def build_sources(loaded: LoadedEstate, state: EstateState, journal: Journal, probe=None) -> list:
+    """The sources this estate needs: log watching when a bot has `watch.logs`; the snapshot
+    folder when `agent.snapshots` is set (checked with `probe`, the DriftProbe the API uses);
+    process watching always (it also finds the shadow bots nobody registered)."""
     from .sources.processes import ProcessWatcher
 
     sources: list = [ProcessWatcher(loaded.estate, state, interval=loaded.estate.agent.process_interval,
@@ -44,6 +45,12 @@ def build_sources(loaded: LoadedEstate, state: EstateState, journal: Journal) ->
         from .sources.logs import LogWatcher
 
         sources.append(LogWatcher(loaded, state, journal))
+    if loaded.snapshots_path is not None:
+        from .sources.snapshots import SnapshotWatcher
+        from .ui.probe import DriftProbe
+
+        sources.append(SnapshotWatcher(loaded.snapshots_path, state, probe or DriftProbe(loaded.estate, journal),
+                                       journal))
     return sources
 
 
@@ -70,12 +77,20 @@ def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None) -> int:
                     "check-ins are refused")
     journal = Journal(loaded.journal_path)
     state = EstateState(loaded.estate, journal)
-    app = create_app(state, estate_registry(state), security)
+    from .governance import GovernanceRefresher, governance_for_state
+
+    governance = governance_for_state(state, loaded)  # checked in the background, off the scrape path
+    refresher = GovernanceRefresher(governance, loaded.estate.agent.governance_interval)
+    refresher.start()
+    from .ui.probe import DriftProbe
+
+    probe = DriftProbe(loaded.estate, journal)  # UI snapshots: the API and the snapshot folder share it
+    app = create_app(state, estate_registry(state, governance=governance), security, probe=probe)
     tls = web.tls_server_config if web else None
     scheme = "https" if tls else "http"
     sweeper = Sweeper(state, loaded.estate.agent.sweep_interval)
     sweeper.start()
-    sources = build_sources(loaded, state, journal)
+    sources = build_sources(loaded, state, journal, probe)
     for source in sources:
         source.start()
     print(f"botwatch agent: {len(state.bots)} bot(s), journal {loaded.journal_path}, "
@@ -99,6 +114,7 @@ def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None) -> int:
             except Exception:
                 log.exception("stopping %s failed", type(source).__name__)
         sweeper.stopped.set()
+        refresher.stopped.set()
         sweeper.join(timeout=5)
         try:
             state.sweep()

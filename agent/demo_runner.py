@@ -1,5 +1,7 @@
 """`botwatch demo`: the agent on the bundled demo estate, with its sample bots run by the demo
-itself on their `every:` intervals through `botwatch run`, as cron would."""
+itself on their `every:` intervals through `botwatch run`, as cron would; beside it, when they
+are installed, Prometheus with the shipped alert rules and Alertmanager with the shipped routing
+(receivers that send nothing), both on loopback, their data in the demo's state folder."""
 
 from __future__ import annotations
 
@@ -11,8 +13,17 @@ import time
 import urllib.request
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
+
+if TYPE_CHECKING:
+    from .stack import Server
+
+# Prometheus and Alertmanager listen on their usual ports, or on free ones when those are taken.
+DEFAULT_PROMETHEUS = "127.0.0.1:9090"
+DEFAULT_ALERTMANAGER = "127.0.0.1:9093"
+SCRAPE_INTERVAL = "5s"  # scrape and rule evaluation; the demo bots run every 15 to 30 seconds
 
 
 def _demo_dir() -> Path:
@@ -43,7 +54,76 @@ def _wait_healthy(url: str, proc: subprocess.Popen, limit: float = 30.0) -> bool
     return False
 
 
-def run_demo(listen: str, state_dir: str, duration: float | None) -> int:
+def _note(text: str) -> None:
+    print(f"botwatch demo: {text}", file=sys.stderr, flush=True)
+
+
+def _start_server(make, name: str, package: str, names: tuple[str, ...], preferred: str, state_dir: Path,
+                  write_config) -> Server | None:
+    """One optional server: None, with a one-line note, when it is not installed or does not start."""
+    from .stack import StackError, find_binary, pick_listen
+
+    binary = find_binary(names)
+    if binary is None:
+        _note(f"{name} is not installed (Debian: apt install {package}); running without it.")
+        return None
+    listen = pick_listen(preferred)
+    if listen != preferred:
+        _note(f"{preferred} is taken; {name} listens on {listen} instead.")
+    slug = name.lower()
+    config = write_config(state_dir / f"{slug}.yml")
+    server = make(binary, config, state_dir / slug, listen, state_dir / f"{slug}.log")
+    try:
+        return server.start().wait_ready()
+    except (OSError, StackError) as exc:
+        server.stop()
+        _note(f"{name} did not start, running without it: {str(exc).splitlines()[0]}")
+        return None
+    except BaseException:  # Ctrl-C while it starts
+        server.stop()
+        raise
+
+
+def start_monitoring(state_dir: Path, agent_listen: str, prometheus_listen: str,
+                     alertmanager_listen: str) -> tuple[Server | None, Server | None]:
+    """Alertmanager (the shipped routing, receivers that send nothing), then Prometheus (the
+    shipped rules, scraping the agent); either is None when it is missing or did not start."""
+    from . import stack
+
+    am = _start_server(stack.alertmanager, "Alertmanager", "prometheus-alertmanager", stack.ALERTMANAGER,
+                       alertmanager_listen, state_dir, lambda path: stack.write_alertmanager_config(path))
+    try:
+        prom = _start_server(stack.prometheus, "Prometheus", "prometheus", stack.PROMETHEUS, prometheus_listen,
+                             state_dir, lambda path: stack.write_prometheus_config(
+                                 path, [agent_listen], alertmanager=am.listen if am else None,
+                                 scrape_interval=SCRAPE_INTERVAL))
+    except BaseException:
+        if am:
+            am.stop()
+        raise
+    return prom, am
+
+
+def monitoring_help(prom: Server | None, am: Server | None) -> str:
+    """How to open Prometheus and Alertmanager, and how to get the dashboards into a Grafana."""
+    from .stack import dashboards_dir
+
+    lines = []
+    if prom:
+        lines.append(f"  prometheus:    {prom.url}  (alerts: {prom.url}/alerts, rules: {prom.url}/rules)")
+    if am:
+        lines.append(f"  alertmanager:  {am.url}  (routes of alerts/alertmanager.yml; its receivers send nothing)")
+    if prom:
+        lines += [
+            f"  dashboards:    in Grafana, add a Prometheus data source with URL {prom.url}, then import",
+            f"                 {dashboards_dir()}/*.json (Dashboards > New > Import),",
+            "                 or run: botwatch grafana push --url GRAFANA_URL --token-file TOKEN_FILE",
+        ]
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def run_demo(listen: str, state_dir: str, duration: float | None, prometheus_listen: str = DEFAULT_PROMETHEUS,
+             alertmanager_listen: str = DEFAULT_ALERTMANAGER) -> int:
     from .config import load_estate
 
     sd = Path(state_dir).resolve()
@@ -54,33 +134,36 @@ def run_demo(listen: str, state_dir: str, duration: float | None) -> int:
                BOTWATCH_SPOOL=str(sd / "spool.db"), PYTHONUNBUFFERED="1",
                BOTWATCH_DELIVERY_PATIENCE="30")
     botwatch = [sys.executable, "-m", "botwatch"]
-    agent = subprocess.Popen([*botwatch, "agent", "--config", str(estate_path)], env=env)
-    if not _wait_healthy(url, agent):
-        print("botwatch demo: the agent did not start (is the port in use? try --listen 127.0.0.1:9465)",
-              file=sys.stderr)
-        agent.terminate()
-        return 1
-    print(f"""
-botwatch demo is running with {len(loaded.estate.bots)} bots (state in {sd}).
-
-  metrics:   {url}/metrics
-  status:    botwatch status --agent {url}
-  or watch:  watch -n 2 botwatch status --agent {url}
-
-Press Ctrl-C to stop.
-""", flush=True)
-    bots_dir = _demo_dir() / "bots"
-    schedule = {b.name: 0.0 for b in loaded.estate.bots if b.every}
-    logs = open(sd / "bots.log", "ab")
-    running: list[subprocess.Popen] = []
     stop = {"now": False}
 
     def _stop(*_):
         stop["now"] = True
 
     signal.signal(signal.SIGTERM, _stop)
-    started = time.time()
+    agent = subprocess.Popen([*botwatch, "agent", "--config", str(estate_path)], env=env)
+    if not _wait_healthy(url, agent):
+        print("botwatch demo: the agent did not start (is the port in use? try --listen 127.0.0.1:9465)",
+              file=sys.stderr)
+        agent.terminate()
+        return 1
+    bots_dir = _demo_dir() / "bots"
+    schedule = {b.name: 0.0 for b in loaded.estate.bots if b.every}
+    logs = open(sd / "bots.log", "ab")
+    running: list[subprocess.Popen] = []
+    servers = []
     try:
+        prom, am = start_monitoring(sd, listen, prometheus_listen, alertmanager_listen)
+        servers = [s for s in (prom, am) if s]
+        print(f"""
+botwatch demo is running with {len(loaded.estate.bots)} bots (state in {sd}).
+
+  metrics:       {url}/metrics
+  status:        botwatch status --agent {url}
+  or watch:      watch -n 2 botwatch status --agent {url}
+{monitoring_help(prom, am)}
+Press Ctrl-C to stop.
+""", flush=True)
+        started = time.time()
         while not stop["now"] and (duration is None or time.time() - started < duration):
             now = time.time()
             for bot in loaded.estate.bots:
@@ -102,6 +185,8 @@ Press Ctrl-C to stop.
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.terminate()
+        for server in servers:
+            server.stop()
         agent.terminate()
         try:
             agent.wait(timeout=15)

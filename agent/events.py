@@ -7,7 +7,7 @@ The wire form is a plain dict with a `type`; the agent's API validates it (see a
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Literal
 
 Outcome = Literal["success", "failure", "unknown"]
@@ -39,6 +39,8 @@ class RunFinished:
     cpu_seconds: float | None = None
     peak_rss_bytes: int | None = None
     source: str = "wrapper"
+    screen: str | None = None  # a ui_drift failure: the screen and selector that failed, when known
+    selector: str | None = None
     type: Literal["run_finished"] = "run_finished"
 
     @property
@@ -107,6 +109,24 @@ class UiLookup:
 
 
 @dataclass(frozen=True, slots=True)
+class UiSnapshot:
+    """A snapshot of a screen (HTML, accessibility tree or screenshot) scored against its
+    baseline: the drift score in [0, 1] and how many elements each declared selector matched
+    (by the selector's declared name; empty for a screenshot)."""
+
+    bot: str
+    time: float
+    screen: str
+    kind: Literal["html", "a11y", "png"]
+    score: float
+    selectors: dict = field(default_factory=dict)
+    baseline_time: float | None = None
+    run_id: str | None = None
+    source: str = "api"
+    type: Literal["ui_snapshot"] = "ui_snapshot"
+
+
+@dataclass(frozen=True, slots=True)
 class LogNoted:
     """A log excerpt sent with a check-in (`/ping/.../log`): kept, changes no state."""
 
@@ -129,11 +149,12 @@ class SpoolDropped:
     type: Literal["spool_dropped"] = "spool_dropped"
 
 
-Event = RunStarted | RunFinished | ResourceSample | StepFinished | FailureNoted | UiLookup | LogNoted | SpoolDropped
+Event = (RunStarted | RunFinished | ResourceSample | StepFinished | FailureNoted | UiLookup | UiSnapshot | LogNoted
+         | SpoolDropped)
 EVENT_TYPES: dict[str, type] = {
     "run_started": RunStarted, "run_finished": RunFinished, "resource_sample": ResourceSample,
-    "step": StepFinished, "failure": FailureNoted, "ui_lookup": UiLookup, "log": LogNoted,
-    "spool_dropped": SpoolDropped,
+    "step": StepFinished, "failure": FailureNoted, "ui_lookup": UiLookup, "ui_snapshot": UiSnapshot,
+    "log": LogNoted, "spool_dropped": SpoolDropped,
 }
 
 

@@ -55,10 +55,44 @@ CREATE TABLE IF NOT EXISTS bots (
     name TEXT PRIMARY KEY,
     first_seen REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS ui_baselines (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    bot TEXT NOT NULL,
+    screen TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    created REAL NOT NULL,
+    source TEXT,
+    digest TEXT NOT NULL,
+    fingerprint BLOB NOT NULL,
+    raw BLOB,
+    UNIQUE (bot, screen, kind)
+);
+CREATE TABLE IF NOT EXISTS ui_drift (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    bot TEXT NOT NULL,
+    screen TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    time REAL NOT NULL,
+    score REAL NOT NULL,
+    baseline_time REAL,
+    run_id TEXT,
+    selectors TEXT,
+    source TEXT,
+    UNIQUE (bot, screen, kind)
+);
 """
+# Columns added after the first release, created on open when an older journal lacks them.
+_MIGRATIONS = (
+    ("flips", "kind", "ALTER TABLE flips ADD COLUMN kind TEXT NOT NULL DEFAULT 'state'"),
+    ("runs", "screen", "ALTER TABLE runs ADD COLUMN screen TEXT"),
+    ("runs", "selector", "ALTER TABLE runs ADD COLUMN selector TEXT"),
+)
+STATE_FLIP = "state"  # flips of the bot state machine (new, up, late, down, failing, paused)
+UI_FLIP = "ui"  # a UI baseline accepted: kept in the history, never read as a bot state
 
 _RUN_COLUMNS = ("bot", "run_id", "host", "started", "ended", "exit_status", "outcome", "reason", "signal",
-                "timed_out", "output_tail", "cpu_seconds", "peak_rss_bytes", "source")
+                "timed_out", "output_tail", "cpu_seconds", "peak_rss_bytes", "source", "screen", "selector")
+_OLD_RUN_COLUMNS = _RUN_COLUMNS[:-2]  # a journal written before runs had screen and selector
 
 
 class JournalError(Exception):
@@ -67,11 +101,15 @@ class JournalError(Exception):
 
 @dataclass(frozen=True)
 class Flip:
+    """A change of a bot's state (kind "state"), or another recorded change of a bot that must
+    not be read as one: kind "ui" is a UI baseline accepted (`botwatch drift accept`)."""
+
     bot: str
     at: float
     old_state: str
     new_state: str
     reason: str | None = None
+    kind: str = STATE_FLIP
 
 
 class Journal:
@@ -90,9 +128,26 @@ class Journal:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
                 self._db.executescript(SCHEMA)
+                self._migrate()
+            self._columns = {t: {r[1] for r in self._db.execute(f"PRAGMA table_info({t})")}
+                             for t in ("runs", "flips", "ui_baselines", "ui_drift")}
         except (sqlite3.Error, OSError) as exc:
             raise JournalError(f"{self.path}: cannot open journal: {exc}") from exc
         self._db.row_factory = sqlite3.Row
+        self._run_columns = _RUN_COLUMNS if {"screen", "selector"} <= self._columns["runs"] else _OLD_RUN_COLUMNS
+        # a state flip: every flip of a journal older than flip kinds
+        self._state_only = " AND kind = 'state'" if "kind" in self._columns["flips"] else ""
+        self._flip_kind = ", kind" if "kind" in self._columns["flips"] else ""
+
+    def _migrate(self) -> None:
+        for table, column, ddl in _MIGRATIONS:
+            have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                try:
+                    self._db.execute(ddl)
+                except sqlite3.OperationalError as exc:  # another process added it meanwhile
+                    if "duplicate column" not in str(exc):
+                        raise
 
     def close(self) -> None:
         with self._lock:
@@ -122,19 +177,45 @@ class Journal:
 
     def insert_run(self, run: RunFinished, received: float) -> bool:
         """Store a finished run; False if this (bot, run_id) is already recorded."""
-        values = [getattr(run, c) for c in _RUN_COLUMNS]
+        columns = self._run_columns
+        values = [getattr(run, c) for c in columns]
         cur = self._db.execute(
-            f"INSERT OR IGNORE INTO runs ({', '.join(_RUN_COLUMNS)}, received) "
-            f"VALUES ({', '.join('?' * len(_RUN_COLUMNS))}, ?)",
+            f"INSERT OR IGNORE INTO runs ({', '.join(columns)}, received) "
+            f"VALUES ({', '.join('?' * len(columns))}, ?)",
             [*values[:9], int(bool(run.timed_out)), *values[10:], received],
         )
         return cur.rowcount == 1
 
     def insert_flip(self, flip: Flip) -> None:
         self._db.execute(
-            "INSERT INTO flips (bot, at, old_state, new_state, reason) VALUES (?, ?, ?, ?, ?)",
-            (flip.bot, flip.at, flip.old_state, flip.new_state, flip.reason),
+            "INSERT INTO flips (bot, at, old_state, new_state, reason, kind) VALUES (?, ?, ?, ?, ?, ?)",
+            (flip.bot, flip.at, flip.old_state, flip.new_state, flip.reason, flip.kind),
         )
+
+    def put_ui_baseline(self, bot: str, screen: str, kind: str, *, created: float, digest: str,
+                        fingerprint: bytes, raw: bytes | None, source: str | None, replace: bool) -> bool:
+        """Store a screen's baseline; False if it has one and `replace` is off."""
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        cur = self._db.execute(
+            f"{verb} INTO ui_baselines (bot, screen, kind, created, source, digest, fingerprint, raw) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (bot, screen, kind, created, source, digest, fingerprint, raw))
+        return cur.rowcount == 1
+
+    def set_ui_drift(self, bot: str, screen: str, kind: str, *, time: float, score: float,
+                     baseline_time: float | None, run_id: str | None, selectors: dict | None,
+                     source: str | None) -> None:
+        """The latest drift of a screen (per kind of snapshot); an older reading never replaces a newer."""
+        import json
+
+        row = self._db.execute("SELECT time FROM ui_drift WHERE bot = ? AND screen = ? AND kind = ?",
+                               (bot, screen, kind)).fetchone()
+        if row is not None and row[0] > time:
+            return
+        self._db.execute(
+            "INSERT OR REPLACE INTO ui_drift (bot, screen, kind, time, score, baseline_time, run_id, selectors, "
+            "source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (bot, screen, kind, time, score, baseline_time, run_id,
+             json.dumps(selectors, sort_keys=True) if selectors is not None else None, source))
 
     def ensure_bot(self, name: str, now: float) -> None:
         self._db.execute("INSERT OR IGNORE INTO bots (name, first_seen) VALUES (?, ?)", (name, now))
@@ -153,33 +234,92 @@ class Journal:
     def iter_runs(self) -> Iterator[RunFinished]:
         """All finished runs in the order they ended (for rebuilding state)."""
         with self._lock:
-            rows = self._db.execute(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs ORDER BY ended, rowid").fetchall()
+            rows = self._db.execute(f"SELECT {', '.join(self._run_columns)} FROM runs ORDER BY ended, rowid").fetchall()
         for r in rows:
             d = dict(r)
             d["timed_out"] = bool(d["timed_out"])
             yield RunFinished(**d)
 
     def last_flips(self) -> dict[str, Flip]:
+        """Each bot's latest state flip (the state machine resumes from it; other kinds are skipped)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT bot, at, old_state, new_state, reason FROM flips WHERE id IN "
-                "(SELECT MAX(id) FROM flips GROUP BY bot)").fetchall()
+                f"SELECT bot, at, old_state, new_state, reason{self._flip_kind} FROM flips WHERE id IN "
+                f"(SELECT MAX(id) FROM flips WHERE 1{self._state_only} GROUP BY bot)").fetchall()
         return {r["bot"]: Flip(**dict(r)) for r in rows}
 
     def flip_counts(self, new_state: str) -> dict[str, int]:
+        """State flips into `new_state`, per bot."""
         with self._lock:
-            rows = self._db.execute("SELECT bot, COUNT(*) FROM flips WHERE new_state = ? GROUP BY bot", (new_state,))
+            rows = self._db.execute(f"SELECT bot, COUNT(*) FROM flips WHERE new_state = ?{self._state_only} "
+                                    "GROUP BY bot", (new_state,))
             return {bot: n for bot, n in rows}
 
     def flips(self, bot: str | None = None, limit: int = 100) -> list[Flip]:
+        """The latest flips of every kind, oldest first."""
+        cols = f"bot, at, old_state, new_state, reason{self._flip_kind}"
         with self._lock:
             if bot is None:
-                rows = self._db.execute("SELECT bot, at, old_state, new_state, reason FROM flips "
-                                        "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+                rows = self._db.execute(f"SELECT {cols} FROM flips ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
             else:
-                rows = self._db.execute("SELECT bot, at, old_state, new_state, reason FROM flips WHERE bot = ? "
-                                        "ORDER BY id DESC LIMIT ?", (bot, limit)).fetchall()
+                rows = self._db.execute(f"SELECT {cols} FROM flips WHERE bot = ? ORDER BY id DESC LIMIT ?",
+                                        (bot, limit)).fetchall()
         return [Flip(**dict(r)) for r in rows][::-1]
+
+    def ui_baseline(self, bot: str, screen: str, kind: str, *, header_only: bool = False) -> dict | None:
+        """A screen's baseline: id, created, source, digest (and fingerprint, raw unless `header_only`)."""
+        if not self._columns.get("ui_baselines"):
+            return None  # a read-only journal older than UI baselines
+        cols = "id, created, source, digest" + ("" if header_only else ", fingerprint, raw")
+        with self._lock:
+            row = self._db.execute(f"SELECT {cols} FROM ui_baselines WHERE bot = ? AND screen = ? AND kind = ?",
+                                   (bot, screen, kind)).fetchone()
+        return dict(row) if row else None
+
+    def ui_baselines(self, bot: str | None = None) -> list[dict]:
+        """Every baseline's bot, screen, kind, created, source (no fingerprints)."""
+        if not self._columns.get("ui_baselines"):
+            return []
+        with self._lock:
+            rows = self._db.execute("SELECT bot, screen, kind, created, source FROM ui_baselines "
+                                    + ("WHERE bot = ? " if bot else "") + "ORDER BY bot, screen, kind",
+                                    (bot,) if bot else ()).fetchall()
+        return [dict(r) for r in rows]
+
+    def ui_drift(self, after_id: int = 0) -> list[dict]:
+        """Latest drift per (bot, screen, kind) written after row id `after_id`, oldest first; the
+        selectors decoded."""
+        import json
+
+        if not self._columns.get("ui_drift"):
+            return []
+        with self._lock:
+            rows = self._db.execute("SELECT id, bot, screen, kind, time, score, baseline_time, run_id, selectors, "
+                                    "source FROM ui_drift WHERE id > ? ORDER BY id", (after_id,)).fetchall()
+        out = []
+        for r in rows:
+            d = dict(r)
+            try:
+                d["selectors"] = json.loads(d["selectors"]) if d["selectors"] else None
+            except ValueError:
+                d["selectors"] = None
+            out.append(d)
+        return out
+
+    def ui_drift_latest(self, bot: str, screen: str, kind: str) -> dict | None:
+        if not self._columns.get("ui_drift"):
+            return None
+        with self._lock:
+            row = self._db.execute("SELECT time, score, baseline_time FROM ui_drift WHERE bot = ? AND screen = ? "
+                                   "AND kind = ?", (bot, screen, kind)).fetchone()
+        return dict(row) if row else None
+
+    def ui_drift_seq(self) -> int:
+        """The id of the latest drift row written (cheap: tells whether there is anything new)."""
+        if not self._columns.get("ui_drift"):
+            return 0
+        with self._lock:
+            return self._db.execute("SELECT COALESCE(MAX(id), 0) FROM ui_drift").fetchone()[0]
 
     def recent_runs(self, bot: str, limit: int = 10) -> list[dict]:
         with self._lock:

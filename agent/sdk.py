@@ -7,6 +7,7 @@
         with botwatch.step("login"):
             ...
         botwatch.ui_lookup(screen="invoices", selector="#grid", found=True, wait=0.8)
+        botwatch.snapshot("invoices", driver.page_source)   # UI drift: compared with its baseline
         if duplicate:
             botwatch.fail(reason="business", message="Invoice already booked")
 
@@ -37,7 +38,7 @@ from . import _platform
 from .spool import Spool, default_spool_path
 from .wrapper import new_run_id
 
-__all__ = ["run", "bot", "fail", "ui_lookup", "step", "Run", "Step", "REASONS"]
+__all__ = ["run", "bot", "fail", "ui_lookup", "snapshot", "step", "Run", "Step", "REASONS"]
 
 log = logging.getLogger("botwatch.sdk")
 
@@ -51,6 +52,8 @@ MAX_STEP_NAME = 200
 MAX_SCREEN = 64
 MAX_SELECTOR = 1024
 MAX_MESSAGE = 4096
+SNAPSHOT_TIMEOUT = 5.0  # seconds a snapshot may take to post and check; then the bot goes on
+SNAPSHOT_KINDS = {"html": "text/html; charset=utf-8", "a11y": "application/json", "png": "image/png"}
 _BOT_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
 _RUN_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -256,6 +259,116 @@ def ui_lookup(screen=None, selector=None, found=True, *, kind=None, wait=None, h
         _record("ui_lookup", target_bot, run_id or "", event, agent_url, config)
     except Exception as exc:
         _internal_error("botwatch.ui_lookup()", exc)
+
+
+def snapshot(screen=None, content=None, *, path=None, kind=None, bot=None, **unknown) -> dict | None:
+    """A snapshot of a screen the bot acts on, checked at once against the screen's baseline:
+    `content` is the page's HTML (`driver.page_source`, `page.content()`), an accessibility tree
+    (`page.accessibility.snapshot()`, a dict or its JSON) or a PNG screenshot
+    (`driver.get_screenshot_as_png()`, `page.screenshot()`); or give `path=` to a saved file.
+    `kind` (html, a11y, png) is guessed from the file extension or the content when not given.
+
+    It is posted to the agent (`POST /api/v1/snapshots/<bot>/<screen>`) with a short timeout,
+    belonging to the innermost current run (outside any run: `bot`, or $BOTWATCH_BOT). Returns
+    the agent's drift report (a dict with `score`, `warning`, `selectors`, `changes`), or None
+    when it could not be had: a monitoring problem is logged once, never raised into the bot.
+    """
+    try:
+        _ignore_unknown("snapshot", unknown)
+        active = _current.get()
+        if active is not None:
+            if active.bot is None:
+                return None
+            target_bot, run_id, agent_url, config = active.bot, active.run_id, active.agent_url, active.config
+        else:
+            target_bot = _outside_bot(bot)
+            if target_bot is None:
+                _warn("snapshot-no-bot", "botwatch.snapshot() outside any run records nothing without a bot: "
+                      "pass bot=NAME or set BOTWATCH_BOT")
+                return None
+            run_id, agent_url, config = _outside_run_id(), _agent_url(None), _config_path()
+        body, snap_kind = _snapshot_body(content, path, kind)
+        if body is None:
+            return None
+        if screen is None or screen == "":
+            _warn("snapshot-screen", "botwatch.snapshot() without a screen name: not checked")
+            return None
+        name = _text(screen, MAX_SCREEN).replace("/", "-")
+        return _post_snapshot(target_bot, name, snap_kind, body, run_id, agent_url, config)
+    except Exception as exc:
+        _internal_error("botwatch.snapshot()", exc)
+        return None
+
+
+def _snapshot_body(content, path, kind) -> tuple[bytes | None, str | None]:
+    if kind is not None and kind not in SNAPSHOT_KINDS:
+        _warn(("snapshot-kind", str(kind)[:20]), "botwatch.snapshot(kind=%r): not one of html, a11y, png; guessed "
+              "from the content instead", kind)
+        kind = None
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                body = fh.read()
+        except OSError as exc:
+            _warn(("snapshot-path", str(path)[:200]), "botwatch.snapshot(path=%r): cannot read it (%s)", path, exc)
+            return None, None
+        if kind is None:
+            ext = os.path.splitext(str(path))[1].lower()
+            kind = {".html": "html", ".htm": "html", ".json": "a11y", ".png": "png"}.get(ext)
+    elif content is None:
+        _warn("snapshot-empty", "botwatch.snapshot() without content or path: nothing to check")
+        return None, None
+    elif isinstance(content, (bytes, bytearray, memoryview)):
+        body = bytes(content)
+    elif isinstance(content, str):
+        body = content.encode("utf-8")
+        if kind is None and content.lstrip()[:1] in ("{", "["):
+            kind = "a11y"
+    elif isinstance(content, (dict, list)):
+        body, kind = json.dumps(content, default=str).encode("utf-8"), kind or "a11y"
+    elif hasattr(content, "save"):  # a Pillow image
+        import io
+
+        buf = io.BytesIO()
+        content.save(buf, format="PNG")
+        body, kind = buf.getvalue(), kind or "png"
+    else:
+        _warn(("snapshot-type", type(content).__name__), "botwatch.snapshot(): cannot send a %s (give HTML text, "
+              "PNG bytes, an accessibility tree dict, or path=)", type(content).__name__)
+        return None, None
+    if kind is None:
+        head = body[:64].lstrip()
+        kind = "png" if head.startswith(b"\x89PNG") else "a11y" if head[:1] in (b"{", b"[") else "html"
+    return body, kind
+
+
+def _post_snapshot(bot_name, screen, kind, body, run_id, agent_url, config) -> dict | None:
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from .delivery import agent_key_for, agent_url_for
+
+    base = agent_url_for(agent_url, config)
+    query = urllib.parse.urlencode({"kind": kind, **({"run_id": run_id} if run_id else {})})
+    url = f"{base}/api/v1/snapshots/{urllib.parse.quote(bot_name, safe='')}/{urllib.parse.quote(screen, safe='')}" \
+          f"?{query}"
+    headers = {"Content-Type": SNAPSHOT_KINDS[kind]}
+    key = agent_key_for(config, bot_name)
+    if key:
+        headers["X-Botwatch-Key"] = key
+    req = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=SNAPSHOT_TIMEOUT) as resp:
+            return json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        detail = exc.read()[:300].decode("utf-8", "replace")
+        _warn(("snapshot-http", exc.code), "botwatch.snapshot(): the agent at %s refused the snapshot of %s/%s "
+              "(HTTP %s: %s)", base, bot_name, screen, exc.code, detail)
+    except (OSError, ValueError) as exc:
+        _warn(("snapshot-agent", base), "botwatch.snapshot(): cannot reach the agent at %s (%s); the snapshot of "
+              "%s/%s is not checked", base, exc, bot_name, screen)
+    return None
 
 
 class Step:

@@ -5,6 +5,7 @@
   POST /api/v1/events                     JSON event batches from the deliverer, SDKs, listeners
   GET  /api/v1/status                     every bot's state, for `botwatch status`
   GET  /api/v1/unregistered               shadow bots: processes of bot runtimes no bot claims
+  POST /api/v1/snapshots/<bot>/<screen>   a UI snapshot (HTML, accessibility tree, PNG): its drift report
   /api/v1/openapi.json, /api/v1/docs      the API description
 
 Handlers that write the journal run in FastAPI's thread pool, off the event loop.
@@ -69,6 +70,8 @@ class RunFinishedIn(_Wire):
     output_tail: str | None = Field(default=None, max_length=16384)
     cpu_seconds: float | None = Field(default=None, ge=0)
     peak_rss_bytes: int | None = Field(default=None, ge=0)
+    screen: str | None = Field(default=None, min_length=1, max_length=64, description="ui_drift: the screen")
+    selector: str | None = Field(default=None, max_length=1024, description="ui_drift: the selector that failed")
 
 
 class ResourceSampleIn(_Wire):
@@ -175,8 +178,33 @@ def _error(status: int, error: str, detail: str | None = None, headers: dict | N
 _BASIC_AUTH_PREFIXES = ("/metrics", "/api/")
 
 
-def create_app(state: EstateState, registry: CollectorRegistry, security: Security | None = None) -> FastAPI:
+class SnapshotReportOut(BaseModel):
+    bot: str
+    screen: str
+    kind: Literal["html", "a11y", "png"]
+    score: float = Field(ge=0, le=1, description="Drift from the screen's baseline: 0 same, 1 all changed")
+    warning: bool = Field(description="score >= drift_warning: the screen is drifting")
+    drift_warning: float
+    baseline: bool = Field(description="This snapshot became the screen's baseline (its first)")
+    selectors: dict[str, int] = Field(description="Elements each declared selector matched (by declared name)")
+    changes: list[str] = Field(description="What changed, most important first")
+    baseline_time: float | None = None
+    time: float
+    run_id: str | None = None
+
+
+ScreenName = Annotated[str, Path(description="Screen name", min_length=1, max_length=64, pattern=r"^[^/]+$")]
+
+
+def create_app(state: EstateState, registry: CollectorRegistry, security: Security | None = None,
+               probe=None) -> FastAPI:
+    """`probe`: the botwatch.ui.probe.DriftProbe shared with the snapshot folder (one over the
+    state's journal by default)."""
     security = security or Security()
+    if probe is None:
+        from .ui.probe import DriftProbe
+
+        probe = DriftProbe(state.estate, state.journal)
     limits = state.estate.agent.limits
     rate = RateLimiter(limits.events_per_second, limits.burst)
     app = FastAPI(title="botwatch agent", version=__version__, openapi_url="/api/v1/openapi.json",
@@ -268,6 +296,47 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
         processes, counts, swept_at = state.unregistered_view()
         return JSONResponse({"time": time.time(), "swept_at": swept_at, "counts": counts,
                              "processes": processes})
+
+    # -- UI snapshots ----------------------------------------------------------------------------
+    @app.post("/api/v1/snapshots/{bot}/{screen}", response_model=SnapshotReportOut,
+              summary="Check a UI snapshot against the screen's baseline (the first one becomes it)",
+              description="The body is the snapshot: an HTML page (text/html), an accessibility tree "
+                          "(application/json: Playwright's page.accessibility.snapshot() or Chrome DevTools' "
+                          "AX nodes) or a screenshot (image/png); `kind` overrides the Content-Type.",
+              responses={400: {"model": ErrorOut}, 401: {"model": ErrorOut}, 404: {"model": ErrorOut},
+                         413: {"model": ErrorOut}, 429: {"model": ErrorOut}, 503: {"model": ErrorOut}})
+    async def snapshot(request: Request, bot: Bot, screen: ScreenName,
+                       kind: Annotated[Literal["html", "a11y", "png"] | None, Query(
+                           description="html, a11y or png; default from the Content-Type")] = None,
+                       run_id: Annotated[str | None, Query(description="The run the snapshot belongs to",
+                                                           pattern=_RUN_ID)] = None,
+                       x_botwatch_key: XKey = None):
+        body = await request.body()
+        return await run_in_threadpool(_snapshot, bot, screen, kind, run_id, x_botwatch_key,
+                                       request.headers.get("content-type"), body)
+
+    def _snapshot(bot, screen, kind, run_id, key, content_type, body) -> Response:
+        from .ui import SnapshotError
+        from .ui.probe import kind_for
+
+        if security.any_key and not security.key_allows(key, {bot}):
+            state.count_parse_error("snapshot")
+            return _error(401, "missing or wrong X-Botwatch-Key")
+        if bot not in state.bots and not state.estate.agent.auto_register:
+            state.count_parse_error("snapshot")
+            return _error(404, "unknown bot", "not in the estate file (or switch on agent.auto_register)")
+        if rate.take({bot: 1}) is not None:
+            state.count_dropped("snapshot")
+            return _error(429, "too many snapshots", headers={"Retry-After": "1"})
+        try:
+            snap_kind = kind_for(explicit=kind, content_type=content_type, data=body)
+            report = probe.ingest(state, bot, screen, snap_kind, body, run_id=run_id, source="api")
+        except SnapshotError as exc:
+            state.count_parse_error("snapshot")
+            return _error(400, "unreadable snapshot", str(exc))
+        except JournalError as exc:
+            return _error(503, "journal unavailable, retry later", str(exc))
+        return JSONResponse(report.to_json())
 
     # -- check-ins (Healthchecks.io ping protocol) ------------------------------------------------
     ping_responses = {200: {"content": {"text/plain": {}}, "description": "OK"}, 400: {"model": ErrorOut},

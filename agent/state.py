@@ -9,6 +9,7 @@ state is rebuilt from the journal on start.
 from __future__ import annotations
 
 import copy
+import re
 import socket
 import threading
 import time
@@ -18,7 +19,7 @@ from typing import Callable, Iterable
 from .classify import Classifier
 from .config import REASONS, BotConfig, Estate
 from .events import (Event, FailureNoted, LogNoted, ResourceSample, RunFinished, RunStarted, SpoolDropped,
-                     StepFinished, UiLookup)
+                     StepFinished, UiLookup, UiSnapshot)
 from .journal import Flip, Journal
 from .redact import redact
 from .schedule import maintenance_at, next_due
@@ -43,6 +44,35 @@ class UiScreen:
     wait_buckets: list[int] = field(default_factory=lambda: [0] * len(UI_WAIT_BUCKETS))
     wait_sum: float = 0.0
     wait_count: int = 0
+    # snapshot drift, per kind of snapshot (html, a11y, png): (score, time, baseline time)
+    drift: dict[str, tuple[float, float, float | None]] = field(default_factory=dict)
+    # elements each declared selector matched in the latest snapshot, per kind (html, a11y)
+    selector_matches: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def observe_snapshot(self, kind: str, time_: float, score: float, baseline_time: float | None,
+                         selectors: dict | None) -> None:
+        old = self.drift.get(kind)
+        if old is not None and old[1] > time_:
+            return  # a replayed older snapshot does not replace the latest
+        self.drift[kind] = (float(score), time_, baseline_time)
+        if kind != "png" and selectors is not None:
+            self.selector_matches[kind] = {str(k): int(v) for k, v in selectors.items()}
+
+    @property
+    def drift_score(self) -> float | None:
+        """The highest of the latest scores of each kind of snapshot."""
+        return max(d[0] for d in self.drift.values()) if self.drift else None
+
+    @property
+    def baseline_time(self) -> float | None:
+        """The oldest baseline the latest snapshots were compared with."""
+        times = [d[2] for d in self.drift.values() if d[2] is not None]
+        return min(times) if times else None
+
+    @property
+    def declared_matches(self) -> dict[str, int]:
+        """From the latest HTML snapshot, else the latest accessibility tree."""
+        return self.selector_matches.get("html") or self.selector_matches.get("a11y") or {}
 
     def observe(self, ev: UiLookup) -> None:
         self.lookups += 1
@@ -60,7 +90,7 @@ class UiScreen:
 
     def copy(self) -> "UiScreen":
         return UiScreen(self.lookups, dict(self.failures), self.healed, list(self.wait_buckets), self.wait_sum,
-                        self.wait_count)
+                        self.wait_count, dict(self.drift), {k: dict(v) for k, v in self.selector_matches.items()})
 
 
 @dataclass
@@ -93,6 +123,8 @@ class BotRuntime:
     noted_reasons: dict[str, str] = field(default_factory=dict)  # run id -> reason the bot declared
     ui: dict[str, UiScreen] = field(default_factory=dict)
     ui_screens_overflowed: int = 0
+    ui_misses: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # run id -> last failed look-up
+    last_ui_failure: tuple[str | None, str | None] | None = None  # (screen, selector) of the latest ui_drift failure
     steps_total: int = 0
     last_log: str | None = None
     missed_runs_total: int = 0
@@ -175,6 +207,7 @@ class BotRuntime:
                 if dur <= le:
                     self.bucket_counts[i] += 1
                     break
+        self.ui_misses.pop(run.run_id, None)
         if run.outcome == "failure":
             reason = run.reason if run.reason in self.failures else "unknown"
             self.failures[reason] += 1
@@ -187,6 +220,8 @@ class BotRuntime:
             self.last_run_duration = dur
             self.last_outcome = run.outcome
             self.last_reason = run.reason if run.outcome == "failure" else None
+            if run.outcome == "failure" and run.reason == "ui_drift":
+                self.last_ui_failure = (run.screen, run.selector)
             if run.started is not None:
                 self.last_run_started = max(self.last_run_started or 0.0, run.started)
             if run.outcome == "failure":
@@ -205,12 +240,27 @@ class BotRuntime:
         if len(self.noted_reasons) > 256:
             del self.noted_reasons[next(iter(self.noted_reasons))]
 
-    def observe_ui(self, ev: UiLookup, max_screens: int) -> None:
-        screen = ev.screen
-        if screen not in self.ui and len(self.ui) >= max_screens:
-            screen = OTHER_SCREEN  # bounded label values: the overflow is counted, not lost
+    def ui_screen(self, screen: str, max_screens: int) -> UiScreen:
+        """The screen's record; past `max_screens` screens, "other" (the overflow is counted, not
+        lost). Screens declared under `ui.screens` in the estate are always their own."""
+        if screen not in self.ui and len(self.ui) >= max_screens and screen not in self.cfg.ui.screens:
+            screen = OTHER_SCREEN  # bounded label values
             self.ui_screens_overflowed += 1
-        self.ui.setdefault(screen, UiScreen()).observe(ev)
+        got = self.ui.get(screen)
+        if got is None:
+            got = self.ui[screen] = UiScreen()
+        return got
+
+    def observe_ui(self, ev: UiLookup, max_screens: int) -> None:
+        self.ui_screen(ev.screen, max_screens).observe(ev)
+        if not ev.found and ev.run_id:
+            self.ui_misses[ev.run_id] = (ev.screen, ev.selector)
+            if len(self.ui_misses) > 256:
+                del self.ui_misses[next(iter(self.ui_misses))]
+
+    def observe_snapshot(self, ev: UiSnapshot, max_screens: int) -> None:
+        self.ui_screen(ev.screen, max_screens).observe_snapshot(ev.kind, ev.time, ev.score, ev.baseline_time,
+                                                                ev.selectors)
 
     @property
     def cpu_seconds_total(self) -> float:
@@ -287,6 +337,7 @@ class EstateState:
         self.unregistered: list[dict] = []
         self.unregistered_counts: dict[str, int] = {}
         self.unregistered_at: float | None = None
+        self._ui_seq = 0  # the latest UI drift row of the journal applied (see _sync_ui)
         self._load()
 
     # -- startup ---------------------------------------------------------------------------
@@ -311,6 +362,7 @@ class EstateState:
         for name, flip in self.journal.last_flips().items():
             if name in self.bots:
                 self.bots[name].recorded_state = flip.new_state
+        self._sync_ui()
 
     # -- ingest ----------------------------------------------------------------------------
     def count_event(self, source: str, n: int = 1) -> None:
@@ -340,6 +392,7 @@ class EstateState:
             staged: dict[str, BotRuntime] = {}
             flips: list[Flip] = []
             runs: list[RunFinished] = []
+            snaps: list[UiSnapshot] = []
             for i, ev in enumerate(events):
                 self.events_total[ev.source] = self.events_total.get(ev.source, 0) + 1
                 if isinstance(ev, SpoolDropped):
@@ -364,6 +417,8 @@ class EstateState:
                         c = self.classifier.classify(exit_status=ev.exit_status, signal=ev.signal,
                                                      timed_out=ev.timed_out, output=ev.output_tail or "")
                         ev = _replace(ev, reason=c.reason)
+                    if ev.outcome == "failure" and ev.reason == "ui_drift" and ev.screen is None:
+                        ev = _ui_culprit(ev, bot)
                     runs.append(ev)
                 elif isinstance(ev, RunStarted):
                     bot.observe_started(ev.run_id, ev.time)
@@ -380,16 +435,22 @@ class EstateState:
                 elif isinstance(ev, UiLookup):
                     bot.observe_ui(ev, self.estate.agent.limits.max_screens)
                     result.accepted += 1
+                elif isinstance(ev, UiSnapshot):
+                    snaps.append(ev)
                 elif isinstance(ev, StepFinished):
                     bot.steps_total += 1
                     result.accepted += 1
                 elif isinstance(ev, LogNoted):
                     bot.last_log = ev.excerpt[-2048:]
                     result.accepted += 1
-            if self.journal is not None and (runs or offsets):
+            if self.journal is not None and (runs or offsets or snaps):
                 with self.journal.transaction() as j:
                     for key, (identity, offset) in (offsets or {}).items():
                         j.set_offset(key, identity, offset, now)
+                    for sn in snaps:
+                        j.set_ui_drift(sn.bot, sn.screen, sn.kind, time=sn.time, score=sn.score,
+                                       baseline_time=sn.baseline_time, run_id=sn.run_id, selectors=sn.selectors,
+                                       source=sn.source)
                     for run in runs:
                         if j.insert_run(run, now):
                             staged[run.bot].observe_finished(run)
@@ -404,6 +465,9 @@ class EstateState:
                     staged[run.bot].observe_finished(run)
                     result.accepted += 1
                 flips = self._flips_for(staged, now)
+            for sn in snaps:  # journaled (or no journal): now in memory
+                staged[sn.bot].observe_snapshot(sn, self.estate.agent.limits.max_screens)
+                result.accepted += 1
             self.bots.update(staged)
         return result
 
@@ -453,6 +517,10 @@ class EstateState:
     def sweep(self, now: float | None = None) -> list[Flip]:
         """Record the time-driven changes (late, down) as flips. Called periodically."""
         now = self.clock() if now is None else now
+        try:
+            self._sync_ui()
+        except Exception:  # a journal busy or unreadable for a moment: the next sweep catches up
+            pass
         with self.lock:
             staged = {}
             for name, bot in self.bots.items():
@@ -468,6 +536,29 @@ class EstateState:
                         j.insert_flip(f)
             self.bots.update(staged)
             return flips
+
+    def _sync_ui(self) -> None:
+        """Apply the UI drift rows written to the journal since the last call: the latest drift
+        of each screen on start, and what `botwatch drift accept` wrote while the agent runs."""
+        if self.journal is None:
+            return
+        if self.journal.ui_drift_seq() <= self._ui_seq:
+            return
+        rows = self.journal.ui_drift(self._ui_seq)
+        max_screens = self.estate.agent.limits.max_screens
+        with self.lock:
+            for r in rows:
+                self._ui_seq = max(self._ui_seq, r["id"])
+                b = self.bots.get(r["bot"])
+                if b is None:
+                    continue
+                known = b.ui.get(r["screen"])
+                if known is not None and r["kind"] in known.drift and known.drift[r["kind"]][1] >= r["time"]:
+                    continue  # already applied (the agent's own write)
+                b = _copy_runtime(b)
+                b.ui_screen(r["screen"], max_screens).observe_snapshot(r["kind"], r["time"], r["score"],
+                                                                       r["baseline_time"], r["selectors"])
+                self.bots[r["bot"]] = b
 
     # -- reading ---------------------------------------------------------------------------
     def views(self, now: float | None = None) -> list["BotView"]:
@@ -537,7 +628,33 @@ def _copy_runtime(bot: BotRuntime) -> BotRuntime:
     new.recent_finished = dict(bot.recent_finished)
     new.noted_reasons = dict(bot.noted_reasons)
     new.ui = {k: v.copy() for k, v in bot.ui.items()}
+    new.ui_misses = dict(bot.ui_misses)
     return new
+
+
+_SEL_PREFIX = re.compile(r"^(?:css|xpath|id|name)\s*[:=]\s*", re.I)
+_UIPATH_SELECTOR = re.compile(r"(?P<sel><(?:html|wnd|webctrl|ctrl|uia|java|sap)\b[^\n]*?/>(?:\s*<[^\n]*?/>)*)", re.I)
+_LOCATOR = re.compile(r"""(?:locator|selector)[:\s]+['"]?(?P<sel>[^'"\n]{1,300})""", re.I)
+
+
+def _ui_culprit(run: RunFinished, bot: BotRuntime) -> RunFinished:
+    """A ui_drift failure's screen and selector, when known: the run's last failed look-up, else a
+    declared selector named in its output (the screen it is declared under)."""
+    miss = bot.ui_misses.get(run.run_id)
+    if miss is not None:
+        return _replace(run, screen=miss[0], selector=run.selector or miss[1])
+    text = run.output_tail or ""
+    if not text:
+        return run
+    for screen, sc in bot.cfg.ui.screens.items():
+        for name, sel in sc.selectors.items():
+            body = _SEL_PREFIX.sub("", sel, count=1).strip()
+            if sel in text or (len(body) >= 3 and body in text):
+                return _replace(run, screen=screen, selector=run.selector or sel)
+    m = _UIPATH_SELECTOR.search(text) or _LOCATOR.search(text)
+    if m and run.selector is None:
+        return _replace(run, selector=m.group("sel").strip()[:300])
+    return run
 
 
 def _too_fast(run: RunFinished, min_runtime: float | None) -> RunFinished:
@@ -587,6 +704,7 @@ class BotView:
     ui_screens_overflowed: int
     hung: bool = False  # an active run is older than max_runtime
     processes: int = 0  # processes in the active runs' trees
+    last_ui_failure: tuple | None = None  # (screen, selector) of the latest ui_drift failure, when known
 
     @classmethod
     def of(cls, bot: BotRuntime, now: float) -> "BotView":
@@ -599,6 +717,7 @@ class BotView:
             None if bot.cfg.paused else bot.next_due(bot.maintenance(now)[1]), bot.missed_runs_total, bot.cpu_seconds_total,
             bot.resident_memory_bytes, {k: v.copy() for k, v in bot.ui.items()} if bot.ui else {},
             bot.ui_screens_overflowed, hung=bot.hung(now), processes=bot.processes,
+            last_ui_failure=bot.last_ui_failure if bot.last_reason == "ui_drift" else None,
         )
 
     def to_json(self) -> dict:
@@ -615,4 +734,6 @@ class BotView:
             "next_due": self.next_due, "grace": c.grace if (c.schedule or c.every) else None,
             "missed_runs_total": self.missed_runs_total,
             "hung": self.hung, "processes": self.processes,
+            **({"last_failure_screen": self.last_ui_failure[0], "last_failure_selector": self.last_ui_failure[1]}
+               if self.last_ui_failure else {}),
         }

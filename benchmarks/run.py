@@ -26,6 +26,7 @@ BENCHMARKS = [
     ("bench_metrics_render.py", "2. `/metrics` render time", ["--runs", "5", "--reps", "1", "--warmup", "1"]),
     ("bench_log_throughput.py", "3. Log throughput (UiPath execution log)", ["--runs", "5", "--lines", "200000"]),
     ("bench_process_sweep.py", "4. Process sweep CPU time", ["--runs", "5", "--reps", "1", "--warmup", "1"]),
+    ("bench_ui_drift.py", "5. UI drift check of one snapshot", ["--runs", "5", "--reps", "2", "--warmup", "1"]),
 ]
 
 

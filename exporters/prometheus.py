@@ -129,6 +129,15 @@ class EstateCollector:
         overflow = CounterMetricFamily("botwatch_ui_screens_overflow",
                                        "Look-ups counted under screen=\"other\" because the bot has too many screens.",
                                        labels=["bot"])
+        drift = GaugeMetricFamily("botwatch_ui_drift_score",
+                                  "Drift of the screen's latest snapshot from its baseline, 0 (same) to 1 "
+                                  "(the highest over the kinds of snapshot).", labels=S)
+        baseline = GaugeMetricFamily("botwatch_ui_baseline_timestamp_seconds",
+                                     "When the baseline the latest snapshot was compared with was taken "
+                                     "(the oldest over the kinds of snapshot).", labels=S)
+        declared = GaugeMetricFamily("botwatch_ui_declared_selector_matches",
+                                     "Elements each declared selector matched in the screen's latest snapshot "
+                                     "(1 is healthy).", labels=["bot", "screen", "selector"])
         for v in views:
             if not v.ui:
                 continue
@@ -144,8 +153,15 @@ class EstateCollector:
                     buckets.append((le, acc))
                 buckets.append(("+Inf", u.wait_count))
                 wait.add_metric(labels, buckets, u.wait_sum)
+                score = u.drift_score
+                if score is not None:
+                    drift.add_metric(labels, score)
+                    if u.baseline_time is not None:
+                        baseline.add_metric(labels, u.baseline_time)
+                    for name, n in sorted(u.declared_matches.items()):
+                        declared.add_metric([v.name, screen, name], n)
             overflow.add_metric([v.name], v.ui_screens_overflowed)
-        yield from (lookups, fails, healed, wait, overflow)
+        yield from (lookups, fails, healed, wait, overflow, drift, baseline, declared)
 
     def _unregistered(self) -> Metric:
         _, counts, _ = self.state.unregistered_view()
@@ -176,8 +192,14 @@ class EstateCollector:
             yield fam
 
 
-def estate_registry(state: EstateState, clock: Callable[[], float] = time.time) -> CollectorRegistry:
-    """A registry holding only the estate collector (tests and the agent need no global state)."""
+def estate_registry(state: EstateState, clock: Callable[[], float] = time.time,
+                    governance=None) -> CollectorRegistry:
+    """A registry holding only the estate collectors (tests and the agent need no global state).
+    `governance`: the agent's botwatch.governance.Governance; by default one over the state's bots."""
+    from botwatch.exporters.governance import GovernanceCollector
+    from botwatch.governance import governance_for_state
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(EstateCollector(state, clock))
+    registry.register(GovernanceCollector(governance or governance_for_state(state)))
     return registry

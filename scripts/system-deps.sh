@@ -5,7 +5,9 @@
 #         (the no-agent delivery tests start their own instances on free loopback ports;
 #         on a host with systemd the packages also enable their own services), curl, openssl,
 #         prometheus-alertmanager (amtool checks and route-tests alerts/alertmanager.yml; the
-#         inhibition test starts its own Alertmanager on a free loopback port)
+#         inhibition test starts its own Alertmanager on a free loopback port), chromium and
+#         chromium-driver (the UI drift tests run real Robot Framework/SeleniumLibrary and Python
+#         Selenium bots in headless Chromium, driven through /usr/bin/chromedriver)
 #   bench: mtail and prometheus-process-exporter (the benchmarks' references)
 set -eu
 need=""
@@ -21,6 +23,8 @@ case "${1:-test}" in
     command -v curl >/dev/null 2>&1 || need="$need curl"        # the check-in client of the tests
     command -v openssl >/dev/null 2>&1 || need="$need openssl"  # certificates for the TLS test
     { command -v amtool && [ -x /usr/bin/prometheus-alertmanager ]; } >/dev/null 2>&1 || need="$need prometheus-alertmanager"
+    [ -x /usr/bin/chromium ] || need="$need chromium"                  # the browser of the UI bots
+    [ -x /usr/bin/chromedriver ] || need="$need chromium-driver"       # Selenium's driver for it
     ;;
   bench)
     # the references the benchmarks measure botwatch against, in the same run

@@ -45,14 +45,23 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
         return e.code, e.read()
 
 
-def http_post_json(url: str, payload, timeout: float = 10.0) -> tuple[int, dict]:
+def http_post_json(url: str, payload, timeout: float = 10.0, headers: dict | None = None) -> tuple[int, dict]:
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(url, data=body, method="POST",
+                                 headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read() or b"{}")
+
+
+def require(binary: str, package: str) -> str:
+    """The path of an installed program the tests need; a clear failure naming its Debian package."""
+    if not os.access(binary, os.X_OK):
+        pytest.fail(f"{binary} is missing: install the Debian package {package} "
+                    "(`make test` does it with scripts/system-deps.sh)", pytrace=False)
+    return binary
 
 
 def parse_metrics(text: str) -> dict[str, float]:

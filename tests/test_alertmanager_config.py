@@ -4,7 +4,6 @@ team's receivers, and a real Alertmanager applies its inhibitions."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -12,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import free_port, http_get, wait_for
+from botwatch import stack
+from conftest import free_port, http_get, require, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "alerts" / "alertmanager.yml"
@@ -29,16 +29,9 @@ RECEIVERS = {
 DEMO_BOTS = [(b["team"], b["name"]) for b in yaml.safe_load(DEMO.read_text(encoding="utf-8"))["bots"]]
 
 
-def require(binary: str) -> str:
-    if not os.access(binary, os.X_OK):
-        pytest.fail(f"{binary} is missing: install the Debian package prometheus-alertmanager "
-                    "(`make test` does it with scripts/system-deps.sh)", pytrace=False)
-    return binary
-
-
 def route(*labels: str, expect: str | None = None) -> str:
     """The receiver amtool resolves for a label set (and, with `expect`, its verdict on it)."""
-    args = [require(AMTOOL), "config", "routes", "test", f"--config.file={CONFIG}"]
+    args = [require(AMTOOL, "prometheus-alertmanager"), "config", "routes", "test", f"--config.file={CONFIG}"]
     if expect:
         args.append(f"--verify.receivers={expect}")
     r = subprocess.run([*args, *labels], capture_output=True, text=True, timeout=60)
@@ -47,7 +40,8 @@ def route(*labels: str, expect: str | None = None) -> str:
 
 
 def test_amtool_check_config_accepts_the_example():
-    r = subprocess.run([require(AMTOOL), "check-config", str(CONFIG)], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([require(AMTOOL, "prometheus-alertmanager"), "check-config", str(CONFIG)],
+                       capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "SUCCESS" in r.stdout, r.stdout
     assert "2 inhibit rules" in r.stdout and "9 receivers" in r.stdout, r.stdout
@@ -107,30 +101,14 @@ def alert_states(base: str) -> dict[tuple[str, str], dict]:
 def alertmanager(tmp_path):
     """A real Alertmanager on 127.0.0.1 (clustering off) with the example's routes and inhibitions.
     Its receivers lose their integrations, so that nothing is sent anywhere."""
-    config = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
-    config["receivers"] = [{"name": r["name"]} for r in config["receivers"]]
-    path = tmp_path / "alertmanager.yml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    port = free_port()
-    proc = subprocess.Popen([require(ALERTMANAGER), f"--config.file={path}", f"--storage.path={tmp_path / 'data'}",
-                             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
-                             "--log.level=warn"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-
-    def ready():
-        if proc.poll() is not None:
-            raise AssertionError(f"alertmanager exited: {proc.stdout.read().decode(errors='replace')}")
-        try:
-            return http_get(f"{base}/-/ready", timeout=2)[0] == 200
-        except OSError:
-            return False
-
+    config = stack.write_alertmanager_config(tmp_path / "alertmanager.yml")
+    server = stack.alertmanager(require(ALERTMANAGER, "prometheus-alertmanager"), config, tmp_path / "data",
+                                f"127.0.0.1:{free_port()}", tmp_path / "alertmanager.log")
     try:
-        wait_for(ready, timeout=60, interval=0.1, what="alertmanager to be ready")
-        yield base
+        server.start().wait_ready(timeout=60)
+        yield server.url
     finally:
-        proc.terminate()
-        proc.communicate(timeout=30)
+        server.stop()
 
 
 def test_an_unscrapable_agent_and_a_failing_bot_inhibit_the_alerts_they_explain(alertmanager):

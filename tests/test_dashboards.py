@@ -29,20 +29,17 @@ from prometheus_client import generate_latest
 
 from botwatch.config import BotConfig, Estate
 from botwatch.dashboards import build
-from botwatch.events import RunFinished, UiLookup
+from botwatch.events import RunFinished, UiLookup, UiSnapshot
 from botwatch.exporters.prometheus import estate_registry
 from botwatch.state import EstateState
+from promql import selectors
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARDS = ROOT / "dashboards"
 PROMTOOL = shutil.which("promtool")
 
 # Metrics of the catalogue that the agent does not emit yet (the dashboards may already show them).
-COMING_LATER = {
-    "botwatch_ui_drift_score": "gauge",
-    "botwatch_ui_baseline_timestamp_seconds": "gauge",
-    "botwatch_bot_governance_findings": "gauge",
-}
+COMING_LATER: dict[str, str] = {}
 # Recording rules of alerts/ (already aggregated: never counters).
 RECORDING_RULES = {
     "bot:botwatch_runs:rate1h", "bot:botwatch_run_failures:rate1h", "bot_reason:botwatch_run_failures:rate1h",
@@ -61,12 +58,15 @@ GRAFANA_VARIABLES = {"__rate_interval", "__interval", "__range", "__range_s", "_
 
 
 def exported_metrics() -> dict[str, str]:
-    """{name: type} of what the agent's exporter really emits for a bot with runs and UI look-ups."""
+    """{name: type} of what the agent's exporter really emits for a bot with runs, UI look-ups and a
+    UI snapshot."""
     estate = Estate(bots=[BotConfig(name="b", every=600, team="t", lifecycle="prototype")])
     st = EstateState(estate, None, clock=lambda: 1_800_000_000.0)
     st.apply([RunFinished(bot="b", run_id="r1", started=1_799_999_990.0, ended=1_800_000_000.0, outcome="failure",
                           exit_status=1),
-              UiLookup(bot="b", time=1_800_000_000.0, screen="login", found=True, wait=0.5)])
+              UiLookup(bot="b", time=1_800_000_000.0, screen="login", found=True, wait=0.5),
+              UiSnapshot(bot="b", time=1_800_000_000.0, screen="login", kind="html", score=0.4,
+                         selectors={"submit": 1}, baseline_time=1_799_000_000.0)])
     for count in (st.count_event, st.count_dropped, st.count_parse_error):
         count("api")
     text = generate_latest(estate_registry(st, clock=lambda: 1_800_000_000.0)).decode()
@@ -88,94 +88,6 @@ def series_names(types: dict[str, str]) -> dict[str, str]:
 
 KNOWN_SERIES = {**series_names(exported_metrics()), **series_names(COMING_LATER),
                 **{name: "recording rule" for name in RECORDING_RULES}}
-
-
-# --- a small PromQL reader: enough to find selectors, their ranges and the call around them ------
-
-_TOKEN = re.compile(r"""
-    (?P<ws>\s+)
-  | (?P<comment>\#[^\n]*)
-  | (?P<str>"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|`[^`]*`)
-  | (?P<range>\[[^\]]*\])
-  | (?P<var>\$\{[^}]*\}|\$\w+)
-  | (?P<matchers>\{(?:"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|[^{}"'])*\})
-  | (?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?(?:ms|[smhdwy])*)
-  | (?P<ident>[A-Za-z_:][A-Za-z0-9_:]*)
-  | (?P<op>==|!=|>=|<=|=~|!~|[-+*/%^<>=(),@])
-""", re.X)
-FUNCTIONS = {
-    "abs", "absent", "absent_over_time", "ceil", "changes", "clamp", "clamp_max", "clamp_min", "day_of_month",
-    "day_of_week", "day_of_year", "days_in_month", "delta", "deriv", "exp", "floor", "histogram_quantile",
-    "holt_winters", "hour", "idelta", "increase", "irate", "label_join", "label_replace", "ln", "log2", "log10",
-    "minute", "month", "predict_linear", "rate", "resets", "round", "scalar", "sgn", "sort", "sort_desc", "sqrt",
-    "time", "timestamp", "vector", "year", "avg_over_time", "min_over_time", "max_over_time", "sum_over_time",
-    "count_over_time", "quantile_over_time", "stddev_over_time", "stdvar_over_time", "last_over_time",
-    "present_over_time",
-}
-AGGREGATIONS = {"sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values", "bottomk",
-                "topk", "quantile"}
-LABEL_LISTS = {"by", "without", "on", "ignoring", "group_left", "group_right"}
-KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan", "start", "end", "atan2"}
-
-
-def tokens(expr: str) -> list[tuple[str, str]]:
-    out, pos = [], 0
-    while pos < len(expr):
-        m = _TOKEN.match(expr, pos)
-        assert m, f"cannot read PromQL at {expr[pos:pos + 30]!r} in {expr!r}"
-        if m.lastgroup not in ("ws", "comment"):
-            out.append((m.lastgroup, m.group()))
-        pos = m.end()
-    return out
-
-
-def selectors(expr: str) -> list[dict]:
-    """Every metric selector: {name, matchers, range, call} (call: the function whose argument it is)."""
-    toks = tokens(expr)
-    stack: list[str | None] = []  # the call (or None for a plain parenthesis) of each open "("
-    found, i, agg = [], 0, None
-    while i < len(toks):
-        kind, text = toks[i]
-        nxt = toks[i + 1][1] if i + 1 < len(toks) else None
-        if kind == "ident" and text in LABEL_LISTS:
-            i += 1
-            if nxt == "(":  # skip the label list
-                while toks[i][1] != ")":
-                    i += 1
-                i += 1
-            if agg and i < len(toks) and toks[i][1] == "(":
-                stack.append(agg)
-                agg, i = None, i + 1
-            continue
-        if kind == "ident" and text in AGGREGATIONS and nxt in ("(", "by", "without"):
-            if nxt == "(":
-                stack.append(text)
-                i += 2
-            else:
-                agg, i = text, i + 1
-            continue
-        if kind == "ident" and text in FUNCTIONS and nxt == "(":
-            stack.append(text)
-            i += 2
-            continue
-        if kind == "ident" and text not in KEYWORDS:
-            sel = {"name": text, "matchers": "", "range": None, "call": stack[-1] if stack else None}
-            i += 1
-            if i < len(toks) and toks[i][0] == "matchers":
-                sel["matchers"] = toks[i][1]
-                i += 1
-            if i < len(toks) and toks[i][0] == "range":
-                sel["range"] = toks[i][1][1:-1].strip()
-                i += 1
-            found.append(sel)
-            continue
-        if text == "(":
-            stack.append(None)
-        elif text == ")":
-            stack.pop()
-        i += 1
-    assert not stack, f"unbalanced parentheses in {expr!r}"
-    return found
 
 
 def test_the_promql_reader_finds_selectors_ranges_and_calls():

@@ -230,8 +230,10 @@ def test_bare_json_entries_as_exports_hold_them_with_keys_in_any_case():
     ]
     events, errors = feed_all(parser(), lines)
     assert errors == 0
-    assert [type(e).__name__ for e in events] == ["RunStarted", "RunFinished"]
-    run = events[1]
+    # the UI error is also a failed look-up of the run (selector health)
+    assert [type(e).__name__ for e in events] == ["RunStarted", "UiLookup", "RunFinished"]
+    lookup, run = events[1], events[2]
+    assert (lookup.found, lookup.kind, lookup.run_id, lookup.screen) == (False, "not_found", job, "unknown")
     assert run.run_id == job and run.outcome == "failure" and run.reason == "ui_drift"
     assert run.output_tail.splitlines() == [
         "Click 'Submit': Cannot find the UI element corresponding to this selector", "Second error"]
@@ -393,6 +395,10 @@ TRICKY = [
     # a message quoting what looks like the next key, escaped as JSON has it
     _robot_line("Info", '{"message":"says \\",\\"level\\":\\"Information\\" and execution ended","level":"Error",'
                         '"logType":"User","processName":"Q","jobId":"j2"}'),
+    # a Healing Agent line at Info level: a healed look-up, so it must reach `feed` too
+    _robot_line("Info", '{"message":"Healing Agent recovered the target of Click \'Submit\': <html app=\'chrome.exe\' '
+                        'title=\'Invoices\' /><webctrl id=\'btnSend\' tag=\'BUTTON\' />","level":"Information",'
+                        '"logType":"Default","timeStamp":"2024-05-01T08:00:05+01:00","processName":"P","jobId":"j1"}'),
     # keys in another order, spaces after the colons: read the slow way, same result
     _robot_line("Info", '{"level": "Information", "message": "P execution ended", "logType": "Default", '
                         '"timeStamp": "2024-05-01T08:00:09+01:00", "processName": "P", "jobId": "j1"}'),
@@ -408,7 +414,11 @@ TRICKY = [
 
 def test_batches_of_lines_give_what_line_by_line_feeding_gives():
     expected, errors = feed_all(parser(), TRICKY)
-    assert [type(e).__name__ for e in expected] == ["RunStarted", "RunStarted", "RunFinished", "RunFinished"]
+    assert [type(e).__name__ for e in expected] == ["RunStarted", "RunStarted", "UiLookup", "RunFinished",
+                                                    "RunFinished"]
+    healed = expected[2]
+    assert (healed.found, healed.healed, healed.screen, healed.run_id) == (True, True, "Invoices", "j1")
+    assert healed.selector == "<html app='chrome.exe' title='Invoices' /><webctrl id='btnSend' tag='BUTTON' />"
     assert {e.run_id: e.reason for e in expected if isinstance(e, RunFinished)} == {"j1": "credentials", "j2": "unknown"}
     assert errors == 2
     for fed in (parser().feed_lines(TRICKY), parser().feed_raw_lines([line.encode() for line in TRICKY])):

@@ -17,6 +17,12 @@ it is back. `$BOTWATCH_AGENT_URL` says where the agent is (the default is the es
 `$BOTWATCH_SPOOL` where the spool is. Python keyword libraries that call `botwatch.ui_lookup()`,
 `botwatch.step()` or `botwatch.fail()` during the run report into this run.
 
+With Robot Framework 7, SeleniumLibrary and Browser library keywords that look up elements are
+reported as `ui_lookup` events (found, not found, healed by a fallback locator, the wait), a
+task that fails on a look-up names its screen and selector in the failure and the run's
+excerpt, and `snapshots=html|png|both` sends the page at each screen to the agent's drift check:
+see _robot_ui and docs/robot.md.
+
 The run id is the one botwatch.parsers.robot_output gives the same execution's output.xml, so
 watching output.xml as well records the run once. The listener never makes a robot run fail:
 every problem is logged once on the `botwatch.sdk` logger and the run goes on.
@@ -36,6 +42,7 @@ from datetime import datetime, timedelta
 from .. import sdk
 from ..parsers.robot_output import (STATUSES, bot_name_for_suite, parse_robot_time, run_id_for, step_message,
                                     step_name, stored_tail)
+from ._robot_ui import UiCapture, snapshot_kinds
 
 __all__ = ["Listener", "robot", "ROBOT_LISTENER_API_VERSION"]
 
@@ -100,28 +107,46 @@ def _first_failed_test(suite):
 
 class _Run:
     __slots__ = ("bot", "run_id", "started", "agent_url", "config", "active", "token", "failures_sent",
-                 "first_failure")
+                 "first_failure", "named")
 
     def __init__(self, bot, run_id, started, agent_url, config):
         self.bot, self.run_id, self.started = bot, run_id, started
         self.agent_url, self.config = agent_url, config
         self.active = self.token = None
         self.failures_sent = 0
-        self.first_failure: str | None = None  # message of the first task that failed
+        self.first_failure: tuple | None = None  # the first task that failed: (message, screen, selector)
+        # failed task's id -> (its message naming the screen and selector, the screen, the selector)
+        self.named: dict[str, tuple[str, str, str]] = {}
+
+
+_OPTIONS = ("bot", "agent_url", "screen", "snapshots")
 
 
 class Listener:
-    """`--listener botwatch.integrations.robot[:bot=NAME][:agent_url=URL]` (Robot Framework
-    passes `bot=NAME` as a named argument). A URL holds colons: give it as
-    `$BOTWATCH_AGENT_URL`, or separate the arguments with `;` instead of `:`."""
+    """`--listener botwatch.integrations.robot[:bot=NAME][:agent_url=URL][:screen=NAME][:snapshots=KIND]`
+    (Robot Framework passes `bot=NAME` as a named argument). A URL holds colons: give it as
+    `$BOTWATCH_AGENT_URL`, or separate the arguments with `;` instead of `:`.
+
+    screen: the screen of UI look-ups that name none (see _robot_ui); snapshots: `html`, `png`
+    or `both` to send the page at each screen and at a UI failure to the agent (default none).
+    """
 
     ROBOT_LISTENER_API_VERSION = 3
 
-    def __init__(self, bot=None, agent_url=None):
-        self._bot_arg = bot or None
-        self._agent_url_arg = agent_url or None
+    def __init__(self, bot=None, agent_url=None, screen=None, snapshots=None):
+        options = _split_options(bot=bot, agent_url=agent_url, screen=screen, snapshots=snapshots)
+        self._bot_arg = options["bot"] or None
+        self._agent_url_arg = options["agent_url"] or None
+        self._screen_arg = options["screen"] or None
+        kinds = snapshot_kinds(options["snapshots"])
+        if kinds is None:
+            sdk._warn(("robot-snapshots", str(options["snapshots"])[:50]), "botwatch: snapshots=%r is not one of "
+                      "html, png, both, none; no snapshots are taken", options["snapshots"])
+            kinds = ()
+        self._snapshot_kinds = kinds
         self._suites = 0  # depth of the suite being run; 1 is the top-level suite
         self._run: _Run | None = None
+        self._ui: UiCapture | None = None  # the run's UI look-ups and snapshots
         self._depth = 0  # body items open in the current test, or in a suite setup or teardown
         self._test_start: float | None = None
         self._test_reported = False  # a failure event was sent during the current test
@@ -132,8 +157,9 @@ class Listener:
         self._suites += 1
         self._depth = 0
         if self._suites != 1:
+            self._ui_call("enter", "suite", getattr(result, "name", "") or "")
             return
-        self._run = None
+        self._run = self._ui = None
         name = self._bot_name(getattr(result, "name", None) or getattr(data, "name", ""))
         if name is None:
             return
@@ -145,6 +171,9 @@ class Listener:
         run.active = sdk._Active(name, run_id, started, run.agent_url, run.config, sdk._current.get())
         run.token = sdk._current.set(run.active)
         self._run = run
+        self._ui = UiCapture(functools.partial(self._ui_event, run), functools.partial(self._ui_match, run),
+                             screen=self._screen_arg, kinds=self._snapshot_kinds)
+        self._ui.enter("suite", getattr(result, "name", "") or "")
         sdk._record("start", name, run_id, {
             "type": "run_started", "bot": name, "run_id": run_id, "time": started, "host": sdk._host(),
             "source": SOURCE}, run.agent_url, run.config, kick=True)
@@ -153,19 +182,25 @@ class Listener:
     def end_suite(self, data, result):
         self._suites = max(0, self._suites - 1)
         self._depth = 0
+        self._ui_call("leave", "suite", getattr(result, "status", None))
         if self._suites != 0 or self._run is None:
             return
-        run, self._run = self._run, None
+        run, self._run, self._ui = self._run, None, None
         self._leave_context(run)
         ended = max(run.started, _seconds(_end_of(result), time.time()))
         outcome, message = "success", None
         failed = _first_failed_test(result)
+        named = None
         if failed is not None:
             outcome, message = "failure", getattr(failed, "message", "") or ""
+            named = run.named.get(getattr(failed, "id", None))
         elif run.first_failure is not None:
-            outcome, message = "failure", run.first_failure
+            outcome, message = "failure", run.first_failure[0]
+            named = run.first_failure if run.first_failure[1] else None
         elif getattr(result, "status", None) == "FAIL":
             outcome, message = "failure", getattr(result, "message", "") or ""
+        if named is not None:
+            message = named[0]
         declared = run.active is not None and run.active.declared
         if declared:
             outcome = "failure"
@@ -177,6 +212,9 @@ class Listener:
             tail = stored_tail(message or (run.active.message if declared else None))
             if tail:
                 event["output_tail"] = tail
+            if named is not None and event["reason"] == "ui_drift":
+                event["screen"] = sdk._screen(named[1])
+                event["selector"] = sdk._text(named[2], sdk.MAX_SELECTOR, redacted=True)
         sdk._record("finish", run.bot, run.run_id, event, run.agent_url, run.config, kick=True)
 
     # -- tests: the steps ---------------------------------------------------------------------
@@ -185,15 +223,20 @@ class Listener:
         self._depth = 0
         self._test_reported = False
         self._test_start = _seconds(_start_of(result), time.time())
+        self._ui_call("enter", "test", getattr(result, "name", "") or "", getattr(result, "tags", ()))
 
     @_guarded
     def end_test(self, data, result):
         self._depth = 0
+        self._ui_call("leave", "test", getattr(result, "status", None))
         run = self._run
         if run is None:
             return
         status = STATUSES.get(getattr(result, "status", None), "skip")
         message = getattr(result, "message", "") or ""
+        named = self._ui_call("name_failure", message) if status == "fail" else None
+        if named and getattr(result, "id", None):
+            run.named[result.id] = named
         started = self._test_start
         ended = _seconds(_end_of(result), time.time())
         event = {"type": "step", "bot": run.bot, "run_id": run.run_id, "name": step_name(getattr(result, "name", "")),
@@ -206,28 +249,52 @@ class Listener:
         sdk._record("step", run.bot, run.run_id, event, run.agent_url, run.config)
         if status == "fail":
             if run.first_failure is None:
-                run.first_failure = message
+                run.first_failure = named or (message, None, None)
             # not reported by a keyword (RF 6, a test timeout, ...); a parent suite setup's
             # failure was reported when the setup failed
             if not self._test_reported and not (message.startswith(_PARENT_SETUP) and run.failures_sent):
-                self._failure(run, message)
+                self._failure(run, named[0] if named else message)
         self._test_start = None
 
     # -- keywords and control structures (RF 7): failures as they happen ----------------------
     @_guarded
-    def start_keyword(self, data, result):
+    def start_library_keyword(self, data, implementation, result):
         self._depth += 1
+        self._ui_call("library_start", data, implementation, result)
+
+    @_guarded
+    def end_library_keyword(self, data, implementation, result):
+        self._ui_call("library_end", result)
+        self._leave(result)
+
+    @_guarded
+    def start_user_keyword(self, data, implementation, result):
+        self._depth += 1
+        self._ui_call("enter", "user", getattr(result, "name", "") or "", getattr(result, "tags", ()))
+
+    @_guarded
+    def end_user_keyword(self, data, implementation, result):
+        self._ui_call("leave", "user", getattr(result, "status", None))
+        self._leave(result)
+
+    @_guarded
+    def start_keyword(self, data, result):  # keywords that are neither (not found, invalid)
+        self._depth += 1
+        self._ui_call("enter", "other")
 
     @_guarded
     def end_keyword(self, data, result):
+        self._ui_call("leave", "other", getattr(result, "status", None))
         self._leave(result)
 
     @_guarded
     def start_body_item(self, data, result):
         self._depth += 1
+        self._ui_call("enter_body_item", getattr(result, "type", None))
 
     @_guarded
     def end_body_item(self, data, result):
+        self._ui_call("leave", "other", getattr(result, "status", None))
         self._leave(result)
 
     def _leave(self, result) -> None:
@@ -235,8 +302,30 @@ class Listener:
         # Only what fails the task (or the suite setup or teardown) itself: a failure caught
         # inside (Run Keyword And Ignore Error, TRY/EXCEPT, Wait Until ... Succeeds) is not one.
         if depth == 1 and self._run is not None and getattr(result, "status", None) == "FAIL":
-            self._failure(self._run, getattr(result, "message", "") or "")
+            message = getattr(result, "message", "") or ""
+            named = self._ui_call("name_failure", message)
+            self._failure(self._run, named[0] if named else message)
             self._test_reported = True
+
+    # -- UI look-ups and snapshots --------------------------------------------------------------
+    def _ui_call(self, method: str, *args, **kwargs):
+        """A call into the run's UI capture; its problems never stop the listener's own work."""
+        if self._ui is None:
+            return None
+        try:
+            return getattr(self._ui, method)(*args, **kwargs)
+        except Exception as exc:
+            sdk._internal_error(f"the Robot Framework listener's UI capture ({method})", exc)
+            return None
+
+    @staticmethod
+    def _ui_event(run: _Run, event: dict) -> None:
+        event.update(bot=run.bot, run_id=run.run_id, source=SOURCE)
+        sdk._record("ui_lookup", run.bot, run.run_id, event, run.agent_url, run.config)
+
+    @staticmethod
+    def _ui_match(run: _Run, message: str):
+        return sdk._classifier(run.config).match(message or "")
 
     # -- helpers ------------------------------------------------------------------------------
     def _failure(self, run: _Run, message: str) -> None:
@@ -268,6 +357,23 @@ class Listener:
             sdk._current.reset(run.token)
         except (ValueError, RuntimeError):  # ended in another context than it started in
             sdk._current.set(run.active.parent if run.active else None)
+
+
+def _split_options(**given) -> dict:
+    """The listener's options. Robot Framework splits `--listener NAME:a=1:b=2` (or `NAME;a=1;b=2`)
+    at the first separator it finds, so `NAME:bot=x;snapshots=html` gives bot="x;snapshots=html":
+    such a value is split again at `;` where what follows is one of the listener's options."""
+    options = dict(given)
+    for name, value in given.items():
+        if not isinstance(value, str) or ";" not in value:
+            continue
+        head, *rest = value.split(";")
+        if rest and all(part.partition("=")[0].strip() in _OPTIONS and "=" in part for part in rest):
+            options[name] = head
+            for part in rest:
+                key, _, val = part.partition("=")
+                options[key.strip()] = val
+    return options
 
 
 robot = Listener  # `--listener botwatch.integrations.robot`: the class named after its module

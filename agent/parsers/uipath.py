@@ -21,6 +21,13 @@ that faulted the job), else `unknown`. The failed run's output tail is its redac
 messages. Without an error the run succeeded. The agent did not start the process, so no
 exit status is recorded: the outcome comes from the log.
 
+Selector health: an error whose message the taxonomy reads as a UI failure (the ui_drift
+patterns: SelectorNotFoundException, "Cannot find the UI element corresponding to this
+selector", ...) is also a failed UI look-up (`kind` from the pattern), and a line of the Healing
+Agent or of self-healing ("Healing Agent ... healed/recovered/applied", "self-healed",
+"selector was healed") a healed one; the screen is the `title` of the selector's window
+(`<html app='chrome.exe' title='Invoices' />`), else "unknown", the selector the one quoted.
+
 In a log shared by several processes, `process_name` (exact, case-insensitive; `*` and `?`
 wildcards allowed) selects the bot's lines; the other lines are skipped without complaint.
 A line in neither shape (a Studio trace log, a stack trace, a truncated entry) is a parse
@@ -47,7 +54,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from ..events import Event, RunFinished, RunStarted
+from ..events import Event, RunFinished, RunStarted, UiLookup
+from ..redact import redact
 from .base import (MAX_OPEN_RUNS, Fed, LineParser, ParseError, error_tail, keep_error, parse_time, reason_for,
                    stable_id)
 
@@ -60,6 +68,12 @@ _ENDED = re.compile(r"\bexecution ended\s*\.?\s*$", re.I)
 _ERROR_LEVELS = frozenset({"error", "fatal", "critical"})
 # An ordinary progress line (most of any log): Robot layout, a quiet level, a JSON object.
 _QUIET = re.compile(r"\s*\d{1,2}:\d{2}:\d{2}(?:[.,:]\d{1,7})?\s+(?:Info|Warn|Trace|Debug)\s+\{")
+# Healing Agent (and Unified Target self-healing) lines: a look-up whose selector missed and that
+# was healed. The Robot logs them at Info or Warn level, so they are looked at besides the errors.
+_HEALED = re.compile(r"\bHealing Agent\b.{0,200}?\b(?:heal|recover|fix|appl)|\bself-heal(?:ed|ing)\b|"
+                     r"\bselector (?:was )?(?:healed|recovered)\b", re.I)
+_SELECTOR = re.compile(r"<(?:html|wnd|webctrl|ctrl|uia|java|sap)\b[^\n]*?/>(?:\s*<[^\n]*?/>)*", re.I)
+_TITLE = re.compile(r"\btitle=(['\"])(.*?)\1")
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d+):(\d{1,2}):(\d{1,2}(?:\.\d+)?)$")
 
 
@@ -186,17 +200,18 @@ def parse_record(line: str) -> Record:
 # message (a raw `","level":"` cannot be inside a JSON string: it ends the message); every other
 # line goes through `feed`, which looks again.
 _PROGRESS_STR = (' Info {"message":"', ' Warn {"message":"', '","level":"', 'Information"', 'Warning"', "xecution",
-                 "XECUTION", "}")
+                 "XECUTION", "}", "eal")
 _PROGRESS_BYTES = tuple(s.encode() for s in _PROGRESS_STR)
 
 
-def _not_progress(lines, info, warn, level, information, warning, x1, x2, brace):
-    """The lines that are not plain progress (str or bytes, with the markers of the same type)."""
+def _not_progress(lines, info, warn, level, information, warning, x1, x2, brace, heal):
+    """The lines that are not plain progress (str or bytes, with the markers of the same type).
+    A message with `eal` in it (Healing Agent, self-healed) is looked at too."""
     return [line for line in lines
             if not ((line.startswith(info, 13) and line.startswith(information, (end := line.find(level, 31)) + 11)
                      or line.startswith(warn, 13) and line.startswith(warning, (end := line.find(level, 31)) + 11))
                     and end > 0 and line.find(x1, 31, end) < 0 and line.find(x2, 31, end) < 0
-                    and line.endswith(brace))]
+                    and line.find(heal, 31, end) < 0 and line.endswith(brace))]
 
 
 def _norm(name: str) -> str:
@@ -214,6 +229,7 @@ class UiPathParser(LineParser):
         self.process_glob = bool(self.process and any(c in self.process for c in "*?["))
         # job key -> {"run_id", "start", "host", "process", "errors", "more", "unhandled"}
         self.jobs: dict[str, dict] = {}
+        self._ui = None  # the classifier's ui_drift patterns (failed look-ups)
 
     # -- the interface ---------------------------------------------------------------------
     def feed_lines(self, lines: list[str]) -> Fed:
@@ -234,7 +250,8 @@ class UiPathParser(LineParser):
         # Fast path: a progress line neither bounds a run nor fails it, so its JSON need not be
         # decoded. Anything that might matter (an error level anywhere, "execution") is parsed.
         if ("xecution" not in line and "XECUTION" not in line and "rror" not in line and "atal" not in line
-                and "ERROR" not in line and "FATAL" not in line and _QUIET.match(line)
+                and "ERROR" not in line and "FATAL" not in line and "eal" not in line and "EAL" not in line
+                and _QUIET.match(line)
                 and line.rstrip().endswith("}")):
             return []
         rec = _parse(line)
@@ -247,7 +264,9 @@ class UiPathParser(LineParser):
             if _ENDED.search(rec.message):
                 return self._ended(rec)
         if rec.is_error:
-            self._error(rec, robot_line)
+            return self._error(rec, robot_line)
+        if _HEALED.search(rec.message):
+            return self._lookup(rec, self._run_of(rec), healed=True)
         return []
 
     def is_complete(self, text: str) -> bool:
@@ -312,16 +331,50 @@ class UiPathParser(LineParser):
         out.append(RunStarted(self.bot, j["run_id"], t, host=rec.machine, source=SOURCE))
         return out
 
-    def _error(self, rec: Record, robot_line: bool) -> None:
+    def _error(self, rec: Record, robot_line: bool) -> list[Event]:
         key = self._key(rec)
         if key not in self.jobs and not rec.job and not rec.process:
             started = [k for k, j in self.jobs.items() if j.get("start") is not None]
             if len(started) != 1:
-                return  # cannot tell which run it belongs to
+                return self._lookup(rec, None)  # cannot tell which run it belongs to
             key = started[0]
         j = self._job(key)
         j["more"] += keep_error(j["errors"], rec.message)
         j["unhandled"] = j["unhandled"] or robot_line
+        return self._lookup(rec, j.get("run_id") or rec.job)
+
+    def _run_of(self, rec: Record) -> str | None:
+        j = self.jobs.get(self._key(rec))
+        return (j.get("run_id") if j else None) or rec.job
+
+    def _lookup(self, rec: Record, run_id: str | None, healed: bool = False) -> list[Event]:
+        """Selector health from the log: a UI error (the taxonomy's ui_drift patterns) is a failed
+        look-up, a Healing Agent or self-healing line a healed one. The screen is the title of the
+        selector's window (`<html title='Invoices' />`), else "unknown"."""
+        kind = None
+        if not healed:
+            found = self._ui_patterns().match(rec.message)
+            if found is None:
+                return []
+            kind = found.kind or "not_found"
+        t = parse_time(rec.time_text, self.tz) if rec.time_text else None
+        if t is None:
+            return []
+        m = _SELECTOR.search(rec.message)
+        selector = redact(m.group(0))[:1024] if m else None
+        title = _TITLE.search(m.group(0)) if m else None
+        screen = (title.group(2).strip() or "unknown")[:64] if title else "unknown"
+        return [UiLookup(self.bot, t, screen, found=healed, run_id=run_id, selector=selector, kind=kind,
+                         healed=healed, source=SOURCE)]
+
+    def _ui_patterns(self):
+        if self._ui is None:
+            from ..classify import Classifier
+
+            ui = Classifier(include_defaults=False)
+            ui.patterns = [p for p in self.classifier.patterns if p.reason == "ui_drift"]
+            self._ui = ui
+        return self._ui
 
     def _ended(self, rec: Record) -> list[Event]:
         t = self._time(rec, "execution ended")

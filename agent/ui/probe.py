@@ -1,0 +1,426 @@
+"""Snapshots checked against their baselines: what the agent's API, its watched folder and
+`botwatch drift` share.
+
+A baseline is kept per bot, screen and kind of snapshot (html, a11y, png) in the journal
+(table ui_baselines): the snapshot's fingerprint, each declared selector's matches, and for
+pages the snapshot itself (compressed), so that a selector declared later is looked up in the
+baseline too. A screenshot's baseline is its scaled-down grey image. The agent's first snapshot
+of a screen becomes its baseline; `botwatch drift baseline` sets one and `botwatch drift
+accept` replaces it, recording the acceptance as a flip of kind "ui" (never read as a bot
+state). The latest score per screen and kind is kept in the journal too (table ui_drift), so
+the agent's UI state survives a restart and an acceptance made by the CLI reaches the agent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import KINDS, SnapshotError
+
+CONTENT_TYPES = {"text/html": "html", "application/xhtml+xml": "html", "application/json": "a11y",
+                 "image/png": "png"}
+# content types that say nothing of the kind (curl -d sends the form one): the content decides
+_GENERIC_TYPES = {"application/octet-stream", "text/plain", "application/x-www-form-urlencoded"}
+EXTENSIONS = {".html": "html", ".htm": "html", ".json": "a11y", ".png": "png"}
+FORMAT = 1  # of the stored fingerprints
+
+
+class NoBaseline(Exception):
+    """The screen has no baseline of this kind of snapshot."""
+
+
+class BaselineExists(Exception):
+    """`drift baseline` on a screen that already has one (replace it with `drift accept`)."""
+
+    def __init__(self, created: float):
+        super().__init__(created)
+        self.created = created
+
+
+def kind_for(*, explicit: str | None = None, content_type: str | None = None, filename: str | None = None,
+             data: bytes | None = None) -> str:
+    """The kind of a snapshot: as given, else by file extension, else by content type, else by
+    its first bytes."""
+    if explicit:
+        k = explicit.strip().lower()
+        if k in ("htm", "dom"):
+            k = "html"
+        elif k in ("json", "accessibility", "ax"):
+            k = "a11y"
+        elif k in ("image", "screenshot"):
+            k = "png"
+        if k not in KINDS:
+            raise SnapshotError(f"unknown snapshot kind {explicit!r}: use html, a11y or png")
+        return k
+    if filename:
+        dot = filename.rfind(".")
+        ext = filename[dot:].lower() if dot >= 0 else ""
+        if ext in EXTENSIONS:
+            return EXTENSIONS[ext]
+    if content_type:
+        ct = content_type.split(";", 1)[0].strip().lower()
+        if ct in CONTENT_TYPES:
+            return CONTENT_TYPES[ct]
+        if ct.endswith("+json"):
+            return "a11y"
+        if ct and ct not in _GENERIC_TYPES:
+            raise SnapshotError(f"cannot tell the kind of snapshot from Content-Type {ct}: send text/html, "
+                                "application/json or image/png (or ?kind=html|a11y|png)")
+    if data:
+        head = data[:64].lstrip()
+        if head.startswith(b"\x89PNG"):
+            return "png"
+        if head[:1] in (b"{", b"["):
+            return "a11y"
+        if head[:1] == b"<":
+            return "html"
+    raise SnapshotError("cannot tell the kind of snapshot: send Content-Type text/html, application/json or "
+                        "image/png (or ?kind=html|a11y|png)")
+
+
+# -- settings -----------------------------------------------------------------------------------
+
+@dataclass
+class ScreenSettings:
+    """What the estate says about one screen of one bot."""
+
+    selectors: dict  # name -> selectors.Selector
+    mask: list
+    warning: float
+
+
+def settings_for(bot_cfg, screen: str) -> ScreenSettings:
+    from .selectors import compile_selectors
+
+    ui = getattr(bot_cfg, "ui", None)
+    warning = ui.drift_warning if ui is not None else 0.3
+    sc = ui.screens.get(screen) if ui is not None else None
+    if sc is None:
+        return ScreenSettings({}, [], warning)
+    return ScreenSettings(compile_selectors(sc.selectors), [tuple(r) for r in sc.mask], warning)
+
+
+# -- snapshots and baselines ---------------------------------------------------------------------
+
+@dataclass
+class Snapshot:
+    kind: str
+    digest: str
+    data: object  # dom.Fingerprint or image.Screenshot
+    selectors: dict = field(default_factory=dict)  # name -> drift.SelectorState
+    raw: bytes | None = None  # pages only
+
+
+def _selector_states(root, index: dict, selectors: dict) -> dict:
+    from .drift import MAX_TARGETS, SelectorState
+
+    out = {}
+    for name, sel in selectors.items():
+        found = sel.select(root)
+        targets = [index[e] for e in found[:MAX_TARGETS] if e in index]
+        out[name] = SelectorState(sel.text, len(found), targets)
+    return out
+
+
+def _parse_page(kind: str, data: bytes):
+    from .dom import parse_a11y, parse_html
+
+    return parse_html(data) if kind == "html" else parse_a11y(data)
+
+
+def read_snapshot(kind: str, data: bytes, settings: ScreenSettings) -> Snapshot:
+    """Parse and fingerprint a snapshot; SnapshotError when it cannot be read."""
+    if kind not in KINDS:
+        raise SnapshotError(f"unknown snapshot kind {kind!r}: use html, a11y or png")
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    digest = hashlib.sha256(data).hexdigest()
+    if kind == "png":
+        from .image import parse_png
+
+        return Snapshot(kind, digest, parse_png(data))
+    from .dom import fingerprint
+
+    root = _parse_page(kind, data)
+    fp, index = fingerprint(root, kind)
+    if not len(fp):
+        raise SnapshotError("no element to compare: the page is empty")
+    return Snapshot(kind, digest, fp, _selector_states(root, index, settings.selectors), raw=data)
+
+
+@dataclass
+class Baseline:
+    id: int
+    created: float
+    source: str | None
+    digest: str
+    kind: str
+    data: object
+    sel: dict  # name -> SelectorState, as stored
+    raw: bytes | None
+    _recomputed: dict = field(default_factory=dict)
+
+    def selectors_for(self, settings: ScreenSettings) -> dict:
+        """The declared selectors on the baseline; looked up again in the stored page for those
+        declared (or changed) since it was taken."""
+        from .drift import SelectorState
+
+        out, missing = {}, {}
+        for name, sel in settings.selectors.items():
+            got = self.sel.get(name)
+            if got is not None and got.text == sel.text:
+                out[name] = got
+            elif (name, sel.text) in self._recomputed:
+                out[name] = self._recomputed[(name, sel.text)]
+            else:
+                missing[name] = sel
+        if missing and self.raw is not None:
+            from .dom import fingerprint
+
+            root = _parse_page(self.kind, self.raw)
+            _, index = fingerprint(root, self.kind)
+            for name, state in _selector_states(root, index, missing).items():
+                self._recomputed[(name, missing[name].text)] = out[name] = state
+        elif missing:
+            for name, sel in missing.items():
+                out[name] = SelectorState(sel.text, 0, [])
+        return out
+
+
+def encode_snapshot(snap: Snapshot) -> tuple[bytes, bytes | None]:
+    """(fingerprint blob, raw blob) as the journal stores them."""
+    doc = {"v": FORMAT, "data": snap.data.to_json(),
+           "sel": {k: {"text": s.text, "count": s.count, "targets": s.targets} for k, s in snap.selectors.items()}}
+    fp = zlib.compress(json.dumps(doc, separators=(",", ":")).encode("utf-8"), 6)
+    raw = zlib.compress(snap.raw, 6) if snap.raw is not None else None
+    return fp, raw
+
+
+def decode_baseline(row: dict, kind: str) -> Baseline:
+    from .drift import SelectorState
+
+    doc = json.loads(zlib.decompress(row["fingerprint"]))
+    if doc.get("v") != FORMAT:
+        raise SnapshotError(f"baseline stored in format {doc.get('v')}, this version reads {FORMAT}: "
+                            "take it again with `botwatch drift accept`")
+    if kind == "png":
+        from .image import Screenshot
+
+        data = Screenshot.from_json(doc["data"])
+    else:
+        from .dom import Fingerprint
+
+        data = Fingerprint.from_json(doc["data"])
+    sel = {k: SelectorState(v["text"], v["count"], list(v["targets"])) for k, v in doc.get("sel", {}).items()}
+    raw = zlib.decompress(row["raw"]) if row.get("raw") is not None else None
+    return Baseline(row["id"], row["created"], row.get("source"), row.get("digest") or "", kind, data, sel, raw)
+
+
+# -- reports -------------------------------------------------------------------------------------
+
+@dataclass
+class Report:
+    bot: str
+    screen: str
+    kind: str
+    score: float
+    drift_warning: float
+    baseline: bool  # this snapshot became the baseline
+    selectors: dict  # declared name -> elements matched
+    changes: list
+    baseline_time: float | None
+    time: float
+    run_id: str | None = None
+    selector_text: dict = field(default_factory=dict)  # declared name -> the selector
+
+    @property
+    def warning(self) -> bool:
+        return self.score >= self.drift_warning
+
+    def to_json(self) -> dict:
+        out = {"bot": self.bot, "screen": self.screen, "kind": self.kind, "score": self.score,
+               "warning": self.warning, "drift_warning": self.drift_warning, "baseline": self.baseline,
+               "selectors": dict(self.selectors), "changes": list(self.changes),
+               "baseline_time": self.baseline_time, "time": self.time}
+        if self.run_id:
+            out["run_id"] = self.run_id
+        return out
+
+
+def compare(base: Baseline, snap: Snapshot, settings: ScreenSettings) -> tuple[float, list[str]]:
+    """(score, what changed) of a snapshot against its baseline."""
+    if base.kind != snap.kind:
+        raise SnapshotError(f"a {snap.kind} snapshot cannot be compared with a {base.kind} baseline")
+    if base.digest == snap.digest:
+        return 0.0, []  # the very same bytes
+    if snap.kind == "png":
+        from .image import compare_images
+
+        diff = compare_images(base.data, snap.data, settings.mask)
+        return diff.score, diff.changes
+    from .drift import compare_dom
+
+    base_sel = base.selectors_for(settings)
+    diff = compare_dom(base.data, base_sel, snap.data, snap.selectors)
+    notes = list(diff.changes)
+    for name, cs in snap.selectors.items():
+        bs = base_sel.get(name)
+        if cs.count == 0 and bs is not None and bs.count == 0:
+            notes.append(f"selector {name} ({cs.text}) matches nothing, nor did it in the baseline")
+    return diff.score, notes
+
+
+def _first_notes(snap: Snapshot) -> list[str]:
+    notes = ["taken as the baseline of this screen"]
+    for name, s in snap.selectors.items():
+        if s.count != 1:
+            notes.append(f"selector {name} ({s.text}) matches {s.count} elements in the baseline: check it")
+    return notes
+
+
+# -- the probe -----------------------------------------------------------------------------------
+
+class DriftProbe:
+    """Checks snapshots against the baselines in the journal (in memory without one)."""
+
+    def __init__(self, estate, journal=None, *, clock: Callable[[], float] = time.time):
+        self.estate, self.journal, self.clock = estate, journal, clock
+        self._lock = threading.RLock()
+        self._settings: dict[tuple[str, str], ScreenSettings] = {}
+        self._cache: dict[tuple[str, str, str], Baseline] = {}
+        self._memory: dict[tuple[str, str, str], dict] = {}  # no journal: baselines as rows
+
+    def settings(self, bot: str, screen: str) -> ScreenSettings:
+        key = (bot, screen)
+        got = self._settings.get(key)
+        if got is None:
+            got = settings_for(self.estate.bot(bot), screen)
+            if len(self._settings) > 10_000:
+                self._settings.clear()
+            self._settings[key] = got
+        return got
+
+    # -- baselines ------------------------------------------------------------------------
+    def _row(self, key: tuple[str, str, str], header_only: bool) -> dict | None:
+        if self.journal is None:
+            return self._memory.get(key)
+        return self.journal.ui_baseline(*key, header_only=header_only)
+
+    def baseline(self, bot: str, screen: str, kind: str) -> Baseline | None:
+        key = (bot, screen, kind)
+        head = self._row(key, header_only=True)
+        if head is None:
+            self._cache.pop(key, None)
+            return None
+        cached = self._cache.get(key)
+        if cached is not None and cached.id == head["id"]:
+            return cached
+        row = self._row(key, header_only=False)
+        if row is None:
+            return None
+        base = decode_baseline(row, kind)
+        if len(self._cache) > 256:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[key] = base
+        return base
+
+    def _store(self, j, key, snap: Snapshot, now: float, source: str | None, replace: bool) -> bool:
+        fp, raw = encode_snapshot(snap)
+        if j is None:
+            if key in self._memory and not replace:
+                return False
+            self._memory[key] = {"id": len(self._memory) + 1 + int(now * 1000), "created": now, "source": source,
+                                 "digest": snap.digest, "fingerprint": fp, "raw": raw}
+            return True
+        return j.put_ui_baseline(*key, created=now, digest=snap.digest, fingerprint=fp, raw=raw, source=source,
+                                 replace=replace)
+
+    # -- checking -------------------------------------------------------------------------
+    def check(self, bot: str, screen: str, kind: str, data: bytes, *, run_id: str | None = None,
+              bootstrap: bool = True, source: str | None = "api") -> Report:
+        """Score a snapshot against the screen's baseline. Without a baseline the snapshot
+        becomes it (`bootstrap`, the agent) or NoBaseline is raised (`drift check`)."""
+        settings = self.settings(bot, screen)
+        snap = read_snapshot(kind, data, settings)
+        now = self.clock()
+        key = (bot, screen, kind)
+        counts = {k: s.count for k, s in snap.selectors.items()}
+        texts = {k: s.text for k, s in snap.selectors.items()}
+        with self._lock:
+            base = self.baseline(*key)
+            if base is None:
+                if not bootstrap:
+                    raise NoBaseline(f"no {kind} baseline for bot {bot} screen {screen}")
+                if self.journal is None:
+                    stored = self._store(None, key, snap, now, source, replace=False)
+                else:
+                    with self.journal.transaction() as j:
+                        stored = self._store(j, key, snap, now, source, replace=False)
+                if stored:
+                    return Report(bot, screen, kind, 0.0, settings.warning, True, counts, _first_notes(snap),
+                                  now, now, run_id, texts)
+                base = self.baseline(*key)  # another snapshot became the baseline meanwhile
+                if base is None:
+                    raise NoBaseline(f"no {kind} baseline for bot {bot} screen {screen}")
+        score, changes = compare(base, snap, settings)
+        return Report(bot, screen, kind, score, settings.warning, False, counts, changes, base.created, now, run_id,
+                      texts)
+
+    def ingest(self, state, bot: str, screen: str, kind: str, data: bytes, *, run_id: str | None = None,
+               source: str = "api") -> Report:
+        """Check a snapshot and apply the result to the estate state (a UiSnapshot event);
+        SnapshotError for an unreadable snapshot, JournalError when the journal cannot be written."""
+        from ..events import UiSnapshot
+
+        report = self.check(bot, screen, kind, data, run_id=run_id, bootstrap=True, source=source)
+        state.apply([UiSnapshot(bot=bot, time=report.time, screen=screen, kind=kind, score=report.score,
+                                selectors=dict(report.selectors), baseline_time=report.baseline_time,
+                                run_id=run_id, source=source)])
+        return report
+
+    def set_baseline(self, bot: str, screen: str, kind: str, data: bytes, *, replace: bool, accept: bool,
+                     source: str = "cli") -> Report:
+        """Take a snapshot as the screen's baseline (`drift baseline`; `replace` for --force) or
+        accept it in place of the current one (`drift accept`). Replacing or accepting records a
+        flip of kind "ui"; the screen's latest drift becomes 0 against the new baseline."""
+        from ..journal import UI_FLIP, Flip
+
+        settings = self.settings(bot, screen)
+        snap = read_snapshot(kind, data, settings)
+        now = self.clock()
+        key = (bot, screen, kind)
+        counts = {k: s.count for k, s in snap.selectors.items()}
+        texts = {k: s.text for k, s in snap.selectors.items()}
+        if self.journal is None:
+            with self._lock:
+                if key in self._memory and not (replace or accept):
+                    raise BaselineExists(self._memory[key]["created"])
+                self._store(None, key, snap, now, source, replace=True)
+        else:
+            with self._lock, self.journal.transaction() as j:
+                existing = j.ui_baseline(*key, header_only=True)
+                if existing is not None and not (replace or accept):
+                    raise BaselineExists(existing["created"])
+                latest = j.ui_drift_latest(*key)
+                self._store(j, key, snap, now, source, replace=True)
+                if existing is not None or accept:
+                    if existing is None:
+                        old = "none"
+                    elif latest is not None and latest["score"] >= settings.warning:
+                        old = "drifting"
+                    else:
+                        old = "steady"
+                    verb = "accepted" if accept else "replaced"
+                    j.insert_flip(Flip(bot, now, old, "accepted", f"ui baseline {verb}: screen {screen} ({kind})",
+                                       kind=UI_FLIP))
+                j.set_ui_drift(bot, screen, kind, time=now, score=0.0, baseline_time=now, run_id=None,
+                               selectors=counts, source=source)
+        notes = _first_notes(snap)
+        notes[0] = "taken as the new baseline of this screen" if (replace or accept) else notes[0]
+        return Report(bot, screen, kind, 0.0, settings.warning, True, counts, notes, now, now, None, texts)
