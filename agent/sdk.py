@@ -53,6 +53,8 @@ MAX_SCREEN = 64
 MAX_SELECTOR = 1024
 MAX_MESSAGE = 4096
 SNAPSHOT_TIMEOUT = 5.0  # seconds a snapshot may take to post and check; then the bot goes on
+SNAPSHOT_RETRY_AFTER = 60  # seconds without snapshot posts to an agent that did not answer
+_unreachable: dict[str, float] = {}  # agent URL -> monotonic time until which it is not tried
 SNAPSHOT_KINDS = {"html": "text/html; charset=utf-8", "a11y": "application/json", "png": "image/png"}
 _BOT_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
 _RUN_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -350,6 +352,8 @@ def _post_snapshot(bot_name, screen, kind, body, run_id, agent_url, config) -> d
     from .delivery import agent_key_for, agent_url_for
 
     base = agent_url_for(agent_url, config)
+    if time.monotonic() < _unreachable.get(base, 0.0):
+        return None  # the agent did not answer a moment ago: the bot is not held up again
     query = urllib.parse.urlencode({"kind": kind, **({"run_id": run_id} if run_id else {})})
     url = f"{base}/api/v1/snapshots/{urllib.parse.quote(bot_name, safe='')}/{urllib.parse.quote(screen, safe='')}" \
           f"?{query}"
@@ -366,8 +370,11 @@ def _post_snapshot(bot_name, screen, kind, body, run_id, agent_url, config) -> d
         _warn(("snapshot-http", exc.code), "botwatch.snapshot(): the agent at %s refused the snapshot of %s/%s "
               "(HTTP %s: %s)", base, bot_name, screen, exc.code, detail)
     except (OSError, ValueError) as exc:
+        if isinstance(exc, OSError):  # no answer (refused, timed out): skip snapshots to it for a while
+            _unreachable[base] = time.monotonic() + SNAPSHOT_RETRY_AFTER
         _warn(("snapshot-agent", base), "botwatch.snapshot(): cannot reach the agent at %s (%s); the snapshot of "
-              "%s/%s is not checked", base, exc, bot_name, screen)
+              "%s/%s is not checked (snapshots to it are skipped for %ds)", base, exc, bot_name, screen,
+              SNAPSHOT_RETRY_AFTER)
     return None
 
 

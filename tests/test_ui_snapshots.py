@@ -251,3 +251,23 @@ def test_the_sdk_never_raises_into_the_bot_when_the_agent_is_away(monkeypatch, c
     assert botwatch.snapshot("invoice", path="/nonexistent/file.html", bot="invoices") is None
     assert botwatch.snapshot(None, page(), bot="invoices") is None
     assert "cannot reach the agent" in caplog.text
+
+
+def test_the_sdk_stops_trying_an_agent_that_did_not_answer_for_a_while(monkeypatch):
+    import urllib.request
+
+    import botwatch
+    from botwatch import sdk
+
+    monkeypatch.setattr(sdk, "_unreachable", {})
+    monkeypatch.setenv("BOTWATCH_AGENT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.delenv("BOTWATCH_CONFIG", raising=False)
+    tries = []
+    real_urlopen = urllib.request.urlopen
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **kw: tries.append(1) or real_urlopen(*a, **kw))
+    for _ in range(5):  # a bot snapshotting every screen is held up by the first only
+        assert botwatch.snapshot("invoice", page(), bot="invoices") is None
+    assert len(tries) == 1
+    monkeypatch.setattr(sdk, "_unreachable", {})  # the pause is over: it tries again
+    assert botwatch.snapshot("invoice", page(), bot="invoices") is None
+    assert len(tries) == 2
