@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
@@ -11,7 +10,7 @@ from . import __version__
 from .config import ConfigError, config_path, load_estate, parse_listen
 
 
-def _load_or_exit(path) -> "LoadedEstate":  # noqa: F821
+def _load_or_exit(path):
     try:
         return load_estate(path)
     except ConfigError as exc:

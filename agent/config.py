@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import zoneinfo
-from datetime import date
+import datetime as dt
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -232,8 +232,8 @@ class Certification(_Strict):
     The key is `date`, not `on`: YAML 1.1 reads a bare `on` as the boolean true."""
 
     by: str = Field(min_length=1)
-    date: date
-    until: date | None = None  # the certification lapses after this day
+    date: dt.date
+    until: dt.date | None = None  # the certification lapses after this day
 
     @model_validator(mode="after")
     def _until_after_on(self) -> "Certification":

@@ -4,7 +4,6 @@ Every wrapped run starts one; most find another deliverer already at work. So th
 is tried before anything heavy (HTTP, JSON, logging) is imported, and a loser exits at once.
 """
 
-import os
 import sys
 
 from ._platform import lock_exclusive

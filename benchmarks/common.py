@@ -264,7 +264,7 @@ def machine_lines(m: dict) -> list[str]:
         f"- Python: {m['python']}",
         f"- Packages: prometheus-client {pk['prometheus-client']}, psutil {pk['psutil']}, "
         f"botwatch {pk['botwatch']} at commit {m['commit']}",
-        *([f"- Reference programs: " + ", ".join(f"{k} {v}" for k, v in m["references"].items())]
+        *(["- Reference programs: " + ", ".join(f"{k} {v}" for k, v in m["references"].items())]
           if m.get("references") else []),
         f"- Temporary directory (spool of benchmark 1, log file and journal of benchmark 3): {m['temp_dir']}",
         f"- Date: {m['date']}"

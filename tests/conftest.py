@@ -157,3 +157,16 @@ def run_env(tmp_path, monkeypatch):
     env.pop("BOTWATCH_CONFIG", None)
     env.pop("BOTWATCH_AGENT_URL", None)
     return env
+
+
+@pytest.fixture
+def fake_robot(tmp_path):
+    """An executable named `robot` (a script that sleeps), as `pip install robotframework` makes one:
+    what a Robot Framework run looks like to a process sweep."""
+    if os.name == "nt":
+        pytest.skip("a script executable named robot needs a #! line")
+    path = tmp_path / "bin" / "robot"
+    path.parent.mkdir()
+    path.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(600)\n")
+    path.chmod(0o755)
+    return path

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import BOTWATCH, free_port, http_get, http_post_json, parse_metrics, wait_for, write_estate
+from conftest import BOTWATCH, free_port, http_get, http_post_json, wait_for, write_estate
 
 BOTS = """\
 - name: alpha

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import base64
 import json
-import signal
 import sqlite3
 import ssl
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import BOTWATCH, free_port, http_get, parse_metrics, wait_for, write_estate
+from conftest import free_port, wait_for, write_estate
 
 KEY = "k3y-Fr0m-The-Estate"
 BOT_KEY = "only-for-gamma"

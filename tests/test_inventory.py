@@ -9,7 +9,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 import time
 import uuid
 
@@ -54,18 +53,12 @@ def two_runs(now: float) -> list[dict]:
 
 
 @pytest.fixture
-def fake_robot(tmp_path):
-    """An executable named `robot` that sleeps: a Robot Framework run no bot of the estate claims."""
-    if os.name == "nt":
-        pytest.skip("a script executable named robot needs a #! line")
-    path = tmp_path / "bin" / "robot"
-    path.parent.mkdir()
-    path.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(600)\n")
-    path.chmod(0o755)
+def robot_process(fake_robot):
+    """Starts `robot` processes that no bot of the estate claims; they are ended after the test."""
     procs: list[subprocess.Popen] = []
 
     def start(*args: str) -> subprocess.Popen:
-        p = subprocess.Popen([str(path), *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        p = subprocess.Popen([str(fake_robot), *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
         procs.append(p)
         return p
@@ -77,14 +70,15 @@ def fake_robot(tmp_path):
         p.wait(timeout=30)
 
 
-def test_inventory_lists_registered_bots_and_an_unregistered_robot_from_a_real_agent(tmp_path, agents, fake_robot):
+def test_inventory_lists_registered_bots_and_an_unregistered_robot_from_a_real_agent(tmp_path, agents,
+                                                                                   robot_process):
     port = free_port()
     config = write_estate(tmp_path / "botwatch.yaml", BOTS, port, extra="  process_interval: 0.2s\n")
     agent = agents(config, port).start()
     now = time.time()
     assert http_post_json(agent.url + "/api/v1/events", {"events": two_runs(now)})[1]["accepted"] == 2
     secret = f"pw-{uuid.uuid4().hex}"
-    robot = fake_robot("--password", secret, "tasks.robot")
+    robot = robot_process("--password", secret, "tasks.robot")
 
     def listed():
         status, body = http_get(agent.url + "/api/v1/unregistered")

@@ -12,7 +12,6 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 
 from botwatch.config import BotConfig, Estate, LoadedEstate, LogSpec, WatchConfig
 from botwatch.events import RunFinished, RunStarted

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -762,16 +761,6 @@ def test_a_real_hung_process_is_flagged_while_it_runs(spawn):
     assert not view(st, "stuck").hung
 
 
-@pytest.fixture
-def fake_robot(tmp_path):
-    """An executable named `robot` (a script that sleeps), as `pip install robotframework` makes one."""
-    if os.name == "nt":
-        pytest.skip("a script executable named robot needs a #! line")
-    path = tmp_path / "bin" / "robot"
-    path.parent.mkdir()
-    path.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(600)\n")
-    path.chmod(0o755)
-    return path
 
 
 def only(pids: set[int]):

@@ -314,7 +314,7 @@ def test_wrapped_runs_pushed_to_a_real_pushgateway_show_up_in_a_real_prometheus(
         r: {"credentials": 2, "ui_drift": 1}.get(r, 0) for r in REASONS}
     assert prom.value(f"botwatch_consecutive_failures{sel}") == 1
     assert prom.value(f"botwatch_run_duration_seconds_count{sel}") == 5
-    assert prom.value(f'botwatch_run_duration_seconds_bucket{{bot="invoice-recon",le="+Inf"}}') == 5
+    assert prom.value('botwatch_run_duration_seconds_bucket{bot="invoice-recon",le="+Inf"}') == 5
     # the runs' own times, not the time of the push
     last_ok = prom.value(f"botwatch_last_success_timestamp_seconds{sel}")
     assert runs[3][1] <= last_ok <= runs[3][2]
@@ -403,7 +403,7 @@ def test_textfile_mode_writes_files_promtool_accepts_with_the_right_counters(tmp
     assert {r: m[f'botwatch_run_failures_total{{bot="invoice-recon",reason="{r}"}}'] for r in REASONS} == {
         r: {"ui_drift": 1, "unknown": 1}.get(r, 0) for r in REASONS}
     assert m[f"botwatch_consecutive_failures{b}"] == 1
-    assert m[f'botwatch_run_duration_seconds_bucket{{bot="invoice-recon",le="+Inf"}}'] == 4
+    assert m['botwatch_run_duration_seconds_bucket{bot="invoice-recon",le="+Inf"}'] == 4
     assert ts[1] <= m[f"botwatch_last_failure_timestamp_seconds{b}"] <= ts[2]
     assert m[f"botwatch_last_run_end_timestamp_seconds{b}"] == m[f"botwatch_last_failure_timestamp_seconds{b}"]
     assert parse_metrics(spool_file.read_text()) == {'botwatch_agent_events_dropped_total{source="spool"}': 0}

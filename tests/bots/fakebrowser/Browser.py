@@ -66,7 +66,7 @@ class Browser:
         time.sleep(0.05)
         if state in ("detached", "hidden"):
             if self.page.get(selector, 0):
-                raise PlaywrightError(f"TimeoutError: locator.waitFor: Timeout 1000ms exceeded.")
+                raise PlaywrightError("TimeoutError: locator.waitFor: Timeout 1000ms exceeded.")
             return
         self._find(selector, "waitFor", 1000)
 
