@@ -394,16 +394,21 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
             return _error(400, "check-in refused", result.rejected[0]["error"])
         return PlainTextResponse("OK")
 
-    @app.api_route("/ping/{key}/{bot}", methods=["GET", "POST", "HEAD"], summary="Check in: a run succeeded",
-                   responses=ping_responses, response_class=PlainTextResponse)
     async def ping(request: Request, key: Key, bot: Bot, rid: Rid = None):
         return await check_in(request, key, bot, None, rid)
 
-    @app.api_route("/ping/{key}/{bot}/{action}", methods=["GET", "POST", "HEAD"],
-                   summary="Check in: start, fail, log, or an exit status 0-255", responses=ping_responses,
-                   response_class=PlainTextResponse)
     async def ping_action(request: Request, key: Key, bot: Bot, action: Action, rid: Rid = None):
         return await check_in(request, key, bot, action, rid)
+
+    # one route per method, so that each operation of the API description has its own id
+    for method in ("GET", "POST", "HEAD"):
+        app.add_api_route("/ping/{key}/{bot}", ping, methods=[method], operation_id=f"ping_{method.lower()}",
+                          summary="Check in: a run succeeded", responses=ping_responses,
+                          response_class=PlainTextResponse)
+        app.add_api_route("/ping/{key}/{bot}/{action}", ping_action, methods=[method],
+                          operation_id=f"ping_action_{method.lower()}",
+                          summary="Check in: start, fail, log, or an exit status 0-255", responses=ping_responses,
+                          response_class=PlainTextResponse)
 
     # -- a minimal status page --------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -284,3 +284,22 @@ def test_a_long_check_in_body_keeps_its_tail_and_notes_the_truncation(agent):
     assert run["output_tail"].startswith(f"[{len(body) - 10_240} bytes truncated]\n")
     assert run["output_tail"].endswith("Logon failed for user 'svc' password=[REDACTED]\n")
     assert run["reason"] == "credentials"
+
+
+def test_every_operation_of_the_api_description_has_its_own_id():
+    import warnings
+
+    from fastapi.testclient import TestClient
+
+    from botwatch.config import Estate
+    from botwatch.exporters.prometheus import estate_registry
+    from botwatch.server import create_app
+    from botwatch.state import EstateState
+
+    state = EstateState(Estate(bots=[]), None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # FastAPI warns about duplicate operation ids
+        doc = TestClient(create_app(state, estate_registry(state))).get("/api/v1/openapi.json").json()
+    ids = [op["operationId"] for path in doc["paths"].values() for op in path.values()]
+    assert len(ids) == len(set(ids))
+    assert {"ping_get", "ping_post", "ping_head"} <= set(ids)
