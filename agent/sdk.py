@@ -266,7 +266,7 @@ def ui_lookup(screen=None, selector=None, found=True, *, kind=None, wait=None, h
 def snapshot(screen=None, content=None, *, path=None, kind=None, bot=None, **unknown) -> dict | None:
     """A snapshot of a screen the bot acts on, checked at once against the screen's baseline:
     `content` is the page's HTML (`driver.page_source`, `page.content()`), an accessibility tree
-    (`page.accessibility.snapshot()`, a dict or its JSON) or a PNG screenshot
+    (`botwatch.integrations.playwright.accessibility_tree(page)`, a dict or its JSON) or a PNG screenshot
     (`driver.get_screenshot_as_png()`, `page.screenshot()`); or give `path=` to a saved file.
     `kind` (html, a11y, png) is guessed from the file extension or the content when not given.
 

@@ -7,7 +7,8 @@
 #         prometheus-alertmanager (amtool checks and route-tests alerts/alertmanager.yml; the
 #         inhibition test starts its own Alertmanager on a free loopback port), chromium and
 #         chromium-driver (the UI drift tests run real Robot Framework/SeleniumLibrary and Python
-#         Selenium bots in headless Chromium, driven through /usr/bin/chromedriver)
+#         Selenium bots in headless Chromium, driven through /usr/bin/chromedriver, and Python
+#         Playwright bots in the same /usr/bin/chromium)
 #   bench: mtail and prometheus-process-exporter (the benchmarks' references)
 set -eu
 need=""

@@ -32,17 +32,17 @@ a Selenium `(By.ID, "amount")` tuple works too.
 or both to the agent with `botwatch.snapshot()` and returns the agent's drift report of each
 (`{"html": {"score": 0.04, "warning": False, ...}}`). Neither function lets a monitoring problem
 reach the bot: the only exception `find` raises is ElementNotFound, for the bot's own element.
+The look-up rule and the snapshot loop are shared with the Playwright helper (`_lookups`).
 """
 
 from __future__ import annotations
 
 import re
-import time
 
 from selenium.common.exceptions import NoSuchElementException
 from selenium.webdriver.common.by import By
 
-from .. import sdk
+from . import _lookups
 
 __all__ = ["find", "snapshot", "ElementNotFound", "to_by"]
 
@@ -51,17 +51,9 @@ _BY = {"css": By.CSS_SELECTOR, "xpath": By.XPATH, "id": By.ID, "name": By.NAME}
 SNAPSHOT_KINDS = {"html": ("html",), "png": ("png",), "both": ("html", "png")}
 
 
-class ElementNotFound(NoSuchElementException):
-    """No locator found the element (a NoSuchElementException, so existing handlers still work)."""
-
-    def __init__(self, msg: str, screen: str, selector: str, kind: str = "not_found"):
-        super().__init__(msg)
-        self.msg = msg  # without the link to Selenium's troubleshooting page it appends
-        # `screen` is Selenium's attribute for a screenshot: the screen's name is `screen_name`
-        self.screen_name, self.selector, self.kind = screen, selector, kind
-
-    def __str__(self) -> str:  # the message alone, without Selenium's "Message: " framing
-        return self.msg or ""
+class ElementNotFound(_lookups.ElementNotFound, NoSuchElementException):
+    """No locator found the element (a NoSuchElementException, so existing handlers still work).
+    `screen` is Selenium's attribute for a screenshot: the screen's name is `screen_name`."""
 
 
 def to_by(locator) -> tuple[str, str]:
@@ -79,70 +71,30 @@ def to_by(locator) -> tuple[str, str]:
     return By.CSS_SELECTOR, text
 
 
-def _text(locator) -> str:
-    return locator if isinstance(locator, str) else f"{locator[0]}:{locator[1]}"
-
-
 def find(driver, screen: str, *locators, timeout: float = 0.0, poll: float = 0.2, unique: bool = False,
          snapshot_on_failure: str | None = None, bot: str | None = None):
     """The element the first matching locator finds (see the module's documentation)."""
     if not locators:
         raise ValueError("find() needs at least one locator")
-    parsed = [(loc, to_by(loc)) for loc in locators]  # a malformed locator is the bot's error: it raises
-    started = time.monotonic()
-    deadline = started + max(0.0, float(timeout or 0))
-    while True:
-        ambiguous = None
-        for index, (loc, (by, value)) in enumerate(parsed):
-            elements = driver.find_elements(by, value)
-            if not elements:
-                continue
-            if unique and len(elements) > 1:
-                ambiguous = ambiguous or (loc, len(elements))
-                continue
-            _lookup(screen, _text(loc), True, healed=index > 0, wait=time.monotonic() - started, bot=bot)
-            return elements[0]
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(max(0.0, min(poll, deadline - time.monotonic())))
-    primary = _text(locators[0])
-    others = [_text(loc) for loc in locators[1:]]
-    fallbacks = f" Fallbacks tried: {', '.join(others)}." if others else ""
-    if ambiguous is not None:
-        kind = "ambiguous"
-        msg = (f"screen {screen}, selector {_text(ambiguous[0])}: {ambiguous[1]} elements match locator "
-               f"'{_text(ambiguous[0])}' where one was expected (strict mode violation).{fallbacks}")
-    else:
-        kind = "not_found"
-        msg = f"screen {screen}, selector {primary}: Element with locator '{primary}' not found.{fallbacks}"
-    _lookup(screen, primary, False, kind=kind, wait=time.monotonic() - started, bot=bot)
-    if snapshot_on_failure:
+    for loc in locators:
+        to_by(loc)  # a malformed locator is the bot's error: it raises
+
+    def probe(loc):
+        elements = driver.find_elements(*to_by(loc))
+        return len(elements), (elements[0] if elements else None)
+
+    def on_failure():
         snapshot(driver, screen, kind=snapshot_on_failure, bot=bot)
-    raise ElementNotFound(msg, screen, primary, kind)
+
+    return _lookups.find_first(screen, locators, probe, error=ElementNotFound, timeout=timeout, poll=poll,
+                               unique=unique, on_failure=on_failure if snapshot_on_failure else None, bot=bot)
 
 
 def snapshot(driver, screen: str, kind: str = "html", *, bot: str | None = None) -> dict:
     """Send the page (`html`), a screenshot (`png`) or both to the agent; the agent's drift report
     of each kind sent (None where there is none: the agent away, say). Never raises."""
-    reports: dict = {}
-    try:
-        kinds = SNAPSHOT_KINDS.get(str(kind).lower())
-        if kinds is None:
-            sdk._warn(("selenium-snapshot-kind", str(kind)[:20]), "botwatch: snapshot(kind=%r) is not one of html, "
-                      "png, both; nothing sent", kind)
-            return reports
-        for one in kinds:
-            try:
-                content = driver.page_source if one == "html" else driver.get_screenshot_as_png()
-            except Exception as exc:  # a closed window, a dead session: the bot finds out itself
-                sdk._warn(("selenium-snapshot", one, type(exc).__name__), "botwatch: no %s snapshot of screen %r "
-                          "(%s: %s)", one, screen, type(exc).__name__, str(exc).strip()[:200])
-                continue
-            reports[one] = sdk.snapshot(screen, content, kind=one, bot=bot)
-    except Exception as exc:
-        sdk._internal_error("botwatch.integrations.selenium.snapshot()", exc)
-    return reports
 
+    def take(one):
+        return driver.page_source if one == "html" else driver.get_screenshot_as_png()
 
-def _lookup(screen, selector, found, *, healed=False, kind=None, wait=None, bot=None) -> None:
-    sdk.ui_lookup(screen, selector, found, kind=kind, wait=wait, healed=healed, bot=bot)
+    return _lookups.send_snapshots("selenium", screen, kind, SNAPSHOT_KINDS, take, bot=bot)
