@@ -32,5 +32,8 @@ bench: $(STAMP) system-deps
 	@scripts/system-deps.sh bench
 	$(PY) benchmarks/run.py
 
+lint: $(STAMP)
+	$(PY) -m pyflakes agent exporters dashboards alerts examples benchmarks tests
+
 clean:
 	rm -rf $(VENV) build *.egg-info botwatch-demo .pytest_cache

@@ -160,8 +160,7 @@ def test_an_exception_propagates_unchanged_and_a_selector_error_is_ui_drift(spoo
 def test_a_plain_exception_is_a_crash_with_the_redacted_traceback_as_output_tail(spool):
     with pytest.raises(ZeroDivisionError):
         with botwatch.run("invoice-recon"):
-            password = "password=hunter2"  # noqa: F841 - a secret in the bot's own failing line
-            1 / 0  # password=hunter2
+            1 / 0  # password=hunter2 (a secret in the bot's own failing line)
     finished = only(spool, "run_finished")
     assert finished["outcome"] == "failure" and finished["reason"] == "crash"
     assert "ZeroDivisionError: division by zero" in finished["output_tail"]
