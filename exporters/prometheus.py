@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Iterator
+from typing import Callable, Iterator, get_args
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -20,13 +20,22 @@ from prometheus_client.registry import CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 from botwatch import __version__
-from botwatch.config import REASONS
+from botwatch.config import REASONS, LogSpec
 from botwatch.shadow import PLATFORMS as SHADOW_PLATFORMS
 from botwatch.state import DURATION_BUCKETS, STATES, UI_FAILURE_KINDS, UI_WAIT_BUCKETS, EstateState
 
 log = logging.getLogger("botwatch.exporters.prometheus")
 _LE = [floatToGoString(b) for b in DURATION_BUCKETS] + ["+Inf"]
 _UI_LE = [floatToGoString(b) for b in UI_WAIT_BUCKETS]
+
+# Every source the agent counts dropped events and parse errors under (EstateState.count_dropped
+# and count_parse_error, the deliverers' spool reports). Their counters are exported at 0 from the
+# start: a counter whose series appears with its first increment hides that increment from
+# increase() and rate(), which need an earlier sample.
+DROPPED_SOURCES = ("api", "http", "ping", "snapshot", "spool")
+PARSE_ERROR_SOURCES = ("api", "ping", "snapshot", "process",
+                       *(f"log:{fmt}" for fmt in get_args(LogSpec.model_fields["format"].annotation)))
+_PRESET = {"events": (), "dropped": DROPPED_SOURCES, "parse_errors": PARSE_ERROR_SOURCES}
 
 
 class EstateCollector:
@@ -187,7 +196,8 @@ class EstateCollector:
             ("parse_errors", "botwatch_agent_parse_errors", "Inputs that could not be parsed, by source."),
         ):
             fam = CounterMetricFamily(name, doc, labels=["source"])
-            for source, n in sorted(m[key].items()):
+            counts = dict.fromkeys(_PRESET[key], 0) | m[key]
+            for source, n in sorted(counts.items()):
                 fam.add_metric([source], n)
             yield fam
 

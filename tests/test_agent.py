@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import sqlite3
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from conftest import BOTWATCH, free_port, http_get, http_post_json, wait_for, write_estate
 
+ROOT = Path(__file__).resolve().parents[1]
 BOTS = """\
 - name: alpha
   team: finance
@@ -93,6 +96,31 @@ def test_promtool_check_metrics_prints_nothing_for_the_real_output(estate, agent
     assert shutil.which("promtool"), "promtool is installed by `make test` (Debian package prometheus)"
     r = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True)
     assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
+
+
+def test_dropped_events_and_parse_errors_of_every_source_are_exported_at_zero_from_the_start(estate, agents):
+    from botwatch.exporters.prometheus import DROPPED_SOURCES, PARSE_ERROR_SOURCES
+
+    config, port = estate
+    m = agents(config, port).start().metrics()
+    for source in DROPPED_SOURCES:
+        assert m[f'botwatch_agent_events_dropped_total{{source="{source}"}}'] == 0, source
+    for source in PARSE_ERROR_SOURCES:
+        assert m[f'botwatch_agent_parse_errors_total{{source="{source}"}}'] == 0, source
+    # the lists name every source the agent's code counts under
+    dropped, errors = set(), set()
+    for path in (ROOT / "agent").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        dropped |= set(re.findall(r'count_dropped\(\s*"([^"]+)"', text))
+        dropped |= set(re.findall(r'events_dropped_total\["([^"]+)"\]', text))
+        errors |= set(re.findall(r'count_parse_error\(\s*"([^"]+)"', text))
+        errors |= set(re.findall(r'count_parse_error\(\s*"[^"]+" if .* else "([^"]+)"\)', text))
+        errors |= set(re.findall(r'^\s*(?:SOURCE|source)\s*=\s*"(log:[a-z]+)"', text, re.M))
+    from botwatch.sources.processes import SOURCE as PROCESS_SOURCE
+
+    errors.add(PROCESS_SOURCE)  # count_parse_error(SOURCE)
+    assert dropped and dropped <= set(DROPPED_SOURCES), sorted(dropped - set(DROPPED_SOURCES))
+    assert errors and errors <= set(PARSE_ERROR_SOURCES), sorted(errors - set(PARSE_ERROR_SOURCES))
 
 
 def test_the_events_api_rejects_bad_batches_with_json_errors(estate, agents):

@@ -258,9 +258,6 @@ def test_bot_and_team_level_series_carry_their_bot_and_team_labels():
 
 # -- the metrics the rules read --------------------------------------------------------------------
 
-# In the design's metric catalogue but not exported by the agent yet (alerts/README.md says so):
-# the rules that read them stay silent until they are. Empty: every metric the rules read is exported.
-NOT_EXPORTED_YET: set[str] = set()
 
 
 def exported_metric_names() -> set[str]:
@@ -295,15 +292,12 @@ def exported_metric_names() -> set[str]:
     return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
 
 
-def test_the_rules_read_only_metrics_the_agent_exports_or_the_catalogue_announces():
+def test_the_rules_read_only_metrics_the_agent_exports():
     exported = exported_metric_names()
     used = set()
     for _, rule in ALL_RULES:
         used |= set(re.findall(r"(?<![:\w])botwatch_[a-z0-9_]+(?![:\w])", rule["expr"]))
-    assert used - NOT_EXPORTED_YET <= exported, sorted(used - NOT_EXPORTED_YET - exported)
-    assert NOT_EXPORTED_YET <= used
-    # once the agent exports them, README.md's note and this list must go
-    assert not NOT_EXPORTED_YET & exported, sorted(NOT_EXPORTED_YET & exported)
+    assert used and used <= exported, sorted(used - exported)
 
 
 # -- packaging ------------------------------------------------------------------------------------

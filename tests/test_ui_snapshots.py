@@ -157,7 +157,7 @@ def test_the_watched_folder_checks_new_files_once_in_name_order_and_the_state_su
     (folder / "2025-06-01T09-00-00.html").write_bytes(page())  # the page is back as it was
     m = wait_for(lambda: (lambda m: m if m.get(SCORE) == 0 else None)(again.metrics()), what="the new file checked")
     assert m['botwatch_agent_events_total{source="folder"}'] == 1  # the old files were not checked again
-    assert 'botwatch_agent_parse_errors_total{source="snapshot"}' not in m
+    assert m['botwatch_agent_parse_errors_total{source="snapshot"}'] == 0  # exported at 0 from the start
 
 
 def test_drift_cli_sets_checks_and_accepts_baselines_with_exit_codes(estate, agents, tmp_path):
