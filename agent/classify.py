@@ -20,6 +20,10 @@ class Pattern:
     reason: str
     regex: re.Pattern
     kind: str | None = None
+    # text every match contains (lower-cased when the pattern ignores case): a plain substring
+    # test rules most texts out several times faster than the regex's search
+    literal: str | None = None
+    ignore_case: bool = False
 
 
 @dataclass(frozen=True)
@@ -29,10 +33,36 @@ class Classification:
     evidence: str | None = None  # the matched text, for the run record
 
 
+def _required_text(regex: re.Pattern) -> str | None:
+    """The longest run of plain characters every match of `regex` contains (outside groups,
+    alternatives and repeats), if at least 3 long: what a text must hold for a search to find
+    anything. None when there is none or the pattern cannot be taken apart."""
+    try:
+        from re import _constants as sre_constants, _parser as sre_parse  # the standard library's own parser
+
+        parsed = sre_parse.parse(regex.pattern, regex.flags)
+        best, run = "", []
+        for op, arg in [*parsed, (None, None)]:
+            if op is sre_constants.LITERAL:
+                run.append(chr(arg))
+                continue
+            if len(run) > len(best):
+                best = "".join(run)
+            run = []
+    except Exception:
+        return None
+    return best if len(best) >= 3 else None
+
+
 def _compile(item: dict) -> Pattern:
-    flags = re.IGNORECASE if item.get("ignore_case") else 0
     text = item.get("regex") or re.escape(item["contains"])
-    return Pattern(item["reason"], re.compile(text, flags), item.get("kind"))
+    regex = re.compile(text, re.IGNORECASE if item.get("ignore_case") else 0)
+    ignore_case = bool(regex.flags & re.IGNORECASE)  # also set inline, as `(?i)...`
+    literal = item["contains"] if not item.get("regex") else _required_text(regex)
+    if literal is not None and ignore_case:
+        # lower-cased text and literal agree with the regex's case folding for ASCII only
+        literal = literal.lower() if literal.isascii() else None
+    return Pattern(item["reason"], regex, item.get("kind"), literal, ignore_case)
 
 
 def default_patterns() -> list[Pattern]:
@@ -71,7 +101,16 @@ class Classifier:
             return None
         best: tuple[int, int, Pattern, str] | None = None
         has_ui = None
+        lowered = None
         for order, pat in enumerate(self.patterns):
+            if pat.literal is not None:
+                if pat.ignore_case:
+                    if lowered is None:
+                        lowered = output.lower()
+                    if pat.literal not in lowered:
+                        continue
+                elif pat.literal not in output:
+                    continue
             m = pat.regex.search(output)
             if not m:
                 continue

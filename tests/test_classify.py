@@ -77,3 +77,23 @@ def test_estate_patterns_are_data_and_win_over_the_defaults():
     assert c.classify(exit_status=1, output="SelectorNotFoundException").reason == "business"
     c = Classifier([{"reason": "data", "regex": r"row \d+ is empty", "ignore_case": True}])
     assert c.classify(exit_status=1, output="ROW 7 IS EMPTY").reason == "data"
+
+
+def _searched_by_every_regex(classifier, output):
+    """What match() finds when every pattern's regex searches the whole text (no shortcut)."""
+    hits = [(m.start(), i, p) for i, p in enumerate(classifier.patterns) if (m := p.regex.search(output))]
+    return min(hits, key=lambda h: h[:2])[2] if hits else None
+
+
+def test_the_substring_shortcut_never_changes_what_a_text_is_classified_as():
+    from pathlib import Path
+
+    corpus = Path(__file__).parent / "corpus" / "uipath"
+    texts = [line for f in sorted(corpus.glob("*.log")) for line in f.read_text("utf-8", "replace").splitlines()]
+    texts += ["Element with locator 'id:x' not found.", "INVALID input file format", "Could Not Parse the row",
+              "asset 'ERP' answered 403", "LOGON FAILED FOR USER 'svc'", "Password Expired for svc"]
+    assert any(p.literal and p.regex.pattern != p.literal for p in C.patterns), "regexes have required texts"
+    for text in texts:
+        expected = _searched_by_every_regex(C, text)
+        found = C.match(text)
+        assert (found and found.reason) == (expected and expected.reason), text

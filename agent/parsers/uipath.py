@@ -104,8 +104,9 @@ def _text(v: Any) -> str | None:
     return s if s.strip() else None
 
 
-def _seconds(d: dict) -> float | None:
-    v = d.get("totalexecutiontimeinseconds")
+def _seconds(d: dict, in_seconds: str = "totalexecutiontimeinseconds",
+             as_span: str = "totalexecutiontime") -> float | None:
+    v = d.get(in_seconds)
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         return float(v)
     if isinstance(v, str):
@@ -113,13 +114,23 @@ def _seconds(d: dict) -> float | None:
             return float(v)
         except ValueError:
             pass
-    span = d.get("totalexecutiontime")
+    span = d.get(as_span)
     if isinstance(span, str):
         m = _TIMESPAN.match(span.strip())
         if m:
             days, h, mi, s = m.groups()
             return int(days or 0) * 86400 + int(h) * 3600 + int(mi) * 60 + float(s)
     return None
+
+
+# The keys of the Robot's log entries, spelled as it writes them (the three generations in the
+# corpus, and the ones the parser reads under other names).
+_ROBOT_KEYS = frozenset({
+    "message", "level", "logType", "timeStamp", "fingerprint", "windowsIdentity", "machineName", "machineId",
+    "processName", "processVersion", "fileName", "jobId", "jobKey", "robotName", "organizationUnitId",
+    "initiatedBy", "totalExecutionTime", "totalExecutionTimeInSeconds", "hostMachineName", "transactionId",
+    "transactionState", "queueName", "activityInfo", "tenantKey",
+})
 
 
 def _lower_keys(d: dict) -> dict:
@@ -169,6 +180,15 @@ def _parse(line: str, depth: int = 0) -> Record:
         raise ParseError(f"not a UiPath Robot log line: the JSON does not parse ({exc})") from None
     if not isinstance(data, dict):
         raise ParseError("not a UiPath Robot log line: the JSON is not an object")
+    if _ROBOT_KEYS.issuperset(data) and isinstance(data.get("message"), str):
+        # keys as the Robot spells them, and no other spelling of any: read without lower-casing
+        get = data.get
+        return Record(
+            message=data["message"], level=_text(get("level")), nlog_level=nlog_level,
+            time_text=_text(get("timeStamp")), job=_text(get("jobId") or get("jobKey")),
+            process=_text(get("processName")), machine=_text(get("machineName") or get("hostMachineName")),
+            robot=_text(get("robotName")), log_type=_text(get("logType")),
+            total_seconds=_seconds(data, "totalExecutionTimeInSeconds", "totalExecutionTime"))
     d = _unwrap(data, depth)
     if "__record__" in d:
         return d["__record__"]
@@ -200,8 +220,9 @@ def parse_record(line: str) -> Record:
 # message (a raw `","level":"` cannot be inside a JSON string: it ends the message); every other
 # line goes through `feed`, which looks again.
 _PROGRESS_STR = (' Info {"message":"', ' Warn {"message":"', '","level":"', 'Information"', 'Warning"', "xecution",
-                 "XECUTION", "}", "eal")
-_PROGRESS_BYTES = tuple(s.encode() for s in _PROGRESS_STR)
+                 "XECUTION", ("}",), "eal")
+# the same in bytes, for lines split at LF alone (a CRLF line keeps its CR)
+_PROGRESS_BYTES = tuple((b"}", b"}\r") if isinstance(s, tuple) else s.encode() for s in _PROGRESS_STR)
 
 
 def _not_progress(lines, info, warn, level, information, warning, x1, x2, brace, heal):
@@ -239,9 +260,10 @@ class UiPathParser(LineParser):
         return out
 
     def feed_raw_lines(self, lines: list[bytes]) -> Fed:
-        """`feed_lines` for UTF-8 lines not yet decoded (what the log watcher reads): only the
-        lines that may matter are decoded."""
-        rest = [line.decode("utf-8", "replace") for line in _not_progress(lines, *_PROGRESS_BYTES)]
+        """`feed_lines` for UTF-8 lines not yet decoded, split at LF (what the log watcher reads):
+        only the lines that may matter are decoded."""
+        rest = [(line[:-1] if line.endswith(b"\r") else line).decode("utf-8", "replace")
+                for line in _not_progress(lines, *_PROGRESS_BYTES)]
         out = super().feed_lines(rest)
         out.lines += len(lines) - len(rest)
         return out
