@@ -85,7 +85,8 @@ def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None) -> int:
     from .ui.probe import DriftProbe
 
     probe = DriftProbe(loaded.estate, journal)  # UI snapshots: the API and the snapshot folder share it
-    app = create_app(state, estate_registry(state, governance=governance), security, probe=probe)
+    app = create_app(state, estate_registry(state, governance=governance), security, probe=probe,
+                     governance=governance)
     tls = web.tls_server_config if web else None
     scheme = "https" if tls else "http"
     sweeper = Sweeper(state, loaded.estate.agent.sweep_interval)

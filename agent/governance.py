@@ -538,6 +538,11 @@ class Governance:
                 current = self._findings if self._findings is not None else self._refresh()
         return current
 
+    @property
+    def latest(self) -> dict[str, list[Finding]] | None:
+        """The findings last computed, or None before the first run (never computes: for pages)."""
+        return self._findings
+
     def _refresh(self) -> dict[str, list[Finding]]:
         routing, error = None, None
         try:

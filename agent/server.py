@@ -1,6 +1,6 @@
 """The agent's HTTP surface (FastAPI on uvicorn).
 
-  /metrics, /healthz, /                   scrape, liveness, a small status page
+  /metrics, /healthz, /                   scrape, liveness, the status page (botwatch.status_page)
   /ping/<key>/<bot>[/start|/fail|/log|/<0-255>][?rid=]   check-ins, Healthchecks.io protocol
   POST /api/v1/events                     JSON event batches from the deliverer, SDKs, listeners
   GET  /api/v1/status                     every bot's state, for `botwatch status`
@@ -13,7 +13,6 @@ Handlers that write the journal run in FastAPI's thread pool, off the event loop
 
 from __future__ import annotations
 
-import html
 import time
 from dataclasses import dataclass, field
 from typing import Annotated, Literal, Union
@@ -197,9 +196,10 @@ ScreenName = Annotated[str, Path(description="Screen name", min_length=1, max_le
 
 
 def create_app(state: EstateState, registry: CollectorRegistry, security: Security | None = None,
-               probe=None) -> FastAPI:
+               probe=None, governance=None) -> FastAPI:
     """`probe`: the botwatch.ui.probe.DriftProbe shared with the snapshot folder (one over the
-    state's journal by default)."""
+    state's journal by default). `governance`: the agent's botwatch.governance.Governance, whose
+    latest findings the status page counts (none shown without it)."""
     security = security or Security()
     if probe is None:
         from .ui.probe import DriftProbe
@@ -410,20 +410,13 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
                           summary="Check in: start, fail, log, or an exit status 0-255", responses=ping_responses,
                           response_class=PlainTextResponse)
 
-    # -- a minimal status page --------------------------------------------------------------------
+    # -- the status page (botwatch.status_page) ----------------------------------------------------
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:
-        rows = "".join(
-            f"<tr><td>{html.escape(v.name)}</td><td>{html.escape(v.cfg.team or '')}</td>"
-            f"<td class='{v.state}'>{v.state}</td><td>{v.runs_total}</td><td>{v.consecutive_failures}</td></tr>"
-            for v in state.views())
-        return HTMLResponse(
-            "<!doctype html><html><head><meta charset='utf-8'><title>botwatch</title>"
-            "<meta name='viewport' content='width=device-width, initial-scale=1'></head><body>"
-            f"<h1>botwatch agent {__version__}</h1><p><a href='/metrics'>/metrics</a> · "
-            "<a href='/api/v1/status'>/api/v1/status</a> · <a href='/api/v1/docs'>API</a></p>"
-            "<table><tr><th>bot</th><th>team</th><th>state</th><th>runs</th><th>failures in a row</th></tr>"
-            f"{rows}</table></body></html>")
+        from .status_page import page_for_state
+
+        return HTMLResponse(page_for_state(state, governance, version=__version__),
+                            headers={"Cache-Control": "no-store"})
 
     return app
 
