@@ -255,11 +255,19 @@ class AgentConfig(_Strict):
     snapshots: str | None = None  # watched folder of UI snapshots: <bot>/<screen>/<file>.html|.htm|.json|.png
     alert_routing: str | None = None  # Alertmanager config whose `team` routes governance checks against
     governance_interval: Duration = 300.0  # how often the agent re-runs the governance checks
+    sd_targets: list[str] = []  # the estate's other agents (host:port), listed by /sd beside this one
 
     @field_validator("listen")
     @classmethod
     def _host_port(cls, v: str) -> str:
         parse_listen(v)
+        return v
+
+    @field_validator("sd_targets")
+    @classmethod
+    def _sd_host_ports(cls, v: list[str]) -> list[str]:
+        for target in v:
+            parse_listen(target)
         return v
 
 

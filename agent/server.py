@@ -1,6 +1,7 @@
 """The agent's HTTP surface (FastAPI on uvicorn).
 
   /metrics, /healthz, /                   scrape, liveness, the status page (botwatch.status_page)
+  /sd                                     Prometheus HTTP service discovery: this agent and agent.sd_targets
   /ping/<key>/<bot>[/start|/fail|/log|/<0-255>][?rid=]   check-ins, Healthchecks.io protocol
   POST /api/v1/events                     JSON event batches from the deliverer, SDKs, listeners
   GET  /api/v1/status                     every bot's state, for `botwatch status`
@@ -28,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
 from .events import LogNoted, RunFinished, RunStarted, from_wire
+from .config import parse_listen
 from .journal import JournalError
 from .limits import BodyLimit, RateLimiter
 from .state import EstateState
@@ -238,6 +240,19 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
     def metrics(request: Request) -> Response:
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
         return Response(encoder(registry), media_type=content_type)
+
+    @app.get("/sd", summary="Prometheus HTTP service discovery: this agent and the estate's other agents")
+    def service_discovery(request: Request) -> JSONResponse:
+        host, port = parse_listen(state.estate.agent.listen)
+        if host in ("0.0.0.0", "::", ""):  # listening everywhere: the address the scraper used
+            local = request.url.netloc
+        else:
+            local = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        groups = [{"targets": [local], "labels": {"__meta_botwatch_agent": "local"}}]
+        others = [t for t in state.estate.agent.sd_targets if t != local]
+        if others:
+            groups.append({"targets": others, "labels": {"__meta_botwatch_agent": "estate"}})
+        return JSONResponse(groups)
 
     @app.get("/healthz", summary="Liveness and journal health")
     def healthz() -> JSONResponse:

@@ -1,0 +1,60 @@
+"""Prometheus HTTP service discovery: /sd lists this agent and the estate's other agents, and a
+real Prometheus finds and scrapes the agent through it."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+
+from botwatch import stack
+from conftest import free_port, http_get, require, wait_for, write_estate
+
+BOTS = "- name: alpha\n  every: 1h\n"
+
+
+def test_sd_lists_this_agent_and_the_estates_other_agents(tmp_path, agents):
+    port = free_port()
+    config = write_estate(tmp_path / "botwatch.yaml", BOTS, port,
+                          extra="  sd_targets: ['10.0.0.7:9464', 'rpa-vm-08.example.com:9464']\n")
+    agent = agents(config, port).start()
+    status, body = http_get(agent.url + "/sd")
+    assert status == 200
+    assert json.loads(body) == [
+        {"targets": [f"127.0.0.1:{port}"], "labels": {"__meta_botwatch_agent": "local"}},
+        {"targets": ["10.0.0.7:9464", "rpa-vm-08.example.com:9464"], "labels": {"__meta_botwatch_agent": "estate"}},
+    ]
+
+
+def test_a_real_prometheus_finds_and_scrapes_the_agent_through_sd(tmp_path, agents):
+    binary = require(stack.find_binary(stack.PROMETHEUS) or "/usr/bin/prometheus", "prometheus")
+    port = free_port()
+    agent = agents(write_estate(tmp_path / "botwatch.yaml", BOTS, port), port).start()
+    config = stack.write_yaml(tmp_path / "prometheus.yml", {
+        "global": {"scrape_interval": "1s"},
+        "scrape_configs": [{"job_name": "botwatch", "http_sd_configs": [
+            {"url": agent.url + "/sd", "refresh_interval": "1s"}]}],
+    }, "# service discovery through the agent's /sd")
+    listen = f"127.0.0.1:{free_port()}"
+    prom = stack.prometheus(binary, config, tmp_path / "prom-data", listen, tmp_path / "prometheus.log")
+    try:
+        prom.start().wait_ready()
+        query = urllib.parse.quote('up{job="botwatch"} == 1')
+
+        def scraped():
+            result = prom.get_json(f"/api/v1/query?query={query}")["data"]["result"]
+            return [r["metric"]["instance"] for r in result]
+
+        assert wait_for(scraped, timeout=60, what="Prometheus to scrape the agent it found through /sd") == [
+            f"127.0.0.1:{port}"]
+    finally:
+        prom.stop()
+
+
+def test_an_sd_target_that_is_not_host_port_is_a_config_error_naming_its_line():
+    import pytest
+
+    from botwatch.config import ConfigError, parse_estate_text
+
+    with pytest.raises(ConfigError) as exc:
+        parse_estate_text("agent:\n  sd_targets: ['rpa-vm-08.example.com']\nbots: []\n", "estate.yaml")
+    assert "estate.yaml:2" in str(exc.value) and "HOST:PORT" in str(exc.value)
