@@ -168,6 +168,85 @@ def inventory(fmt, config, agent_url) -> None:
 
 
 @cli.command()
+@click.option("--since", default="30d", show_default=True, help="Length of the window, e.g. 30d, 7d, 12h.")
+@click.option("--until", "until", metavar="TIME",
+              help="End of the window: ISO 8601 UTC (2026-11-01 or 2026-11-01T00:00:00) or Unix seconds; default now.")
+@click.option("--journal", type=click.Path(dir_okay=False), help="Journal to read (default the estate's agent.journal).")
+@click.option("--prometheus", metavar="URL", help="Read from Prometheus instead of a journal (not available yet).")
+@click.option("--config", type=click.Path(), help="Estate file (default $BOTWATCH_CONFIG or ./botwatch.yaml): "
+              "teams, platforms, lifecycles, schedules and governance.")
+@click.option("--agent", "agent_url", metavar="URL", help="Running agent to list unregistered bots from.")
+@click.option("--slo", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.95, show_default=True,
+              help="Target share of successful runs.")
+@click.option("--format", "fmt", type=click.Choice(["html", "md", "csv"]), required=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="File to write ('-' for stdout).")
+def report(since, until, journal, prometheus, config, agent_url, slo, fmt, out) -> None:
+    """Write the estate reliability report: per team, platform and lifecycle, runs, success ratio
+    against the SLO, error budget, failures by reason, MTTR, MTBF, missed runs, drift warnings,
+    fragile bots, prototypes on schedules, unregistered bots and governance findings.
+
+    \b
+    Example:
+      botwatch report --since 30d --config botwatch.yaml --format html --out estate.html
+    """
+    from pathlib import Path
+
+    from .durations import parse_duration
+    from .journal import JournalError
+    from .report import gather, render
+
+    if prometheus:
+        click.echo("botwatch report: --prometheus is not available yet; read the agent's journal "
+                   "with --journal or --config", err=True)
+        sys.exit(2)
+    try:
+        window = parse_duration(since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since")
+    if window <= 0:
+        raise click.BadParameter("the window must be longer than 0", param_hint="--since")
+    try:
+        end = _parse_until(until)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--until")
+    path = config_path(config)
+    loaded = _load_or_exit(path) if config or path.exists() else None
+    journal_path = journal or (loaded.journal_path if loaded is not None else None)
+    if journal_path is None:
+        click.echo(f"botwatch report: no journal: give --journal F or --config F ({path} does not exist)", err=True)
+        sys.exit(2)
+    if not Path(journal_path).exists():
+        click.echo(f"botwatch report: {journal_path}: no such journal", err=True)
+        sys.exit(2)
+    try:
+        rep = gather(journal_path, loaded, since=window, slo=slo, end=end, agent_url=agent_url)
+    except JournalError as exc:
+        click.echo(f"botwatch report: {exc}", err=True)
+        sys.exit(1)
+    text = render(rep, fmt)
+    if out == "-":
+        click.echo(text, nl=False)
+    else:
+        Path(out).write_text(text, encoding="utf-8", newline="" if fmt == "csv" else None)
+        click.echo(f"botwatch report: wrote {out} ({len(rep.bots)} bots)", err=True)
+    for note in rep.notes:
+        click.echo(f"botwatch report: {note}", err=True)
+
+
+def _parse_until(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    from datetime import datetime, timezone
+
+    t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
+
+
+@cli.command()
 @click.option("--listen", default="127.0.0.1:9464", show_default=True, help="Where the demo agent listens.")
 @click.option("--state-dir", type=click.Path(), default="botwatch-demo", show_default=True,
               help="Folder for the demo's journal, spool and logs.")

@@ -86,6 +86,7 @@ class Limits(_Strict):
     burst: int = Field(default=1000, ge=1)  # per bot
     log_excerpt_bytes: int = Field(default=10_240, ge=256)  # kept of a check-in's POST body (the tail)
     max_screens: int = Field(default=50, ge=1)  # per bot; more screens are counted as "other"
+    max_bots: int = Field(default=2000, ge=1)  # bots per agent: auto-registration stops there (counted)
 
 
 def _regex(v: str | None) -> str | None:

@@ -401,8 +401,14 @@ class EstateState:
                     continue
                 base = self.bots.get(ev.bot) or staged.get(ev.bot) or self._auto_register(ev.bot, now)
                 if base is None:
-                    result.rejected.append({"index": i, "error": f"unknown bot {ev.bot!r}: not in the estate file "
-                                                                 "(or switch on agent.auto_register)"})
+                    if self.estate.agent.auto_register and len(self.bots) >= self.estate.agent.limits.max_bots:
+                        # a cardinality guard: a flood of new names must not grow the series without end
+                        self.events_dropped_total["bot_limit"] = self.events_dropped_total.get("bot_limit", 0) + 1
+                        error = (f"unknown bot {ev.bot!r}: the agent already has agent.limits.max_bots "
+                                 f"({self.estate.agent.limits.max_bots}) bots; not registered")
+                    else:
+                        error = f"unknown bot {ev.bot!r}: not in the estate file (or switch on agent.auto_register)"
+                    result.rejected.append({"index": i, "error": error})
                     continue
                 bot = staged.get(ev.bot)
                 if bot is None:
@@ -473,7 +479,7 @@ class EstateState:
 
     def _auto_register(self, name: str, now: float) -> BotRuntime | None:
         """A bot not in the estate file, accepted because agent.auto_register is on."""
-        if not self.estate.agent.auto_register:
+        if not self.estate.agent.auto_register or len(self.bots) >= self.estate.agent.limits.max_bots:
             return None
         try:
             cfg = BotConfig(name=name)

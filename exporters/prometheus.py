@@ -32,7 +32,7 @@ _UI_LE = [floatToGoString(b) for b in UI_WAIT_BUCKETS]
 # and count_parse_error, the deliverers' spool reports). Their counters are exported at 0 from the
 # start: a counter whose series appears with its first increment hides that increment from
 # increase() and rate(), which need an earlier sample.
-DROPPED_SOURCES = ("api", "http", "ping", "snapshot", "spool")
+DROPPED_SOURCES = ("api", "bot_limit", "http", "ping", "snapshot", "spool")
 PARSE_ERROR_SOURCES = ("api", "ping", "snapshot", "process",
                        *(f"log:{fmt}" for fmt in get_args(LogSpec.model_fields["format"].annotation)))
 _PRESET = {"events": (), "dropped": DROPPED_SOURCES, "parse_errors": PARSE_ERROR_SOURCES}

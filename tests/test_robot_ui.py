@@ -3,7 +3,8 @@
 Real `robot --rpa` runs against a stand-in for the Browser library (tests/bots/fakebrowser: the
 Browser library's keyword and argument names and its error messages, over a page held in
 memory), so that every rule of the listener is exercised in a fraction of a second. The real
-SeleniumLibrary in real Chromium is the scenario of test_ui_drift_scenario.py.
+Browser library in real Chromium is test_robot_browser_library.py; the real SeleniumLibrary in
+real Chromium is the scenario of test_ui_drift_scenario.py.
 """
 
 from __future__ import annotations
@@ -179,7 +180,8 @@ def test_an_element_matched_several_times_is_an_ambiguous_look_up(tmp_path):
             Click    css:.invoice-row
         """, rc=1)
     assert lookups(events) == [("Open Invoice", "css:.invoice-row", False, False, "ambiguous")]
-    assert events[-1]["output_tail"].startswith("screen Open Invoice, selector css:.invoice-row: Error: strict mode")
+    assert events[-1]["output_tail"].startswith("screen Open Invoice, selector css:.invoice-row: Error: locator.click: "
+                                              "Error: strict mode violation")
 
 
 def test_a_keyword_that_fails_for_another_reason_records_no_look_up(tmp_path):

@@ -43,8 +43,8 @@ class Browser:
             raise PlaywrightError(f"TimeoutError: locator.{action}: Timeout {timeout_ms}ms exceeded.\n"
                                   f"Call log:\n  - waiting for locator('{selector}')")
         if count > 1:
-            raise PlaywrightError(f"Error: strict mode violation: locator('{selector}') resolved to {count} "
-                                  "elements")
+            raise PlaywrightError(f"Error: locator.{action}: Error: strict mode violation: locator('{selector}') "
+                                  f"resolved to {count} elements:")
 
     @keyword("Click")
     def click(self, selector, button="left"):

@@ -1,5 +1,5 @@
-"""Prometheus HTTP service discovery: /sd lists this agent and the estate's other agents, and a
-real Prometheus finds and scrapes the agent through it."""
+"""Scale-out: Prometheus HTTP service discovery (/sd lists this agent and the estate's other agents;
+a real Prometheus finds and scrapes the agent through it) and the cap on bots per agent."""
 
 from __future__ import annotations
 
@@ -58,3 +58,17 @@ def test_an_sd_target_that_is_not_host_port_is_a_config_error_naming_its_line():
     with pytest.raises(ConfigError) as exc:
         parse_estate_text("agent:\n  sd_targets: ['rpa-vm-08.example.com']\nbots: []\n", "estate.yaml")
     assert "estate.yaml:2" in str(exc.value) and "HOST:PORT" in str(exc.value)
+
+
+def test_auto_registration_stops_at_max_bots_and_counts_what_it_refuses():
+    from botwatch.config import parse_estate_text
+    from botwatch.events import RunStarted
+    from botwatch.state import EstateState
+
+    estate = parse_estate_text("agent:\n  auto_register: true\n  limits: {max_bots: 3}\nbots:\n  - name: alpha\n")
+    state = EstateState(estate, None)
+    result = state.apply([RunStarted(f"flood-{i}", "r1", 1.0) for i in range(5)])
+    assert sorted(state.bots) == ["alpha", "flood-0", "flood-1"]
+    assert result.accepted == 2 and len(result.rejected) == 3
+    assert "max_bots (3)" in result.rejected[0]["error"]
+    assert state.self_metrics()["dropped"]["bot_limit"] == 3

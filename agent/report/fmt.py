@@ -1,0 +1,28 @@
+"""Number and time formatting shared by the renderers."""
+
+from __future__ import annotations
+
+import time
+
+
+def pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{v * 100:.2f}%"
+
+
+def dur(seconds: float | None) -> str:
+    """`1h 02m 03s`; n/a for None."""
+    if seconds is None:
+        return "n/a"
+    s = int(round(seconds))
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    if d:
+        return f"{d}d {h:02d}h {m:02d}m"
+    if h:
+        return f"{h}h {m:02d}m {s:02d}s"
+    return f"{m}m {s:02d}s" if m else f"{s}s"
+
+
+def iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts))

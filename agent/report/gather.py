@@ -1,0 +1,210 @@
+"""Gather the report's figures from the agent's journal (read-only) and the estate file.
+
+Definitions (also in docs/report.md). The window is (end - since, end]; a run counts when it
+*ended* in the window, a flip when it happened in it.
+
+- runs: finished runs; successes and failures by outcome (a run of outcome `unknown` counts
+  as a run but in neither).
+- success ratio: successes / (successes + failures). error budget left:
+  1 - (1 - ratio) / (1 - SLO): 1 untouched, 0 spent, below 0 overspent.
+- failures by reason: failed runs by their `reason` (none or an unknown one counts as `unknown`).
+- missed runs: state flips into `down` (a scheduled run that did not come within its grace).
+- incident: a spell of the `failing` state, from the state flip into `failing` to the first
+  later state flip into `up` (the next good run), whatever states lay between.
+- MTTR (mean time to recovery): the mean duration of the incidents that recovered in the
+  window (measured from the flip that opened them, even if that was before the window).
+  Incidents still open at the end are counted as open, not in the mean.
+- MTBF (mean time between failures): the mean time from a recovery to the bot's next flip into
+  `failing`, over the failures that began in the window and had an earlier recovery.
+- groups (team, platform, lifecycle): sums of their bots' counts; ratios and means are of the
+  pooled counts (every run or incident weighs the same), not means of the bots' figures.
+- fragility: the score of botwatch.fragility (the last day up to the end of the window, as the
+  recording rule computes it); top 10.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+import urllib.request
+from collections import defaultdict
+
+from ..journal import STATE_FLIP, Journal
+from .model import REASONS, BotRow, DriftWarning, Figures, GroupRow, Report
+
+NONE = "(none)"
+DIMENSIONS = ("team", "platform", "lifecycle")
+
+
+def bot_figures(runs, flips, start: float, end: float, slo: float) -> Figures:
+    """One bot's figures from its runs (RunFinished-like) and its state flips (in order)."""
+    f = Figures(slo=slo)
+    for r in runs:
+        if not start < r.ended <= end:
+            continue
+        f.runs += 1
+        if r.outcome == "success":
+            f.successes += 1
+        elif r.outcome == "failure":
+            f.failures += 1
+            reason = r.reason if r.reason in REASONS else "unknown"
+            f.failures_by_reason[reason] += 1
+    opened: float | None = None  # the open incident's start
+    recovered: float | None = None  # the latest recovery
+    for fl in flips:
+        if getattr(fl, "kind", STATE_FLIP) != STATE_FLIP or fl.at > end:
+            continue
+        inside = fl.at > start
+        if fl.new_state == "down" and inside:
+            f.missed_runs += 1
+        if fl.new_state == "failing" and opened is None:
+            opened = fl.at
+            if inside and recovered is not None:
+                f.uptimes += 1
+                f.uptime_seconds += fl.at - recovered
+        elif fl.new_state == "up" and opened is not None:
+            if inside:
+                f.recoveries += 1
+                f.recovery_seconds += fl.at - opened
+            opened, recovered = None, fl.at
+    if opened is not None:
+        f.open_incidents += 1
+    return f
+
+
+class _Progress:
+    """A rich progress bar on stderr, or nothing when stderr is not a terminal."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+        self._bar = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self._bar = Progress(console=Console(stderr=True), transient=True)
+            self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+    def task(self, what: str, total: int):
+        return self._bar.add_task(what, total=total) if self._bar else None
+
+    def advance(self, task, n: int = 1) -> None:
+        if self._bar is not None and task is not None:
+            self._bar.advance(task, n)
+
+
+def gather(journal_path, loaded=None, *, since: float, slo: float = 0.95, end: float | None = None,
+           agent_url: str | None = None, progress: bool = True) -> Report:
+    """The report over (end - since, end] from the journal at `journal_path`; `loaded`: the
+    estate (a LoadedEstate) for teams, platforms, lifecycles and governance, or None."""
+    from ..fragility import estate_fragility
+
+    end = time.time() if end is None else end
+    start = end - since
+    report = Report(start=start, end=end, slo=slo, source=f"journal {journal_path}")
+    configs = {b.name: b for b in loaded.estate.bots} if loaded is not None else {}
+    if loaded is None:
+        report.notes.append("no estate file: teams, platforms and lifecycles unknown, no governance findings")
+    journal = Journal(journal_path, readonly=True)
+    try:
+        with _Progress(progress) as bar:
+            reading = bar.task("reading the journal", 3)
+            runs = defaultdict(list)
+            for r in journal.iter_runs():
+                runs[r.bot].append(r)
+            bar.advance(reading)
+            flips = defaultdict(list)
+            for fl in journal.flips(None, limit=-1):  # every flip, oldest first
+                flips[fl.bot].append(fl)
+            bar.advance(reading)
+            drift_rows = journal.ui_drift()
+            bar.advance(reading)
+            names = sorted(set(configs) | set(runs) | set(flips) | set(journal.first_seen()))
+            per_bot = bar.task("computing per bot", len(names))
+            for name in names:
+                cfg = configs.get(name)
+                report.bots.append(BotRow(
+                    bot=name,
+                    team=(cfg.team if cfg and cfg.team else NONE),
+                    platform=(cfg.platform if cfg else NONE),
+                    lifecycle=(cfg.lifecycle if cfg and cfg.lifecycle else NONE),
+                    owner=cfg.owner if cfg else None,
+                    figures=bot_figures(runs.get(name, ()), flips.get(name, ()), start, end, slo)))
+                bar.advance(per_bot)
+            frag_task = bar.task("fragility", 1)
+            frag = estate_fragility(journal, names, end)
+            bar.advance(frag_task)
+            for row in report.bots:
+                if row.bot in frag:
+                    row.fragility = frag[row.bot].score
+            report.fragile = sorted(((b, s.score) for b, s in frag.items()), key=lambda t: (-t[1], t[0]))[:10]
+            for d in drift_rows:
+                cfg = configs.get(d["bot"])
+                threshold = cfg.ui.drift_warning if cfg else 0.3
+                if start < d["time"] <= end and d["score"] >= threshold:
+                    report.drift_warnings.append(DriftWarning(d["bot"], d["screen"], d["kind"], d["score"],
+                                                              d["time"], threshold))
+            if not drift_rows:
+                report.notes.append("no UI drift records in the journal")
+            if loaded is not None:
+                gov = bar.task("governance checks", 1)
+                report.governance = _governance(loaded)
+                for row in report.bots:
+                    row.governance_failed = sorted({c for c, _, _ in report.governance.get(row.bot, [])})
+                bar.advance(gov)
+            if agent_url:
+                report.unregistered = _unregistered(agent_url, report)
+            else:
+                report.notes.append("unregistered bots omitted: give --agent URL to list the processes "
+                                    "a running agent has seen")
+    finally:
+        journal.close()
+    for name, cfg in configs.items():
+        if cfg.lifecycle == "prototype" and (cfg.schedule or cfg.every):
+            report.prototypes_on_schedule.append((name, cfg.schedule or f"every {int(cfg.every)}s"))
+    _group(report)
+    return report
+
+
+def _group(report: Report) -> None:
+    for dim in DIMENSIONS:
+        groups: dict[str, GroupRow] = {}
+        for row in report.bots:
+            key = getattr(row, dim)
+            g = groups.setdefault(key, GroupRow(dim, key, 0, Figures(slo=report.slo)))
+            g.bots += 1
+            g.figures.add(row.figures)
+        report.groups.extend(groups[k] for k in sorted(groups))
+    report.estate = Figures(slo=report.slo)
+    for row in report.bots:
+        report.estate.add(row.figures)
+
+
+def _governance(loaded) -> dict[str, list[tuple[str, str, str]]]:
+    from ..governance import Governance
+
+    out = {}
+    for bot, findings in Governance(loaded).refresh().items():
+        failed = [(f.check, f.detail, f.where) for f in findings if not f.ok]
+        if failed:
+            out[bot] = failed
+    return out
+
+
+def _unregistered(agent_url: str, report: Report) -> list[dict] | None:
+    url = agent_url.rstrip("/") + "/api/v1/unregistered"
+    try:
+        with contextlib.closing(urllib.request.urlopen(url, timeout=10)) as resp:
+            return json.loads(resp.read()).get("processes") or []
+    except (OSError, ValueError) as exc:
+        report.notes.append(f"unregistered bots omitted: {url} not reachable ({exc})")
+        return None

@@ -1,0 +1,72 @@
+"""The report as Markdown (GitHub/GitLab/Confluence-style pipe tables), for wikis."""
+
+from __future__ import annotations
+
+from .fmt import dur, iso, pct
+from .model import REASONS, Figures, Report
+
+
+def _esc(v) -> str:
+    return str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(head: list[str], rows: list[list]) -> list[str]:
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    out += ["| " + " | ".join(_esc(c) for c in r) + " |" for r in rows]
+    return out + [""]
+
+
+def _fig(f: Figures) -> list:
+    return [f.runs, pct(f.success_ratio), pct(f.error_budget_left), f.failures, f.missed_runs,
+            dur(f.mttr_seconds), dur(f.mtbf_seconds), f.open_incidents]
+
+
+FIG_HEAD = ["runs", "success ratio", "error budget left", "failures", "missed runs", "MTTR", "MTBF",
+            "open incidents"]
+
+
+def render_md(report: Report) -> str:
+    r = report
+    lines = ["# Estate reliability report", "",
+             f"Window: {iso(r.start)} to {iso(r.end)}. SLO: {pct(r.slo)} successful runs. Source: {r.source}.", "",
+             "## Estate", ""]
+    lines += _table(["bots", *FIG_HEAD], [[len(r.bots), *_fig(r.estate)]])
+    for dim in ("team", "platform", "lifecycle"):
+        lines += [f"## By {dim}", ""]
+        lines += _table([dim, "bots", *FIG_HEAD], [[g.name, g.bots, *_fig(g.figures)] for g in r.group(dim)])
+    lines += ["## Failures by reason", ""]
+    lines += _table(["reason", "failures"], [[k, r.estate.failures_by_reason.get(k, 0)] for k in REASONS])
+    lines += ["## Top 10 fragile bots", ""]
+    lines += _table(["bot", "fragility score"], [[b, f"{s:.3f}"] for b, s in r.fragile]) if r.fragile \
+        else ["No bots.", ""]
+    lines += ["## UI drift warnings", ""]
+    lines += _table(["bot", "screen", "kind", "score", "threshold", "at"],
+                    [[d.bot, d.screen, d.kind, f"{d.score:.2f}", f"{d.threshold:.2f}", iso(d.time)]
+                     for d in r.drift_warnings]) if r.drift_warnings else ["None in the window.", ""]
+    lines += ["## Prototypes on production schedules", ""]
+    lines += _table(["bot", "schedule"], [list(p) for p in r.prototypes_on_schedule]) \
+        if r.prototypes_on_schedule else ["None.", ""]
+    lines += ["## Unregistered bots", ""]
+    if r.unregistered is None:
+        lines += ["Not listed (see the notes).", ""]
+    elif r.unregistered:
+        lines += _table(["name", "platform", "pid", "user", "command"],
+                        [[p.get("name") or p.get("runtime") or "?", p.get("platform") or "", p.get("pid") or "",
+                          p.get("user") or "", p.get("cmdline") or ""] for p in r.unregistered])
+    else:
+        lines += ["None seen by the agent.", ""]
+    lines += ["## Governance findings", ""]
+    if r.governance is None:
+        lines += ["Not checked (no estate file).", ""]
+    elif r.governance:
+        lines += _table(["bot", "check", "detail", "where"],
+                        [[b, c, d, w] for b, fs in sorted(r.governance.items()) for c, d, w in fs])
+    else:
+        lines += ["Every check passes.", ""]
+    lines += ["## Bots", ""]
+    lines += _table(["bot", "team", "platform", "lifecycle", *FIG_HEAD, "fragility"],
+                    [[b.bot, b.team, b.platform, b.lifecycle, *_fig(b.figures),
+                      "n/a" if b.fragility is None else f"{b.fragility:.3f}"] for b in r.bots])
+    if r.notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in r.notes] + [""]
+    return "\n".join(lines)

@@ -1,0 +1,101 @@
+"""The report's plain data model: what the renderers (html, md, csv) draw, nothing they compute."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+REASONS = ("ui_drift", "credentials", "business", "data", "timeout", "crash", "killed", "unknown")
+
+
+@dataclass
+class Figures:
+    """Reliability figures of one bot or one group of bots over the window."""
+
+    runs: int = 0
+    successes: int = 0
+    failures: int = 0
+    failures_by_reason: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
+    missed_runs: int = 0
+    recoveries: int = 0  # incidents (failing spells) that recovered inside the window
+    recovery_seconds: float = 0.0  # their summed durations
+    open_incidents: int = 0  # failing spells still open at the end of the window
+    uptimes: int = 0  # spells between a recovery and the next failure, inside the window
+    uptime_seconds: float = 0.0
+    slo: float = 0.95
+
+    @property
+    def success_ratio(self) -> float | None:
+        return self.successes / self.runs if self.runs else None
+
+    @property
+    def error_budget_left(self) -> float | None:
+        """1 - failed share / allowed failed share: 1.0 untouched, 0 spent, negative overspent."""
+        ratio = self.success_ratio
+        if ratio is None or self.slo >= 1.0:
+            return None
+        return 1.0 - (1.0 - ratio) / (1.0 - self.slo)
+
+    @property
+    def mttr_seconds(self) -> float | None:
+        return self.recovery_seconds / self.recoveries if self.recoveries else None
+
+    @property
+    def mtbf_seconds(self) -> float | None:
+        return self.uptime_seconds / self.uptimes if self.uptimes else None
+
+    def add(self, other: "Figures") -> None:
+        for name in ("runs", "successes", "failures", "missed_runs", "recoveries", "recovery_seconds",
+                     "open_incidents", "uptimes", "uptime_seconds"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for reason, n in other.failures_by_reason.items():
+            self.failures_by_reason[reason] = self.failures_by_reason.get(reason, 0) + n
+
+
+@dataclass
+class BotRow:
+    bot: str
+    team: str
+    platform: str
+    lifecycle: str
+    owner: str | None
+    figures: Figures
+    fragility: float | None = None
+    governance_failed: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GroupRow:
+    dimension: str  # team | platform | lifecycle
+    name: str
+    bots: int
+    figures: Figures
+
+
+@dataclass
+class DriftWarning:
+    bot: str
+    screen: str
+    kind: str
+    score: float
+    time: float
+    threshold: float
+
+
+@dataclass
+class Report:
+    start: float
+    end: float
+    slo: float
+    source: str
+    bots: list[BotRow] = field(default_factory=list)
+    groups: list[GroupRow] = field(default_factory=list)
+    estate: Figures = field(default_factory=Figures)
+    drift_warnings: list[DriftWarning] = field(default_factory=list)
+    fragile: list[tuple[str, float]] = field(default_factory=list)  # top 10, most fragile first
+    prototypes_on_schedule: list[tuple[str, str]] = field(default_factory=list)  # (bot, schedule)
+    unregistered: list[dict] | None = None  # None: not asked (no --agent) or not reachable
+    governance: dict[str, list[tuple[str, str, str]]] | None = None  # bot -> [(check, detail, where)]
+    notes: list[str] = field(default_factory=list)
+
+    def group(self, dimension: str) -> list[GroupRow]:
+        return [g for g in self.groups if g.dimension == dimension]
