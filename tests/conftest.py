@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -170,3 +171,38 @@ def fake_robot(tmp_path):
     path.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(600)\n")
     path.chmod(0o755)
     return path
+
+
+# What tells the SDK where to deliver and which run it is in: tests that need a clean SDK drop these.
+SDK_ENV = ("BOTWATCH_AGENT_URL", "BOTWATCH_CONFIG", "BOTWATCH_BOT", "BOTWATCH_RUN_ID", "BOTWATCH_NO_DELIVERY")
+
+
+@pytest.fixture
+def sdk_events(tmp_path, monkeypatch):
+    """A private spool, the agent away: what the SDK records waits there, read back by
+    `sdk_events(kind=None)` as a list of event dicts, oldest first."""
+    for name in SDK_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BOTWATCH_SPOOL", str(tmp_path / "spool.db"))
+    monkeypatch.setenv("BOTWATCH_NO_DELIVERY", "1")
+    monkeypatch.chdir(tmp_path)
+
+    def events(kind: str | None = None) -> list[dict]:
+        db = sqlite3.connect(tmp_path / "spool.db")
+        try:
+            got = [json.loads(e) for (e,) in db.execute("SELECT event FROM outbox ORDER BY seq")]
+        finally:
+            db.close()
+        return [e for e in got if kind is None or e["type"] == kind]
+
+    return events
+
+
+@pytest.fixture(scope="module")
+def portal():
+    """The drifting invoice portal of tests/drift_app.py (versions v1 to v4) on 127.0.0.1."""
+    from drift_app import DriftApp
+
+    app = DriftApp().start()
+    yield app
+    app.stop()

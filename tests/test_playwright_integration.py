@@ -4,7 +4,6 @@ a real headless Chromium (Debian's chromium, driven by Playwright) on the drifti
 from __future__ import annotations
 
 import json
-import sqlite3
 import traceback
 
 import pytest
@@ -15,20 +14,11 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 import botwatch
 from botwatch.classify import Classifier
 from botwatch.integrations.playwright import ElementNotFound, accessibility_tree, find, snapshot
-from conftest import free_port, require, wait_for, write_estate
-from drift_app import DriftApp
+from conftest import SDK_ENV, free_port, require, wait_for, write_estate
 
 BOT = "invoice-portal"
 PRIMARY = "id=btnSubmit"
 FALLBACK = "role=button[name='Submit invoice']"
-SDK_ENV = ("BOTWATCH_AGENT_URL", "BOTWATCH_CONFIG", "BOTWATCH_BOT", "BOTWATCH_RUN_ID", "BOTWATCH_NO_DELIVERY")
-
-
-@pytest.fixture(scope="module")
-def portal():
-    app = DriftApp().start()
-    yield app
-    app.stop()
 
 
 @pytest.fixture(scope="module")
@@ -48,48 +38,28 @@ def page(browser):
     context.close()
 
 
-@pytest.fixture
-def spool(tmp_path, monkeypatch):
-    """A private spool, the agent away: what the SDK records waits there to be read."""
-    for name in SDK_ENV:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("BOTWATCH_SPOOL", str(tmp_path / "spool.db"))
-    monkeypatch.setenv("BOTWATCH_NO_DELIVERY", "1")
-    monkeypatch.chdir(tmp_path)
-
-    def events(kind: str | None = None) -> list[dict]:
-        db = sqlite3.connect(tmp_path / "spool.db")
-        try:
-            got = [json.loads(e) for (e,) in db.execute("SELECT event FROM outbox ORDER BY seq")]
-        finally:
-            db.close()
-        return [e for e in got if kind is None or e["type"] == kind]
-
-    return events
-
-
-def test_find_returns_the_primary_selectors_locator_and_records_a_found_look_up(page, portal, spool):
+def test_find_returns_the_primary_selectors_locator_and_records_a_found_look_up(page, portal, sdk_events):
     page.goto(portal.version("v1") + "/invoice.html")
     with botwatch.run(BOT):
         button = find(page, "invoice", PRIMARY, FALLBACK)
     assert isinstance(button, Locator) and button.get_attribute("id") == "btnSubmit"
-    (lookup,) = spool("ui_lookup")
+    (lookup,) = sdk_events("ui_lookup")
     assert (lookup["screen"], lookup["selector"], lookup["found"], lookup["healed"]) == ("invoice", PRIMARY, True, False)
-    assert lookup["wait"] >= 0 and lookup["run_id"] == spool("run_started")[0]["run_id"]
+    assert lookup["wait"] >= 0 and lookup["run_id"] == sdk_events("run_started")[0]["run_id"]
 
 
-def test_find_heals_with_the_fallback_when_the_primary_no_longer_matches(page, portal, spool):
+def test_find_heals_with_the_fallback_when_the_primary_no_longer_matches(page, portal, sdk_events):
     page.goto(portal.version("v3") + "/invoice.html")
     page.locator("#number").fill("INV-2001")
     with botwatch.run(BOT):
         find(page, "invoice", PRIMARY, FALLBACK).click()
     assert page.locator("#result").text_content() == "Invoice INV-2001 submitted"  # the menu's button worked
-    (lookup,) = spool("ui_lookup")
+    (lookup,) = sdk_events("ui_lookup")
     assert (lookup["selector"], lookup["found"], lookup["healed"]) == (FALLBACK, True, True)
 
 
 def test_find_raises_element_not_found_naming_the_screen_and_selectors_and_the_run_fails_as_ui_drift(
-        page, portal, spool):
+        page, portal, sdk_events):
     page.goto(portal.version("v4") + "/invoice.html")
     with pytest.raises(ElementNotFound) as caught:
         with botwatch.run(BOT):
@@ -102,15 +72,15 @@ def test_find_raises_element_not_found_naming_the_screen_and_selectors_and_the_r
         "invoice", PRIMARY, "not_found", (PRIMARY, FALLBACK))
     classified = Classifier().classify(output="".join(traceback.format_exception(error)))
     assert (classified.reason, classified.kind) == ("ui_drift", "not_found")
-    (lookup,) = spool("ui_lookup")
+    (lookup,) = sdk_events("ui_lookup")
     assert (lookup["selector"], lookup["found"], lookup["kind"]) == (PRIMARY, False, "not_found")
-    (finished,) = spool("run_finished")
+    (finished,) = sdk_events("run_finished")
     assert (finished["outcome"], finished["reason"]) == ("failure", "ui_drift")
     assert f"screen invoice, selector {PRIMARY}" in finished["output_tail"]
 
 
 def test_a_selector_matching_several_elements_is_recorded_as_ambiguous_as_playwrights_strict_mode_has_it(
-        page, portal, spool):
+        page, portal, sdk_events):
     page.goto(portal.version("v1") + "/invoice.html")
     cells = "css=#recent td"
     with pytest.raises(PlaywrightError, match="strict mode violation"):
@@ -126,44 +96,44 @@ def test_a_selector_matching_several_elements_is_recorded_as_ambiguous_as_playwr
     assert error.kind == "ambiguous"
     classified = Classifier().classify(output="".join(traceback.format_exception(error)))
     assert (classified.reason, classified.kind) == ("ui_drift", "ambiguous")
-    assert [(e["selector"], e["found"], e["healed"], e.get("kind")) for e in spool("ui_lookup")] == [
+    assert [(e["selector"], e["found"], e["healed"], e.get("kind")) for e in sdk_events("ui_lookup")] == [
         (cells, False, False, "ambiguous"), ("xpath=//table[@id='recent']", True, True, None),
         (cells + " >> nth=0", True, False, None)]
 
 
-def test_find_waits_for_an_element_that_appears_later(page, portal, spool):
+def test_find_waits_for_an_element_that_appears_later(page, portal, sdk_events):
     page.goto(portal.version("v1") + "/invoice.html")
     page.evaluate("setTimeout(() => { const b = document.createElement('button'); b.id = 'late';"
                   " b.textContent = 'Later'; document.body.appendChild(b); }, 300)")
     with botwatch.run(BOT):
         assert find(page, "invoice", "text=Later", timeout=30).get_attribute("id") == "late"
-    (lookup,) = spool("ui_lookup")
+    (lookup,) = sdk_events("ui_lookup")
     assert lookup["found"] and lookup["wait"] > 0
 
 
-def test_find_looks_inside_a_frame_or_locator_given_instead_of_the_page(page, portal, spool):
+def test_find_looks_inside_a_frame_or_locator_given_instead_of_the_page(page, portal, sdk_events):
     page.goto(portal.version("v3") + "/invoice.html")
     with botwatch.run(BOT):
         menu = page.locator("#menu")
         assert find(menu, "invoice", "button.menu-item >> nth=1").get_attribute("id") == "export-pdf"
         assert find(page.main_frame, "invoice", "#btnSave").text_content() == "Save draft"
-    assert [e["found"] for e in spool("ui_lookup")] == [True, True]
+    assert [e["found"] for e in sdk_events("ui_lookup")] == [True, True]
 
 
-def test_an_empty_or_missing_selector_is_the_bots_own_mistake_and_records_nothing(page, spool):
+def test_an_empty_or_missing_selector_is_the_bots_own_mistake_and_records_nothing(page, sdk_events):
     with botwatch.run(BOT):
         with pytest.raises(ValueError):
             find(page, "invoice")
         with pytest.raises(ValueError):
             find(page, "invoice", "#amount", " ")
-    assert spool("ui_lookup") == []
+    assert sdk_events("ui_lookup") == []
 
 
 def test_look_ups_and_snapshots_reach_the_agent_and_report_the_drift_of_the_screen(
         page, portal, tmp_path, agents, monkeypatch):
     for name in SDK_ENV:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("BOTWATCH_SPOOL", str(tmp_path / "spool.db"))
+    monkeypatch.setenv("BOTWATCH_SPOOL", str(tmp_path / "sdk_events.db"))
     port = free_port()
     agent = agents(write_estate(tmp_path / "botwatch.yaml", f"""\
         - name: {BOT}
@@ -214,7 +184,7 @@ def test_the_accessibility_tree_is_one_the_agent_reads_with_its_roles_and_names(
     assert len(tree.xpath("//textbox[@name='Amount']")) == 1
 
 
-def test_a_snapshot_of_a_closed_page_is_warned_about_and_never_raises(browser, spool, caplog):
+def test_a_snapshot_of_a_closed_page_is_warned_about_and_never_raises(browser, sdk_events, caplog):
     closed = browser.new_page()
     closed.close()
     with botwatch.run(BOT):
@@ -223,4 +193,4 @@ def test_a_snapshot_of_a_closed_page_is_warned_about_and_never_raises(browser, s
     assert "no html snapshot of screen 'invoice'" in caplog.text
     assert "no a11y snapshot of screen 'invoice'" in caplog.text
     assert "snapshot(kind='jpeg') is not one of html, png, a11y, both, all" in caplog.text
-    assert spool("run_finished")[0]["outcome"] == "success"
+    assert sdk_events("run_finished")[0]["outcome"] == "success"

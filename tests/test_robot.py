@@ -34,14 +34,13 @@ from botwatch.parsers.base import FileParser, IncompleteFile, ParseError
 from botwatch.parsers.robot_output import (IncompleteOutputError, RobotOutputParser, bot_name_for_suite,
                                            parse_output_xml)
 from botwatch.state import EstateState
-from conftest import free_port, http_post_json, wait_for, write_estate
+from conftest import SDK_ENV, free_port, http_post_json, wait_for, write_estate
 
 PY = sys.executable
 CORPUS = Path(__file__).parent / "corpus" / "robot"
 CORPUS_FILES = sorted(CORPUS.glob("*.xml"))
 STATUS = {"PASS": "pass", "FAIL": "fail", "SKIP": "skip", "NOT RUN": "skip"}
 BOT = "invoice-portal"
-SDK_ENV = ("BOTWATCH_AGENT_URL", "BOTWATCH_CONFIG", "BOTWATCH_BOT", "BOTWATCH_RUN_ID", "BOTWATCH_NO_DELIVERY")
 
 
 class _Tests(ResultVisitor):

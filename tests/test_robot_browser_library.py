@@ -25,11 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, http_get, require, wait_for, write_estate
+from conftest import SDK_ENV, free_port, http_get, require, wait_for, write_estate
 
 PY = sys.executable
 BOT = "invoice-portal-browser"
-SDK_ENV = ("BOTWATCH_AGENT_URL", "BOTWATCH_CONFIG", "BOTWATCH_BOT", "BOTWATCH_RUN_ID", "BOTWATCH_NO_DELIVERY")
 PAGE = b"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Invoice - Invoice portal</title></head>
 <body>

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 
 from botwatch.integrations import robot as listener_module
+from conftest import SDK_ENV
 
 PY = sys.executable
 FAKE_BROWSER = Path(__file__).parent / "bots" / "fakebrowser"
 BOT = "invoice-portal"
-SDK_ENV = ("BOTWATCH_AGENT_URL", "BOTWATCH_CONFIG", "BOTWATCH_BOT", "BOTWATCH_RUN_ID", "BOTWATCH_NO_DELIVERY")
 
 SETTINGS = """\
 *** Settings ***

@@ -25,10 +25,9 @@ import pytest
 
 import botwatch
 from botwatch import sdk
-from conftest import free_port, wait_for, write_estate
+from conftest import SDK_ENV, free_port, wait_for, write_estate
 
 PY = sys.executable
-SDK_ENV = ("BOTWATCH_AGENT_URL", "BOTWATCH_CONFIG", "BOTWATCH_BOT", "BOTWATCH_RUN_ID", "BOTWATCH_NO_DELIVERY")
 
 
 class SelectorNotFoundException(Exception):

@@ -3,8 +3,6 @@ real headless Chromium (Debian's chromium and chromium-driver) on the drifting i
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import traceback
 
 import pytest
@@ -16,20 +14,11 @@ from selenium.webdriver.common.by import By
 import botwatch
 from botwatch.classify import Classifier
 from botwatch.integrations.selenium import ElementNotFound, find, snapshot, to_by
-from conftest import free_port, require, write_estate
-from drift_app import DriftApp
+from conftest import SDK_ENV, free_port, require, write_estate
 
 BOT = "invoice-portal"
 PRIMARY = "id:btnSubmit"
 FALLBACK = "xpath://button[normalize-space()='Submit invoice']"
-SDK_ENV = ("BOTWATCH_AGENT_URL", "BOTWATCH_CONFIG", "BOTWATCH_BOT", "BOTWATCH_RUN_ID", "BOTWATCH_NO_DELIVERY")
-
-
-@pytest.fixture(scope="module")
-def portal():
-    app = DriftApp().start()
-    yield app
-    app.stop()
 
 
 @pytest.fixture(scope="module")
@@ -43,48 +32,28 @@ def driver():
     d.quit()
 
 
-@pytest.fixture
-def spool(tmp_path, monkeypatch):
-    """A private spool, the agent away: what the SDK records waits there to be read."""
-    for name in SDK_ENV:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("BOTWATCH_SPOOL", str(tmp_path / "spool.db"))
-    monkeypatch.setenv("BOTWATCH_NO_DELIVERY", "1")
-    monkeypatch.chdir(tmp_path)
-
-    def events(kind: str | None = None) -> list[dict]:
-        db = sqlite3.connect(tmp_path / "spool.db")
-        try:
-            got = [json.loads(e) for (e,) in db.execute("SELECT event FROM outbox ORDER BY seq")]
-        finally:
-            db.close()
-        return [e for e in got if kind is None or e["type"] == kind]
-
-    return events
-
-
-def test_find_returns_the_primary_locators_element_and_records_a_found_look_up(driver, portal, spool):
+def test_find_returns_the_primary_locators_element_and_records_a_found_look_up(driver, portal, sdk_events):
     driver.get(portal.version("v1") + "/invoice.html")
     with botwatch.run(BOT):
         button = find(driver, "invoice", PRIMARY, FALLBACK)
     assert button.get_attribute("id") == "btnSubmit"
-    (lookup,) = spool("ui_lookup")
+    (lookup,) = sdk_events("ui_lookup")
     assert (lookup["screen"], lookup["selector"], lookup["found"], lookup["healed"]) == ("invoice", PRIMARY, True, False)
-    assert lookup["wait"] >= 0 and lookup["run_id"] == spool("run_started")[0]["run_id"]
+    assert lookup["wait"] >= 0 and lookup["run_id"] == sdk_events("run_started")[0]["run_id"]
 
 
-def test_find_heals_with_the_fallback_when_the_primary_no_longer_matches(driver, portal, spool):
+def test_find_heals_with_the_fallback_when_the_primary_no_longer_matches(driver, portal, sdk_events):
     driver.get(portal.version("v3") + "/invoice.html")
     driver.find_element(By.ID, "number").send_keys("INV-2001")
     with botwatch.run(BOT):
         find(driver, "invoice", PRIMARY, FALLBACK).click()
     assert driver.find_element(By.ID, "result").text == "Invoice INV-2001 submitted"  # the menu's button worked
-    (lookup,) = spool("ui_lookup")
+    (lookup,) = sdk_events("ui_lookup")
     assert (lookup["selector"], lookup["found"], lookup["healed"]) == (FALLBACK, True, True)
 
 
 def test_find_raises_element_not_found_naming_the_screen_and_selector_and_the_run_fails_as_ui_drift(
-        driver, portal, spool):
+        driver, portal, sdk_events):
     driver.get(portal.version("v4") + "/invoice.html")
     with pytest.raises(ElementNotFound) as caught:
         with botwatch.run(BOT):
@@ -95,31 +64,31 @@ def test_find_raises_element_not_found_naming_the_screen_and_selector_and_the_ru
                           f"Fallbacks tried: {FALLBACK}.")
     assert (error.screen_name, error.selector, error.kind) == ("invoice", PRIMARY, "not_found")
     assert Classifier().classify(output="".join(traceback.format_exception(error))).reason == "ui_drift"
-    (lookup,) = spool("ui_lookup")
+    (lookup,) = sdk_events("ui_lookup")
     assert (lookup["selector"], lookup["found"], lookup["kind"]) == (PRIMARY, False, "not_found")
-    (finished,) = spool("run_finished")
+    (finished,) = sdk_events("run_finished")
     assert (finished["outcome"], finished["reason"]) == ("failure", "ui_drift")
     assert f"screen invoice, selector {PRIMARY}" in finished["output_tail"]
 
 
-def test_find_with_unique_records_a_locator_matching_several_elements_as_ambiguous(driver, portal, spool):
+def test_find_with_unique_records_a_locator_matching_several_elements_as_ambiguous(driver, portal, sdk_events):
     driver.get(portal.version("v1") + "/invoice.html")
     with botwatch.run(BOT):
         assert find(driver, "invoice", "css:#recent td").text == "INV-1001"  # the first, as Selenium's
         with pytest.raises(ElementNotFound, match=r"^screen invoice, selector css:#recent td: 40 elements match"):
             find(driver, "invoice", "css:#recent td", unique=True)
         assert find(driver, "invoice", "css:#recent td", "id:recent", unique=True).tag_name == "table"
-    assert [(e["found"], e["healed"], e.get("kind")) for e in spool("ui_lookup")] == [
+    assert [(e["found"], e["healed"], e.get("kind")) for e in sdk_events("ui_lookup")] == [
         (True, False, None), (False, False, "ambiguous"), (True, True, None)]
 
 
-def test_find_waits_for_an_element_that_appears_later(driver, portal, spool):
+def test_find_waits_for_an_element_that_appears_later(driver, portal, sdk_events):
     driver.get(portal.version("v1") + "/invoice.html")
     driver.execute_script("setTimeout(() => { const b = document.createElement('button'); b.id = 'late';"
                           " document.body.appendChild(b); }, 300);")
     with botwatch.run(BOT):
         assert find(driver, "invoice", "id:late", timeout=30).get_attribute("id") == "late"
-    (lookup,) = spool("ui_lookup")
+    (lookup,) = sdk_events("ui_lookup")
     assert lookup["found"] and lookup["wait"] > 0
 
 
@@ -140,7 +109,7 @@ def test_locators_are_written_as_the_estates_declared_selectors():
 def test_snapshots_reach_the_agent_and_report_the_drift_of_the_screen(driver, portal, tmp_path, agents, monkeypatch):
     for name in SDK_ENV:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("BOTWATCH_SPOOL", str(tmp_path / "spool.db"))
+    monkeypatch.setenv("BOTWATCH_SPOOL", str(tmp_path / "sdk_events.db"))
     port = free_port()
     agent = agents(write_estate(tmp_path / "botwatch.yaml", f"""\
         - name: {BOT}
@@ -177,10 +146,10 @@ class _ClosedDriver:
         raise WebDriverException("invalid session id")
 
 
-def test_a_snapshot_of_a_closed_browser_is_warned_about_and_never_raises(spool, caplog):
+def test_a_snapshot_of_a_closed_browser_is_warned_about_and_never_raises(sdk_events, caplog):
     with botwatch.run(BOT):
         assert snapshot(_ClosedDriver(), "invoice", kind="both") == {}
         assert snapshot(_ClosedDriver(), "invoice", kind="jpeg") == {}
     assert "no html snapshot of screen 'invoice'" in caplog.text
     assert "snapshot(kind='jpeg') is not one of html, png, both" in caplog.text
-    assert spool("run_finished")[0]["outcome"] == "success"
+    assert sdk_events("run_finished")[0]["outcome"] == "success"

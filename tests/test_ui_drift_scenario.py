@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, http_get, require, wait_for, write_estate
+from conftest import SDK_ENV, free_port, http_get, require, wait_for, write_estate
 from drift_app import MASK, DriftApp
 
 PY = sys.executable
@@ -37,7 +37,6 @@ ROBOT_BOT = Path(__file__).parent / "bots" / "invoice_portal.robot"
 PRIMARY = "id:btnSubmit"
 FALLBACK = "xpath://button[normalize-space()='Submit invoice']"
 WARNING = 0.3
-SDK_ENV = ("BOTWATCH_AGENT_URL", "BOTWATCH_CONFIG", "BOTWATCH_BOT", "BOTWATCH_RUN_ID", "BOTWATCH_NO_DELIVERY")
 
 
 @pytest.fixture(scope="module")
