@@ -10,9 +10,11 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import urllib.error
 import urllib.request
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -206,3 +208,31 @@ def portal():
     app = DriftApp().start()
     yield app
     app.stop()
+
+
+class LocalHTTPServer:
+    """An http.server handler served on a free 127.0.0.1 port from a thread of the test process:
+    `with LocalHTTPServer(Handler) as server: ... server.url ...` (or start() and stop())."""
+
+    def __init__(self, handler, *, tls=None, path: str = ""):
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        if tls is not None:  # an ssl.SSLContext
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"{'https' if tls is not None else 'http'}://127.0.0.1:{self.server.server_address[1]}{path}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> "LocalHTTPServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> "LocalHTTPServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -14,9 +14,10 @@ keep the looks of v2.
 
 from __future__ import annotations
 
-import threading
 from datetime import date
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from conftest import LocalHTTPServer
 
 VERSIONS = ("v1", "v2", "v3", "v4")
 MASK = [[0, 0, 1280, 100]]  # screenshot pixels: the header (title, date) and the news slot under it
@@ -140,19 +141,15 @@ class DriftApp:
     """The portal on a free 127.0.0.1 port, in a thread of the test process."""
 
     def __init__(self):
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, name="drift-app", daemon=True)
+        self._http = LocalHTTPServer(_Handler)
+        self.url = self._http.url
 
     def start(self) -> "DriftApp":
-        self._thread.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=10)
+        self._http.stop()
 
     def version(self, version: str) -> str:
         return f"{self.url}/{version}"

@@ -65,7 +65,7 @@ import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import NamedTuple
 
@@ -74,7 +74,7 @@ import yaml
 
 from botwatch import stack
 from botwatch.dashboards import build
-from conftest import AgentProcess, free_port, http_post_json, require, wait_for
+from conftest import AgentProcess, LocalHTTPServer, free_port, http_post_json, require, wait_for
 from promql import selectors
 
 PROMETHEUS = "/usr/bin/prometheus"
@@ -184,10 +184,8 @@ class Webhook:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self._http = LocalHTTPServer(Handler).start()
+        self.url = self._http.url
 
     def find(self, receiver: str, alertname: str, bot: str, status: str) -> Received | None:
         """The first notification to `receiver` holding that alert in `status`."""
@@ -203,8 +201,7 @@ class Webhook:
         return None
 
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self._http.stop()
 
 
 # -- the stack ----------------------------------------------------------------------------------------

@@ -13,14 +13,13 @@ import re
 import secrets
 import ssl
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from conftest import BOTWATCH, free_port
+from conftest import BOTWATCH, LocalHTTPServer, free_port
 
 DASHBOARDS = Path(__file__).resolve().parents[1] / "dashboards"
 UIDS = {"botwatch-estate", "botwatch-bot", "botwatch-ui-drift", "botwatch-coe"}
@@ -35,22 +34,15 @@ class FakeGrafana:
         self.folders = list(folders or [])
         self.requests: list[dict] = []
         self.dashboards: dict[str, dict] = {}
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        if tls:
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
-        scheme = "https" if tls else "http"
-        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}{prefix}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._http = LocalHTTPServer(self._handler(), tls=tls, path=prefix)
+        self.url = self._http.url
 
     def __enter__(self) -> "FakeGrafana":
-        self.thread.start()
+        self._http.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
+        self._http.stop()
 
     def calls(self, method: str, path: str) -> list[dict]:
         return [r for r in self.requests if r["method"] == method and r["path"] == self.prefix + path]

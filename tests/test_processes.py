@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import uuid
 from collections import Counter, namedtuple
@@ -24,7 +23,7 @@ from botwatch.journal import Journal, JournalError
 from botwatch.shadow import PLATFORMS, RUNTIMES, wrapped_bot
 from botwatch.sources.processes import ProcessWatcher
 from botwatch.state import EstateState
-from conftest import BOTWATCH, parse_metrics, wait_for
+from conftest import BOTWATCH, LocalHTTPServer, parse_metrics, wait_for
 
 T0 = 1_800_000_000.0
 CpuTimes = namedtuple("CpuTimes", "user system")
@@ -628,12 +627,8 @@ def fake_agent():
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with LocalHTTPServer(Handler) as server:
+        yield server.url
 
 
 def test_botwatch_status_unregistered_renders_the_agents_list(fake_agent, run_env, tmp_path):

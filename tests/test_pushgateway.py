@@ -18,18 +18,18 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import psutil
 import pytest
 
 from botwatch.config import REASONS
+from conftest import LocalHTTPServer
 
 pytestmark = pytest.mark.integration
 
@@ -487,14 +487,11 @@ class StubAgent:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self._http = LocalHTTPServer(Handler).start()
+        self.url = self._http.url
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self._http.stop()
 
 
 @pytest.mark.parametrize("agent_knows_the_event", [True, False], ids=["agent_takes_it", "agent_refuses_it"])

@@ -19,13 +19,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
-from conftest import SDK_ENV, free_port, http_get, require, wait_for, write_estate
+from conftest import SDK_ENV, LocalHTTPServer, free_port, http_get, require, wait_for, write_estate
 
 PY = sys.executable
 BOT = "invoice-portal-browser"
@@ -89,12 +88,8 @@ def portal():
         if not (Path(Browser.__file__).parent / "wrapper" / "node_modules").is_dir():
             pytest.fail("the Browser library's node side is missing: pip install 'robotframework-browser[bb]' "
                         "(`make test` does), or run `rfbrowser init --skip-browsers` with Node.js", pytrace=False)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Portal)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with LocalHTTPServer(_Portal) as server:
+        yield server.url
 
 
 def test_a_real_browser_library_bot_reports_its_look_ups_heal_and_ui_drift_failure(tmp_path, agents, portal):
