@@ -28,7 +28,6 @@ from pydantic import (
 
 from .durations import parse_duration
 
-REASONS = ("ui_drift", "credentials", "business", "data", "timeout", "crash", "killed", "unknown")
 PLATFORMS = (
     "uipath", "robotframework", "python", "powerautomate", "blueprism",
     "automationanywhere", "excel", "shell", "other",

@@ -200,7 +200,7 @@ def _report_agent_drops(spool: Spool, url: str, key: str | None) -> None:
 
 def apply_finished(totals: dict, event_json: str) -> None:
     """Fold one finished run into its bot's totals, as the agent's state does (state.BotRuntime)."""
-    from .config import REASONS
+    from .classify import REASONS
     from .state import DURATION_BUCKETS
 
     ev = json.loads(event_json)

@@ -35,6 +35,7 @@ import time
 import traceback
 
 from . import _platform
+from .classify import REASONS
 from .spool import Spool, default_spool_path
 from .wrapper import new_run_id
 
@@ -43,7 +44,6 @@ __all__ = ["run", "bot", "fail", "ui_lookup", "snapshot", "step", "Run", "Step",
 log = logging.getLogger("botwatch.sdk")
 
 SOURCE = "sdk"
-REASONS = ("ui_drift", "credentials", "business", "data", "timeout", "crash", "killed", "unknown")
 LOOKUP_KINDS = ("not_found", "ambiguous", "wrong_app")
 KICK_INTERVAL = 5.0  # outside run start and end, start a deliverer at most this often
 CLASSIFY_CHARS = 64 * 1024  # as much of a traceback as the wrapper keeps of a bot's output

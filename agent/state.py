@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from .classify import Classifier
-from .config import REASONS, BotConfig, Estate
+from .classify import REASONS, Classifier
+from .config import BotConfig, Estate
 from .events import (Event, FailureNoted, LogNoted, ResourceSample, RunFinished, RunStarted, SpoolDropped,
                      StepFinished, UiLookup, UiSnapshot)
 from .journal import Flip, Journal

@@ -30,7 +30,8 @@ COUNTER_FAMILIES = 4
 
 def build_state(n_bots: int = BOTS, seed: int = 1):
     """An estate of `n_bots` with a few finished runs each, some failed, some bots mid-run."""
-    from botwatch.config import PLATFORMS, REASONS, BotConfig, Estate
+    from botwatch.classify import REASONS
+    from botwatch.config import PLATFORMS, BotConfig, Estate
     from botwatch.events import ResourceSample, RunFinished, RunStarted
     from botwatch.state import EstateState
 

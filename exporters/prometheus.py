@@ -20,7 +20,8 @@ from prometheus_client.registry import CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 from botwatch import __version__
-from botwatch.config import REASONS, LogSpec
+from botwatch.classify import REASONS
+from botwatch.config import LogSpec
 from botwatch.shadow import PLATFORMS as SHADOW_PLATFORMS
 from botwatch.state import DURATION_BUCKETS, STATES, UI_FAILURE_KINDS, UI_WAIT_BUCKETS, EstateState
 

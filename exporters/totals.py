@@ -14,7 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
-from botwatch.config import REASONS
+from botwatch.classify import REASONS
 from botwatch.state import DURATION_BUCKETS
 
 _LE = [floatToGoString(b) for b in DURATION_BUCKETS]

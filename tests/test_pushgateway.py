@@ -28,7 +28,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from botwatch.config import REASONS
+from botwatch.classify import REASONS
 from conftest import LocalHTTPServer
 
 pytestmark = pytest.mark.integration
