@@ -172,7 +172,7 @@ def inventory(fmt, config, agent_url) -> None:
 @click.option("--until", "until", metavar="TIME",
               help="End of the window: ISO 8601 UTC (2026-11-01 or 2026-11-01T00:00:00) or Unix seconds; default now.")
 @click.option("--journal", type=click.Path(dir_okay=False), help="Journal to read (default the estate's agent.journal).")
-@click.option("--prometheus", metavar="URL", help="Read from Prometheus instead of a journal (not available yet).")
+@click.option("--prometheus", metavar="URL", help="Read the whole estate from Prometheus' HTTP API instead of a journal.")
 @click.option("--config", type=click.Path(), help="Estate file (default $BOTWATCH_CONFIG or ./botwatch.yaml): "
               "teams, platforms, lifecycles, schedules and governance.")
 @click.option("--agent", "agent_url", metavar="URL", help="Running agent to list unregistered bots from.")
@@ -193,12 +193,10 @@ def report(since, until, journal, prometheus, config, agent_url, slo, fmt, out) 
 
     from .durations import parse_duration
     from .journal import JournalError
-    from .report import gather, render
+    from .report import gather
 
-    if prometheus:
-        click.echo("botwatch report: --prometheus is not available yet; read the agent's journal "
-                   "with --journal or --config", err=True)
-        sys.exit(2)
+    if prometheus and journal:
+        raise click.BadParameter("give either --prometheus or --journal, not both", param_hint="--prometheus")
     try:
         window = parse_duration(since)
     except ValueError as exc:
@@ -211,6 +209,16 @@ def report(since, until, journal, prometheus, config, agent_url, slo, fmt, out) 
         raise click.BadParameter(str(exc), param_hint="--until")
     path = config_path(config)
     loaded = _load_or_exit(path) if config or path.exists() else None
+    if prometheus:
+        from .report.prom import PrometheusError, gather_prometheus
+
+        try:
+            rep = gather_prometheus(prometheus, window, end, slo, loaded=loaded, agent_url=agent_url)
+        except PrometheusError as exc:
+            click.echo(f"botwatch report: {exc}", err=True)
+            sys.exit(2)
+        _write_report(rep, fmt, out)
+        return
     journal_path = journal or (loaded.journal_path if loaded is not None else None)
     if journal_path is None:
         click.echo(f"botwatch report: no journal: give --journal F or --config F ({path} does not exist)", err=True)
@@ -223,6 +231,14 @@ def report(since, until, journal, prometheus, config, agent_url, slo, fmt, out) 
     except JournalError as exc:
         click.echo(f"botwatch report: {exc}", err=True)
         sys.exit(1)
+    _write_report(rep, fmt, out)
+
+
+def _write_report(rep, fmt: str, out: str) -> None:
+    from pathlib import Path
+
+    from .report import render
+
     text = render(rep, fmt)
     if out == "-":
         click.echo(text, nl=False)

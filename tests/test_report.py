@@ -287,11 +287,12 @@ def test_the_cli_writes_each_format_to_the_out_file(world):
         assert out.read_text(encoding="utf-8") == render(world["report"], fmt)
 
 
-def test_the_cli_says_the_prometheus_source_is_not_available_yet(tmp_path):
-    proc = subprocess.run([*BOTWATCH, "report", "--prometheus", "http://127.0.0.1:9", "--format", "md",
-                           "--out", str(tmp_path / "r.md")], capture_output=True, text=True, timeout=120)
+def test_the_cli_refuses_both_a_prometheus_and_a_journal(tmp_path):
+    proc = subprocess.run([*BOTWATCH, "report", "--prometheus", "http://127.0.0.1:9", "--journal",
+                           str(tmp_path / "j.db"), "--format", "md", "--out", str(tmp_path / "r.md")],
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert "not available yet" in proc.stderr
+    assert "not both" in proc.stderr
     assert not (tmp_path / "r.md").exists()
 
 

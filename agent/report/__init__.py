@@ -1,7 +1,7 @@
 """`botwatch report`: the estate reliability report.
 
-gather (journal + estate file) -> a plain data model (model.py) -> renderers (html, md, csv).
-A Prometheus source is not built yet (see docs/report.md).
+gather (journal + estate file) or gather_prometheus (Prometheus' HTTP API, prom.py) -> a plain
+data model (model.py) -> renderers (html, md, csv).
 """
 
 from .gather import gather
