@@ -402,8 +402,10 @@ def _is_binary(f: Path) -> bool:
 
 def check_bot(bot: BotConfig, estate: LoadedEstate, routing: RoutingTeams | None, *,
               scanner: SecretScanner | None = None, entry: EstateEntry | None = None,
-              today: date | None = None, routing_error: str | None = None) -> list[Finding]:
-    """Every check of one bot. `entry` is the bot's place in the estate file (estate_entries)."""
+              today: date | None = None, routing_error: str | None = None,
+              running_secret_pid: int | None = None) -> list[Finding]:
+    """Every check of one bot. `entry` is the bot's place in the estate file (estate_entries);
+    `running_secret_pid`: a running process of the bot whose command line holds a credential."""
     if entry is None:
         entry = estate_entries(estate).get(bot.name)
     scanner = scanner or SecretScanner()
@@ -432,7 +434,7 @@ def check_bot(bot: BotConfig, estate: LoadedEstate, routing: RoutingTeams | None
         _certified(bot, today, at),
         _team_routed(bot, routing, routing_error, at),
     ]
-    out += _secrets(bot, estate, entry, scanner)
+    out += _secrets(bot, estate, entry, scanner, running_secret_pid)
     return out
 
 
@@ -464,7 +466,7 @@ def _team_routed(bot: BotConfig, routing: RoutingTeams | None, error: str | None
 
 
 def _secrets(bot: BotConfig, estate: LoadedEstate, entry: EstateEntry | None,
-             scanner: SecretScanner) -> list[Finding]:
+             scanner: SecretScanner, running_secret_pid: int | None = None) -> list[Finding]:
     found: dict[tuple[str, int], str] = {}  # (file, line) -> what, first finder wins
 
     def add(file: str, line: int, what: str) -> None:
@@ -486,6 +488,8 @@ def _secrets(bot: BotConfig, estate: LoadedEstate, entry: EstateEntry | None,
     elif bot.watch and bot.watch.process and bot.watch.process.cmdline:
         if redact(bot.watch.process.cmdline) != bot.watch.process.cmdline:
             add("", 0, "credential in the command line pattern")
+    if running_secret_pid is not None:
+        add("", 0, f"credential in the command line of its running process {running_secret_pid}")
     notes: list[str] = []
     scanned = 0
     if bot.source:
@@ -517,9 +521,11 @@ class Governance:
     has been computed yet (tests, one-shot commands). Source scans are cached per file."""
 
     def __init__(self, estate: LoadedEstate, bots: Callable[[], list[BotConfig]] | None = None, *,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 running_secrets: Callable[[], dict[str, int]] | None = None):
         self.estate = estate
         self.bots = bots or (lambda: list(estate.estate.bots))
+        self.running_secrets = running_secrets or dict  # bot -> pid, from the agent's process sweep
         self.clock = clock
         self.scanner = SecretScanner()
         self._lock = threading.Lock()
@@ -551,11 +557,13 @@ class Governance:
             error = str(exc)
             log.warning("governance: %s", exc)
         entries = estate_entries(self.estate)
+        running = self.running_secrets()
         out: dict[str, list[Finding]] = {}
         for bot in self.bots():
             try:
                 out[bot.name] = check_bot(bot, self.estate, routing, scanner=self.scanner,
-                                          entry=entries.get(bot.name), routing_error=error)
+                                          entry=entries.get(bot.name), routing_error=error,
+                                          running_secret_pid=running.get(bot.name))
             except Exception:  # one bot's problem must not hide the others' findings
                 self.errors_total += 1
                 log.exception("governance checks of bot %s failed", bot.name)
@@ -590,4 +598,9 @@ def governance_for_state(state, estate: LoadedEstate | None = None) -> Governanc
         with state.lock:
             return [b.cfg for b in state.bots.values()]
 
-    return Governance(estate or LoadedEstate(state.estate, None), bots, clock=state.clock)
+    def running_secrets() -> dict[str, int]:
+        with state.lock:
+            return dict(state.cmdline_secrets)
+
+    return Governance(estate or LoadedEstate(state.estate, None), bots, clock=state.clock,
+                      running_secrets=running_secrets)

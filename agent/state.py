@@ -332,6 +332,8 @@ class EstateState:
         self.events_dropped_total: dict[str, int] = {}
         # runs waiting in the spools of the bot hosts, as their deliverers last said: spool -> (runs, when)
         self.spool_pending: dict[str, tuple[int, float]] = {}
+        # bots with a running process whose command line holds a credential: bot -> pid (governance)
+        self.cmdline_secrets: dict[str, int] = {}
         self.parse_errors_total: dict[str, int] = {}
         # shadow bots, as last seen by the process watcher (see set_unregistered)
         self.unregistered: list[dict] = []
@@ -600,6 +602,11 @@ class EstateState:
     def unregistered_view(self) -> tuple[list[dict], dict[str, int], float | None]:
         with self.lock:
             return [dict(p) for p in self.unregistered], dict(self.unregistered_counts), self.unregistered_at
+
+    def note_cmdline_secrets(self, secrets: dict[str, int]) -> None:
+        """The process sweep's bots whose running command line holds a credential (bot -> pid)."""
+        with self.lock:
+            self.cmdline_secrets = dict(secrets)
 
     def note_spool(self, spool: str, pending: int, now: float | None = None) -> None:
         """A deliverer said how many runs its spool still holds (after the batch it delivered)."""

@@ -885,3 +885,26 @@ def test_a_real_agent_reports_watched_runs_hung_bots_and_shadow_bots(spawn, fake
     assert stuck["last_outcome"] == "unknown" and stuck["hung"] is False and stuck["runs_in_progress"] == 0
     kill_tree(shadow_bot)
     wait_for(lambda: not shadow_listed(), what="the shadow robot to leave the list")
+
+
+def test_a_watched_bot_run_with_a_password_on_its_command_line_is_a_governance_finding(spawn, tmp_path):
+    from botwatch.governance import governance_for_state
+
+    marker = f"botwatch-test-{uuid.uuid4().hex}"
+    w, st = real(f"""
+        bots:
+          - name: leaky
+            watch: {{process: {{cmdline: '{marker}'}}}}
+          - name: tidy
+            watch: {{process: {{cmdline: '{marker}-tidy'}}}}
+        """)
+    leaky = spawn(sleeper(marker, "--password", "hunter2"))
+    spawn(sleeper(f"{marker}-tidy", "--user", "svc"))
+    swept_until(w, lambda: "leaky" in st.cmdline_secrets and view(st, "tidy").runs_in_progress == 1,
+                "the sweep to see both bots' processes")
+    findings = governance_for_state(st).refresh()
+    (secret,) = [f for f in findings["leaky"] if f.check == "plaintext_secret"]
+    assert not secret.ok and str(leaky.pid) in secret.detail and "hunter2" not in repr(secret)
+    assert all(f.ok for f in findings["tidy"] if f.check == "plaintext_secret")
+    kill_tree(leaky)
+    swept_until(w, lambda: "leaky" not in st.cmdline_secrets, "the process to be gone")

@@ -71,6 +71,7 @@ class _Decision:
     wrapper: str | None = None  # `botwatch run --bot NAME`: its tree is that (registered) bot's
     user: str | None = None
     cmdline: str | None = None  # redacted, for the listing (shadow candidates only)
+    secret: bool = False  # a bot's process whose command line holds a credential (the text is not kept)
     settled: bool = True
 
 
@@ -215,6 +216,12 @@ class ProcessWatcher:
             info[p.pid] = (i.get("ppid"), ctime, name)
             decisions[p.pid] = d
         self._decisions = fresh  # processes gone since the last sweep are forgotten
+        secrets: dict[str, int] = {}
+        for pid, d in decisions.items():
+            if d.secret:
+                for bot in d.bots or (d.wrapper,):
+                    secrets.setdefault(bot, pid)
+        self.state.note_cmdline_secrets(secrets)
         children: dict[int, list[int]] = {}
         for pid, (ppid, _, _) in info.items():
             if ppid is not None and ppid != pid:
@@ -239,6 +246,8 @@ class ProcessWatcher:
         d.bots = tuple(m.bot for m in self.matchers if _matches(m, name, probe))
         if _maybe_wrapper(name):
             d.wrapper = shadow.wrapped_bot(probe.argv)
+        if d.bots or d.wrapper:  # a governance finding: credentials belong in a vault, not in argv
+            d.secret = redact(probe.cmdline) != probe.cmdline
         if not d.bots and not d.wrapper:
             found = self._runtime_of(name, probe)
             if found is not None:
