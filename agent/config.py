@@ -273,8 +273,9 @@ class AgentConfig(_Strict):
 
 class BotConfig(_Strict):
     name: str
-    owner: str | None = None
-    team: str | None = None
+    # labels of botwatch_bot_info (bot_owner, team): bounded, as every label value is
+    owner: str | None = Field(default=None, max_length=254)  # an e-mail address at most
+    team: str | None = Field(default=None, max_length=64)
     platform: Literal[PLATFORMS] = "other"  # type: ignore[valid-type]
     lifecycle: Literal["prototype", "certified", "production"] | None = None
     criticality: Literal["low", "medium", "high"] = "medium"

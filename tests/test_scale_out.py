@@ -1,5 +1,6 @@
-"""Scale-out: Prometheus HTTP service discovery (/sd lists this agent and the estate's other agents;
-a real Prometheus finds and scrapes the agent through it) and the cap on bots per agent."""
+"""Scale-out: Prometheus HTTP service discovery (/sd lists this agent and the estate's other
+agents; a real Prometheus finds and scrapes the agent through it), the cap on bots per agent,
+and bounded label values."""
 
 from __future__ import annotations
 
@@ -72,3 +73,17 @@ def test_auto_registration_stops_at_max_bots_and_counts_what_it_refuses():
     assert result.accepted == 2 and len(result.rejected) == 3
     assert "max_bots (3)" in result.rejected[0]["error"]
     assert state.self_metrics()["dropped"]["bot_limit"] == 3
+
+
+def test_label_values_from_the_estate_file_are_bounded_with_an_error_at_their_line():
+    import pytest
+
+    from botwatch.config import ConfigError, parse_estate_text
+
+    with pytest.raises(ConfigError) as exc:
+        parse_estate_text(f"bots:\n  - name: alpha\n    team: {'t' * 65}\n", "estate.yaml")
+    assert "estate.yaml:3" in str(exc.value) and "64" in str(exc.value)
+    with pytest.raises(ConfigError) as exc:
+        parse_estate_text(f"bots:\n  - name: alpha\n    owner: {'o' * 250}@example.com\n", "estate.yaml")
+    assert "estate.yaml:3" in str(exc.value)
+    assert parse_estate_text(f"bots:\n  - name: alpha\n    team: {'t' * 64}\n").bots[0].team == "t" * 64
