@@ -28,7 +28,7 @@ from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..events import Event
+from ..events import Event, RunFinished
 from ..redact import redact
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -226,6 +226,24 @@ def error_tail(errors: list[str], more: int = 0) -> str | None:
     if more:
         tail += f"\n[... {more} more error line(s)]"
     return tail
+
+
+def finished_run(bot: str, run_id: str, *, ended: float, started: float | None, errors: list[str], more: int,
+                 classifier: "Classifier", source: str, failed: bool = False, unhandled: bool = False,
+                 abandoned: bool = False, host: str | None = None) -> RunFinished:
+    """The end of a run read from a log: failed when it logged errors (or its end said so), with
+    the reason its errors give; `unknown` when it was abandoned (its end never logged); else a
+    success. A start after the end (clock steps in the log) is taken as the end."""
+    if errors or failed:
+        outcome, reason = "failure", reason_for(classifier, errors, unhandled=unhandled)
+    elif abandoned:
+        outcome, reason = "unknown", None
+    else:
+        outcome, reason = "success", None
+    if started is not None and started > ended:
+        started = ended
+    return RunFinished(bot, run_id, ended=ended, outcome=outcome, started=started, reason=reason, host=host,
+                       output_tail=error_tail(errors, more), source=source)
 
 
 def reason_for(classifier: "Classifier", errors: list[str], *, unhandled: bool = False) -> str:

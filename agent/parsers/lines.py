@@ -52,10 +52,10 @@ import re
 import time
 from typing import Callable
 
-from ..events import Event, RunFinished, RunStarted
+from ..events import Event, RunStarted
 from ..redact import redact
-from .base import (MAX_MESSAGE_CHARS, MAX_OPEN_RUNS, LineParser, ParseError, error_tail, keep_error, parse_time,
-                   reason_for, stable_id)
+from .base import (MAX_MESSAGE_CHARS, MAX_OPEN_RUNS, LineParser, ParseError, finished_run, keep_error, parse_time,
+                   stable_id)
 
 _LEADING_TIME = re.compile(
     r"^\W{0,2}(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)(?!\d)")
@@ -210,20 +210,11 @@ class RegexParser(LineParser):
     def _finish(self, rid: str, r: dict, ended: float, status: str | None, *, abandoned: bool = False,
                 end_line: str | None = None) -> list[Event]:
         errors = list(r.get("errors") or [])
-        if errors or status == "failure":
-            if not errors and end_line:
-                keep_error(errors, end_line)
-            outcome, reason = "failure", reason_for(self.classifier, errors)
-        elif abandoned:
-            outcome, reason = "unknown", None
-        else:
-            outcome, reason = "success", None
-        started = r.get("start")
-        if started is not None and started > ended:
-            started = ended
-        return [RunFinished(self.bot, rid, ended=ended, outcome=outcome, started=started, reason=reason,
-                            output_tail=error_tail(errors, r.get("more", 0)) if outcome == "failure" else None,
-                            source=self.source)]
+        if not errors and status == "failure" and end_line:
+            keep_error(errors, end_line)  # the end line is the only word on why it failed
+        return [finished_run(self.bot, rid, ended=ended, started=r.get("start"), errors=errors, more=r.get("more", 0),
+                             classifier=self.classifier, source=self.source, failed=status == "failure",
+                             abandoned=abandoned)]
 
 
 _LEVELS = "CRITICAL|FATAL|ERROR|WARNING|WARN|INFO|DEBUG|NOTSET|Level \\d+"

@@ -54,10 +54,9 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from ..events import Event, RunFinished, RunStarted, UiLookup
+from ..events import Event, RunStarted, UiLookup
 from ..redact import redact
-from .base import (MAX_OPEN_RUNS, Fed, LineParser, ParseError, error_tail, keep_error, parse_time, reason_for,
-                   stable_id)
+from .base import (MAX_OPEN_RUNS, Fed, LineParser, ParseError, finished_run, keep_error, parse_time, stable_id)
 
 SOURCE = "log:uipath"
 
@@ -410,15 +409,6 @@ class UiPathParser(LineParser):
         return self._finish(j, t, rec.machine or j.get("host"))
 
     def _finish(self, j: dict, ended: float, host: str | None, abandoned: bool = False) -> list[Event]:
-        errors = j.get("errors") or []
-        if errors:
-            outcome, reason = "failure", reason_for(self.classifier, errors, unhandled=j.get("unhandled", False))
-        elif abandoned:
-            outcome, reason = "unknown", None
-        else:
-            outcome, reason = "success", None
-        started = j.get("start")
-        if started is not None and started > ended:
-            started = ended
-        return [RunFinished(self.bot, j["run_id"], ended=ended, outcome=outcome, started=started, reason=reason,
-                            host=host, output_tail=error_tail(errors, j.get("more", 0)), source=SOURCE)]
+        return [finished_run(self.bot, j["run_id"], ended=ended, started=j.get("start"), errors=j.get("errors") or [],
+                             more=j.get("more", 0), classifier=self.classifier, source=SOURCE,
+                             unhandled=j.get("unhandled", False), abandoned=abandoned, host=host)]
