@@ -236,3 +236,18 @@ class LocalHTTPServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def outbox_and_dead(spool: str) -> tuple[int, list]:
+    """A spool's undelivered event count and its dead letters (event, error)."""
+    db = sqlite3.connect(spool)
+    try:
+        return (db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0],
+                db.execute("SELECT event, error FROM dead").fetchall())
+    finally:
+        db.close()
+
+
+def metrics_when(agent, predicate, what, timeout=60):
+    """The agent's metrics once `predicate(metrics)` holds."""
+    return wait_for(lambda: (lambda m: m if predicate(m) else None)(agent.metrics()), timeout=timeout, what=what)

@@ -34,7 +34,7 @@ from botwatch.parsers.base import FileParser, IncompleteFile, ParseError
 from botwatch.parsers.robot_output import (IncompleteOutputError, RobotOutputParser, bot_name_for_suite,
                                            parse_output_xml)
 from botwatch.state import EstateState
-from conftest import SDK_ENV, free_port, http_post_json, wait_for, write_estate
+from conftest import SDK_ENV, free_port, http_post_json, metrics_when, outbox_and_dead, wait_for, write_estate
 
 PY = sys.executable
 CORPUS = Path(__file__).parent / "corpus" / "robot"
@@ -399,19 +399,6 @@ def spooled(spool: str) -> list[dict]:
         return [json.loads(e) for (e,) in db.execute("SELECT event FROM outbox ORDER BY seq")]
     finally:
         db.close()
-
-
-def outbox_and_dead(spool: str) -> tuple[int, list]:
-    db = sqlite3.connect(spool)
-    try:
-        return (db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0],
-                db.execute("SELECT event, error FROM dead").fetchall())
-    finally:
-        db.close()
-
-
-def metrics_when(agent, predicate, what, timeout=60):
-    return wait_for(lambda: (lambda m: m if predicate(m) else None)(agent.metrics()), timeout=timeout, what=what)
 
 
 def test_an_rpa_run_with_the_listener_reaches_a_real_agent_as_it_happens(tmp_path, agents, rpa):

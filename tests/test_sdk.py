@@ -25,7 +25,7 @@ import pytest
 
 import botwatch
 from botwatch import sdk
-from conftest import SDK_ENV, free_port, wait_for, write_estate
+from conftest import SDK_ENV, free_port, metrics_when, outbox_and_dead, wait_for, write_estate
 
 PY = sys.executable
 
@@ -579,19 +579,6 @@ def run_script(tmp_path, env, *attempts):
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     return r
-
-
-def outbox_and_dead(spool: str) -> tuple[int, list]:
-    db = sqlite3.connect(spool)
-    try:
-        return (db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0],
-                db.execute("SELECT event, error FROM dead").fetchall())
-    finally:
-        db.close()
-
-
-def metrics_when(agent, predicate, what, timeout=60):
-    return wait_for(lambda: (lambda m: m if predicate(m) else None)(agent.metrics()), timeout=timeout, what=what)
 
 
 def test_a_python_bots_runs_steps_failures_and_ui_lookups_reach_a_real_agent(tmp_path, agents, bot_env):
