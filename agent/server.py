@@ -209,6 +209,17 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
         probe = DriftProbe(state.estate, state.journal)
     limits = state.estate.agent.limits
     rate = RateLimiter(limits.events_per_second, limits.burst)
+
+    def _refuse_bot(bot: str, source: str, too_many: str) -> JSONResponse | None:
+        """The answer for one bot's input that is not taken (unknown bot, over its rate), counted
+        under `source`; None when it is taken."""
+        if bot not in state.bots and not state.estate.agent.auto_register:
+            state.count_parse_error(source)
+            return _error(404, "unknown bot", "not in the estate file (or switch on agent.auto_register)")
+        if rate.take({bot: 1}) is not None:
+            state.count_dropped(source)
+            return _error(429, too_many, headers={"Retry-After": "1"})
+        return None
     app = FastAPI(title="botwatch agent", version=__version__, openapi_url="/api/v1/openapi.json",
                   docs_url="/api/v1/docs", redoc_url=None,
                   description="Check-ins (Healthchecks.io ping protocol) and event batches for the botwatch agent.")
@@ -337,12 +348,9 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
         if security.any_key and not security.key_allows(key, {bot}):
             state.count_parse_error("snapshot")
             return _error(401, "missing or wrong X-Botwatch-Key")
-        if bot not in state.bots and not state.estate.agent.auto_register:
-            state.count_parse_error("snapshot")
-            return _error(404, "unknown bot", "not in the estate file (or switch on agent.auto_register)")
-        if rate.take({bot: 1}) is not None:
-            state.count_dropped("snapshot")
-            return _error(429, "too many snapshots", headers={"Retry-After": "1"})
+        refused = _refuse_bot(bot, "snapshot", "too many snapshots")
+        if refused is not None:
+            return refused
         try:
             snap_kind = kind_for(explicit=kind, content_type=content_type, data=body)
             report = probe.ingest(state, bot, screen, snap_kind, body, run_id=run_id, source="api")
@@ -375,12 +383,9 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
                 state.count_parse_error("ping")
                 return _error(400, "unknown check-in", "use /start, /fail, /log or an exit status 0-255")
             exit_status = int(action)
-        if bot not in state.bots and not state.estate.agent.auto_register:
-            state.count_parse_error("ping")
-            return _error(404, "unknown bot", "not in the estate file (or switch on agent.auto_register)")
-        if rate.take({bot: 1}) is not None:
-            state.count_dropped("ping")
-            return _error(429, "too many check-ins", headers={"Retry-After": "1"})
+        refused = _refuse_bot(bot, "ping", "too many check-ins")
+        if refused is not None:
+            return refused
         now = time.time()
         excerpt = _excerpt(body, limits.log_excerpt_bytes)
         if excerpt:
