@@ -86,6 +86,7 @@ class Limits(_Strict):
     log_excerpt_bytes: int = Field(default=10_240, ge=256)  # kept of a check-in's POST body (the tail)
     max_screens: int = Field(default=50, ge=1)  # per bot; more screens are counted as "other"
     max_bots: int = Field(default=2000, ge=1)  # bots per agent: auto-registration stops there (counted)
+    max_label_length: int = Field(default=64, ge=16, le=1024)  # longer screen names are shortened (counted)
 
 
 def _regex(v: str | None) -> str | None:
@@ -242,6 +243,27 @@ class Certification(_Strict):
         return self
 
 
+class OtlpConfig(_Strict):
+    """OTLP/HTTP push of the metric catalogue and of run traces (docs/otlp.md). What is left
+    unset here comes from the standard OTEL_* environment variables."""
+
+    endpoint: str | None = None  # base URL of an OTLP/HTTP receiver; /v1/metrics and /v1/traces are appended
+    headers: dict[str, SecretStr] = {}  # e.g. an API key: `env:NAME`, `file:/path` or the literal value
+    timeout: Duration | None = None  # per export request (OTEL_EXPORTER_OTLP_TIMEOUT, else 10s)
+    interval: Duration | None = None  # between metric exports (OTEL_METRIC_EXPORT_INTERVAL, else 60s)
+    metrics: bool | None = None  # on by default when `endpoint` is set; else OTEL_METRICS_EXPORTER=otlp
+    traces: bool | None = None  # off by default; OTEL_TRACES_EXPORTER=otlp also switches them on
+    traces_sampling: float | None = Field(default=None, ge=0.0, le=1.0)  # share of runs traced (else OTEL_TRACES_SAMPLER)
+    max_queued_spans: int = Field(default=20_000, ge=100)  # spans kept while the endpoint is down; older ones dropped
+
+    @field_validator("endpoint")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"otlp.endpoint {v!r} must be an http:// or https:// URL")
+        return v
+
+
 class AgentConfig(_Strict):
     listen: str = DEFAULT_LISTEN
     journal: str = "./botwatch-journal.db"
@@ -256,6 +278,7 @@ class AgentConfig(_Strict):
     alert_routing: str | None = None  # Alertmanager config whose `team` routes governance checks against
     governance_interval: Duration = 300.0  # how often the agent re-runs the governance checks
     sd_targets: list[str] = []  # the estate's other agents (host:port), listed by /sd beside this one
+    otlp: OtlpConfig = OtlpConfig()
 
     @field_validator("listen")
     @classmethod
@@ -342,6 +365,7 @@ class BotConfig(_Strict):
 
 
 class Estate(_Strict):
+    name: str | None = Field(default=None, max_length=64)  # the estate's name (an OTLP resource attribute)
     agent: AgentConfig = AgentConfig()
     failure_patterns: list[FailurePattern] = []
     bots: list[BotConfig] = []

@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 
-from .config import LoadedEstate
+from .config import ConfigError, LoadedEstate
 from .journal import Journal, JournalError
 from .state import EstateState
 
@@ -54,6 +54,16 @@ def build_sources(loaded: LoadedEstate, state: EstateState, journal: Journal, pr
     return sources
 
 
+def otlp_settings(loaded: LoadedEstate):
+    """The OTLP exports the estate file and the OTEL_* environment ask for (none by default)."""
+    from botwatch.exporters.otlp_settings import resolve
+
+    try:
+        return resolve(loaded.estate)
+    except ValueError as exc:  # a malformed OTEL_* variable
+        raise ConfigError([f"environment: {exc}"]) from None
+
+
 def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None) -> int:
     import uvicorn
 
@@ -66,6 +76,7 @@ def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None) -> int:
     from .webconfig import BasicAuth, load_web_config
 
     host, port = listen or loaded.listen
+    otlp_wanted = otlp_settings(loaded)
     web = load_web_config(loaded.resolve(loaded.estate.agent.web_config)) if loaded.estate.agent.web_config else None
     security = Security(
         estate_key=resolve_secret(loaded.estate.agent.ping_key),
@@ -85,8 +96,11 @@ def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None) -> int:
     from .ui.probe import DriftProbe
 
     probe = DriftProbe(loaded.estate, journal)  # UI snapshots: the API and the snapshot folder share it
-    app = create_app(state, estate_registry(state, governance=governance), security, probe=probe,
-                     governance=governance)
+    registry = estate_registry(state, governance=governance)
+    app = create_app(state, registry, security, probe=probe, governance=governance)
+    from botwatch.exporters import otlp as otlp_exports
+
+    otlp = otlp_exports.start(otlp_wanted, state, registry)
     tls = web.tls_server_config if web else None
     scheme = "https" if tls else "http"
     sweeper = Sweeper(state, loaded.estate.agent.sweep_interval)
@@ -114,6 +128,7 @@ def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None) -> int:
                 source.stop()
             except Exception:
                 log.exception("stopping %s failed", type(source).__name__)
+        otlp.stop(state)  # after the sources: their last runs go out in the final push
         sweeper.stopped.set()
         refresher.stopped.set()
         sweeper.join(timeout=5)

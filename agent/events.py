@@ -74,6 +74,7 @@ class StepFinished:
     started: float | None = None
     message: str | None = None
     source: str = "api"
+    parent: str | None = None  # the name of the run's step this one is part of (a task's keyword)
     type: Literal["step"] = "step"
 
 

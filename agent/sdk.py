@@ -78,6 +78,8 @@ class _Active:
 
 
 _current: contextvars.ContextVar[_Active | None] = contextvars.ContextVar("botwatch_run", default=None)
+# the innermost open step: a step opened inside it is recorded with it as `parent` (run traces)
+_open_step: contextvars.ContextVar[str | None] = contextvars.ContextVar("botwatch_step", default=None)
 
 
 # -- the SDK ---------------------------------------------------------------------------------
@@ -399,22 +401,26 @@ class Step:
     def _mark(self, status, message) -> None:
         try:
             if self._stack:
-                self._stack[-1][2:] = [status, _message(message)]
+                self._stack[-1][2:4] = [status, _message(message)]
         except Exception as exc:
             _internal_error("marking a step", exc)
 
     def __enter__(self) -> "Step":
         try:
-            self._stack.append([_current.get(), time.time(), None, None])
+            parent = _open_step.get()
+            token = _open_step.set(_step_name(self._name))
+            self._stack.append([_current.get(), time.time(), None, None, parent, token])
         except Exception as exc:
             _internal_error("starting a step", exc)
-            self._stack.append([None, time.time(), None, None])
+            self._stack.append([None, time.time(), None, None, None, None])
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         try:
-            active, started, status, message = self._stack.pop()
-            self._record(active, started, status, message, exc)
+            active, started, status, message, parent, token = self._stack.pop()
+            if token is not None:
+                _open_step.reset(token)
+            self._record(active, started, status, message, exc, parent)
         except Exception as err:
             _internal_error("finishing a step", err)
         return False
@@ -425,7 +431,7 @@ class Step:
     async def __aexit__(self, exc_type, exc, tb) -> bool:
         return self.__exit__(exc_type, exc, tb)
 
-    def _record(self, active, started, status, message, exc) -> None:
+    def _record(self, active, started, status, message, exc, parent=None) -> None:
         if active is not None:
             if active.bot is None:
                 return
@@ -444,6 +450,8 @@ class Step:
                  "started": started, "ended": time.time(), "status": status or "pass", "source": SOURCE}
         if message:
             event["message"] = message
+        if parent:
+            event["parent"] = parent
         _record("step", target_bot, run_id, event, agent_url, config)
 
 

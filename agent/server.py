@@ -92,6 +92,8 @@ class StepIn(_Wire):
     status: Literal["pass", "fail", "skip"] = "pass"
     started: float | None = Field(default=None, ge=0)
     message: str | None = Field(default=None, max_length=4096)
+    parent: str | None = Field(default=None, min_length=1, max_length=200,
+                               description="the step this one is part of (a task's keyword); for run traces")
 
 
 class FailureIn(_Wire):

@@ -9,6 +9,8 @@ state is rebuilt from the journal on start.
 from __future__ import annotations
 
 import copy
+import hashlib
+import logging
 import re
 import socket
 import threading
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from .classify import REASONS, Classifier
-from .config import BotConfig, Estate
+from .config import BotConfig, Estate, Limits
 from .events import (Event, FailureNoted, LogNoted, ResourceSample, RunFinished, RunStarted, SpoolDropped,
                      StepFinished, UiLookup, UiSnapshot)
 from .journal import Flip, Journal
@@ -32,6 +34,16 @@ DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 180
 UI_WAIT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 UI_FAILURE_KINDS = ("not_found", "ambiguous", "wrong_app")
 OTHER_SCREEN = "other"
+log = logging.getLogger("botwatch.state")
+
+
+def bounded_label(value: str, max_length: int) -> str:
+    """`value`, or when longer than `max_length`, its head and a hash of the whole (distinct
+    values stay distinct, the label stays bounded)."""
+    if len(value) <= max_length:
+        return value
+    digest = hashlib.blake2s(value.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
+    return f"{value[:max_length - 9]}~{digest}"
 
 
 @dataclass
@@ -123,6 +135,7 @@ class BotRuntime:
     noted_reasons: dict[str, str] = field(default_factory=dict)  # run id -> reason the bot declared
     ui: dict[str, UiScreen] = field(default_factory=dict)
     ui_screens_overflowed: int = 0
+    labels_shortened: int = 0  # screen names longer than limits.max_label_length
     ui_misses: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # run id -> last failed look-up
     last_ui_failure: tuple[str | None, str | None] | None = None  # (screen, selector) of the latest ui_drift failure
     steps_total: int = 0
@@ -240,10 +253,13 @@ class BotRuntime:
         if len(self.noted_reasons) > 256:
             del self.noted_reasons[next(iter(self.noted_reasons))]
 
-    def ui_screen(self, screen: str, max_screens: int) -> UiScreen:
+    def ui_screen(self, screen: str, limits: Limits) -> UiScreen:
         """The screen's record; past `max_screens` screens, "other" (the overflow is counted, not
         lost). Screens declared under `ui.screens` in the estate are always their own."""
-        if screen not in self.ui and len(self.ui) >= max_screens and screen not in self.cfg.ui.screens:
+        if len(screen) > limits.max_label_length:  # a label value: bounded, counted
+            screen = bounded_label(screen, limits.max_label_length)
+            self.labels_shortened += 1
+        if screen not in self.ui and len(self.ui) >= limits.max_screens and screen not in self.cfg.ui.screens:
             screen = OTHER_SCREEN  # bounded label values
             self.ui_screens_overflowed += 1
         got = self.ui.get(screen)
@@ -251,15 +267,15 @@ class BotRuntime:
             got = self.ui[screen] = UiScreen()
         return got
 
-    def observe_ui(self, ev: UiLookup, max_screens: int) -> None:
-        self.ui_screen(ev.screen, max_screens).observe(ev)
+    def observe_ui(self, ev: UiLookup, limits: Limits) -> None:
+        self.ui_screen(ev.screen, limits).observe(ev)
         if not ev.found and ev.run_id:
             self.ui_misses[ev.run_id] = (ev.screen, ev.selector)
             if len(self.ui_misses) > 256:
                 del self.ui_misses[next(iter(self.ui_misses))]
 
-    def observe_snapshot(self, ev: UiSnapshot, max_screens: int) -> None:
-        self.ui_screen(ev.screen, max_screens).observe_snapshot(ev.kind, ev.time, ev.score, ev.baseline_time,
+    def observe_snapshot(self, ev: UiSnapshot, limits: Limits) -> None:
+        self.ui_screen(ev.screen, limits).observe_snapshot(ev.kind, ev.time, ev.score, ev.baseline_time,
                                                                 ev.selectors)
 
     @property
@@ -335,6 +351,9 @@ class EstateState:
         # bots with a running process whose command line holds a credential: bot -> pid (governance)
         self.cmdline_secrets: dict[str, int] = {}
         self.parse_errors_total: dict[str, int] = {}
+        self.export_failures_total: dict[str, int] = {}  # by exporter (otlp_metrics, otlp_traces)
+        # called with the runs and steps of every applied batch, after they are journaled (run traces)
+        self.listeners: list[Callable[[list[Event]], None]] = []
         # shadow bots, as last seen by the process watcher (see set_unregistered)
         self.unregistered: list[dict] = []
         self.unregistered_counts: dict[str, int] = {}
@@ -379,6 +398,10 @@ class EstateState:
         with self.lock:
             self.events_dropped_total[source] = self.events_dropped_total.get(source, 0) + n
 
+    def count_export_failure(self, exporter: str, n: int = 1) -> None:
+        with self.lock:
+            self.export_failures_total[exporter] = self.export_failures_total.get(exporter, 0) + n
+
     def apply(self, events: Iterable[Event], offsets: dict[str, tuple[str, int]] | None = None) -> IngestResult:
         """Apply a batch atomically: journal first, memory after the commit succeeded.
 
@@ -395,6 +418,8 @@ class EstateState:
             flips: list[Flip] = []
             runs: list[RunFinished] = []
             snaps: list[UiSnapshot] = []
+            ordered: list[Event] = []  # the runs and steps, in batch order, for the listeners
+            duplicates: set[int] = set()  # ids of the runs the journal already had
             for i, ev in enumerate(events):
                 self.events_total[ev.source] = self.events_total.get(ev.source, 0) + 1
                 if isinstance(ev, SpoolDropped):
@@ -428,6 +453,7 @@ class EstateState:
                     if ev.outcome == "failure" and ev.reason == "ui_drift" and ev.screen is None:
                         ev = _ui_culprit(ev, bot)
                     runs.append(ev)
+                    ordered.append(ev)
                 elif isinstance(ev, RunStarted):
                     bot.observe_started(ev.run_id, ev.time)
                     result.accepted += 1
@@ -441,12 +467,13 @@ class EstateState:
                     bot.note_failure(ev.run_id, ev.reason)
                     result.accepted += 1
                 elif isinstance(ev, UiLookup):
-                    bot.observe_ui(ev, self.estate.agent.limits.max_screens)
+                    bot.observe_ui(ev, self.estate.agent.limits)
                     result.accepted += 1
                 elif isinstance(ev, UiSnapshot):
                     snaps.append(ev)
                 elif isinstance(ev, StepFinished):
                     bot.steps_total += 1
+                    ordered.append(ev)
                     result.accepted += 1
                 elif isinstance(ev, LogNoted):
                     bot.last_log = ev.excerpt[-2048:]
@@ -465,6 +492,7 @@ class EstateState:
                             result.accepted += 1
                         else:
                             result.duplicates += 1
+                            duplicates.add(id(run))
                     flips = self._flips_for(staged, now)
                     for f in flips:
                         j.insert_flip(f)
@@ -474,10 +502,22 @@ class EstateState:
                     result.accepted += 1
                 flips = self._flips_for(staged, now)
             for sn in snaps:  # journaled (or no journal): now in memory
-                staged[sn.bot].observe_snapshot(sn, self.estate.agent.limits.max_screens)
+                staged[sn.bot].observe_snapshot(sn, self.estate.agent.limits)
                 result.accepted += 1
             self.bots.update(staged)
+            if self.listeners and ordered:
+                self._notify(ordered, duplicates)
         return result
+
+    def _notify(self, ordered: list[Event], duplicates: set[int]) -> None:
+        """Tell the listeners of the batch's steps and newly recorded runs (a run the journal
+        already had is not news). A listener's error is logged; it never undoes the batch."""
+        news = [ev for ev in ordered if id(ev) not in duplicates]
+        for listener in self.listeners:
+            try:
+                listener(news)
+            except Exception:
+                log.exception("a state listener failed")
 
     def _auto_register(self, name: str, now: float) -> BotRuntime | None:
         """A bot not in the estate file, accepted because agent.auto_register is on."""
@@ -553,7 +593,7 @@ class EstateState:
         if self.journal.ui_drift_seq() <= self._ui_seq:
             return
         rows = self.journal.ui_drift(self._ui_seq)
-        max_screens = self.estate.agent.limits.max_screens
+        limits = self.estate.agent.limits
         with self.lock:
             for r in rows:
                 self._ui_seq = max(self._ui_seq, r["id"])
@@ -564,8 +604,8 @@ class EstateState:
                 if known is not None and r["kind"] in known.drift and known.drift[r["kind"]][1] >= r["time"]:
                     continue  # already applied (the agent's own write)
                 b = _copy_runtime(b)
-                b.ui_screen(r["screen"], max_screens).observe_snapshot(r["kind"], r["time"], r["score"],
-                                                                       r["baseline_time"], r["selectors"])
+                b.ui_screen(r["screen"], limits).observe_snapshot(r["kind"], r["time"], r["score"],
+                                                                  r["baseline_time"], r["selectors"])
                 self.bots[r["bot"]] = b
 
     # -- reading ---------------------------------------------------------------------------
@@ -627,7 +667,9 @@ class EstateState:
     def self_metrics(self) -> dict[str, dict[str, int]]:
         with self.lock:
             return {"events": dict(self.events_total), "dropped": dict(self.events_dropped_total),
-                    "parse_errors": dict(self.parse_errors_total)}
+                    "parse_errors": dict(self.parse_errors_total),
+                    "export_failures": dict(self.export_failures_total),
+                    "labels_shortened": {"screen": sum(b.labels_shortened for b in self.bots.values())}}
 
 
 def _copy_runtime(bot: BotRuntime) -> BotRuntime:

@@ -33,10 +33,12 @@ _UI_LE = [floatToGoString(b) for b in UI_WAIT_BUCKETS]
 # and count_parse_error, the deliverers' spool reports). Their counters are exported at 0 from the
 # start: a counter whose series appears with its first increment hides that increment from
 # increase() and rate(), which need an earlier sample.
-DROPPED_SOURCES = ("api", "bot_limit", "http", "ping", "snapshot", "spool")
+DROPPED_SOURCES = ("api", "bot_limit", "http", "otlp_traces", "ping", "snapshot", "spool")
 PARSE_ERROR_SOURCES = ("api", "ping", "snapshot", "process",
                        *(f"log:{fmt}" for fmt in get_args(LogSpec.model_fields["format"].annotation)))
-_PRESET = {"events": (), "dropped": DROPPED_SOURCES, "parse_errors": PARSE_ERROR_SOURCES}
+EXPORTERS = ("otlp_metrics", "otlp_traces")  # the agent's push exporters (export failures are counted)
+_PRESET = {"events": (), "dropped": DROPPED_SOURCES, "parse_errors": PARSE_ERROR_SOURCES,
+           "export_failures": EXPORTERS, "labels_shortened": ("screen",)}
 
 
 class EstateCollector:
@@ -191,12 +193,17 @@ class EstateCollector:
                                   "Runs waiting in the spools of bot hosts, as their deliverers last reported.")
         spool.add_metric([], self.state.spool_pending_runs())
         yield spool
-        for key, name, doc in (
-            ("events", "botwatch_agent_events", "Events received, by source."),
-            ("dropped", "botwatch_agent_events_dropped", "Events dropped (limits, spool overflow), by source."),
-            ("parse_errors", "botwatch_agent_parse_errors", "Inputs that could not be parsed, by source."),
+        for key, name, label, doc in (
+            ("events", "botwatch_agent_events", "source", "Events received, by source."),
+            ("dropped", "botwatch_agent_events_dropped", "source",
+             "Events dropped (limits, spool overflow, a full span queue), by source."),
+            ("parse_errors", "botwatch_agent_parse_errors", "source", "Inputs that could not be parsed, by source."),
+            ("export_failures", "botwatch_agent_export_failures", "exporter",
+             "Pushes to an exporter's endpoint that failed (each is retried with backoff)."),
+            ("labels_shortened", "botwatch_agent_label_values_shortened", "label",
+             "Label values longer than agent.limits.max_label_length, shortened to a head and a hash."),
         ):
-            fam = CounterMetricFamily(name, doc, labels=["source"])
+            fam = CounterMetricFamily(name, doc, labels=[label])
             counts = dict.fromkeys(_PRESET[key], 0) | m[key]
             for source, n in sorted(counts.items()):
                 fam.add_metric([source], n)

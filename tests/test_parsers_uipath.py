@@ -433,3 +433,40 @@ def test_batches_of_the_corpus_logs_give_what_line_by_line_feeding_gives():
         expected, errors = feed_all(parser(), lines)
         fed = parser().feed_raw_lines(path.read_bytes().split(b"\n"))  # as the watcher splits: CRs kept
         assert (fed.events, fed.errors) == (expected, errors), path.name
+
+
+# -- queue transactions: steps of the run (run traces) ---------------------------------------------
+
+def transaction_log() -> list[str]:
+    """A run that works two queue items, as the Robot logs its Transaction Start and End entries
+    (queueName, transactionId, transactionState), amid progress lines."""
+    def line(clock: str, message: str, **fields) -> str:
+        entry = {"message": message, "level": "Information", "logType": "Default",
+                 "timeStamp": f"2026-11-24T07:{clock}.0000000+00:00", "fingerprint": "f", "windowsIdentity": "VM\\bot",
+                 "machineName": "VM", "processName": "Invoices", "processVersion": "1.0.0", "jobId": "job-7",
+                 "robotName": "bot", "fileName": "Main", **fields}
+        return f"07:{clock}.0000 Info " + json.dumps(entry, separators=(",", ":"))
+    return [
+        line("00:00", "Invoices execution started"),
+        line("00:02", "Transaction start", queueName="Invoices", transactionId="q-1", transactionState="Started"),
+        line("00:03", "Posting invoice INV-1"),
+        line("00:05", "Transaction end", queueName="Invoices", transactionId="q-1", transactionState="Successful"),
+        line("00:06", "Transaction start", queueName="Invoices", transactionId="q-2", transactionState="Started"),
+        line("00:09", "Transaction end", queueName="Invoices", transactionId="q-2", transactionState="Failed"),
+        line("00:10", "Invoices execution ended", totalExecutionTimeInSeconds=10),
+    ]
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["lines", "raw-bytes"])
+def test_queue_transactions_are_steps_of_their_run_from_start_to_end(raw):
+    from botwatch.events import StepFinished
+
+    p = parser()
+    lines = transaction_log()
+    fed = p.feed_raw_lines([ln.encode() for ln in lines]) if raw else p.feed_lines(lines)
+    steps = [e for e in fed.events if isinstance(e, StepFinished)]
+    assert [(s.name, s.status, s.run_id) for s in steps] == [
+        ("Invoices q-1", "pass", "job-7"), ("Invoices q-2", "fail", "job-7")]
+    assert (steps[0].started, steps[0].ended) == (ts("2026-11-24T07:00:02+00:00"), ts("2026-11-24T07:00:05+00:00"))
+    assert steps[1].message == "Failed"
+    assert [type(e).__name__ for e in fed.events] == ["RunStarted", "StepFinished", "StepFinished", "RunFinished"]

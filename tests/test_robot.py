@@ -51,6 +51,23 @@ class _Tests(ResultVisitor):
         self.tests.append(test)
 
 
+def keywords(events) -> list[tuple[str, str, str]]:
+    """(task, keyword, status) of the steps beneath the tasks (the tasks' own keywords)."""
+    return [(e.parent, e.name, e.status) for e in events if isinstance(e, StepFinished) and e.parent is not None]
+
+
+def robot_keywords(path) -> list[tuple[str, str, str]]:
+    """(task, keyword, status) of every task's setup, own body items and teardown, as Robot
+    Framework reads them."""
+    out = []
+    for test in robot_tests(path):
+        for item in [*([test.setup] if test.setup else []), *test.body, *([test.teardown] if test.teardown else [])]:
+            name = (item.name if item.type in ("KEYWORD", "SETUP", "TEARDOWN")
+                    else {"IF/ELSE ROOT": "IF", "TRY/EXCEPT ROOT": "TRY"}.get(item.type, item.type))
+            out.append((test.name, name, STATUS[item.status]))
+    return out
+
+
 def robot_tests(path) -> list:
     """Every test (task) of an output, as Robot Framework's own reader gives them."""
     visitor = _Tests()
@@ -59,8 +76,9 @@ def robot_tests(path) -> list:
 
 
 def split(events):
+    """The run's start, its tasks (the keywords beneath them left out: see keywords()) and its end."""
     started = [e for e in events if isinstance(e, RunStarted)]
-    steps = [e for e in events if isinstance(e, StepFinished)]
+    steps = [e for e in events if isinstance(e, StepFinished) and e.parent is None]
     finished = [e for e in events if isinstance(e, RunFinished)]
     assert len(started) == 1 and len(finished) == 1, events
     assert events[0] is started[0] and events[-1] is finished[0]
@@ -96,6 +114,8 @@ def test_every_corpus_output_gives_the_tasks_and_statuses_robot_frameworks_own_r
     suite = ExecutionResult(str(path)).suite
     assert started.time == pytest.approx(suite.start_time.timestamp(), abs=1e-3)
     assert finished.duration == pytest.approx(suite.elapsed_time.total_seconds(), abs=2e-3)
+    # beneath each task, its own keywords and control structures (the steps of run traces)
+    assert keywords(parse_output_xml(path, "corpus-bot")) == robot_keywords(path)
     for step, test in zip(steps, expected):
         if test.start_time is not None:
             assert step.started == pytest.approx(test.start_time.timestamp(), abs=1e-3)
@@ -434,7 +454,9 @@ def test_an_rpa_run_with_the_listener_reaches_a_real_agent_as_it_happens(tmp_pat
     assert wait_for(lambda: outbox_and_dead(env["BOTWATCH_SPOOL"])[0] == 0, what="an empty outbox")
     assert outbox_and_dead(env["BOTWATCH_SPOOL"])[1] == []
     m = agent.metrics()
-    assert m['botwatch_agent_events_total{source="robot"}'] == 1 + 3 + 1 + 1
+    body_items = robot_keywords(bot_dir / "output.xml")  # sent as steps beneath their tasks (run traces)
+    assert ("Submit Invoices", "Click Submit", "fail") in body_items
+    assert m['botwatch_agent_events_total{source="robot"}'] == 1 + 3 + len(body_items) + 1 + 1
     # the same run read from its output.xml is the same run: the agent records it once
     events = parse_output_xml(bot_dir / "output.xml", BOT)
     status, body = http_post_json(agent.url + "/api/v1/events", {"events": [to_wire(e) for e in events]})
@@ -455,6 +477,10 @@ def test_the_output_xml_of_an_rpa_run_gives_the_estate_state_the_same_run(tmp_pa
     assert [(s.name, s.status) for s in steps] == [(t.name, STATUS[t.status])
                                                           for t in robot_tests(bot_dir / "output.xml")]
     assert steps[1].message == "Element with locator 'id:submit' not found."
+    # beneath each task, its own keywords, as Robot Framework's reader gives them
+    assert keywords(events) == robot_keywords(bot_dir / "output.xml")
+    assert ("Submit Invoices", "Click Submit", "fail") in keywords(events)
+    assert ("Download Invoices", "Run Keyword And Ignore Error", "pass") in keywords(events)
     assert (finished.outcome, finished.reason) == ("failure", "ui_drift")
     estate = parse_estate_text("bots:\n" + textwrap.indent(ESTATE_BOTS, "  "))
     journal = Journal(tmp_path / "journal.db")
@@ -493,9 +519,15 @@ def test_with_the_agent_down_the_listener_spools_the_run_under_the_suites_bot_na
         assert {url for (url,) in db.execute("SELECT agent_url FROM outbox")} == {"http://127.0.0.1:9"}
     finally:
         db.close()
-    robot_events = [e for e in events if e["source"] == "robot"]
+    robot_events = [e for e in events if e["source"] == "robot" and "parent" not in e]
     # the keyword's failure is reported when the keyword fails, before its task ends
     assert [e["type"] for e in robot_events] == ["run_started", "step", "failure", "step", "step", "run_finished"]
+    # the keywords of each task's own body are steps beneath it (for run traces), within its time
+    beneath = [e for e in events if e["type"] == "step" and "parent" in e]
+    assert [(e["parent"], e["name"], e["status"]) for e in beneath] == robot_keywords(bot_dir / "output.xml")
+    tasks = {e["name"]: e for e in robot_events if e["type"] == "step"}
+    for e in beneath:
+        assert tasks[e["parent"]]["started"] <= e["started"] <= e["ended"] <= tasks[e["parent"]]["ended"]
     assert {e["bot"] for e in events} == {BOT}  # "Invoice Portal" -> invoice-portal
     assert len({e["run_id"] for e in events}) == 1  # the keyword library's UI look-ups belong to the run
     failure = robot_events[2]

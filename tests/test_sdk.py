@@ -313,6 +313,21 @@ def test_steps_pass_fail_and_skip_within_the_current_run(spool):
     assert only(spool, "run_finished")["outcome"] == "failure"
 
 
+def test_a_step_opened_inside_another_names_it_as_its_parent(spool):
+    with botwatch.run("invoice-recon"):
+        with botwatch.step("post invoices"):
+            with botwatch.step("open ERP"):
+                pass
+            with botwatch.step("post batch") as s:
+                s.fail("1 of 40 refused")
+        with botwatch.step("log out"):
+            pass
+    steps = events(spool, "step")
+    assert [(s["name"], s.get("parent"), s["status"]) for s in steps] == [
+        ("open ERP", "post invoices", "pass"), ("post batch", "post invoices", "fail"),
+        ("post invoices", None, "pass"), ("log out", None, "pass")]
+
+
 def test_a_step_that_fails_without_an_exception_leaves_the_run_a_success(spool):
     with botwatch.run("invoice-recon"):
         with botwatch.step("one transaction") as s:

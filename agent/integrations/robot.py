@@ -86,6 +86,9 @@ def _end_of(result) -> datetime | None:
     return None
 
 
+_ROOTS = {"IF/ELSE ROOT": "IF", "TRY/EXCEPT ROOT": "TRY"}  # control structures as output.xml names them
+
+
 def _seconds(dt: datetime | None, default: float) -> float:
     try:
         return dt.timestamp() if dt is not None else default
@@ -149,6 +152,7 @@ class Listener:
         self._ui: UiCapture | None = None  # the run's UI look-ups and snapshots
         self._depth = 0  # body items open in the current test, or in a suite setup or teardown
         self._test_start: float | None = None
+        self._test_name: str | None = None  # the task being run: its keywords are steps beneath it
         self._test_reported = False  # a failure event was sent during the current test
 
     # -- suites: the run ----------------------------------------------------------------------
@@ -223,6 +227,7 @@ class Listener:
         self._depth = 0
         self._test_reported = False
         self._test_start = _seconds(_start_of(result), time.time())
+        self._test_name = step_name(getattr(result, "name", ""))
         self._ui_call("enter", "test", getattr(result, "name", "") or "", getattr(result, "tags", ()))
 
     @_guarded
@@ -254,7 +259,7 @@ class Listener:
             # failure was reported when the setup failed
             if not self._test_reported and not (message.startswith(_PARENT_SETUP) and run.failures_sent):
                 self._failure(run, named[0] if named else message)
-        self._test_start = None
+        self._test_start = self._test_name = None
 
     # -- keywords and control structures (RF 7): failures as they happen ----------------------
     @_guarded
@@ -306,6 +311,27 @@ class Listener:
             named = self._ui_call("name_failure", message)
             self._failure(self._run, named[0] if named else message)
             self._test_reported = True
+        if depth == 1 and self._run is not None and self._test_name is not None:
+            self._keyword_step(self._run, self._test_name, result)
+
+    @staticmethod
+    def _keyword_step(run: _Run, task: str, result) -> None:
+        """A keyword (or FOR, IF, TRY) of the task's own body: a step beneath the task, for the
+        run's trace. Deeper keywords are not sent: the trace stays readable and the spool small."""
+        ended = _seconds(_end_of(result), time.time())
+        kind = str(getattr(result, "type", "") or "KEYWORD")
+        # a keyword by its name, a control structure (FOR, IF, TRY, ...) by its type, as in output.xml
+        name = ((getattr(result, "name", "") or kind) if kind in ("KEYWORD", "SETUP", "TEARDOWN")
+                else _ROOTS.get(kind, kind))
+        event = {"type": "step", "bot": run.bot, "run_id": run.run_id, "name": step_name(name), "ended": ended,
+                 "status": STATUSES.get(getattr(result, "status", None), "skip"), "parent": task, "source": SOURCE}
+        started = _seconds(_start_of(result), None)
+        if started is not None:
+            event["started"] = min(started, ended)
+        text = step_message(getattr(result, "message", "") or "")
+        if text:
+            event["message"] = text
+        sdk._record("step", run.bot, run.run_id, event, run.agent_url, run.config)
 
     # -- UI look-ups and snapshots --------------------------------------------------------------
     def _ui_call(self, method: str, *args, **kwargs):

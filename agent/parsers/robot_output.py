@@ -149,11 +149,27 @@ class _Status:
 
 
 class _Test(_Status):
+    __slots__ = ("name", "keywords")
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+        self.keywords: list[_Keyword] = []  # the test's own body (not what those keywords call)
+
+
+class _Keyword(_Status):
     __slots__ = ("name",)
 
     def __init__(self, name: str):
         super().__init__()
         self.name = name
+
+
+# body items of a test that become steps beneath it (RF 4+ writes control structures as their
+# own elements; older versions as <kw type="for">)
+_BODY_ITEMS = {"kw", "for", "while", "if", "try", "group"}
+_KEYWORD_TYPES = {"kw", "keyword", "setup", "teardown"}
+MAX_KEYWORDS_PER_TEST = 200
 
 
 class _Suite(_Status):
@@ -213,7 +229,15 @@ class _Reader:
                 frame = _StatusElement(parent, attrs)
             elif tag == "kw" and (attrs.get("type") or "").lower() == "teardown":
                 frame = parent.teardown = _Teardown()
-        elif isinstance(parent, (_Test, _Teardown)):
+        elif isinstance(parent, _Test):
+            if tag == "status":
+                frame = _StatusElement(parent, attrs)
+            elif tag in _BODY_ITEMS and len(parent.keywords) < MAX_KEYWORDS_PER_TEST:
+                kind = (attrs.get("type") or "kw").lower() if tag == "kw" else tag
+                # a keyword by its name; a control structure (RF 4+: its own element, older: <kw
+                # type="for">) by its type, as Robot Framework's own model names them
+                frame = _Keyword(attrs.get("name", "") if kind in _KEYWORD_TYPES else kind.upper())
+        elif isinstance(parent, (_Teardown, _Keyword)):
             if tag == "status":
                 frame = _StatusElement(parent, attrs)
         self.stack.append(frame)
@@ -234,6 +258,8 @@ class _Reader:
             _set_status(frame)
         elif isinstance(frame, _Test):
             self.stack[-1].tests.append(frame)
+        elif isinstance(frame, _Keyword):
+            self.stack[-1].keywords.append(frame)
         elif isinstance(frame, _Suite):
             _suite_teardown(frame)
             parent = self.stack[-1]
@@ -369,10 +395,17 @@ def parse_output_xml(source: str | os.PathLike | bytes | bytearray, bot: str, *,
             first_failure = test
         t_start = timestamp(test.start)
         t_end = timestamp(test.end)
-        events.append(StepFinished(bot=bot, run_id=run_id, name=step_name(test.name),
-                                   ended=t_end if t_end is not None else (t_start if t_start is not None else ended),
+        t_ended = t_end if t_end is not None else (t_start if t_start is not None else ended)
+        events.append(StepFinished(bot=bot, run_id=run_id, name=step_name(test.name), ended=t_ended,
                                    status=status, started=t_start, message=step_message(test.message),
                                    source=source_name))
+        for kw in test.keywords:  # steps beneath the task, for the run's trace
+            k_start, k_end = timestamp(kw.start), timestamp(kw.end)
+            events.append(StepFinished(bot=bot, run_id=run_id, name=step_name(kw.name),
+                                       ended=k_end if k_end is not None else (k_start if k_start is not None else t_ended),
+                                       status=STATUSES.get(kw.status, "skip"), started=k_start,
+                                       message=step_message(kw.message), source=source_name,
+                                       parent=step_name(test.name)))
     outcome, message = "success", None
     if first_failure is not None:
         outcome, message = "failure", first_failure.message

@@ -54,11 +54,12 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from ..events import Event, RunStarted, UiLookup
+from ..events import Event, RunStarted, StepFinished, UiLookup
 from ..redact import redact
 from .base import (MAX_OPEN_RUNS, Fed, LineParser, ParseError, finished_run, keep_error, parse_time, stable_id)
 
 SOURCE = "log:uipath"
+MAX_OPEN_TRANSACTIONS = 1000  # per run: transactions whose end has not been logged yet
 
 _NLOG = re.compile(r"^\s*(?P<time>\d{1,2}:\d{2}:\d{2}(?:[.,:]\d{1,7})?)\s+(?P<level>[A-Za-z]+)\s+(?P<json>\{.*\})\s*$",
                    re.S)
@@ -90,6 +91,10 @@ class Record:
     robot: str | None
     log_type: str | None
     total_seconds: float | None
+    # queue transactions (the Robot's Transaction Start / Transaction End entries)
+    transaction_id: str | None = None
+    transaction_state: str | None = None
+    queue: str | None = None
 
     @property
     def is_error(self) -> bool:
@@ -187,7 +192,9 @@ def _parse(line: str, depth: int = 0) -> Record:
             time_text=_text(get("timeStamp")), job=_text(get("jobId") or get("jobKey")),
             process=_text(get("processName")), machine=_text(get("machineName") or get("hostMachineName")),
             robot=_text(get("robotName")), log_type=_text(get("logType")),
-            total_seconds=_seconds(data, "totalExecutionTimeInSeconds", "totalExecutionTime"))
+            total_seconds=_seconds(data, "totalExecutionTimeInSeconds", "totalExecutionTime"),
+            transaction_id=_text(get("transactionId")), transaction_state=_text(get("transactionState")),
+            queue=_text(get("queueName")))
     d = _unwrap(data, depth)
     if "__record__" in d:
         return d["__record__"]
@@ -205,6 +212,9 @@ def _parse(line: str, depth: int = 0) -> Record:
         robot=_text(d.get("robotname")),
         log_type=_text(d.get("logtype")),
         total_seconds=_seconds(d),
+        transaction_id=_text(d.get("transactionid")),
+        transaction_state=_text(d.get("transactionstate") or d.get("transactionstatus")),
+        queue=_text(d.get("queuename")),
     )
 
 
@@ -219,19 +229,20 @@ def parse_record(line: str) -> Record:
 # message (a raw `","level":"` cannot be inside a JSON string: it ends the message); every other
 # line goes through `feed`, which looks again.
 _PROGRESS_STR = (' Info {"message":"', ' Warn {"message":"', '","level":"', 'Information"', 'Warning"', "xecution",
-                 "XECUTION", ("}",), "eal")
+                 "XECUTION", ("}",), "eal", '"transactionId"')
 # the same in bytes, for lines split at LF alone (a CRLF line keeps its CR)
 _PROGRESS_BYTES = tuple((b"}", b"}\r") if isinstance(s, tuple) else s.encode() for s in _PROGRESS_STR)
 
 
-def _not_progress(lines, info, warn, level, information, warning, x1, x2, brace, heal):
+def _not_progress(lines, info, warn, level, information, warning, x1, x2, brace, heal, transaction):
     """The lines that are not plain progress (str or bytes, with the markers of the same type).
-    A message with `eal` in it (Healing Agent, self-healed) is looked at too."""
+    A message with `eal` in it (Healing Agent, self-healed) is looked at too, and so is an entry
+    with a transactionId (a queue transaction's start or end)."""
     return [line for line in lines
             if not ((line.startswith(info, 13) and line.startswith(information, (end := line.find(level, 31)) + 11)
                      or line.startswith(warn, 13) and line.startswith(warning, (end := line.find(level, 31)) + 11))
                     and end > 0 and line.find(x1, 31, end) < 0 and line.find(x2, 31, end) < 0
-                    and line.find(heal, 31, end) < 0 and line.endswith(brace))]
+                    and line.find(heal, 31, end) < 0 and line.endswith(brace) and line.find(transaction, end) < 0)]
 
 
 def _norm(name: str) -> str:
@@ -272,6 +283,7 @@ class UiPathParser(LineParser):
         # decoded. Anything that might matter (an error level anywhere, "execution") is parsed.
         if ("xecution" not in line and "XECUTION" not in line and "rror" not in line and "atal" not in line
                 and "ERROR" not in line and "FATAL" not in line and "eal" not in line and "EAL" not in line
+                and "ransaction" not in line
                 and _QUIET.match(line)
                 and line.rstrip().endswith("}")):
             return []
@@ -284,6 +296,8 @@ class UiPathParser(LineParser):
                 return self._started(rec)
             if _ENDED.search(rec.message):
                 return self._ended(rec)
+        if rec.transaction_id and robot_line:
+            return self._transaction(rec) + (self._error(rec, robot_line) if rec.is_error else [])
         if rec.is_error:
             return self._error(rec, robot_line)
         if _HEALED.search(rec.message):
@@ -363,6 +377,25 @@ class UiPathParser(LineParser):
         j["more"] += keep_error(j["errors"], rec.message)
         j["unhandled"] = j["unhandled"] or robot_line
         return self._lookup(rec, j.get("run_id") or rec.job)
+
+    def _transaction(self, rec: Record) -> list[Event]:
+        """A queue transaction of the run, as a step (for the run's trace): from its first entry
+        to the next entry with the same transactionId; failed when that entry's state says so."""
+        j = self.jobs.get(self._key(rec))
+        t = parse_time(rec.time_text, self.tz) if rec.time_text else None
+        if j is None or j.get("run_id") is None or t is None:
+            return []
+        open_tx = j.setdefault("tx", {})
+        began = open_tx.pop(rec.transaction_id, None)
+        if began is None:
+            if len(open_tx) < MAX_OPEN_TRANSACTIONS:
+                open_tx[rec.transaction_id] = t
+            return []
+        state = (rec.transaction_state or "").lower()
+        status = "fail" if any(w in state for w in ("fail", "exception", "abandon")) else "pass"
+        name = f"{rec.queue or 'transaction'} {rec.transaction_id}"[:200]
+        return [StepFinished(self.bot, j["run_id"], name, ended=max(t, began), status=status, started=began,
+                             message=rec.transaction_state if status == "fail" else None, source=SOURCE)]
 
     def _run_of(self, rec: Record) -> str | None:
         j = self.jobs.get(self._key(rec))

@@ -1,0 +1,67 @@
+"""Starts and stops the agent's OTLP exports (metrics and run traces) as the settings say."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from prometheus_client.registry import CollectorRegistry
+
+from botwatch.state import EstateState
+
+from .otlp_settings import OtlpSettings
+
+log = logging.getLogger("botwatch.exporters.otlp")
+
+
+@dataclass
+class OtlpExports:
+    metrics: object | None = None  # otlp_metrics.MetricsPusher
+    traces: object | None = None  # otlp_traces.SpanQueue
+    provider: object | None = None  # the TracerProvider the run tracer uses
+    tracer: object | None = None  # otlp_traces.RunTracer, a state listener
+
+    def stop(self, state: EstateState | None = None) -> None:
+        """Stop pushing, after one last push of each (bounded by the timeouts)."""
+        if self.tracer is not None and state is not None and self.tracer in state.listeners:
+            state.listeners.remove(self.tracer)
+        try:
+            if self.traces is not None:
+                self.traces.shutdown()
+            if self.metrics is not None:
+                self.metrics.stop()
+        except Exception:
+            log.exception("stopping the OTLP export failed")
+
+
+def start(settings: OtlpSettings, state: EstateState, registry: CollectorRegistry) -> OtlpExports:
+    """Start what `settings` asks for; the OpenTelemetry packages load only then."""
+    exports = OtlpExports()
+    if settings.metrics is not None:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+        from .otlp_metrics import MetricsPusher
+
+        target = settings.metrics
+        exporter = OTLPMetricExporter(endpoint=target.endpoint, headers=target.headers, timeout=target.timeout)
+        exports.metrics = MetricsPusher(registry, exporter, interval=settings.interval, timeout=target.timeout,
+                                        resource=settings.resource, endpoint=target.endpoint,
+                                        count_failure=state.count_export_failure)
+        exports.metrics.start()
+        log.info("OTLP metrics: every %.0fs to %s", settings.interval, target.endpoint)
+    if settings.traces is not None:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        from .otlp_traces import RunTracer, SpanQueue, tracer_provider
+
+        target = settings.traces
+        exporter = OTLPSpanExporter(endpoint=target.endpoint, headers=target.headers, timeout=target.timeout)
+        exports.traces = SpanQueue(exporter, endpoint=target.endpoint, timeout=target.timeout,
+                                   max_queued=settings.max_queued_spans, count_failure=state.count_export_failure,
+                                   count_dropped=state.count_dropped)
+        exports.provider = tracer_provider(settings.resource, settings.sampling)
+        exports.provider.add_span_processor(exports.traces)
+        exports.tracer = RunTracer(exports.provider, state.count_dropped)
+        state.listeners.append(exports.tracer)
+        log.info("OTLP run traces to %s", target.endpoint)
+    return exports
