@@ -14,6 +14,7 @@ Handlers that write the journal run in FastAPI's thread pool, off the event loop
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Annotated, Literal, Union
@@ -39,13 +40,14 @@ from .wrapper import new_run_id
 HARD_MAX_BATCH = 100_000
 _NAME = r"^[a-z0-9_-]{1,64}$"
 _RUN_ID = r"^[A-Za-z0-9._:-]{1,128}$"
+MAX_TIME = 32_503_680_000.0  # 3000-01-01 UTC: a later time is a client's bug (and beyond Windows' gmtime)
 _REASON = Literal["ui_drift", "credentials", "business", "data", "timeout", "crash", "killed", "unknown"]
 
 
 # -- wire models (validated; the OpenAPI description is generated from them) ---------------------
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)  # 1e400 reads as inf: not a time
     bot: str = Field(pattern=_NAME)
     source: str = Field(default="api", max_length=32)
 
@@ -53,16 +55,16 @@ class _Wire(BaseModel):
 class RunStartedIn(_Wire):
     type: Literal["run_started"]
     run_id: str = Field(pattern=_RUN_ID)
-    time: float = Field(ge=0)
+    time: float = Field(ge=0, le=MAX_TIME)
     host: str | None = Field(default=None, max_length=255)
 
 
 class RunFinishedIn(_Wire):
     type: Literal["run_finished"]
     run_id: str = Field(pattern=_RUN_ID)
-    ended: float = Field(ge=0)
+    ended: float = Field(ge=0, le=MAX_TIME)
     outcome: Literal["success", "failure", "unknown"]
-    started: float | None = Field(default=None, ge=0)
+    started: float | None = Field(default=None, ge=0, le=MAX_TIME)
     exit_status: int | None = Field(default=None, ge=0, le=255)
     reason: _REASON | None = None
     signal: int | None = Field(default=None, ge=1, le=128)
@@ -78,7 +80,7 @@ class RunFinishedIn(_Wire):
 class ResourceSampleIn(_Wire):
     type: Literal["resource_sample"]
     run_id: str = Field(pattern=_RUN_ID)
-    time: float = Field(ge=0)
+    time: float = Field(ge=0, le=MAX_TIME)
     cpu_seconds: float = Field(ge=0)
     rss_bytes: int = Field(ge=0)
     processes: int = Field(default=1, ge=0)
@@ -88,9 +90,9 @@ class StepIn(_Wire):
     type: Literal["step"]
     run_id: str = Field(pattern=_RUN_ID)
     name: str = Field(min_length=1, max_length=200)
-    ended: float = Field(ge=0)
+    ended: float = Field(ge=0, le=MAX_TIME)
     status: Literal["pass", "fail", "skip"] = "pass"
-    started: float | None = Field(default=None, ge=0)
+    started: float | None = Field(default=None, ge=0, le=MAX_TIME)
     message: str | None = Field(default=None, max_length=4096)
     parent: str | None = Field(default=None, min_length=1, max_length=200,
                                description="the step this one is part of (a task's keyword); for run traces")
@@ -99,14 +101,14 @@ class StepIn(_Wire):
 class FailureIn(_Wire):
     type: Literal["failure"]
     run_id: str = Field(pattern=_RUN_ID)
-    time: float = Field(ge=0)
+    time: float = Field(ge=0, le=MAX_TIME)
     reason: _REASON
     message: str | None = Field(default=None, max_length=4096)
 
 
 class UiLookupIn(_Wire):
     type: Literal["ui_lookup"]
-    time: float = Field(ge=0)
+    time: float = Field(ge=0, le=MAX_TIME)
     screen: str = Field(min_length=1, max_length=64)
     found: bool
     run_id: str | None = Field(default=None, pattern=_RUN_ID)
@@ -117,10 +119,10 @@ class UiLookupIn(_Wire):
 
 
 class SpoolDroppedIn(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
     type: Literal["spool_dropped"]
     count: int = Field(ge=0)
-    time: float = Field(ge=0)
+    time: float = Field(ge=0, le=MAX_TIME)
     host: str | None = Field(default=None, max_length=255)
     source: str = Field(default="spool", max_length=32)
 
@@ -171,6 +173,22 @@ class Security:
     @property
     def any_key(self) -> bool:
         return self.estate_key is not None or bool(self.bot_keys)
+
+
+log = logging.getLogger("botwatch.agent")
+JOURNAL_WARNING_EVERY = 60.0  # seconds between two warnings of the same journal outage
+_journal_warned = [0.0]
+
+
+def _journal_unavailable(exc: JournalError) -> JSONResponse:
+    """503: the sender keeps what it sent and retries. Warned in the agent's log, at most once a
+    minute while it lasts (a full disk, a read-only file system)."""
+    now = time.monotonic()
+    if now - _journal_warned[0] >= JOURNAL_WARNING_EVERY:
+        _journal_warned[0] = now
+        log.warning("cannot write the journal (%s): check-ins and events are refused with 503 and kept by "
+                    "their senders, who retry; nothing is lost while this lasts", exc)
+    return _error(503, "journal unavailable, retry later", str(exc))
 
 
 def _error(status: int, error: str, detail: str | None = None, headers: dict | None = None) -> JSONResponse:
@@ -234,6 +252,8 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
 
     @app.exception_handler(StarletteHTTPException)
     def _http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400:  # a body FastAPI could not read (e.g. JSON nested too deeply)
+            state.count_parse_error("ping" if request.url.path.startswith("/ping/") else "api")
         return _error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     if security.basic_auth is not None:
@@ -308,7 +328,9 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
         try:
             result = state.apply(events)
         except JournalError as exc:
-            return _error(503, "journal unavailable, retry later", str(exc))
+            return _journal_unavailable(exc)
+        if result.rejected:  # events of the batch not taken (unknown bot): counted, as other bad input
+            state.count_parse_error("api", len(result.rejected))
         if x_botwatch_spool and x_botwatch_spool_pending is not None:
             state.note_spool(x_botwatch_spool, x_botwatch_spool_pending)
         return IngestOut(accepted=result.accepted, duplicates=result.duplicates, rejected=result.rejected)
@@ -360,7 +382,7 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
             state.count_parse_error("snapshot")
             return _error(400, "unreadable snapshot", str(exc))
         except JournalError as exc:
-            return _error(503, "journal unavailable, retry later", str(exc))
+            return _journal_unavailable(exc)
         return JSONResponse(report.to_json())
 
     # -- check-ins (Healthchecks.io ping protocol) ------------------------------------------------
@@ -411,7 +433,7 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
         try:
             result = state.apply(events)
         except JournalError as exc:
-            return _error(503, "journal unavailable, retry later", str(exc))
+            return _journal_unavailable(exc)
         if result.rejected:
             return _error(400, "check-in refused", result.rejected[0]["error"])
         return PlainTextResponse("OK")

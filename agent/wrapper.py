@@ -173,7 +173,13 @@ def run(opts: dict) -> int:
     run_id = new_run_id()
     host = _hostname()
     tail = Tail()
-    started = time.time()
+    # The run's start is a wall-clock time; everything after it is measured on the monotonic
+    # clock, so that a wall clock stepped during the run (NTP, a VM resumed, DST mistakes) neither
+    # fires the timeout early or late nor gives the run a wrong duration.
+    started, t0 = time.time(), time.monotonic()
+
+    def wall(mono: float) -> float:
+        return started + (mono - t0)
     spool_state = {"spool": None, "broken": False}
 
     def spool() -> Spool | None:
@@ -191,17 +197,17 @@ def run(opts: dict) -> int:
         msg = f"botwatch: cannot run {cmd[0]!r}: {exc.strerror or exc}\n"
         _write_all(2, msg.encode())
         code = 126 if isinstance(exc, PermissionError) else 127
-        _record_finished(spool(), bot, run_id, started, time.time(), code, None, False, msg, host,
+        _record_finished(spool(), bot, run_id, started, wall(time.monotonic()), code, None, False, msg, host,
                          None, None, agent_url, config, target)
         return code
 
     _platform.install_forwarding(child.forward)
     sampler = Sampler(child.pid)
-    deadline = started + opts["timeout"] if opts["timeout"] else None
+    deadline = t0 + opts["timeout"] if opts["timeout"] else None
     kill_grace = opts["kill_grace"] if opts["kill_grace"] is not None else DEFAULT_KILL_GRACE
     timed_out, kill_at = False, None
-    next_sample = started + 0.2
-    start_reported, next_report = False, started + REPORT_SAMPLE_EVERY
+    next_sample = t0 + 0.2
+    start_reported, next_report = False, t0 + REPORT_SAMPLE_EVERY
     linger_until = None
 
     def sink(stream: int, data: bytes) -> None:
@@ -209,8 +215,8 @@ def run(opts: dict) -> int:
         tail.add(data)
 
     while True:
-        now = time.time()
-        wake = [next_sample] if start_reported else [next_sample, started + START_REPORT_AFTER]
+        now = time.monotonic()
+        wake = [next_sample] if start_reported else [next_sample, t0 + START_REPORT_AFTER]
         if deadline and not timed_out:
             wake.append(deadline)
         if kill_at:
@@ -222,7 +228,7 @@ def run(opts: dict) -> int:
                 break
             wake.append(linger_until)
         child.pump(sink, max(0.0, min(wake) - now))
-        now = time.time()
+        now = time.monotonic()
         if child.exited:
             if kill_at is not None:
                 # timed out and the bot itself is gone: whatever it left behind (in its group or
@@ -233,7 +239,7 @@ def run(opts: dict) -> int:
         if now >= next_sample:
             sampler.sample()
             next_sample = now + SAMPLE_EVERY
-        if not start_reported and now - started >= START_REPORT_AFTER:
+        if not start_reported and now - t0 >= START_REPORT_AFTER:
             start_reported = True
             s = spool() if target is None else None  # runs in progress are shown by an agent only
             if s:
@@ -247,7 +253,7 @@ def run(opts: dict) -> int:
             s = spool() if target is None else None
             if s:
                 try:
-                    s.add_sample(bot, run_id, now, sampler.cpu_seconds, sampler.last_rss, sampler.processes,
+                    s.add_sample(bot, run_id, wall(now), sampler.cpu_seconds, sampler.last_rss, sampler.processes,
                                  agent_url=agent_url, config=config)
                     _kick_delivery(spool_path)
                 except Exception:
@@ -265,7 +271,7 @@ def run(opts: dict) -> int:
     if timed_out:
         child.kill_tree(sampler.descendants)
     child.close_output()
-    ended = time.time()
+    ended = wall(time.monotonic())
     code, sig = child.exit_code()
     cpu = child.rusage_cpu()
     cpu = max(cpu or 0.0, sampler.cpu_seconds) if (cpu is not None or sampler.cpu_by_pid) else None
