@@ -479,10 +479,11 @@ def _secrets(bot: BotConfig, estate: LoadedEstate, entry: EstateEntry | None,
                     add(entry.file, line, "literal ping_key in the estate file (use env:NAME or file:PATH)")
             elif key == "watch.process.cmdline" and redact(value) != value:
                 add(entry.file, line, "credential in the command line pattern")
-        # the entry alone, at its own line numbers: every other line left blank
-        rendering = "\n".join(ln if entry.first <= i <= entry.last else ""
-                              for i, ln in enumerate(entry.lines[:entry.last], 1)) + "\n"
-        for line, kind in scanner.scan_text(rendering):
+        # the entry alone, its line numbers shifted back to the file's: scanning only its own lines
+        # keeps a refresh linear in the estate's size (blanking the rest was quadratic)
+        rendering = "\n".join(entry.lines[entry.first - 1:entry.last]) + "\n"
+        for offset_line, kind in scanner.scan_text(rendering):
+            line = offset_line + entry.first - 1
             if not _is_ping_key_line(entry, line):
                 add(entry.file, line, f"{kind} in the estate entry")
     elif bot.watch and bot.watch.process and bot.watch.process.cmdline:

@@ -8,7 +8,8 @@
   grouping and inhibitions whose receivers send nowhere, or each to one webhook
   (`<base>/<receiver name>`), optionally with shorter group and repeat intervals;
 - starts the two servers (Debian's `prometheus` and `prometheus-alertmanager`) as child
-  processes on loopback addresses, waits until they are ready, and stops them.
+  processes on loopback addresses, waits until they are ready, and stops them; likewise a
+  VictoriaMetrics (Debian's `victoria-metrics`) for Prometheus to remote-write to.
 
 Nothing here is needed by the agent itself: Prometheus and Alertmanager are optional.
 """
@@ -31,6 +32,7 @@ import yaml
 
 PROMETHEUS = ("prometheus",)
 ALERTMANAGER = ("prometheus-alertmanager", "alertmanager")  # Debian's name, upstream's name
+VICTORIA_METRICS = ("victoria-metrics",)  # Debian's single-node server (upstream: victoria-metrics-prod)
 # Looked in after $PATH: where Debian puts them, for shells whose PATH lacks it (cron, sudo).
 SEARCH_DIRS = ("/usr/bin", "/usr/local/bin")
 JOB = "botwatch"
@@ -177,10 +179,12 @@ def pick_listen(preferred: str) -> str:
 # -- the servers ----------------------------------------------------------------------------------
 
 class Server:
-    """A Prometheus or Alertmanager child process, its output in a log file."""
+    """A Prometheus, Alertmanager or VictoriaMetrics child process, its output in a log file;
+    ready once `ready_path` answers 200."""
 
-    def __init__(self, name: str, argv: list[str], listen: str, log: Path):
+    def __init__(self, name: str, argv: list[str], listen: str, log: Path, ready_path: str = "/-/ready"):
         self.name, self.argv, self.listen, self.log = name, argv, listen, Path(log)
+        self.ready_path = ready_path
         self.url = f"http://{listen}"
         self.proc: subprocess.Popen | None = None
         self._logf = None
@@ -193,13 +197,13 @@ class Server:
 
     def ready(self) -> bool:
         try:
-            with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as r:
+            with urllib.request.urlopen(self.url + self.ready_path, timeout=2) as r:
                 return r.status == 200
         except (OSError, urllib.error.HTTPError):
             return False
 
     def wait_ready(self, timeout: float = 60.0) -> "Server":
-        """Return once /-/ready answers 200; StackError if the process ends or `timeout` passes."""
+        """Return once `ready_path` answers 200; StackError if the process ends or `timeout` passes."""
         end = time.monotonic() + timeout
         while not self.ready():
             if self.proc is None or self.proc.poll() is not None:
@@ -222,7 +226,7 @@ class Server:
             return ""
 
     def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM (both servers shut down cleanly on it), SIGKILL after `timeout`."""
+        """SIGTERM (the servers shut down cleanly on it), SIGKILL after `timeout`."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -247,3 +251,14 @@ def alertmanager(binary: str, config: Path, data_dir: Path, listen: str, log: Pa
     return Server("Alertmanager", [
         binary, f"--config.file={config}", f"--storage.path={data_dir}", f"--web.listen-address={listen}",
         "--cluster.listen-address=", "--log.level=warn"], listen, log)
+
+
+def victoria_metrics(binary: str, data_dir: Path, listen: str, log: Path, *, retention: str = "1d",
+                     extra: tuple[str, ...] = ()) -> Server:
+    """A single-node VictoriaMetrics (not started yet) with its data in data_dir, listening on
+    HOST:PORT `listen`: Prometheus remote-writes to `<url>/api/v1/write`, PromQL (MetricsQL) is
+    answered at `<url>/api/v1/query`. Fresh samples are searchable at once
+    (`-search.latencyOffset=0s`; VictoriaMetrics' default hides the last 30 s)."""
+    return Server("VictoriaMetrics", [
+        binary, f"-httpListenAddr={listen}", f"-storageDataPath={data_dir}", f"-retentionPeriod={retention}",
+        "-search.latencyOffset=0s", "-loggerLevel=WARN", *extra], listen, log, ready_path="/health")

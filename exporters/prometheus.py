@@ -23,7 +23,7 @@ from botwatch import __version__
 from botwatch.classify import REASONS
 from botwatch.config import LogSpec
 from botwatch.shadow import PLATFORMS as SHADOW_PLATFORMS
-from botwatch.state import DURATION_BUCKETS, STATES, UI_FAILURE_KINDS, UI_WAIT_BUCKETS, EstateState
+from botwatch.state import DURATION_BUCKETS, EVENT_SOURCES, STATES, UI_FAILURE_KINDS, UI_WAIT_BUCKETS, EstateState
 
 log = logging.getLogger("botwatch.exporters.prometheus")
 _LE = [floatToGoString(b) for b in DURATION_BUCKETS] + ["+Inf"]
@@ -37,7 +37,7 @@ DROPPED_SOURCES = ("api", "bot_limit", "http", "otlp_traces", "ping", "snapshot"
 PARSE_ERROR_SOURCES = ("api", "ping", "snapshot", "process",
                        *(f"log:{fmt}" for fmt in get_args(LogSpec.model_fields["format"].annotation)))
 EXPORTERS = ("otlp_metrics", "otlp_traces")  # the agent's push exporters (export failures are counted)
-_PRESET = {"events": (), "dropped": DROPPED_SOURCES, "parse_errors": PARSE_ERROR_SOURCES,
+_PRESET = {"events": EVENT_SOURCES, "dropped": DROPPED_SOURCES, "parse_errors": PARSE_ERROR_SOURCES,
            "export_failures": EXPORTERS, "labels_shortened": ("screen",)}
 
 

@@ -8,8 +8,11 @@
 #         inhibition test starts its own Alertmanager on a free loopback port), chromium and
 #         chromium-driver (the UI drift tests run real Robot Framework/SeleniumLibrary and Python
 #         Selenium bots in headless Chromium, driven through /usr/bin/chromedriver, and Python
-#         Playwright bots in the same /usr/bin/chromium)
-#   bench: mtail and prometheus-process-exporter (the benchmarks' references)
+#         Playwright bots in the same /usr/bin/chromium), victoria-metrics (the estate scale
+#         test and benchmark remote-write from a real Prometheus into their own instance on a free
+#         loopback port)
+#   bench: mtail and prometheus-process-exporter (the benchmarks' references), prometheus and
+#          victoria-metrics (the estate benchmark's engines)
 set -eu
 need=""
 case "${1:-test}" in
@@ -26,11 +29,15 @@ case "${1:-test}" in
     { command -v amtool && [ -x /usr/bin/prometheus-alertmanager ]; } >/dev/null 2>&1 || need="$need prometheus-alertmanager"
     [ -x /usr/bin/chromium ] || need="$need chromium"                  # the browser of the UI bots
     [ -x /usr/bin/chromedriver ] || need="$need chromium-driver"       # Selenium's driver for it
+    [ -x /usr/bin/victoria-metrics ] || need="$need victoria-metrics"  # the remote_write target
     ;;
   bench)
     # the references the benchmarks measure botwatch against, in the same run
     command -v mtail >/dev/null 2>&1 || need="$need mtail"
     [ -x /usr/bin/prometheus-process-exporter ] || need="$need prometheus-process-exporter"
+    # benchmark 6 runs its own Prometheus remote-writing to its own VictoriaMetrics
+    { command -v promtool && [ -x /usr/bin/prometheus ]; } >/dev/null 2>&1 || need="$need prometheus"
+    [ -x /usr/bin/victoria-metrics ] || need="$need victoria-metrics"
     ;;
 esac
 [ -z "$need" ] && exit 0

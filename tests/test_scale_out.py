@@ -87,3 +87,23 @@ def test_label_values_from_the_estate_file_are_bounded_with_an_error_at_their_li
         parse_estate_text(f"bots:\n  - name: alpha\n    owner: {'o' * 250}@example.com\n", "estate.yaml")
     assert "estate.yaml:3" in str(exc.value)
     assert parse_estate_text(f"bots:\n  - name: alpha\n    team: {'t' * 64}\n").bots[0].team == "t" * 64
+
+
+def test_event_sources_a_client_makes_up_are_counted_as_other_and_every_source_starts_at_zero():
+    from prometheus_client import generate_latest
+
+    from botwatch.config import parse_estate_text
+    from botwatch.events import RunStarted
+    from botwatch.exporters.prometheus import estate_registry
+    from botwatch.state import EVENT_SOURCES, EstateState
+
+    state = EstateState(parse_estate_text("bots:\n  - name: alpha\n"), None)
+    state.apply([RunStarted("alpha", f"r{i}", 1.0, source=f"made-up-{i}") for i in range(500)]
+                + [RunStarted("alpha", "w", 1.0, source="wrapper")])
+    events = state.self_metrics()["events"]
+    assert events == {"other": 500, "wrapper": 1}
+    text = generate_latest(estate_registry(state)).decode()
+    lines = [ln for ln in text.splitlines() if ln.startswith("botwatch_agent_events_total{")]
+    assert len(lines) == len(EVENT_SOURCES)  # bounded, and each at 0 before its first event
+    assert 'botwatch_agent_events_total{source="log:uipath"} 0.0' in lines
+    assert 'botwatch_agent_events_total{source="other"} 500.0' in lines
