@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import reprlib
 import zoneinfo
 import datetime as dt
 from pathlib import Path
@@ -424,30 +425,54 @@ def config_path(explicit: str | os.PathLike | None) -> Path:
 
 # --- loading with line numbers -------------------------------------------------------------
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    def construct_object(self, node, deep=False):
+        # a value PyYAML's constructors fail on without a YAMLError (`!!timestamp x`, a date
+        # such as 2024-02-30, an integer over Python's 4300 digits) is a YAML error at its line
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+            value = node.value if isinstance(node, yaml.ScalarNode) else node.tag
+            why = "" if isinstance(exc, AttributeError) else f": {str(exc)[:200]}"
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {str(value)[:60]!r} as {node.tag.rpartition(':')[2]}{why}",
+                node.start_mark) from None
 
 
 def _index_lines(node: yaml.Node, path: tuple, lines: dict, problems: list[str], fname: str) -> None:
+    # iterative, and each node once: an alias is indexed where its anchor is (aliases of
+    # aliases grow exponentially, `&a [*a]` loops, deep nesting would exhaust the stack)
     lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[Any, int] = {}
-        for knode, vnode in node.value:
-            key = knode.value
-            line = knode.start_mark.line + 1
-            if key in seen:
-                problems.append(f"{fname}:{line}: {_dotted(path + (key,))}: duplicate key (first at line {seen[key]})")
-            seen[key] = line
-            lines[path + (key,)] = line
-            _index_lines(vnode, path + (key,), lines, problems, fname)
-            lines[path + (key,)] = line  # the key's own line wins over its value's
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _index_lines(item, path + (i,), lines, problems, fname)
+    stack, done = [(node, path)], set()
+    while stack:
+        node, path = stack.pop()
+        if id(node) in done:
+            continue
+        done.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for knode, vnode in node.value:
+                if not isinstance(knode, yaml.ScalarNode):
+                    continue  # a complex key: the constructor reports it
+                key = knode.value
+                line = knode.start_mark.line + 1
+                if key in seen:
+                    problems.append(f"{fname}:{line}: {_dotted(path + (key,))}: duplicate key "
+                                    f"(first at line {seen[key]})")
+                seen[key] = line
+                lines[path + (key,)] = line  # the key's own line wins over its value's
+                stack.append((vnode, path + (key,)))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines[path + (i,)] = item.start_mark.line + 1
+                stack.append((item, path + (i,)))
 
 
 def _dotted(loc: tuple) -> str:
     out = ""
     for part in loc:
+        if isinstance(part, str) and not part.isprintable():
+            part = repr(part)  # a key with a line break would break the `FILE:LINE: message` line
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "(top level)"
 
@@ -471,10 +496,15 @@ def parse_estate_text(text: str, fname: str = "<estate>") -> Estate:
             data = loader.construct_document(node) if node is not None else {}
         finally:
             loader.dispose()
+    except UnicodeEncodeError as exc:  # text with a lone surrogate (never read from a file)
+        raise ConfigError([f"{fname}:{text.count(chr(10), 0, exc.start) + 1}: not valid text: {exc.reason}"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1
         reason = getattr(exc, "problem", None) or str(exc)
+        if isinstance(exc, yaml.reader.ReaderError):  # a control character: no mark, a position
+            line = text.count("\n", 0, exc.position) + 1
+            reason = f"character #x{exc.character:04x}: {exc.reason}" if isinstance(exc.character, int) else exc.reason
         raise ConfigError([f"{fname}:{line}: YAML syntax error: {reason}"]) from None
     if data is None:
         data = {}
@@ -493,7 +523,8 @@ def parse_estate_text(text: str, fname: str = "<estate>") -> Estate:
             elif err["type"] == "missing":
                 msg = f"missing required key {loc[-1]!r}"
             elif err["type"] == "literal_error":
-                msg = f"{err['msg']} (got {err.get('input')!r})"
+                got = err.get("input")  # a list or mapping bounded: aliases can make it exponentially large
+                msg = f"{err['msg']} (got {repr(got) if isinstance(got, (str, int, float)) else reprlib.repr(got)})"
             problems.append(f"{fname}:{_line_for(loc, lines)}: {_dotted(loc)}: {msg}")
         raise ConfigError(sorted(set(problems), key=_line_key)) from None
     if problems:

@@ -11,6 +11,8 @@ def parse_duration(text: str | int | float) -> float:
     if isinstance(text, bool):
         raise ValueError(f"invalid duration {text!r}")
     if isinstance(text, (int, float)):
+        if text != text or text in (float("inf"), float("-inf")):  # YAML's .nan and .inf
+            raise ValueError(f"invalid duration {text!r}: not a finite number of seconds")
         if text < 0:
             raise ValueError(f"duration must not be negative: {text!r}")
         return float(text)

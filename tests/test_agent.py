@@ -136,7 +136,7 @@ def test_the_events_api_rejects_bad_batches_with_json_errors(estate, agents):
                                                     "ended": 1.0, "outcome": "success"}]})
     assert status == 200 and body["accepted"] == 0 and "unknown bot 'ghost'" in body["rejected"][0]["error"]
     m = agent.metrics()
-    assert m['botwatch_agent_parse_errors_total{source="api"}'] == 2
+    assert m['botwatch_agent_parse_errors_total{source="api"}'] == 3  # the rejected event is counted too
     assert m['botwatch_runs_total{bot="alpha"}'] == 0
 
 

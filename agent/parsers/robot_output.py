@@ -277,7 +277,10 @@ def _set_status(element: _StatusElement) -> None:
         except ValueError:
             elapsed = None
         if owner.start is not None and elapsed is not None:
-            owner.end = owner.start + timedelta(seconds=max(0.0, elapsed))
+            try:
+                owner.end = owner.start + timedelta(seconds=max(0.0, elapsed))
+            except OverflowError:  # elapsed="inf" or past the year 9999: no end time
+                owner.end = None
     else:  # RF < 7, and RF 7's --legacyoutput
         owner.start = parse_robot_time(attrs.get("starttime"))
         owner.end = parse_robot_time(attrs.get("endtime"))

@@ -194,6 +194,8 @@ def _value(v) -> str | None:
 
 
 def _tag(role: str | None) -> str:
+    if not isinstance(role, str):
+        role = _value(role)  # a Playwright tree from elsewhere may hold `"role": 5` or `{"value": ...}`
     t = _BAD_TAG.sub("-", (role or "node").strip().lower()).strip("-.") or "node"
     return t if t[0].isalpha() else f"role-{t}"
 
@@ -209,7 +211,7 @@ def _element(role, name, value, description, extra: dict | None = None):
     if description:
         el.set("description", _clean(description))
     for k, v in (extra or {}).items():
-        if isinstance(k, str) and re.fullmatch(r"[A-Za-z_][\w.-]*", k) and k.lower() not in ("name", "value",
+        if isinstance(k, str) and re.fullmatch(r"[A-Za-z_][\w.-]*", k, re.ASCII) and k.lower() not in ("name", "value",
                                                                                          "description"):
             s = _value(v)
             if s is not None:
@@ -219,8 +221,9 @@ def _element(role, name, value, description, extra: dict | None = None):
 
 
 def _clean(s: str) -> str:
-    """Text lxml accepts in an attribute (no control characters)."""
-    return "".join(c for c in s if c in "\t\n\r" or ord(c) >= 32)[:2000]
+    """Text lxml accepts in an attribute (no control characters, lone surrogates, U+FFFE or U+FFFF)."""
+    return "".join(c for c in s if c in "\t\n\r" or (ord(c) >= 32 and not 0xD800 <= ord(c) <= 0xDFFF
+                                                       and c not in "\ufffe\uffff"))[:2000]
 
 
 def parse_a11y(data: bytes):
@@ -234,6 +237,8 @@ def parse_a11y(data: bytes):
             doc = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise SnapshotError(f"not an accessibility tree: the JSON does not parse ({exc})") from None
+        except RecursionError:
+            raise SnapshotError("not an accessibility tree: the JSON is nested too deeply") from None
     else:
         doc = data
     if isinstance(doc, dict) and isinstance(doc.get("nodes"), list):
@@ -282,7 +287,8 @@ def _from_ax_nodes(nodes: list):
         if not isinstance(n, dict) or "nodeId" not in n:
             raise SnapshotError("not an accessibility tree: every AX node needs a nodeId")
         by_id[str(n["nodeId"])] = n
-    children_of = {k: [str(c) for c in (n.get("childIds") or []) if str(c) in by_id] for k, n in by_id.items()}
+    children_of = {k: [str(c) for c in (n.get("childIds") if isinstance(n.get("childIds"), list) else [])
+                       if str(c) in by_id] for k, n in by_id.items()}
     referenced = {c for cs in children_of.values() for c in cs}
     roots = [k for k, n in by_id.items() if k not in referenced and (n.get("parentId") is None
                                                                        or str(n.get("parentId")) not in by_id)]
@@ -295,7 +301,7 @@ def _from_ax_nodes(nodes: list):
 
     def make(n: dict):
         props = {}
-        for p in n.get("properties") or []:
+        for p in n.get("properties") if isinstance(n.get("properties"), list) else []:
             if isinstance(p, dict) and isinstance(p.get("name"), str):
                 props[p["name"]] = p.get("value")
         return _element(_value(n.get("role")), _value(n.get("name")), _value(n.get("value")),
