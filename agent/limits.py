@@ -21,20 +21,31 @@ class BodyLimit:
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
             await self._drain(receive)
             return await self._reject(send)
-        seen = 0
+        seen, too_large, answered = 0, False, False
 
         async def limited_receive():
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    too_large = True
                     raise _TooLarge()
             return message
 
+        async def guarded_send(message):
+            # the app may turn _TooLarge into an answer of its own (FastAPI: 400 "error parsing
+            # the body"): once the body is too large, the 413 below is the answer
+            nonlocal answered
+            if not too_large:
+                answered = True
+                await send(message)
+
         try:
-            await self.app(scope, limited_receive, send)
+            await self.app(scope, limited_receive, guarded_send)
         except _TooLarge:
+            pass
+        if too_large and not answered:
             await self._drain(receive)
             await self._reject(send)
 

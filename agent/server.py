@@ -252,8 +252,9 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
 
     @app.exception_handler(StarletteHTTPException)
     def _http_error(request: Request, exc: StarletteHTTPException):
-        if exc.status_code == 400:  # a body FastAPI could not read (e.g. JSON nested too deeply)
-            state.count_parse_error("ping" if request.url.path.startswith("/ping/") else "api")
+        ping = request.url.path.startswith("/ping/")
+        if exc.status_code == 400 or ping:  # a body FastAPI could not read (JSON nested too deeply), a
+            state.count_parse_error("ping" if ping else "api")  # check-in URL of no known shape
         return _error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     if security.basic_auth is not None:

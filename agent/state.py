@@ -16,10 +16,10 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, get_args
 
 from .classify import REASONS, Classifier
-from .config import BotConfig, Estate, Limits
+from .config import BotConfig, Estate, Limits, LogSpec
 from .events import (Event, FailureNoted, LogNoted, ResourceSample, RunFinished, RunStarted, SpoolDropped,
                      StepFinished, UiLookup, UiSnapshot)
 from .journal import Flip, Journal
@@ -34,6 +34,12 @@ DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 180
 UI_WAIT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 UI_FAILURE_KINDS = ("not_found", "ambiguous", "wrong_app")
 OTHER_SCREEN = "other"
+# The `source` label of botwatch_agent_events_total: the agent's own sources and its clients'.
+# A client may send any source name; names outside this set are counted as "other", so that
+# they cannot grow the label's values without end.
+EVENT_SOURCES = ("api", "folder", "ping", "process", "robot", "sdk", "spool", "wrapper",
+                 *(f"log:{fmt}" for fmt in get_args(LogSpec.model_fields["format"].annotation)), "other")
+_KNOWN_SOURCES = frozenset(EVENT_SOURCES)
 log = logging.getLogger("botwatch.state")
 
 
@@ -388,6 +394,7 @@ class EstateState:
     # -- ingest ----------------------------------------------------------------------------
     def count_event(self, source: str, n: int = 1) -> None:
         with self.lock:
+            source = source if source in _KNOWN_SOURCES else "other"
             self.events_total[source] = self.events_total.get(source, 0) + n
 
     def count_parse_error(self, source: str, n: int = 1) -> None:
@@ -421,7 +428,8 @@ class EstateState:
             ordered: list[Event] = []  # the runs and steps, in batch order, for the listeners
             duplicates: set[int] = set()  # ids of the runs the journal already had
             for i, ev in enumerate(events):
-                self.events_total[ev.source] = self.events_total.get(ev.source, 0) + 1
+                src = ev.source if ev.source in _KNOWN_SOURCES else "other"
+                self.events_total[src] = self.events_total.get(src, 0) + 1
                 if isinstance(ev, SpoolDropped):
                     self.events_dropped_total["spool"] = self.events_dropped_total.get("spool", 0) + ev.count
                     result.accepted += 1
@@ -452,6 +460,8 @@ class EstateState:
                         ev = _replace(ev, reason=c.reason)
                     if ev.outcome == "failure" and ev.reason == "ui_drift" and ev.screen is None:
                         ev = _ui_culprit(ev, bot)
+                    if ev.selector:  # as the tail: a selector can hold a URL with credentials
+                        ev = _replace(ev, selector=redact(ev.selector))
                     runs.append(ev)
                     ordered.append(ev)
                 elif isinstance(ev, RunStarted):
@@ -472,6 +482,8 @@ class EstateState:
                 elif isinstance(ev, UiSnapshot):
                     snaps.append(ev)
                 elif isinstance(ev, StepFinished):
+                    if ev.message:  # exported with the run's trace
+                        ev = _replace(ev, message=redact(ev.message))
                     bot.steps_total += 1
                     ordered.append(ev)
                     result.accepted += 1
