@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import io
 import json
-import signal
 import struct
 import tempfile
 import zlib
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -26,6 +24,7 @@ from botwatch.journal import Journal
 from botwatch.state import EstateState
 
 from conftest import free_port, http_get, http_post_json, write_estate
+from fuzzing import bounded
 
 KEY = "fuzz-key"
 ESTATE = """\
@@ -44,23 +43,6 @@ FIELDS = ["bot", "run_id", "time", "ended", "started", "outcome", "exit_status",
           "name", "status", "message", "parent", "found", "kind", "wait", "healed", "count", "source", "type"]
 
 
-class Hung(BaseException):
-    """Raised by the guard's alarm; a BaseException so that no `except Exception` swallows it."""
-
-
-@contextmanager
-def bounded(what: str, seconds: float = 30.0):
-    """Fail (naming the input) instead of hanging: the work must finish within `seconds`."""
-    def on_alarm(signum, frame):
-        raise Hung(f"no answer within {seconds:g}s for {what}")
-
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 class App:
@@ -96,7 +78,7 @@ class App:
     def send(self, method: str, url: str, body: bytes | None, headers: dict):
         """One request under the guard; the answer must be 2xx, or 4xx with a JSON error, and counted."""
         before = self.refusals()
-        with bounded(f"{method} {url} {headers} {body[:300] if body else body!r}"):
+        with bounded(seconds=30, what=f"{method} {url} {headers} {body[:300] if body else body!r}"):
             r = self.client.request(method, url, content=body, headers=headers)
         what = (method, url, headers, body[:300] if body else body, r.status_code, r.text[:300])
         assert r.status_code < 500, what
@@ -306,7 +288,7 @@ def test_the_drift_probe_gives_a_report_or_a_snapshot_error(snap):
     kind, data = snap
     probe = DriftProbe(parse_estate_text(ESTATE, "estate.yaml"))  # baselines in memory
     for screen in ("login", "home"):
-        with bounded(f"{kind} snapshot {data[:300]!r}"):
+        with bounded(seconds=30, what=f"{kind} snapshot {data[:300]!r}"):
             try:
                 report = probe.check("alpha", screen, kind, data)
             except SnapshotError as exc:

@@ -8,16 +8,15 @@ real process. Each parse runs under a bounded guard that names the input that hu
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from botwatch.config import ConfigError, Estate, parse_estate_text
+from fuzzing import bounded
 
 ROOT = Path(__file__).resolve().parent.parent
 # the estate files among the examples (others hold collector or Prometheus configs)
@@ -92,23 +91,6 @@ TOKENS = [":", ": ", "- ", "\n", "\n  ", "\n    - ", '"', "'", "{", "}", "[", "]
           "\U0001f916", "é", *KEYS]
 
 
-class Hung(BaseException):
-    """Raised by the guard's alarm; a BaseException so that no `except Exception` swallows it."""
-
-
-@contextmanager
-def bounded(what: str, seconds: float = 20.0):
-    """Fail (naming the input) instead of hanging: the work must finish within `seconds`."""
-    def on_alarm(signum, frame):
-        raise Hung(f"no result within {seconds:g}s for {what}")
-
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def check(text: str) -> Estate | ConfigError:

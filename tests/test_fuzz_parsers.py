@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 from hypothesis import example, given, settings, strategies as st
@@ -22,6 +20,7 @@ from botwatch.parsers.base import ParseError, make_parser
 from botwatch.parsers.robot_output import IncompleteOutputError, parse_output_xml
 from botwatch.sources.logs import LogWatcher
 from botwatch.state import EstateState
+from fuzzing import bounded
 
 CORPUS = Path(__file__).parent / "corpus"
 UIPATH_LINES = [line.rstrip("\r") for p in sorted((CORPUS / "uipath").glob("*.log"))
@@ -41,23 +40,6 @@ SPECS = {
 }
 
 
-class Hung(BaseException):
-    """Raised by the guard's alarm; a BaseException so that no `except Exception` swallows it."""
-
-
-@contextmanager
-def bounded(what: str, seconds: float = 20.0):
-    """Fail (naming the input) instead of hanging: the work must finish within `seconds`."""
-    def on_alarm(signum, frame):
-        raise Hung(f"no result within {seconds:g}s for {what}")
-
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def parser(name: str):
