@@ -27,6 +27,12 @@ BENCHMARKS = [
     ("bench_log_throughput.py", "3. Log throughput (UiPath execution log)", ["--runs", "5", "--lines", "200000"]),
     ("bench_process_sweep.py", "4. Process sweep CPU time", ["--runs", "5", "--reps", "1", "--warmup", "1"]),
     ("bench_ui_drift.py", "5. UI drift check of one snapshot", ["--runs", "5", "--reps", "2", "--warmup", "1"]),
+    ("bench_estate_scale.py", "6. Estate on one machine: 10 agents × 200 bots, Prometheus and VictoriaMetrics",
+     ["--runs", "5", "--reps", "1", "--warmup", "0"]),
+    ("bench_agent_at_rest.py", "7. `botwatch agent` at rest: 500 bots, 50 watched logs",
+     ["--runs", "5", "--window", "15", "--settle", "5"]),
+    ("bench_alert_latency.py", "8. Alert latency: failed run to the team's webhook",
+     ["--runs", "5", "--reps", "1", "--warmup", "1"]),
 ]
 
 
