@@ -23,10 +23,11 @@ from fastapi import Body, FastAPI, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from botwatch.exporters.exposition import CachedExposition
 
 from . import __version__
 from .events import LogNoted, RunFinished, RunStarted, from_wire
@@ -270,10 +271,12 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes, on_reject=lambda: state.count_dropped("http"))
 
     # -- scrape and health ----------------------------------------------------------------------
+    exposition = CachedExposition(registry)
+
     @app.get("/metrics", include_in_schema=False)
     def metrics(request: Request) -> Response:
-        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
-        return Response(encoder(registry), media_type=content_type)
+        body, content_type = exposition.render(request.headers.get("accept", ""))
+        return Response(body, media_type=content_type)
 
     @app.get("/sd", summary="Prometheus HTTP service discovery: this agent and the estate's other agents")
     def service_discovery(request: Request) -> JSONResponse:
