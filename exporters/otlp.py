@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from prometheus_client.registry import CollectorRegistry
 
+from botwatch.redact import redact
 from botwatch.state import EstateState
 
 from .otlp_settings import OtlpSettings
@@ -35,8 +36,22 @@ class OtlpExports:
 
 
 def start(settings: OtlpSettings, state: EstateState, registry: CollectorRegistry) -> OtlpExports:
-    """Start what `settings` asks for; the OpenTelemetry packages load only then."""
+    """Start what `settings` asks for; the OpenTelemetry packages load only then. An export that
+    cannot start is logged and left off: /metrics and the rest of the agent go on."""
     exports = OtlpExports()
+    try:
+        _start_metrics(settings, state, registry, exports)
+    except Exception:
+        log.exception("OTLP metrics cannot start; the agent goes on without them")
+    try:
+        _start_traces(settings, state, exports)
+    except Exception:
+        log.exception("OTLP run traces cannot start; the agent goes on without them")
+    return exports
+
+
+def _start_metrics(settings: OtlpSettings, state: EstateState, registry: CollectorRegistry,
+                   exports: OtlpExports) -> None:
     if settings.metrics is not None:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
@@ -48,7 +63,10 @@ def start(settings: OtlpSettings, state: EstateState, registry: CollectorRegistr
                                         resource=settings.resource, endpoint=target.endpoint,
                                         count_failure=state.count_export_failure)
         exports.metrics.start()
-        log.info("OTLP metrics: every %.0fs to %s", settings.interval, target.endpoint)
+        log.info("OTLP metrics: every %.0fs to %s", settings.interval, redact(target.endpoint))
+
+
+def _start_traces(settings: OtlpSettings, state: EstateState, exports: OtlpExports) -> None:
     if settings.traces is not None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -63,5 +81,4 @@ def start(settings: OtlpSettings, state: EstateState, registry: CollectorRegistr
         exports.provider.add_span_processor(exports.traces)
         exports.tracer = RunTracer(exports.provider, state.count_dropped)
         state.listeners.append(exports.tracer)
-        log.info("OTLP run traces to %s", target.endpoint)
-    return exports
+        log.info("OTLP run traces to %s", redact(target.endpoint))

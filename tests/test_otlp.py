@@ -462,3 +462,20 @@ def test_otlp_exports_can_be_started_and_stopped_in_process(receiver):
     assert exports.tracer not in state.listeners
     assert receiver.latest_metrics()["botwatch.runs"].points  # the final push on stop
     assert {s.name for s in receiver.spans()} >= {"RUN beta", "Log in"}
+
+
+def test_an_export_that_cannot_start_is_logged_and_the_other_still_starts(receiver, monkeypatch, caplog):
+    import opentelemetry.exporter.otlp.proto.http.metric_exporter as metric_exporter
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no TLS library for this endpoint")
+
+    monkeypatch.setattr(metric_exporter, "OTLPMetricExporter", broken)
+    state = busy_state()
+    settings = resolve(parse_estate_text(f"agent:\n  otlp: {{endpoint: '{receiver.url}', traces: true}}\nbots: []\n"),
+                       {})
+    with caplog.at_level(logging.ERROR, logger="botwatch.exporters.otlp"):
+        exports = otlp.start(settings, state, estate_registry(state, clock=lambda: NOW))
+    assert exports.metrics is None and exports.traces is not None
+    assert "OTLP metrics cannot start" in caplog.text
+    exports.stop(state)
