@@ -231,14 +231,7 @@ class Proc:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+        common.stop_process(self.proc, self._log, timeout=15)
 
 
 def metric_sum(text: bytes, name: str) -> float:

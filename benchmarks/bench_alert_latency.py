@@ -156,14 +156,7 @@ class Agent:
             return e.code
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._logf.close()
+        common.stop_process(self.proc, self._logf, timeout=15)
 
 
 def estate(port: int, journal: Path, failing: list[str]) -> dict:

@@ -166,14 +166,7 @@ class Exporter:
         return ((c1 - c0) - idle) * 1000.0 / n, idle * 1000.0, (t1 - t0) * 1000.0 / n
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+        common.stop_process(self.proc, self.log, timeout=10)
 
 
 def group_counts(text: bytes) -> dict[str, int]:

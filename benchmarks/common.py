@@ -309,3 +309,16 @@ def bench_main(doc: str, measure, argv: list[str] | None = None, *, runs: int = 
     else:
         print(standalone_report(result))
     return 0
+
+
+def stop_process(proc: subprocess.Popen, log=None, timeout: float = 15.0) -> None:
+    """SIGTERM, SIGKILL after `timeout`; then close the process's log file."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if log is not None:
+        log.close()
