@@ -563,3 +563,35 @@ def test_a_whole_file_format_is_parsed_once_complete_and_again_when_rewritten(tm
     agent.poll()
     assert sorted(agent.runs()) == ["r1", "r2"]
     assert agent.parse_errors() == {"log:robot": 1}  # notes.xml, counted by the new agent once
+
+
+def test_past_32_log_folders_the_rest_are_polled_and_their_runs_still_recorded(tmp_path, caplog):
+    """watchdog runs a thread per watched folder: 40 bots with a log folder each get 32 watched
+    folders, and the runs logged in the others are read by the periodic poll."""
+    import logging
+    import threading
+
+    from botwatch.sources.logs import MAX_WATCHED_DIRS
+
+    bots = []
+    for i in range(40):
+        folder = tmp_path / f"bot{i}"
+        folder.mkdir()
+        (folder / "run.log").write_text("")
+        bots.append(bot({"path": str(folder / "run.log"), **REGEX}, name=f"b{i}"))
+    agent = Agent(tmp_path, bots, poll_interval=0.2)
+    agent.watcher.use_watchdog = True
+    threads_before = threading.active_count()
+    caplog.set_level(logging.INFO, logger="botwatch.sources.logs")
+    agent.watcher.start()
+    try:
+        wait_for(lambda: len(agent.watcher._watched) == MAX_WATCHED_DIRS, what="the watched folders")
+        # one emitter per watched folder, the observer and its dispatcher, the poll loop: not one per folder
+        assert threading.active_count() - threads_before <= MAX_WATCHED_DIRS + 3 < 40
+        assert caplog.text.count(f"more than {MAX_WATCHED_DIRS} log folders") == 1
+        for i in range(40):
+            append(tmp_path / f"bot{i}" / "run.log", "start 1\nend 1 ok\n")
+        wait_for(lambda: all(len(agent.runs(f"b{i}")) == 1 for i in range(40)), what="a run of every bot")
+    finally:
+        agent.watcher.stop()
+        agent.journal.close()

@@ -62,6 +62,7 @@ ROTATED = "#rotated"
 PARSER_STATE = "#parser"
 _COMPRESSED = (".gz", ".bz2", ".xz", ".zip", ".zst", ".7z", ".lz4", ".z", ".tgz")
 _REPORT_EVERY = 300.0  # seconds between two log lines about the same problem
+MAX_WATCHED_DIRS = 32  # folders watched for file-system events (watchdog: a thread each); the rest polled
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +299,7 @@ class LogWatcher:
         self._handler = None
         self._watched: set[tuple[str, bool]] = set()
         self._reported: dict[tuple, float] = {}
+        self._capped = False  # MAX_WATCHED_DIRS reached (said once)
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -355,6 +357,14 @@ class LogWatcher:
             for d, recursive in t.watch_dirs():
                 if (d, recursive) in self._watched or not os.path.isdir(d):
                     continue
+                if len(self._watched) >= MAX_WATCHED_DIRS:
+                    # watchdog runs a thread (and an inotify instance) per directory: past the
+                    # cap, folders are only polled, every poll_interval, which is still on time
+                    if not self._capped:
+                        self._capped = True
+                        log.info("more than %d log folders: the others are polled every %ss, without "
+                                 "file-system events", MAX_WATCHED_DIRS, self.poll_interval)
+                    return
                 try:
                     self._observer.schedule(self._handler, d, recursive=recursive)
                     self._watched.add((d, recursive))
