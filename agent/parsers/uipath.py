@@ -241,9 +241,10 @@ def _not_progress(lines, clock, info, warn, level, information, warning, x1, x2,
     """The lines that are not plain progress (str or bytes, with the markers of the same type).
     A message with `eal` in it (Healing Agent, self-healed) is looked at too, and so is an entry
     with a transactionId (a queue transaction's start or end). Progress starts with the Robot's
-    `HH:mm:ss.ffff` (`clock`: _CLOCK or _CLOCK_BYTES), so that junk before a progress-like tail is counted as an error. `feed` sets aside
-    the same lines first, so that a batch and line-by-line feeding agree on events and errors;
-    only the message is searched, as scanning whole lines cost 5 us each."""
+    `HH:mm:ss.ffff` (`clock`: _CLOCK or _CLOCK_BYTES), so that junk before a progress-like tail
+    is counted as an error. `feed` sets aside the same lines first, so that a batch and
+    line-by-line feeding agree on events and errors. Only the message is searched for words:
+    scanning whole lines cost 5 us each."""
     return [line for line in lines
             if not ((line.startswith(info, 13) and line.startswith(information, (end := line.find(level, 31)) + 11)
                      or line.startswith(warn, 13) and line.startswith(warning, (end := line.find(level, 31)) + 11))
