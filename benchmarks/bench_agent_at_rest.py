@@ -23,12 +23,10 @@ Run alone:  .venv/bin/python benchmarks/bench_agent_at_rest.py [--runs N] [--win
 
 from __future__ import annotations
 
-import ctypes
 import datetime as dt
 import json
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -161,15 +159,6 @@ def estate(tmp: Path, n_bots: int, port: int, journal: str) -> dict:
 
 # -- the processes ---------------------------------------------------------------------------------
 
-def _die_with_parent() -> None:
-    """In the child, before exec: end with the benchmark, even if it is killed."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -193,7 +182,7 @@ class Proc:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(argv, cwd=cwd, env=_env(), stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT,
-                                     preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+                                     preexec_fn=common.die_with_parent if sys.platform.startswith("linux") else None)
         self.ps = psutil.Process(self.proc.pid)
 
     def cpu(self) -> float:

@@ -20,10 +20,8 @@ Run alone:  .venv/bin/python benchmarks/bench_process_sweep.py [--runs N] [--rep
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -61,15 +59,6 @@ process_names:
 
 # -- the processes ---------------------------------------------------------------------------------
 
-def _die_with_parent() -> None:
-    """In the child, before exec: end with the benchmark, even if it is killed."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def groups() -> list[tuple[str, int]]:
     """(group, count) for the 500 processes: the bots' and the pools'."""
     out = [(b, PER_BOT) for b in BOTS]
@@ -92,7 +81,7 @@ class Sleepers:
                 self.procs.append(subprocess.Popen(
                     [f"bwbench.{group}.{n}", "600"], executable=SLEEP, stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
-                    preexec_fn=_die_with_parent if linux else None))
+                    preexec_fn=common.die_with_parent if linux else None))
 
     def alive(self) -> int:
         return sum(p.poll() is None for p in self.procs)
@@ -128,7 +117,7 @@ class Exporter:
         self.proc = subprocess.Popen(
             [EXPORTER, "-config.path", config, f"-web.listen-address=127.0.0.1:{self.port}", *flags],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, cwd=workdir,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+            preexec_fn=common.die_with_parent if sys.platform.startswith("linux") else None)
         import psutil
 
         self.ps = psutil.Process(self.proc.pid)
