@@ -229,18 +229,10 @@ def ui_lookup(screen=None, selector=None, found=True, *, kind=None, wait=None, h
     """
     try:
         _ignore_unknown("ui_lookup", unknown)
-        active = _current.get()
-        if active is not None:
-            if active.bot is None:
-                return
-            target_bot, run_id, agent_url, config = active.bot, active.run_id, active.agent_url, active.config
-        else:
-            target_bot = _outside_bot(bot)
-            if target_bot is None:
-                _warn("lookup-no-bot", "botwatch.ui_lookup() outside any run records nothing without a bot: "
-                      "pass bot=NAME or set BOTWATCH_BOT")
-                return
-            run_id, agent_url, config = _outside_run_id(), _agent_url(None), _config_path()
+        target = _target("ui_lookup", bot)
+        if target is None:
+            return
+        target_bot, run_id, agent_url, config = target
         found = _flag("found", found, True)
         event = {"type": "ui_lookup", "bot": target_bot, "time": time.time(), "screen": _screen(screen),
                  "found": found, "healed": _flag("healed", healed, False), "source": SOURCE}
@@ -279,18 +271,10 @@ def snapshot(screen=None, content=None, *, path=None, kind=None, bot=None, **unk
     """
     try:
         _ignore_unknown("snapshot", unknown)
-        active = _current.get()
-        if active is not None:
-            if active.bot is None:
-                return None
-            target_bot, run_id, agent_url, config = active.bot, active.run_id, active.agent_url, active.config
-        else:
-            target_bot = _outside_bot(bot)
-            if target_bot is None:
-                _warn("snapshot-no-bot", "botwatch.snapshot() outside any run records nothing without a bot: "
-                      "pass bot=NAME or set BOTWATCH_BOT")
-                return None
-            run_id, agent_url, config = _outside_run_id(), _agent_url(None), _config_path()
+        target = _target("snapshot", bot)
+        if target is None:
+            return None
+        target_bot, run_id, agent_url, config = target
         body, snap_kind = _snapshot_body(content, path, kind)
         if body is None:
             return None
@@ -676,6 +660,22 @@ def _ignore_unknown(where: str, unknown: dict) -> None:
     if unknown:
         _warn(("unknown-args", where, tuple(sorted(unknown))), "botwatch.%s(): unknown argument(s) %s ignored",
               where, ", ".join(sorted(unknown)))
+
+
+def _target(what: str, bot) -> tuple[str, str | None, str | None, str | None] | None:
+    """(bot, run id, agent URL, estate file) that a look-up or snapshot belongs to: the innermost
+    current run's, else `bot` (or $BOTWATCH_BOT) outside any run; None when there is no bot."""
+    active = _current.get()
+    if active is not None:
+        if active.bot is None:
+            return None  # a run whose bot name was unusable: nothing of it is recorded
+        return active.bot, active.run_id, active.agent_url, active.config
+    target_bot = _outside_bot(bot)
+    if target_bot is None:
+        _warn(f"{what}-no-bot", f"botwatch.{what}() outside any run records nothing without a bot: "
+              "pass bot=NAME or set BOTWATCH_BOT")
+        return None
+    return target_bot, _outside_run_id(), _agent_url(None), _config_path()
 
 
 def _outside_bot(explicit) -> str | None:
