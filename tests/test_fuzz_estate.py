@@ -191,8 +191,10 @@ def test_hostile_yaml_is_refused_with_a_line_and_never_expanded():
         laughs(9, "failure_patterns:\n  - {reason: *a9, contains: x}\n"): "failure_patterns[0].reason",
         "bots: &a [*a]\n": "bots[0]",
         "agent: &a {x: *a}\n": "unknown key 'x'",
-        "bots: " + "[" * 5000 + "]" * 5000 + "\n": "bots[0]",
-        "bots: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n": "bots",
+        # nested past any sane depth: refused by botwatch or, in newer PyYAML releases, by the
+        # loader itself; either way a FILE:LINE problem, whatever its wording (None: any text)
+        "bots: " + "[" * 5000 + "]" * 5000 + "\n": None,
+        "bots: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n": None,
         "x: !!timestamp foo\n": "cannot read 'foo'",
         "bots:\n  - name: a\n    certified: {by: x, date: 2024-02-30}\n": ":3: ",
         "agent:\n  limits:\n    max_batch: " + "9" * 5000 + "\n": ":3: ",
@@ -204,9 +206,11 @@ def test_hostile_yaml_is_refused_with_a_line_and_never_expanded():
         "bots: [a]\nname: x\x07\n": "estate.yaml:2: ",
     }
     for text, expected in cases.items():
-        error = check(text)
+        error = check(text)  # under the hang guard: an expansion of 10**9 leaves would not return
         assert isinstance(error, ConfigError), text[:200]
-        assert any(expected in p for p in error.problems), (expected, error.problems)
+        assert all(re.match(rf"^{re.escape(FNAME)}:\d+: \S", p) for p in error.problems), error.problems
+        if expected is not None:
+            assert any(expected in p for p in error.problems), (expected, error.problems)
 
 
 @settings(max_examples=4, deadline=None, derandomize=True,
