@@ -2,8 +2,14 @@
 
   /metrics, /healthz, /                   scrape, liveness, the status page (botwatch.status_page)
   /sd                                     Prometheus HTTP service discovery: this agent and agent.sd_targets
-  /ping/<key>/<bot>[/start|/fail|/log|/<0-255>][?rid=]   check-ins, Healthchecks.io protocol
-  POST /api/v1/events                     JSON event batches from the deliverer, SDKs, listeners
+  /ping/<key>/<bot>[/start|/fail|/log|/<0-255>][?rid=]   check-ins, Healthchecks.io protocol (GET, POST,
+                                          HEAD; every answer carries Ping-Body-Limit and
+                                          Access-Control-Allow-Origin: *, as Healthchecks.io's do)
+  POST /api/v1/events                     JSON event batches from the deliverer, SDKs, listeners. Only an
+                                          unreadable body, a wrong key, an oversized batch (413) or the
+                                          rate (429) refuse the whole batch; each event is judged alone:
+                                          the invalid ones are answered in `rejected`, those of a type
+                                          this agent does not know (a newer client's) in `ignored`
   GET  /api/v1/status                     every bot's state, for `botwatch status`
   GET  /api/v1/unregistered               shadow bots: processes of bot runtimes no bot claims
   POST /api/v1/snapshots/<bot>/<screen>   a UI snapshot (HTML, accessibility tree, PNG): its drift report
@@ -14,23 +20,24 @@ Handlers that write the journal run in FastAPI's thread pool, off the event loop
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Annotated, Literal, Union
 
-from fastapi import Body, FastAPI, Header, Path, Query, Request
+from fastapi import FastAPI, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client.registry import CollectorRegistry
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from botwatch.exporters.exposition import CachedExposition
 
 from . import __version__
-from .events import LogNoted, RunFinished, RunStarted, from_wire
+from .events import EVENT_TYPES, LogNoted, RunFinished, RunStarted, from_wire
 from .config import parse_listen
 from .journal import JournalError
 from .limits import BodyLimit, RateLimiter
@@ -130,16 +137,28 @@ class SpoolDroppedIn(BaseModel):
 
 EventIn = Annotated[Union[RunStartedIn, RunFinishedIn, ResourceSampleIn, StepIn, FailureIn, UiLookupIn,
                           SpoolDroppedIn], Field(discriminator="type")]
+EVENT_IN = TypeAdapter(EventIn)  # one event of a batch, validated alone
+MAX_PROBLEM = 300  # characters of the error answered for one event
 
 
 class EventBatch(BaseModel):
+    """The body of POST /api/v1/events. The handler reads it itself and validates each event alone."""
+
     events: list[EventIn] = Field(max_length=HARD_MAX_BATCH)
+
+
+class EventProblem(BaseModel):
+    index: int = Field(description="The event's index in the posted batch")
+    error: str
 
 
 class IngestOut(BaseModel):
     accepted: int
     duplicates: int
-    rejected: list[dict]
+    rejected: list[EventProblem] = Field(description=(
+        "Events not taken: invalid, or of a bot the agent does not know. Sending them again does not help."))
+    ignored: list[EventProblem] = Field(description=(
+        "Events of a type this agent does not know (from a newer client): taken, not applied."))
 
 
 class ErrorOut(BaseModel):
@@ -195,6 +214,51 @@ def _journal_unavailable(exc: JournalError) -> JSONResponse:
 def _error(status: int, error: str, detail: str | None = None, headers: dict | None = None) -> JSONResponse:
     body = {"error": error} | ({"detail": detail} if detail else {})
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _bounded(text: str) -> str:
+    """`text` cut to MAX_PROBLEM characters, lone surrogates escaped (an answer must encode)."""
+    if len(text) > MAX_PROBLEM:
+        text = text[:MAX_PROBLEM - 3] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _problem(exc: ValidationError, tag) -> str:
+    """One event's validation error, naming the field: `outcome: Input should be ...`."""
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    first = errors[0]
+    loc = list(first["loc"])
+    if loc and loc[0] == tag:  # the union's member, named by the event's type
+        loc = loc[1:]
+    where = ".".join(str(p) for p in loc) or ("type" if first["type"].startswith("union_tag") else "event")
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return _bounded(f"{where}: {first['msg']}{more}")
+
+
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+class PingHeaders:
+    """Adds Healthchecks.io's headers to every answer under /ping/ (success or error, whatever
+    answered it): Ping-Body-Limit, the bytes of a check-in body the agent keeps (runitor trims
+    what it sends to it), and Access-Control-Allow-Origin: * (check-ins from a browser)."""
+
+    def __init__(self, app, body_limit: int):
+        self.app = app
+        self.headers = [(b"ping-body-limit", str(body_limit).encode()), (b"access-control-allow-origin", b"*")]
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith("/ping/"):
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), *self.headers]}
+            await send(message)
+
+        return await self.app(scope, receive, send_with_headers)
 
 
 _BASIC_AUTH_PREFIXES = ("/metrics", "/api/")
@@ -269,6 +333,7 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
             return await call_next(request)
 
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes, on_reject=lambda: state.count_dropped("http"))
+    app.add_middleware(PingHeaders, body_limit=limits.log_excerpt_bytes)  # outermost: on the 413 above too
 
     # -- scrape and health ----------------------------------------------------------------------
     exposition = CachedExposition(registry)
@@ -304,40 +369,89 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
 
     # -- events API ------------------------------------------------------------------------------
     @app.post("/api/v1/events", response_model=IngestOut, summary="Ingest a batch of events",
-              responses={401: {"model": ErrorOut}, 413: {"model": ErrorOut}, 422: {"description": "Invalid batch"},
+              description=(
+                  "Only an unreadable body, a missing or wrong key (401), a batch of more than "
+                  "agent.limits.max_batch events (413) or a bot over its rate (429, retry) refuse the whole "
+                  "batch. Each event is validated alone: an invalid one, or one of a bot the agent does not "
+                  "know, is answered in `rejected` (by its index in the batch) and the others are taken; one "
+                  "of a type this agent does not know (a newer client's) is answered in `ignored`."),
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": {"$ref": "#/components/schemas/EventBatch"}}}}},
+              responses={400: {"model": ErrorOut}, 401: {"model": ErrorOut}, 413: {"model": ErrorOut},
+                         422: {"model": ErrorOut, "description": "Unreadable batch"},
                          429: {"model": ErrorOut}, 503: {"model": ErrorOut}})
-    def ingest(batch: Annotated[EventBatch, Body()],
-               x_botwatch_key: XKey = None,
-               x_botwatch_spool: Annotated[str | None, Header(max_length=128, description=(
-                   "Deliverers: an opaque id of the spool the batch comes from"))] = None,
-               x_botwatch_spool_pending: Annotated[int | None, Header(ge=0, description=(
-                   "Deliverers: runs left in that spool once this batch is delivered"))] = None):
-        bots = {e.bot for e in batch.events if hasattr(e, "bot")}
-        if security.any_key and not security.key_allows(x_botwatch_key, bots):
+    async def ingest(request: Request,
+                     x_botwatch_key: XKey = None,
+                     x_botwatch_spool: Annotated[str | None, Header(max_length=128, description=(
+                         "Deliverers: an opaque id of the spool the batch comes from"))] = None,
+                     x_botwatch_spool_pending: Annotated[int | None, Header(ge=0, description=(
+                         "Deliverers: runs left in that spool once this batch is delivered"))] = None):
+        body = await request.body()
+        return await run_in_threadpool(_ingest, request.headers.get("content-type"), body, x_botwatch_key,
+                                       x_botwatch_spool, x_botwatch_spool_pending)
+
+    def _ingest(content_type: str | None, body: bytes, key: str | None, spool: str | None,
+                pending: int | None) -> Response | IngestOut:
+        if not _is_json(content_type):
+            state.count_parse_error("api")
+            return _error(422, "invalid request", "send the batch as application/json")
+        try:
+            doc = json.loads(body)
+        except RecursionError:
+            state.count_parse_error("api")
+            return _error(400, "invalid request", "JSON nested too deeply")
+        except ValueError as exc:  # not JSON, not UTF-8, an integer of too many digits
+            state.count_parse_error("api")
+            return _error(422, "invalid request", _bounded(f"not a JSON document: {exc}"))
+        raw = doc.get("events") if isinstance(doc, dict) else None
+        if not isinstance(raw, list):
+            state.count_parse_error("api")
+            return _error(422, "invalid request", 'the body must be a JSON object with an "events" list')
+        bots = {e["bot"] for e in raw if isinstance(e, dict) and isinstance(e.get("bot"), str)}
+        if security.any_key and not security.key_allows(key, bots):
             state.count_parse_error("api")
             return _error(401, "missing or wrong X-Botwatch-Key")
-        if len(batch.events) > limits.max_batch:
-            state.count_dropped("api", len(batch.events))
+        if len(raw) > limits.max_batch:
+            state.count_dropped("api", len(raw))
             return _error(413, "batch too large", f"at most {limits.max_batch} events per request")
+        taken: list[int] = []  # index in the batch of each event given to the state
+        events, rejected, ignored = [], [], []
+        for i, item in enumerate(raw):
+            tag = item.get("type") if isinstance(item, dict) else None
+            if isinstance(tag, str) and tag not in EVENT_TYPES:  # a newer client's: never a reason to refuse
+                ignored.append({"index": i, "error": _bounded(
+                    f"unknown event type {tag[:64]!r}: ignored by this agent (botwatch {__version__})")})
+                continue
+            try:
+                event = EVENT_IN.validate_python(item)
+            except ValidationError as exc:
+                rejected.append({"index": i, "error": _problem(exc, tag)})
+                continue
+            taken.append(i)
+            events.append(from_wire(event.model_dump()))
         counts: dict[str, int] = {}
-        for e in batch.events:
+        for e in events:
             if hasattr(e, "bot"):
                 counts[e.bot] = counts.get(e.bot, 0) + 1
         over = rate.take(counts)
         if over is not None:
-            state.count_dropped("api", len(batch.events))
+            state.count_dropped("api", len(raw))
             return _error(429, "too many events", f"bot {over!r} is over {limits.events_per_second:g} events/s; "
                           "retry later", headers={"Retry-After": "1"})
-        events = [from_wire(e.model_dump()) for e in batch.events]
         try:
             result = state.apply(events)
         except JournalError as exc:
             return _journal_unavailable(exc)
-        if result.rejected:  # events of the batch not taken (unknown bot): counted, as other bad input
-            state.count_parse_error("api", len(result.rejected))
-        if x_botwatch_spool and x_botwatch_spool_pending is not None:
-            state.note_spool(x_botwatch_spool, x_botwatch_spool_pending)
-        return IngestOut(accepted=result.accepted, duplicates=result.duplicates, rejected=result.rejected)
+        if result.rejected:  # not taken by the state (unknown bot): answered by their index in the batch
+            rejected.extend({"index": taken[r["index"]], "error": r["error"]} for r in result.rejected)
+            rejected.sort(key=lambda r: r["index"])
+        if rejected:  # counted, as other bad input
+            state.count_parse_error("api", len(rejected))
+        if ignored:
+            state.count_ignored("api", len(ignored))
+        if spool and pending is not None:
+            state.note_spool(spool, pending)
+        return IngestOut(accepted=result.accepted, duplicates=result.duplicates, rejected=rejected, ignored=ignored)
 
     @app.get("/api/v1/status", summary="Every bot's current state")
     def status() -> JSONResponse:
@@ -457,6 +571,21 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
                           operation_id=f"ping_action_{method.lower()}",
                           summary="Check in: start, fail, log, or an exit status 0-255", responses=ping_responses,
                           response_class=PlainTextResponse)
+
+    # The batch is read by the handler (each event is validated alone): the API description
+    # still describes it, with every event type.
+    describe = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            doc = describe()
+            batch = EventBatch.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(batch.pop("$defs", {}))
+            schemas["EventBatch"] = batch
+        return app.openapi_schema
+
+    app.openapi = openapi
 
     # -- the status page (botwatch.status_page) ----------------------------------------------------
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

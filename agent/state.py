@@ -352,6 +352,7 @@ class EstateState:
         # agent self-monitoring, by source
         self.events_total: dict[str, int] = {}
         self.events_dropped_total: dict[str, int] = {}
+        self.events_ignored_total: dict[str, int] = {}  # events of a type this agent does not know (newer clients)
         # runs waiting in the spools of the bot hosts, as their deliverers last said: spool -> (runs, when)
         self.spool_pending: dict[str, tuple[int, float]] = {}
         # bots with a running process whose command line holds a credential: bot -> pid (governance)
@@ -404,6 +405,11 @@ class EstateState:
     def count_dropped(self, source: str, n: int = 1) -> None:
         with self.lock:
             self.events_dropped_total[source] = self.events_dropped_total.get(source, 0) + n
+
+    def count_ignored(self, source: str, n: int = 1) -> None:
+        """Events of a type this agent does not know (sent by a newer client): taken, not applied."""
+        with self.lock:
+            self.events_ignored_total[source] = self.events_ignored_total.get(source, 0) + n
 
     def count_export_failure(self, exporter: str, n: int = 1) -> None:
         with self.lock:
@@ -679,6 +685,7 @@ class EstateState:
     def self_metrics(self) -> dict[str, dict[str, int]]:
         with self.lock:
             return {"events": dict(self.events_total), "dropped": dict(self.events_dropped_total),
+                    "ignored": dict(self.events_ignored_total),
                     "parse_errors": dict(self.parse_errors_total),
                     "export_failures": dict(self.export_failures_total),
                     "labels_shortened": {"screen": sum(b.labels_shortened for b in self.bots.values())}}

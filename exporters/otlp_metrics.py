@@ -78,6 +78,7 @@ NAMES: dict[str, tuple[str, str]] = {
     "botwatch_agent_spool_pending_runs": ("botwatch.agent.spool.pending_runs", "{run}"),
     "botwatch_agent_events": ("botwatch.agent.events", "{event}"),
     "botwatch_agent_events_dropped": ("botwatch.agent.events.dropped", "{event}"),
+    "botwatch_agent_events_ignored": ("botwatch.agent.events.ignored", "{event}"),
     "botwatch_agent_parse_errors": ("botwatch.agent.parse_errors", "{error}"),
     "botwatch_agent_export_failures": ("botwatch.agent.export.failures", "{push}"),
     "botwatch_agent_label_values_shortened": ("botwatch.agent.label_values.shortened", "{value}"),

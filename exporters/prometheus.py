@@ -36,8 +36,10 @@ _UI_LE = [floatToGoString(b) for b in UI_WAIT_BUCKETS]
 DROPPED_SOURCES = ("api", "bot_limit", "http", "otlp_traces", "ping", "snapshot", "spool")
 PARSE_ERROR_SOURCES = ("api", "ping", "snapshot", "process",
                        *(f"log:{fmt}" for fmt in get_args(LogSpec.model_fields["format"].annotation)))
+IGNORED_SOURCES = ("api",)  # EstateState.count_ignored: events of a type this agent does not know
 EXPORTERS = ("otlp_metrics", "otlp_traces")  # the agent's push exporters (export failures are counted)
-_PRESET = {"events": EVENT_SOURCES, "dropped": DROPPED_SOURCES, "parse_errors": PARSE_ERROR_SOURCES,
+_PRESET = {"events": EVENT_SOURCES, "dropped": DROPPED_SOURCES, "ignored": IGNORED_SOURCES,
+           "parse_errors": PARSE_ERROR_SOURCES,
            "export_failures": EXPORTERS, "labels_shortened": ("screen",)}
 
 
@@ -197,6 +199,8 @@ class EstateCollector:
             ("events", "botwatch_agent_events", "source", "Events received, by source."),
             ("dropped", "botwatch_agent_events_dropped", "source",
              "Events dropped (limits, spool overflow, a full span queue), by source."),
+            ("ignored", "botwatch_agent_events_ignored", "source",
+             "Events of a type this agent does not know (sent by a newer client): taken, not applied, by source."),
             ("parse_errors", "botwatch_agent_parse_errors", "source", "Inputs that could not be parsed, by source."),
             ("export_failures", "botwatch_agent_export_failures", "exporter",
              "Pushes to an exporter's endpoint that failed (each is retried with backoff)."),

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import sqlite3
 import ssl
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from conftest import free_port, wait_for, write_estate
+from conftest import free_port, outbox_and_dead, wait_for, write_estate
 
 KEY = "k3y-Fr0m-The-Estate"
 BOT_KEY = "only-for-gamma"
@@ -146,7 +148,8 @@ def test_the_events_api_needs_the_key_when_one_is_configured(agent):
                                        "outcome": "failure", "exit_status": 256}]}).encode()
     status, _, body = request(agent.url + "/api/v1/events", exit_256, "POST",
                               {"Content-Type": "application/json", "X-Botwatch-Key": KEY})
-    assert status == 422 and "exit_status" in body.decode()
+    [refused] = json.loads(body)["rejected"]
+    assert status == 200 and refused["index"] == 0 and "exit_status" in refused["error"]
     assert [r["run_id"] for r in runs(agent)] == ["e1"]
 
 
@@ -167,7 +170,7 @@ def test_ui_look_ups_steps_and_declared_failures_are_accepted(agent):
     ]
     status, _, body = request(agent.url + "/api/v1/events", json.dumps({"events": events}).encode(), "POST",
                               {"Content-Type": "application/json", "X-Botwatch-Key": KEY})
-    assert status == 200 and json.loads(body) == {"accepted": 7, "duplicates": 0, "rejected": []}
+    assert status == 200 and json.loads(body) == {"accepted": 7, "duplicates": 0, "rejected": [], "ignored": []}
     m = agent.metrics()
     assert m['botwatch_ui_lookups_total{bot="alpha",screen="invoice"}'] == 3
     assert m['botwatch_ui_lookup_failures_total{bot="alpha",kind="ambiguous",screen="invoice"}'] == 1
@@ -303,3 +306,166 @@ def test_every_operation_of_the_api_description_has_its_own_id():
     ids = [op["operationId"] for path in doc["paths"].values() for op in path.values()]
     assert len(ids) == len(set(ids))
     assert {"ping_get", "ping_post", "ping_head"} <= set(ids)
+
+
+# -- the events API: each event of a batch is judged alone ----------------------------------------
+
+def post_events(agent, events=None, body: bytes | None = None, content_type="application/json"):
+    data = body if body is not None else json.dumps({"events": events}).encode()
+    status, _, answer = request(agent.url + "/api/v1/events", data, "POST",
+                                {"Content-Type": content_type, "X-Botwatch-Key": KEY})
+    return status, json.loads(answer or b"{}")
+
+
+def finished(bot, run_id, **fields):
+    return {"type": "run_finished", "bot": bot, "run_id": run_id, "ended": time.time(), "started": time.time() - 3,
+            "outcome": "success"} | fields
+
+
+def test_an_invalid_event_is_refused_alone_and_the_other_bots_runs_of_its_batch_are_recorded(agent):
+    events = [finished("alpha", "a-1"),
+              finished("alpha", "a-2", outcome="crashed"),  # not an outcome
+              finished("Beta", "b-0"),  # not a bot name
+              finished("ghost", "g-1"),  # well formed, a bot the estate does not have
+              finished("beta", "b-1", outcome="failure", exit_status=3)]
+    status, answer = post_events(agent, events)
+    assert status == 200
+    assert [r["index"] for r in answer["rejected"]] == [1, 2, 3]  # indexes in the batch as posted
+    errors = [r["error"] for r in answer["rejected"]]
+    assert "outcome" in errors[0] and "bot" in errors[1] and "ghost" in errors[2]
+    assert answer["accepted"] == 2 and answer["ignored"] == []
+    assert sorted((r["bot"], r["run_id"], r["outcome"]) for r in runs(agent)) == [
+        ("alpha", "a-1", "success"), ("beta", "b-1", "failure")]
+    m = agent.metrics()
+    assert m['botwatch_runs_total{bot="alpha"}'] == 1 and m['botwatch_runs_total{bot="beta"}'] == 1
+    assert m['botwatch_run_failures_total{bot="beta",reason="unknown"}'] == 1
+    assert m['botwatch_agent_parse_errors_total{source="api"}'] == 3
+
+
+def test_an_event_of_a_type_this_agent_does_not_know_is_ignored_and_counted_not_refused(agent):
+    assert agent.metrics()['botwatch_agent_events_ignored_total{source="api"}'] == 0  # exported from the start
+    events = [{"type": "run_paused", "bot": "alpha", "run_id": "a-1", "time": time.time(), "why": "maintenance"},
+              finished("alpha", "a-1")]
+    status, answer = post_events(agent, events)
+    assert status == 200 and answer["accepted"] == 1 and answer["rejected"] == []
+    assert [i["index"] for i in answer["ignored"]] == [0] and "run_paused" in answer["ignored"][0]["error"]
+    assert [r["run_id"] for r in runs(agent)] == ["a-1"]
+    m = agent.metrics()
+    assert m['botwatch_agent_events_ignored_total{source="api"}'] == 1
+    assert m['botwatch_agent_parse_errors_total{source="api"}'] == 0
+
+
+def test_an_event_with_a_field_this_agent_does_not_know_is_recorded(agent):
+    status, answer = post_events(agent, [finished("beta", "b-1", queue_item="INV-7", retry={"of": "b-0"})])
+    assert status == 200 and answer["accepted"] == 1 and answer["rejected"] == [] == answer["ignored"]
+    assert [r["run_id"] for r in runs(agent)] == ["b-1"]
+
+
+def test_an_unreadable_batch_is_still_refused_whole_with_a_json_4xx_and_counted(agent):
+    good = finished("alpha", "a-1")
+    unreadable = [
+        (b'{"events": [' + json.dumps(good).encode(), "application/json"),  # cut short
+        (b"\xff\xfe not json", "application/json"),
+        (json.dumps({"events": good}).encode(), "application/json"),  # events not a list
+        (json.dumps([good]).encode(), "application/json"),  # not an object
+        (b'{"events": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", "application/json"),  # nested too deeply
+        (json.dumps({"events": [good]}).encode(), "text/plain"),  # not sent as JSON
+    ]
+    for body, content_type in unreadable:
+        status, answer = post_events(agent, body=body, content_type=content_type)
+        assert 400 <= status < 500 and answer["error"], (status, answer, body[:80])
+    assert runs(agent) == []
+    assert agent.metrics()['botwatch_agent_parse_errors_total{source="api"}'] == len(unreadable)
+    assert post_events(agent, [good])[0] == 200  # the agent still takes the next batch
+    assert [r["run_id"] for r in runs(agent)] == ["a-1"]
+
+
+def test_the_answer_to_a_full_batch_of_bad_events_stays_small(agent):
+    long_type = "x" * 5000  # unknown types (ignored) and an invalid one (rejected), each echoed in the answer
+    events = [{"type": long_type, "bot": "alpha"} if i % 2 else {"type": {"k": long_type}, "bot": "alpha"}
+              for i in range(1000)]  # agent.limits.max_batch
+    status, _, body = request(agent.url + "/api/v1/events", json.dumps({"events": events}).encode(), "POST",
+                              {"Content-Type": "application/json", "X-Botwatch-Key": KEY})
+    answer = json.loads(body)
+    assert status == 200 and len(answer["rejected"]) == len(answer["ignored"]) == 500
+    assert len(body) < 1000 * 400  # every event answered, each briefly
+
+
+def test_the_api_description_still_describes_the_batch_with_every_event_type(agent):
+    status, _, body = request(agent.url + "/api/v1/openapi.json")
+    doc = json.loads(body)
+    operation = doc["paths"]["/api/v1/events"]["post"]
+    ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    batch = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    items = batch["properties"]["events"]["items"]
+    assert set(items["discriminator"]["mapping"]) == {
+        "run_started", "run_finished", "resource_sample", "step", "failure", "ui_lookup", "spool_dropped"}
+    for target in items["discriminator"]["mapping"].values():
+        assert target.rsplit("/", 1)[1] in doc["components"]["schemas"]
+    answer = doc["components"]["schemas"]["IngestOut"]["properties"]
+    assert {"accepted", "duplicates", "rejected", "ignored"} <= set(answer)
+
+
+def test_the_deliverer_buries_only_the_invalid_event_and_delivers_the_runs_around_it(agent, tmp_path):
+    from botwatch.spool import Spool
+
+    path = tmp_path / "spool.db"
+    spool = Spool(str(path))
+    where = {"agent_url": agent.url, "config": str(agent.config)}
+    now = time.time()
+    spool.add_finished("alpha", "a-1", started=now - 5, ended=now - 1, outcome="success", **where)
+    bad = {"type": "step", "bot": "alpha", "run_id": "a-1", "name": "post invoice", "ended": now, "status": "exploded"}
+    spool.add_event("step", "alpha", "a-1", json.dumps(bad), **where)
+    spool.add_finished("beta", "b-1", started=now - 5, ended=now, outcome="failure", exit_status=2, **where)
+    spool.close()
+    env = {k: v for k, v in os.environ.items() if k not in ("BOTWATCH_AGENT_URL", "BOTWATCH_CONFIG")}
+    proc = subprocess.run([sys.executable, "-m", "botwatch.deliver", "--spool", str(path), "--patience", "5"],
+                          env=env | {"TEST_PING_KEY": KEY}, capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted((r["bot"], r["run_id"]) for r in runs(agent)) == [("alpha", "a-1"), ("beta", "b-1")]
+    left, dead = outbox_and_dead(str(path))
+    assert left == 0
+    [(event, error)] = dead
+    assert json.loads(event)["status"] == "exploded" and "status" in error
+
+
+# -- check-ins answer as Healthchecks.io does ------------------------------------------------------
+
+def curl_headers(*args) -> tuple[int, dict[str, str]]:
+    """(status, headers by lower-case name) of the last answer curl printed with -D - (or -I)."""
+    r = curl("-o", "/dev/null", "-D", "-", *args)
+    assert r.returncode == 0, r.stderr
+    block = r.stdout.replace("\r\n", "\n").strip().split("\n\n")[-1].split("\n")
+    headers = dict((k.strip().lower(), v.strip()) for k, _, v in (line.partition(":") for line in block[1:]))
+    return int(block[0].split()[1]), headers
+
+
+def test_every_answer_to_a_check_in_carries_its_body_limit_and_allows_browsers(tmp_path, agents):
+    port = free_port()
+    config = estate_file(tmp_path, port, "  limits: {log_excerpt_bytes: 4096}\n")
+    a = agents(config, port, env={"TEST_PING_KEY": KEY}).start()
+    (tmp_path / "huge").write_bytes(b"x" * 9_000_000)
+    answers = {
+        "GET success": curl_headers(f"{a.url}/ping/{KEY}/alpha"),
+        "POST with a body": curl_headers("--data-binary", "all good", f"{a.url}/ping/{KEY}/alpha/0"),
+        "HEAD": curl_headers("-I", f"{a.url}/ping/{KEY}/alpha/start"),
+        "wrong key": curl_headers(f"{a.url}/ping/not-the-key/alpha"),
+        "unknown bot": curl_headers(f"{a.url}/ping/{KEY}/ghost"),
+        "unknown action": curl_headers(f"{a.url}/ping/{KEY}/alpha/finish"),
+        "invalid rid": curl_headers(f"{a.url}/ping/{KEY}/alpha?rid=bad%20rid!"),
+        "body too large": curl_headers("--data-binary", f"@{tmp_path / 'huge'}", f"{a.url}/ping/{KEY}/alpha/fail"),
+    }
+    assert {what: status for what, (status, _) in answers.items()} == {
+        "GET success": 200, "POST with a body": 200, "HEAD": 200, "wrong key": 403, "unknown bot": 404,
+        "unknown action": 400, "invalid rid": 422, "body too large": 413}
+    for what, (_, headers) in answers.items():
+        assert headers.get("ping-body-limit") == "4096", (what, headers)
+        assert headers.get("access-control-allow-origin") == "*", (what, headers)
+    assert "ping-body-limit" not in curl_headers(f"{a.url}/healthz")[1]  # check-ins only
+
+
+def test_a_head_request_is_a_check_in_that_records_a_run(agent):
+    status, headers = curl_headers("-I", f"{agent.url}/ping/{KEY}/beta/3?rid=head-1")
+    assert status == 200 and headers["ping-body-limit"] == "10240" and headers["access-control-allow-origin"] == "*"
+    assert [(r["run_id"], r["outcome"], r["exit_status"]) for r in runs(agent)] == [("head-1", "failure", 3)]
+    assert agent.metrics()['botwatch_runs_total{bot="beta"}'] == 1

@@ -90,7 +90,7 @@ class App:
             assert self.refusals() > before, f"refused but not counted: {what}"
         elif url.startswith("/api/v1/events"):
             doc = r.json()
-            assert set(doc) == {"accepted", "duplicates", "rejected"}, what
+            assert set(doc) == {"accepted", "duplicates", "rejected", "ignored"}, what
             if doc["rejected"]:
                 assert self.refusals() >= before + len(doc["rejected"]), f"rejected but not counted: {what}"
         elif url.startswith("/api/v1/snapshots/"):
@@ -324,21 +324,23 @@ def test_bad_input_to_a_real_agent_is_answered_counted_and_loses_nothing(tmp_pat
     assert http_post_json(agent.url + "/api/v1/events", ok, headers=h)[0] == 200
     bad = [b'{"events": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",  # too large: 413
            b'{"events": ' + b"[" * 30_000 + b"]" * 30_000 + b"}",  # nested too deeply: 400
-           b"\xff\xfe\x00\x01", b'{"events": "x"}', b"[]", b"null",
-           dumps({"events": [{"type": "run_finished", "bot": "alpha", "run_id": "r", "ended": 1e400,
-                              "outcome": "success"}]}),
-           dumps({"events": [{"type": "run_finished", "bot": "alpha", "run_id": "r", "ended": 1e300,
-                              "outcome": "success"}]}),
-           dumps({"events": [{"type": "step", "bot": "alpha", "run_id": "r", "name": "\ud800", "ended": 1}]})]
+           b"\xff\xfe\x00\x01", b'{"events": "x"}', b"[]", b"null"]
     for body in bad:
         status, doc = http_post_json(agent.url + "/api/v1/events", body, headers=h)
         assert 400 <= status < 500 and isinstance(doc.get("error"), str), (status, doc, body[:100])
+    bad_events = [{"type": "run_finished", "bot": "alpha", "run_id": "r", "ended": 1e400, "outcome": "success"},
+                  {"type": "run_finished", "bot": "alpha", "run_id": "r", "ended": 1e300, "outcome": "success"},
+                  {"type": "step", "bot": "alpha", "run_id": "r", "name": "\ud800", "ended": 1}]
+    for event in bad_events:  # each event is judged alone: refused in the answer, not the request
+        status, doc = http_post_json(agent.url + "/api/v1/events", dumps({"events": [event]}), headers=h)
+        assert status == 200 and [r["index"] for r in doc["rejected"]] == [0], (status, doc, event)
     status, doc = http_post_json(agent.url + "/api/v1/events",
                                  {"events": [{"type": "run_started", "bot": "zeta", "run_id": "z", "time": 1}]},
                                  headers=h)
     assert status == 200 and len(doc["rejected"]) == 1
     m = agent.metrics()
-    assert m['botwatch_agent_parse_errors_total{source="api"}'] == len(bad) - 1 + 1  # the 413 counts as dropped
+    # the 413 counts as dropped; each refused event and the unknown bot's as a parse error
+    assert m['botwatch_agent_parse_errors_total{source="api"}'] == len(bad) - 1 + len(bad_events) + 1
     assert m['botwatch_agent_events_dropped_total{source="http"}'] == 1
     assert m['botwatch_runs_total{bot="alpha"}'] == 1
     for url in ("/", "/api/v1/status", "/healthz"):
