@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import random
 import sys
@@ -104,7 +105,11 @@ def agent_key_for(config: str | None, bot: str) -> str | None:
 
 
 class Rejected(Exception):
-    """The agent refused the whole batch for good (a 4xx other than 401/403/408/429)."""
+    """The agent refused the whole batch for good (a 4xx other than 401/403/408/413/429)."""
+
+
+class TooLarge(Exception):
+    """The agent refused the batch for its size (413): it is sent again in smaller batches."""
 
 
 def post_events(url: str, events: list[str], timeout: float = 10.0, key: str | None = None,
@@ -123,77 +128,272 @@ def post_events(url: str, events: list[str], timeout: float = 10.0, key: str | N
             return json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as exc:
         detail = exc.read()[:500].decode("utf-8", "replace")
+        if exc.code == 413:
+            raise TooLarge(f"HTTP 413: {detail}") from None
         # a missing or wrong key is a set-up problem to fix, not a reason to throw runs away: they wait
         if 400 <= exc.code < 500 and exc.code not in (401, 403, 408, 429):
             raise Rejected(f"HTTP {exc.code}: {detail}") from None
         raise
 
 
-def deliver_once(spool: Spool, now: float | None = None) -> tuple[int, int]:
-    """Send every ready event and publish due totals; returns (delivered, failed).
-    Raises nothing for network errors."""
-    now = time.time() if now is None else now
-    delivered, failed = _deliver_to_agents(spool, now)
-    spool.fold(apply_finished)
-    published, not_published = publish_totals(spool, now)
-    return delivered + published, failed + not_published
+class Deliverer:
+    """Sends a spool's events, each target on its own.
 
+    A target is an agent (its URL and key) or a Pushgateway. Each is sent to in a worker thread,
+    at most one request at a time, and backs off alone: while one target is away (an old agent
+    URL in one bot's config, a Pushgateway that is down) or slow to answer, the others are
+    served as their events arrive. The spool itself is read and written by the calling thread
+    only; workers do nothing but HTTP. Textfile targets are local writes and are done at once.
+    """
 
-def _deliver_to_agents(spool: Spool, now: float) -> tuple[int, int]:
-    rows = spool.ready(now)
-    delivered = failed = 0
-    reached = None
-    by_target: dict[tuple[str, str | None], list[tuple]] = {}
-    for row in rows:
-        seq, bot, run_id, agent_url, config, event, attempts, kind = row
-        by_target.setdefault((agent_url_for(agent_url, config), agent_key_for(config, bot)), []).append(row)
-    left = spool.pending()  # runs in the spool: each batch delivered takes its own off
-    for (url, key), batch in by_target.items():
-        runs = sum(1 for r in batch if r[7] == "finish")
+    LEASE = 30.0  # events in flight are not picked again before this (a crash mid-request retries them)
+
+    def __init__(self, spool: Spool, workers: int = 8):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.spool = spool
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="botwatch-delivery")
+        self.inflight: dict[tuple, tuple] = {}  # target -> (future, what it carries)
+        self.held: dict[tuple, list[int]] = {}  # target -> its events spooled while a request was in flight
+        self.resting: dict[tuple, float] = {}   # target -> when it may be tried again (its backoff)
+        self.batch_size: dict[tuple, int] = {}  # agent -> the largest batch it takes (halved at each 413)
+        self.delivered = self.failed = 0
+        self.last_progress = time.time()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- one pass ---------------------------------------------------------------------------------
+    def step(self, now: float | None = None) -> None:
+        """Take in finished requests, then start one for every target with events due."""
+        now = time.time() if now is None else now
+        self.collect()
+        self._send_events(now)
+        self.spool.fold(apply_finished)
+        publish_local(self.spool, now)
+        self._publish_remote(now)
+
+    def collect(self, timeout: float = 0.0) -> bool:
+        """Apply the answers of finished requests (waiting up to `timeout` for one); True if any."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        if not self.inflight:
+            return False
+        done, _ = wait([f for f, _ in self.inflight.values()], timeout=timeout, return_when=FIRST_COMPLETED)
+        for target, (future, carried) in list(self.inflight.items()):
+            if future in done:
+                del self.inflight[target]
+                (self._events_answered if target[0] == "agent" else self._totals_answered)(target, future, carried)
+        return bool(done)
+
+    def drain(self) -> None:
+        """Wait for every request in flight and apply its answer."""
+        while self.inflight:
+            self.collect(timeout=None)
+
+    def _progress(self, n: int) -> None:
+        if n:
+            self.delivered += n
+            self.last_progress = time.time()
+
+    # -- agents -----------------------------------------------------------------------------------
+    def _send_events(self, now: float) -> None:
+        by_target: dict[tuple, list[tuple]] = {}
+        for row in self.spool.ready(now):
+            seq, bot, run_id, agent_url, config, event, attempts, kind = row
+            target = ("agent", agent_url_for(agent_url, config), agent_key_for(config, bot))
+            by_target.setdefault(target, []).append(row)
+        left = self.spool.pending()  # runs in the spool: each batch, once delivered, takes its own off
+        for target, batch in by_target.items():
+            seqs = [r[0] for r in batch]
+            if target in self.inflight:  # due again when its request ends, not before
+                self.spool.defer(seqs, now + self.LEASE)
+                self.held.setdefault(target, []).extend(seqs)
+                continue
+            if self.resting.get(target, 0.0) > now:  # waits out its target's backoff, alone
+                self.spool.defer(seqs, self.resting[target])
+                continue
+            limit = self.batch_size.get(target, len(batch))
+            if len(batch) > limit:  # the rest goes once this part is through
+                later = seqs[limit:]
+                self.spool.defer(later, now + self.LEASE)
+                self.held.setdefault(target, []).extend(later)
+                batch, seqs = batch[:limit], seqs[:limit]
+            self.spool.defer(seqs, now + self.LEASE)
+            runs = sum(1 for r in batch if r[7] == "finish")
+            dropped, dropped_at = (0, None) if self._drops_in_flight() else self.spool.dropped("agent")
+            _, url, key = target
+            future = self.pool.submit(_post_batch, url, key, [r[5] for r in batch],
+                                      (spool_id(self.spool), max(left - runs, 0)), dropped, dropped_at)
+            self.inflight[target] = (future, (batch, dropped))
+
+    def _events_answered(self, target: tuple, future, carried) -> None:
+        batch, dropped = carried
+        _, url, _key = target
+        seqs = [r[0] for r in batch]
         try:
-            answer = post_events(url, [r[5] for r in batch], key=key, spool=(spool_id(spool), max(left - runs, 0)))
+            answer, drops_taken = future.result()
+        except TooLarge as exc:
+            if len(batch) > 1:  # the agent's max_batch or body limit is smaller: halve and go on at once
+                self.batch_size[target] = len(batch) // 2
+                self.spool.defer(seqs, 0.0)
+                log.info("agent %s takes smaller batches (%s): sending at most %d events at a time",
+                         url, exc, self.batch_size[target])
+            else:  # one event larger than the agent takes: it never will
+                self.spool.bury(seqs[0], str(exc))
+                log.warning("agent %s refused an event of bot %r run %s for its size: %s", url, batch[0][1],
+                            batch[0][2], exc)
+            self._release(target, 0.0)
+            return
         except Rejected as exc:
-            for r in batch:
-                spool.bury(r[0], str(exc))
+            for seq in seqs:
+                self.spool.bury(seq, str(exc))
             log.warning("agent %s refused %d event(s): %s", url, len(batch), exc)
-            continue
-        except (OSError, ValueError) as exc:
+            self._release(target, 0.0)
+            return
+        except Exception as exc:  # unreachable, timed out, a broken answer: all retried later
             attempts = max(r[6] for r in batch)
-            spool.retry_later([r[0] for r in batch], f"{type(exc).__name__}: {exc}", backoff(attempts))
-            failed += len(batch)
+            delay = backoff(attempts)
+            self.spool.retry_later(seqs, f"{type(exc).__name__}: {exc}", delay)
+            self.failed += len(batch)
             if attempts == 0:
                 log.warning("agent %s did not take the events (%s); %d event(s) wait in %s and will be retried",
-                            url, exc, len(batch), spool.path)
-            continue
+                            url, exc, len(batch), self.spool.path)
+            self._release(target, time.time() + delay)
+            return
         refused = {item.get("index"): item.get("error") for item in answer.get("rejected", [])}
         for i, r in enumerate(batch):
             if i in refused:
-                spool.bury(r[0], str(refused[i]))
+                self.spool.bury(r[0], str(refused[i]))
                 log.warning("agent refused event for bot %r run %s: %s", r[1], r[2], refused[i])
-        spool.delivered([r[0] for i, r in enumerate(batch) if i not in refused])
-        delivered += len(batch) - len(refused)
-        left -= runs
-        reached = reached or (url, key)
-    if reached:
-        _report_agent_drops(spool, *reached)
-    return delivered, failed
+        self.spool.delivered([r[0] for i, r in enumerate(batch) if i not in refused])
+        self._progress(len(batch) - len(refused))
+        if drops_taken:
+            self.spool.dropped_reported("agent", dropped)
+            log.warning("reported %d event(s) dropped from the full spool %s to the agent %s",
+                        dropped, self.spool.path, url)
+        self._release(target, 0.0)
+
+    def _drops_in_flight(self) -> bool:
+        """The count of dropped events goes with one request at a time (else it could be counted twice)."""
+        return any(t[0] == "agent" and carried[1] > 0 for t, (_f, carried) in self.inflight.items())
+
+    def _release(self, target: tuple, resting_until: float) -> None:
+        """The target's request ended: its events held back meanwhile are due at `resting_until`
+        (0: now; else the end of the target's backoff)."""
+        if resting_until:
+            self.resting[target] = resting_until
+        else:
+            self.resting.pop(target, None)
+        self.spool.defer(self.held.pop(target, []), resting_until)
+
+    # -- Pushgateways -------------------------------------------------------------------------------
+    def _publish_remote(self, now: float) -> None:
+        due: dict[str, list[dict]] = {}
+        for totals in self.spool.totals_due(now):
+            if not totals["target"].startswith("textfile:"):
+                due.setdefault(totals["target"], []).append(totals)
+        for name, rows in due.items():
+            target = ("totals", name)
+            if target in self.inflight:
+                continue
+            if any(r["attempts"] for r in rows):
+                # the target was away and may have come back empty (a restarted Pushgateway without
+                # persistence): every group is published again, from the complete totals
+                self.spool.republish_all(name)
+                rows = [r for r in self.spool.totals_due(now) if r["target"] == name]
+            self.spool.defer_totals(name, [r["bot"] for r in rows], now + self.LEASE)
+            self.inflight[target] = (self.pool.submit(_publish_rows, name, rows), rows)
+
+    def _totals_answered(self, target: tuple, future, rows: list[dict]) -> None:
+        name = target[1]
+        published, error = future.result()
+        for totals in rows[:published]:
+            self.spool.published(name, totals["bot"], totals)
+            if totals["attempts"]:
+                log.info("%s reachable again: published the totals of %r", name, totals["bot"] or "the spool")
+        self._progress(published)
+        if error is None:
+            return
+        waiting = rows[published:]
+        attempts = max(r["attempts"] for r in waiting)
+        self.spool.publish_later(name, [r["bot"] for r in waiting], f"{type(error).__name__}: {error}",
+                                 backoff(attempts))
+        self.failed += len(waiting)
+        if attempts == 0:
+            log.warning("%s unreachable (%s); the totals of %d bot(s) wait in %s and will be published again",
+                        name, error, len(waiting), self.spool.path)
 
 
-def _report_agent_drops(spool: Spool, url: str, key: str | None) -> None:
-    """Tell the agent how many of its events the full spool dropped (alone: an agent that does not
-    know the event must not refuse the runs with it). The count stays until this succeeds."""
-    count, at = spool.dropped("agent")
-    if count <= 0:
-        return
-    event = {"type": "spool_dropped", "count": count, "time": at or time.time(), "host": hostname(),
+def _post_batch(url: str, key: str | None, events: list[str], spool: tuple[str, int], dropped: int,
+                dropped_at: float | None) -> tuple[dict, bool]:
+    """(the agent's answer, whether it took the count of dropped events). Runs in a worker.
+
+    The drops go alone, after the batch: an agent that does not know the event must not refuse
+    the runs with it. The count stays in the spool until an agent takes it."""
+    answer = post_events(url, events, key=key, spool=spool)
+    if dropped <= 0:
+        return answer, False
+    event = {"type": "spool_dropped", "count": dropped, "time": dropped_at or time.time(), "host": hostname(),
              "source": "spool"}
     try:
         post_events(url, [json.dumps(event)], key=key)
     except (Rejected, OSError, ValueError) as exc:
-        log.warning("could not report %d dropped event(s) to the agent %s (%s); the count is kept", count, url, exc)
-        return
-    spool.dropped_reported("agent", count)
-    log.warning("reported %d event(s) dropped from the full spool %s to the agent %s", count, spool.path, url)
+        log.warning("could not report %d dropped event(s) to the agent %s (%s); the count is kept", dropped, url, exc)
+        return answer, False
+    return answer, True
+
+
+def _publish_rows(target: str, rows: list[dict]) -> tuple[int, Exception | None]:
+    """Publish totals rows in order until one fails: (how many were published, the error). Runs in a worker."""
+    for i, totals in enumerate(rows):
+        try:
+            publish(target, totals)
+        except Exception as exc:
+            return i, exc
+    return len(rows), None
+
+
+def publish_local(spool: Spool, now: float | None = None, target: str | None = None) -> int:
+    """Write the due totals of textfile targets (all, or just `target`) now: a local write has no
+    reason to queue. Done inside a spool transaction, so that a wrapper and the deliverer writing
+    the same file take turns and the newest totals are written last. Returns the files written."""
+    now = time.time() if now is None else now
+
+    def mine(totals: dict) -> bool:
+        name = totals["target"]
+        return name.startswith("textfile:") and (target is None or name == target)
+
+    if not any(mine(t) for t in spool.totals_due(now)):
+        return 0  # the common case: no write lock taken
+    written = 0
+    with spool.transaction():
+        for totals in filter(mine, spool.totals_due(now)):
+            name = totals["target"]
+            try:
+                publish(name, totals)
+            except Exception as exc:
+                spool.publish_later(name, [totals["bot"]], f"{type(exc).__name__}: {exc}", backoff(totals["attempts"]))
+                if not totals["attempts"]:
+                    log.warning("%s not writable (%s); the totals of %r wait in %s and will be written again",
+                                name, exc, totals["bot"] or "the spool", spool.path)
+                continue
+            spool.published(name, totals["bot"], totals)
+            written += 1
+    return written
+
+
+def deliver_once(spool: Spool, now: float | None = None) -> tuple[int, int]:
+    """Send every ready event and publish due totals, waiting for every answer; returns
+    (delivered, failed). Raises nothing for network errors."""
+    deliverer = Deliverer(spool)
+    try:
+        deliverer.step(now)
+        deliverer.drain()
+        spool.fold(apply_finished)
+    finally:
+        deliverer.close()
+    return deliverer.delivered, deliverer.failed
 
 
 # -- targets without an agent: totals -------------------------------------------------------
@@ -255,38 +455,6 @@ def publish(target: str, totals: dict) -> None:
         raise ValueError(f"unknown target {target!r}")
 
 
-def publish_totals(spool: Spool, now: float) -> tuple[int, int]:
-    """Publish every due totals row; a target that fails keeps its rows pending, with backoff."""
-    published = failed = 0
-    due: dict[str, list[dict]] = {}
-    for totals in spool.totals_due(now):
-        due.setdefault(totals["target"], []).append(totals)
-    for target, rows in due.items():
-        if any(r["attempts"] for r in rows):
-            # the target was away and may have come back empty (a restarted Pushgateway without
-            # persistence): every group is published again, from the complete totals
-            spool.republish_all(target)
-            rows = [r for r in spool.totals_due(now) if r["target"] == target]
-        for i, totals in enumerate(rows):
-            try:
-                publish(target, totals)
-            except Exception as exc:
-                waiting = rows[i:]
-                attempts = max(r["attempts"] for r in waiting)
-                spool.publish_later(target, [r["bot"] for r in waiting], f"{type(exc).__name__}: {exc}",
-                                    backoff(attempts))
-                failed += len(waiting)
-                if attempts == 0:
-                    log.warning("%s unreachable (%s); the totals of %d bot(s) wait in %s and will be published "
-                                "again", target, exc, len(waiting), spool.path)
-                break
-            spool.published(target, totals["bot"])
-            published += 1
-            if totals["attempts"]:
-                log.info("%s reachable again: published the totals of %r", target, totals["bot"] or "the spool")
-    return published, failed
-
-
 def spool_id(spool: Spool) -> str:
     """Which spool a batch comes from, for the agent's backlog gauge: host and a hash of the
     path (the path itself, a user's home, stays on the host)."""
@@ -326,21 +494,39 @@ def run_deliverer(spool_path: str, patience: float, lock=None) -> int:
     return 0  # another deliverer is at work and will see our events
 
 
+POLL = 0.2  # how often a deliverer waiting on a backoff looks for newly spooled events
+
+
 def _deliver_until_empty(spool: Spool, patience: float) -> bool:
-    last_progress = time.time()
-    while os.path.exists(spool.path):
-        delivered, _failed = deliver_once(spool)
-        if delivered:
-            last_progress = time.time()
-        nxt = spool.next_attempt_at()
-        if nxt is None:
-            return False
-        if time.time() - last_progress > patience:
-            log.warning("giving up for now: %d run(s) or bot totals stay in %s until the next run",
-                        spool.pending(), spool.path)
-            return True
-        time.sleep(min(max(0.05, nxt - time.time()), MAX_BACKOFF))
-    return True
+    """True when it gave up (nothing delivered for `patience` seconds), False when all is done.
+
+    Between passes it waits for the first of: an answer from a target, the next retry due, or
+    a new event written to the spool (SQLite's data_version changes with every other writer's
+    commit), so a new run for a reachable target never waits out another target's backoff."""
+    deliverer = Deliverer(spool)
+    try:
+        while os.path.exists(spool.path):
+            deliverer.step()
+            nxt = spool.next_attempt_at()
+            if nxt is None and not deliverer.inflight:
+                return False
+            if time.time() - deliverer.last_progress > patience:
+                log.warning("giving up for now: %d run(s) or bot totals stay in %s until the next run",
+                            spool.pending(), spool.path)
+                return True
+            deadline = min(nxt if nxt is not None else math.inf, time.time() + MAX_BACKOFF)
+            version = spool.data_version()
+            while time.time() < deadline and spool.data_version() == version:
+                wait = min(POLL, max(0.0, deadline - time.time()))
+                if deliverer.inflight:
+                    if deliverer.collect(timeout=wait):
+                        break
+                else:
+                    time.sleep(wait)
+        return True
+    finally:
+        deliverer.drain()
+        deliverer.close()
 
 
 def main(argv: list[str] | None = None, lock=None) -> int:

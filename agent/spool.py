@@ -128,8 +128,15 @@ class Spool:
                 self.db.execute(statement)
             self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-    def _transaction(self):
+    def transaction(self):
+        """BEGIN IMMEDIATE ... COMMIT; inside one already begun, part of it."""
         return _Transaction(self.db)
+
+    _transaction = transaction
+
+    def data_version(self) -> int:
+        """Changes whenever another connection (a wrapper adding a run) commits to the spool."""
+        return self.db.execute("PRAGMA data_version").fetchone()[0]
 
     def close(self) -> None:
         self.db.close()
@@ -244,6 +251,12 @@ class Spool:
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, last_error = ? WHERE seq = ?",
                 [(time.time() + delay, error, s) for s in seqs])
 
+    def defer(self, seqs: list[int], until: float) -> None:
+        """Hold events back until `until` without counting an attempt (their target is busy or
+        backing off; 0 makes them due now)."""
+        with self._transaction():
+            self.db.executemany("UPDATE outbox SET next_attempt = ? WHERE seq = ?", [(until, s) for s in seqs])
+
     def bury(self, seq: int, error: str) -> None:
         """Move an event the agent refused for good (unknown bot, invalid) out of the queue."""
         with self._transaction():
@@ -337,9 +350,22 @@ class Spool:
             out.append(totals)
         return out
 
-    def published(self, target: str, bot: str) -> None:
-        self.db.execute("UPDATE totals SET pending = 0, attempts = 0, next_attempt = 0, last_error = NULL "
-                        "WHERE target = ? AND bot = ?", (target, bot))
+    def published(self, target: str, bot: str, sent: dict | None = None) -> None:
+        """The totals of (target, bot) were published; with `sent`, the totals that went out, only if
+        no run or drop was folded in since (else they stay pending, to be published again)."""
+        sql = ("UPDATE totals SET pending = 0, attempts = 0, next_attempt = 0, last_error = NULL "
+               "WHERE target = ? AND bot = ?")
+        args: tuple = (target, bot)
+        if sent is not None:
+            sql += " AND runs_total = ? AND dropped_total = ?"
+            args += (sent["runs_total"], sent["dropped_total"])
+        self.db.execute(sql, args)
+
+    def defer_totals(self, target: str, bots: list[str], until: float) -> None:
+        """Totals being published: not picked again before `until` (no attempt counted)."""
+        with self._transaction():
+            self.db.executemany("UPDATE totals SET next_attempt = ? WHERE target = ? AND bot = ?",
+                                [(until, target, b) for b in bots])
 
     def publish_later(self, target: str, bots: list[str], error: str, delay: float) -> None:
         with self._transaction():
@@ -357,12 +383,17 @@ class _Transaction:
 
     def __init__(self, db: sqlite3.Connection):
         self.db = db
+        self.outer = False
 
     def __enter__(self):
-        self.db.execute("BEGIN IMMEDIATE")
+        if not self.db.in_transaction:  # inside a transaction already begun: part of it
+            self.db.execute("BEGIN IMMEDIATE")
+            self.outer = True
         return self.db
 
     def __exit__(self, exc_type, exc, tb):
+        if not self.outer:
+            return False
         if exc_type is None:
             self.db.execute("COMMIT")
         else:

@@ -306,7 +306,22 @@ def _record_finished(spool, bot, run_id, started, ended, code, sig, timed_out, o
     except Exception as exc:
         warn(f"cannot record the run in the spool {spool.path}: {exc}; the bot's exit status is unchanged")
         return
+    if target is not None and target.startswith("textfile:"):
+        _write_textfile(spool, target)
     _kick_delivery(spool.path)
+
+
+def _write_textfile(spool, target: str) -> None:
+    """--textfile-dir: the bot's file is written before `botwatch run` returns (a local write has
+    no reason to queue); if it cannot be, the deliverer tries again."""
+    try:
+        from .delivery import apply_finished, publish_local
+
+        spool.fold(apply_finished)
+        publish_local(spool, target=target)
+    except Exception as exc:
+        warn(f"cannot write the textfile for {target.removeprefix('textfile:')}: {exc}; the run waits in "
+             f"{spool.path}")
 
 
 def _classify(config, code, sig, timed_out, output) -> str:

@@ -596,6 +596,7 @@ def test_run_help_prints_help_and_exits_0(tmp_path):
     (["--textfile-dir", "metrics"], "textfile:{tmp}/metrics"),
 ], ids=["default", "agent", "pushgateway", "textfile_dir"])
 def test_run_is_spooled_with_its_target(tmp_path, options, target):
+    (tmp_path / "metrics").mkdir()
     proc = run_bot(tmp_path, ["sh", "-c", "sleep 1.2; exit 3"], options=options,
                    env=wrapper_env(tmp_path / "spool.db", BOTWATCH_AGENT_URL="http://127.0.0.1:2"))
     assert proc.returncode == 3 and proc.stderr == b""
@@ -608,6 +609,17 @@ def test_run_is_spooled_with_its_target(tmp_path, options, target):
     if target == "agent":
         agent_url = options[1] if options else "http://127.0.0.1:2"
         assert rows == [("start", "agent", agent_url), ("finish", "agent", agent_url)]
+    elif target.startswith("textfile:"):  # a local write: folded into the bot's totals and written at once
+        assert rows == []
+        db = sqlite3.connect(tmp_path / "spool.db")
+        try:
+            totals = db.execute("SELECT runs_total, failures, pending FROM totals WHERE target = ? AND bot = 'b'",
+                                (target,)).fetchone()
+        finally:
+            db.close()
+        assert totals[0] == 1 and json.loads(totals[1])["unknown"] == 1 and totals[2] == 0
+        assert (tmp_path / "metrics" / "botwatch_b.prom").exists()
+        return
     else:  # only the finished run: nothing shows runs in progress without an agent
         assert rows == [("finish", target, None)]
     assert finished_run(tmp_path / "spool.db")["reason"] == "unknown"
