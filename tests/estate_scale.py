@@ -277,9 +277,14 @@ class Estate:
         ready = self.delivered_at + 3 * SCRAPE_INTERVAL
         counted = "min(count_over_time(botwatch_runs_total[1h]))"
         steady = f'min(min_over_time(up{{job="botwatch"}}[{10 * SCRAPE_INTERVAL:g}s]))'  # no failed scrape lately
+        # and the chained recording rules (rates -> success ratios -> fragility) have reached every
+        # bot that ran: under load a rule group can lag its inputs by several evaluations
+        ran = sum(1 for b in self.plan.bots if b.runs)
+        chained = 'count(bot_component:botwatch_fragility:ratio1d{component="failures"})'
         wait_for(lambda: time.time() > ready and (scalar(self.prom.url, counted) or 0) >= min_samples + 1
-                 and scalar(self.prom.url, steady) == 1,
-                 timeout=180, interval=0.5, what=f"{min_samples} scrapes of every agent, the latest ones successful")
+                 and scalar(self.prom.url, steady) == 1 and scalar(self.prom.url, chained) == ran,
+                 timeout=180, interval=0.5, what=f"{min_samples} scrapes of every agent, the latest ones successful, "
+                 f"and the fragility rules over all {ran} bots that ran")
         self.at = at = time.time() - 0.5
         # everything stamped up to `at` is committed: a scrape after it of every agent, and an
         # evaluation after it of every rule group (a slow evaluation stamped earlier lands late)
