@@ -33,6 +33,8 @@ BENCHMARKS = [
      ["--runs", "5", "--window", "15", "--settle", "5"]),
     ("bench_alert_latency.py", "8. Alert latency: failed run to the team's webhook",
      ["--runs", "5", "--reps", "1", "--warmup", "1"]),
+    ("bench_delivery_latency.py", "9. Delivery beside a target that is away",
+     ["--runs", "5", "--reps", "2", "--warmup", "1"]),
 ]
 
 
