@@ -15,6 +15,20 @@ _CRASH = re.compile(
     r"Traceback \(most recent call last\):|Segmentation fault|core dumped|Unhandled exception|"
     r"Fatal Python error|panic: |Exception in thread \"main\"|System\.\w+Exception(?!: ?Business)"
 )
+# No regex, built in or from the estate file, sees more of one text than this: a longer text
+# is read as its first and last halves (the exception a message starts with, the traceback an
+# output ends with). As much as the wrapper keeps of a bot's output; it bounds the time any
+# pattern takes, even an estate's own slow one, on a hostile line of megabytes.
+MAX_MATCHED_CHARS = 64 * 1024
+
+
+def clip(text: str) -> str:
+    """`text` as the patterns see it: whole up to MAX_MATCHED_CHARS, else its first and last
+    halves, on lines of their own (a pattern within one line cannot join them)."""
+    if len(text) <= MAX_MATCHED_CHARS:
+        return text
+    half = MAX_MATCHED_CHARS // 2
+    return text[:half] + "\n" + text[-half:]
 
 
 @dataclass(frozen=True)
@@ -90,17 +104,20 @@ class Classifier:
             return Classification("timeout")
         if signal is not None and signal not in _CRASH_SIGNALS:
             return Classification("killed")
+        output = clip(output or "")
         found = self.match(output)
         if found:
             return found
-        if signal is not None or _CRASH.search(output or ""):
+        if signal is not None or _CRASH.search(output):
             return Classification("crash")
         return Classification("unknown")
 
     def match(self, output: str) -> Classification | None:
-        """The earliest pattern match in `output`, with the REFramework drift rule applied."""
+        """The earliest pattern match in `output` (as `clip` leaves it), with the REFramework
+        drift rule applied."""
         if not output:
             return None
+        output = clip(output)
         best: tuple[int, int, Pattern, str] | None = None
         has_ui = None
         lowered = None

@@ -8,14 +8,27 @@ import click
 
 from . import __version__
 from .config import ConfigError, config_path, load_estate, parse_listen
+from .redact import redact_url
+from .safe_output import for_terminal
+
+
+def _echo(message, err: bool = False) -> None:
+    """A line that holds outside data (names, paths, an answer, an error message): printed
+    without control characters, and URLs without their user:password@."""
+    click.echo(for_terminal(redact_url(message)), err=err)
+
+
+def _problems(exc: ConfigError) -> None:
+    """An estate file's problems (FILE:LINE: message), as they are but for control characters."""
+    for line in exc.problems:
+        click.echo(for_terminal(line), err=True)
 
 
 def _load_or_exit(path):
     try:
         return load_estate(path)
     except ConfigError as exc:
-        for line in exc.problems:
-            click.echo(line, err=True)
+        _problems(exc)
         sys.exit(2)
 
 
@@ -61,7 +74,7 @@ def run(bot, config, timeout, kill_grace, agent, pushgateway, textfile_dir, comm
 def check_config(file) -> None:
     """Validate an estate FILE: prints FILE:LINE: message for every problem, exit 2 if any."""
     loaded = _load_or_exit(config_path(file))
-    click.echo(f"{loaded.path}: OK ({len(loaded.estate.bots)} bot(s))")
+    click.echo(for_terminal(f"{loaded.path}: OK ({len(loaded.estate.bots)} bot(s))"))
 
 
 @cli.command()
@@ -83,11 +96,10 @@ def agent(config, listen) -> None:
     try:
         sys.exit(serve(loaded, addr))
     except ConfigError as exc:
-        for line in exc.problems:
-            click.echo(line, err=True)
+        _problems(exc)
         sys.exit(2)
     except JournalError as exc:
-        click.echo(f"botwatch agent: {exc}", err=True)
+        _echo(f"botwatch agent: {exc}", err=True)
         sys.exit(1)
 
 
@@ -126,7 +138,7 @@ def governance(config, as_json) -> None:
     try:
         routing_for(loaded)
     except RoutingError as exc:
-        click.echo(str(exc), err=True)
+        _echo(str(exc), err=True)
         sys.exit(2)
     found = Governance(loaded).refresh()
     failed = {b: [f for f in fs if not f.ok] for b, fs in found.items()}
@@ -137,11 +149,11 @@ def governance(config, as_json) -> None:
     else:
         for bot, fs in found.items():
             if not failed[bot]:
-                click.echo(f"{bot}: all {len(CHECKS)} checks pass")
+                click.echo(for_terminal(f"{bot}: all {len(CHECKS)} checks pass"))
                 continue
-            click.echo(f"{bot}: {len({f.check for f in failed[bot]})} of {len(CHECKS)} checks fail")
+            click.echo(for_terminal(f"{bot}: {len({f.check for f in failed[bot]})} of {len(CHECKS)} checks fail"))
             for f in failed[bot]:
-                click.echo(f"  {f.check}: {f.detail}" + (f" ({f.where})" if f.where else ""))
+                click.echo(for_terminal(f"  {f.check}: {f.detail}" + (f" ({f.where})" if f.where else "")))
     sys.exit(1 if any(failed.values()) else 0)
 
 
@@ -163,7 +175,8 @@ def inventory(fmt, config, agent_url) -> None:
     loaded = _load_or_exit(path)
     inv = build_inventory(loaded, _agent_url(agent_url, str(path)))
     for note in inv.notes:
-        click.echo(f"botwatch inventory: {note}", err=True)
+        _echo(f"botwatch inventory: {note}", err=True)
+    # CSV cells are escaped one by one (botwatch.safe_output.csv_cell); JSON escapes control characters
     click.echo(to_csv(inv.rows) if fmt == "csv" else to_json(inv.rows), nl=fmt == "json")
 
 
@@ -215,21 +228,21 @@ def report(since, until, journal, prometheus, config, agent_url, slo, fmt, out) 
         try:
             rep = gather_prometheus(prometheus, window, end, slo, loaded=loaded, agent_url=agent_url)
         except PrometheusError as exc:
-            click.echo(f"botwatch report: {exc}", err=True)
+            _echo(f"botwatch report: {exc}", err=True)
             sys.exit(2)
         _write_report(rep, fmt, out)
         return
     journal_path = journal or (loaded.journal_path if loaded is not None else None)
     if journal_path is None:
-        click.echo(f"botwatch report: no journal: give --journal F or --config F ({path} does not exist)", err=True)
+        _echo(f"botwatch report: no journal: give --journal F or --config F ({path} does not exist)", err=True)
         sys.exit(2)
     if not Path(journal_path).exists():
-        click.echo(f"botwatch report: {journal_path}: no such journal", err=True)
+        _echo(f"botwatch report: {journal_path}: no such journal", err=True)
         sys.exit(2)
     try:
         rep = gather(journal_path, loaded, since=window, slo=slo, end=end, agent_url=agent_url)
     except JournalError as exc:
-        click.echo(f"botwatch report: {exc}", err=True)
+        _echo(f"botwatch report: {exc}", err=True)
         sys.exit(1)
     _write_report(rep, fmt, out)
 
@@ -239,14 +252,14 @@ def _write_report(rep, fmt: str, out: str) -> None:
 
     from .report import render
 
-    text = render(rep, fmt)
+    text = render(rep, fmt)  # the renderers escape what they take from outside
     if out == "-":
         click.echo(text, nl=False)
     else:
         Path(out).write_text(text, encoding="utf-8", newline="" if fmt == "csv" else None)
-        click.echo(f"botwatch report: wrote {out} ({len(rep.bots)} bots)", err=True)
+        _echo(f"botwatch report: wrote {out} ({len(rep.bots)} bots)", err=True)
     for note in rep.notes:
-        click.echo(f"botwatch report: {note}", err=True)
+        _echo(f"botwatch report: {note}", err=True)
 
 
 def _parse_until(value: str | None) -> float | None:
@@ -317,10 +330,10 @@ def grafana_push(url, token_file, folder, insecure) -> None:
         token = read_token(token_file, url)
         pushed = push(url, token, folder, insecure=insecure)
     except PushError as exc:
-        click.echo(f"botwatch grafana push: {exc}", err=True)
+        _echo(f"botwatch grafana push: {exc}", err=True)
         sys.exit(1)
-    for p in pushed:
-        click.echo(f"{p.title}: {p.url}")
+    for p in pushed:  # titles and URLs as Grafana answered them
+        _echo(f"{p.title}: {p.url}")
 
 
 def _drift_group():

@@ -85,9 +85,10 @@ class Limits(_Strict):
     events_per_second: float = Field(default=50.0, gt=0)  # per bot, sustained
     burst: int = Field(default=1000, ge=1)  # per bot
     log_excerpt_bytes: int = Field(default=10_240, ge=256)  # kept of a check-in's POST body (the tail)
-    max_screens: int = Field(default=50, ge=1)  # per bot; more screens are counted as "other"
+    max_screens: int = Field(default=50, ge=1)  # per bot: more screens count as "other" and get no baseline
     max_bots: int = Field(default=2000, ge=1)  # bots per agent: auto-registration stops there (counted)
     max_label_length: int = Field(default=64, ge=16, le=1024)  # longer screen names are shortened (counted)
+    max_baseline_bytes: int = Field(default=1_048_576, ge=65_536)  # stored per UI baseline (compressed)
 
 
 def _regex(v: str | None) -> str | None:
@@ -265,6 +266,9 @@ class OtlpConfig(_Strict):
         return v
 
 
+_HOST_PATTERN = re.compile(r"^(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})$")
+
+
 class AgentConfig(_Strict):
     listen: str = DEFAULT_LISTEN
     journal: str = "./botwatch-journal.db"
@@ -280,6 +284,10 @@ class AgentConfig(_Strict):
     governance_interval: Duration = 300.0  # how often the agent re-runs the governance checks
     sd_targets: list[str] = []  # the estate's other agents (host:port), listed by /sd beside this one
     otlp: OtlpConfig = OtlpConfig()
+    # host names the agent also answers to (Host header), beside its IP addresses, localhost and
+    # this machine's name: "monitor.example.com", "*.example.com", or "*" for any (docs/security.md)
+    allowed_hosts: list[str] = []
+    api_docs: bool = False  # serve Swagger UI at /api/v1/docs (it loads its script from a CDN)
 
     @field_validator("listen")
     @classmethod
@@ -292,6 +300,14 @@ class AgentConfig(_Strict):
     def _sd_host_ports(cls, v: list[str]) -> list[str]:
         for target in v:
             parse_listen(target)
+        return v
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if name != "*" and not _HOST_PATTERN.match(name):
+                raise ValueError(f"allowed_hosts: {name!r} is not a host name (a name, *.domain or *; no port)")
         return v
 
 

@@ -31,7 +31,8 @@ import time
 import urllib.error
 import urllib.request
 
-from ._platform import lock_exclusive
+from ._platform import create_private, lock_exclusive
+from .redact import redact_url
 from .spool import Spool, default_spool_path
 
 log = logging.getLogger("botwatch.delivery")
@@ -64,7 +65,7 @@ def _estate(config: str | None):
         except Exception as exc:
             log.warning("estate file %s unusable (%s); delivering without its agent address and key (to %s "
                         "unless the run named its agent)", config, str(exc).splitlines()[0],
-                        os.environ.get("BOTWATCH_AGENT_URL") or DEFAULT_AGENT_URL)
+                        redact_url(os.environ.get("BOTWATCH_AGENT_URL") or DEFAULT_AGENT_URL))
             loaded = None
         cached = _estates[config] = (mtime, loaded)
     return cached[1]
@@ -238,17 +239,17 @@ class Deliverer:
                 self.batch_size[target] = len(batch) // 2
                 self.spool.defer(seqs, 0.0)
                 log.info("agent %s takes smaller batches (%s): sending at most %d events at a time",
-                         url, exc, self.batch_size[target])
+                         redact_url(url), redact_url(exc), self.batch_size[target])
             else:  # one event larger than the agent takes: it never will
                 self.spool.bury(seqs[0], str(exc))
-                log.warning("agent %s refused an event of bot %r run %s for its size: %s", url, batch[0][1],
-                            batch[0][2], exc)
+                log.warning("agent %s refused an event of bot %r run %s for its size: %s", redact_url(url),
+                            batch[0][1], batch[0][2], redact_url(exc))
             self._release(target, 0.0)
             return
         except Rejected as exc:
             for seq in seqs:
                 self.spool.bury(seq, str(exc))
-            log.warning("agent %s refused %d event(s): %s", url, len(batch), exc)
+            log.warning("agent %s refused %d event(s): %s", redact_url(url), len(batch), redact_url(exc))
             self._release(target, 0.0)
             return
         except Exception as exc:  # unreachable, timed out, a broken answer: all retried later
@@ -258,7 +259,7 @@ class Deliverer:
             self.failed += len(batch)
             if attempts == 0:
                 log.warning("agent %s did not take the events (%s); %d event(s) wait in %s and will be retried",
-                            url, exc, len(batch), self.spool.path)
+                            redact_url(url), redact_url(exc), len(batch), self.spool.path)
             self._release(target, time.time() + delay)
             return
         refused = {item.get("index"): item.get("error") for item in answer.get("rejected", [])}
@@ -271,7 +272,7 @@ class Deliverer:
         if drops_taken:
             self.spool.dropped_reported("agent", dropped)
             log.warning("reported %d event(s) dropped from the full spool %s to the agent %s",
-                        dropped, self.spool.path, url)
+                        dropped, self.spool.path, redact_url(url))
         self._release(target, 0.0)
 
     def _drops_in_flight(self) -> bool:
@@ -311,7 +312,8 @@ class Deliverer:
         for totals in rows[:published]:
             self.spool.published(name, totals["bot"], totals)
             if totals["attempts"]:
-                log.info("%s reachable again: published the totals of %r", name, totals["bot"] or "the spool")
+                log.info("%s reachable again: published the totals of %r", redact_url(name),
+                         totals["bot"] or "the spool")
         self._progress(published)
         if error is None:
             return
@@ -322,7 +324,7 @@ class Deliverer:
         self.failed += len(waiting)
         if attempts == 0:
             log.warning("%s unreachable (%s); the totals of %d bot(s) wait in %s and will be published again",
-                        name, error, len(waiting), self.spool.path)
+                        redact_url(name), redact_url(error), len(waiting), self.spool.path)
 
 
 def _post_batch(url: str, key: str | None, events: list[str], spool: tuple[str, int], dropped: int,
@@ -339,7 +341,8 @@ def _post_batch(url: str, key: str | None, events: list[str], spool: tuple[str, 
     try:
         post_events(url, [json.dumps(event)], key=key)
     except (Rejected, OSError, ValueError) as exc:
-        log.warning("could not report %d dropped event(s) to the agent %s (%s); the count is kept", dropped, url, exc)
+        log.warning("could not report %d dropped event(s) to the agent %s (%s); the count is kept", dropped,
+                    redact_url(url), redact_url(exc))
         return answer, False
     return answer, True
 
@@ -376,7 +379,7 @@ def publish_local(spool: Spool, now: float | None = None, target: str | None = N
                 spool.publish_later(name, [totals["bot"]], f"{type(exc).__name__}: {exc}", backoff(totals["attempts"]))
                 if not totals["attempts"]:
                     log.warning("%s not writable (%s); the totals of %r wait in %s and will be written again",
-                                name, exc, totals["bot"] or "the spool", spool.path)
+                                name, redact_url(exc), totals["bot"] or "the spool", spool.path)
                 continue
             spool.published(name, totals["bot"], totals)
             written += 1
@@ -529,6 +532,13 @@ def _deliver_until_empty(spool: Spool, patience: float) -> bool:
         deliverer.close()
 
 
+class _RedactingFormatter(logging.Formatter):
+    """No URL's user:password@ reaches spool.log, whatever line or traceback carries it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_url(super().format(record))
+
+
 def main(argv: list[str] | None = None, lock=None) -> int:
     """`python -m botwatch.deliver [--spool PATH] [--patience SECONDS]` (started by the wrapper)."""
     args = sys.argv[1:] if argv is None else argv
@@ -539,8 +549,15 @@ def main(argv: list[str] | None = None, lock=None) -> int:
             return 2
         opts[flag] = value
     spool_path = opts["--spool"]
-    logging.basicConfig(filename=os.path.splitext(spool_path)[0] + ".log", level=logging.INFO,
-                        format="%(asctime)s %(process)d %(levelname)s %(message)s")
+    if not logging.getLogger().handlers:  # as logging.basicConfig: a host process's logging stays its own
+        log_path = os.path.splitext(spool_path)[0] + ".log"
+        try:
+            create_private(log_path)  # 0600 before logging opens it: it names bots, runs and agents
+        except OSError:
+            pass  # opening it says why
+        handler = logging.FileHandler(log_path, encoding="utf-8")
+        handler.setFormatter(_RedactingFormatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
+        logging.basicConfig(level=logging.INFO, handlers=[handler])
     try:
         return run_deliverer(spool_path, float(opts["--patience"]), lock)
     except Exception:

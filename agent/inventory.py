@@ -16,8 +16,11 @@ import json
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from http.client import HTTPException  # a malformed URL (control characters in it)
 
 from .config import BotConfig, LoadedEstate
+from .redact import redact_url
+from .safe_output import csv_cell
 
 COLUMNS = ("bot", "registered", "owner", "team", "platform", "lifecycle", "criticality", "state", "last_success",
            "fragility", "governance_findings", "pid", "user", "command")
@@ -51,13 +54,13 @@ def build_inventory(loaded: LoadedEstate, agent_url: str, now: float | None = No
         data = _get_json(agent_url + "/api/v1/status")
         status = {b["bot"]: b for b in data.get("bots", [])}
         now = data.get("time") or now
-        inv.notes.append(f"state from agent {agent_url}")
+        inv.notes.append(f"state from agent {redact_url(agent_url)}")
         try:
             unregistered = _get_json(agent_url + "/api/v1/unregistered").get("processes") or []
-        except (OSError, ValueError) as exc:
-            inv.notes.append(f"unregistered processes not listed: {exc}")
-    except (OSError, ValueError) as exc:
-        inv.notes.append(f"agent {agent_url} not reachable ({exc}): state from the journal, "
+        except (OSError, ValueError, HTTPException) as exc:
+            inv.notes.append(f"unregistered processes not listed: {redact_url(exc)}")
+    except (OSError, ValueError, HTTPException) as exc:
+        inv.notes.append(f"agent {redact_url(agent_url)} not reachable ({redact_url(exc)}): state from the journal, "
                          "no unregistered processes (only a running agent sweeps them)")
 
     journal = None
@@ -108,22 +111,22 @@ def build_inventory(loaded: LoadedEstate, agent_url: str, now: float | None = No
 
 
 def to_csv(rows: list[dict]) -> str:
+    """Every cell through csv_cell: process names, command lines and estate fields may hold
+    formulas or terminal escapes."""
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(COLUMNS)
     for r in rows:
-        w.writerow([_cell(c, r.get(c)) for c in COLUMNS])
+        w.writerow([csv_cell(_cell(c, r.get(c))) for c in COLUMNS])
     return out.getvalue()
 
 
-def _cell(col: str, v) -> str:
+def _cell(col: str, v):
     if col == "registered":
         return "yes" if v else "no"
-    if v is None:
-        return ""
-    if col == "fragility":
+    if col == "fragility" and v is not None:
         return f"{v:.3f}"
-    return str(v)
+    return v
 
 
 def to_json(rows: list[dict]) -> str:

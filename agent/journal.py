@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from ._platform import create_private, narrow_private, private_dir
 from .events import RunFinished
 
 SCHEMA = """
@@ -122,7 +123,12 @@ class Journal:
                 self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False,
                                            timeout=busy_timeout_ms / 1000)
             else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                # private to the agent's user: 0600 (SQLite gives -wal and -shm the database's
+                # mode), in folders created 0700; a folder that exists keeps its mode
+                private_dir(str(self.path.parent))
+                create_private(str(self.path))
+                for companion in ("-wal", "-shm"):
+                    narrow_private(f"{self.path}{companion}")
                 self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=busy_timeout_ms / 1000,
                                            isolation_level=None)
                 self._db.execute("PRAGMA journal_mode=WAL")
@@ -285,6 +291,13 @@ class Journal:
                                     + ("WHERE bot = ? " if bot else "") + "ORDER BY bot, screen, kind",
                                     (bot,) if bot else ()).fetchall()
         return [dict(r) for r in rows]
+
+    def ui_baseline_screens(self, bot: str) -> list[str]:
+        """The screens a bot has a baseline of (any kind)."""
+        if not self._columns.get("ui_baselines"):
+            return []
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT DISTINCT screen FROM ui_baselines WHERE bot = ?", (bot,))]
 
     def ui_drift(self, after_id: int = 0) -> list[dict]:
         """Latest drift per (bot, screen, kind) written after row id `after_id`, oldest first; the

@@ -1,10 +1,12 @@
-"""Bounds on what clients may send: request body size (ASGI middleware) and a per-bot rate."""
+"""Bounds on what clients may send: request body size (ASGI middleware) and a rate per bot (or
+per client address)."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
+from collections import OrderedDict
 
 
 class BodyLimit:
@@ -70,29 +72,62 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+async def discard_body(receive) -> None:
+    """Read a request's body and drop it, for an answer given without it: a client still sending
+    gets that answer instead of a reset connection (BodyLimit, outside, bounds what is read)."""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+
+
 class _TooLarge(Exception):
     pass
 
 
 class RateLimiter:
-    """A token bucket per bot: `rate` events a second sustained, `burst` at once."""
+    """A token bucket per key (a bot, a client address): `rate` tokens a second sustained, `burst`
+    at once.
 
-    def __init__(self, rate: float, burst: int, clock=time.monotonic):
+    The table is bounded by `max_keys`: a bucket that has filled up again is the same as no
+    bucket, so once the table is full the idle full ones are dropped; if every bucket is still in
+    use, the least recently used are (each of those starts again from a full bucket)."""
+
+    def __init__(self, rate: float, burst: int, clock=time.monotonic, max_keys: int = 10_000):
         self.rate, self.burst, self.clock = rate, burst, clock
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self.max_keys = max(1, max_keys)
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # least recently used first
         self._lock = threading.Lock()
 
+    def __len__(self) -> int:
+        return len(self._buckets)
+
     def take(self, counts: dict[str, int]) -> str | None:
-        """Take `counts[bot]` tokens for every bot, all or nothing; the first bot over its limit."""
+        """Take `counts[key]` tokens for every key, all or nothing; the first key over its limit."""
         now = self.clock()
         with self._lock:
             levels = {}
-            for bot, n in counts.items():
-                tokens, at = self._buckets.get(bot, (float(self.burst), now))
-                tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+            for key, n in counts.items():
+                tokens = self._level(key, now)
                 if tokens < n:
-                    return bot
-                levels[bot] = tokens - n
-            for bot, tokens in levels.items():
-                self._buckets[bot] = (tokens, now)
+                    return key
+                levels[key] = tokens - n
+            for key, tokens in levels.items():
+                self._buckets[key] = (tokens, now)
+                self._buckets.move_to_end(key)
+            if len(self._buckets) > self.max_keys:
+                self._evict(now)
         return None
+
+    def _level(self, key: str, now: float) -> float:
+        tokens, at = self._buckets.get(key, (float(self.burst), now))
+        return min(float(self.burst), tokens + max(0.0, now - at) * self.rate)
+
+    def _evict(self, now: float) -> None:
+        """Down to 9/10 of `max_keys` (so that the scan is not repeated at every new key): the full
+        buckets first, then the least recently used."""
+        target = self.max_keys * 9 // 10
+        for key in [k for k in self._buckets if self._level(k, now) >= self.burst]:
+            del self._buckets[key]
+        while len(self._buckets) > target:
+            self._buckets.popitem(last=False)

@@ -3,6 +3,10 @@
 Only the secret value is replaced by `[REDACTED]`; the key, flag or scheme in front of it and
 the text around it stay, so that a redacted line still says what went wrong.
 
+Every rule takes time linear in the text, hostile text too: a repeat that could scan on past
+the next place where a match may start is bounded (`{0,300}`) or tried once per run of
+characters (JWTs), never once per start (tests/test_adversarial_text.py).
+
 What is recognised (docs and tests: tests/test_security.py holds one case of every shape):
 
 - `key=value` and `key: value` (also quoted, JSON `"key": "value"`, ODBC `{value}`) for keys that
@@ -42,7 +46,10 @@ _SECRET_WORD = (
 )
 # A bare value: up to whitespace, or up to `&`/`;` that start the next key=value.
 _BARE_VALUE = r"(?:[^\s&;]|[&;](?![A-Za-z_][\w. -]{0,40}=))+"
-_VALUE = r"(?!\[REDACTED\])(\"[^\"\n]*\"|'[^'\n]*'|\{[^}\n]*\}|" + _BARE_VALUE + ")"
+# An ODBC `{value}` is taken as up to 256 characters (SQL Server's passwords: 128), longer ones
+# as a bare value: a `{` does not end the value before it, so `\{[^}\n]*\}` would scan to the end
+# of the line from every `pwd={` of a line of them.
+_VALUE = r"(?!\[REDACTED\])(\"[^\"\n]*\"|'[^'\n]*'|\{[^}\n]{0,256}+\}|" + _BARE_VALUE + ")"
 _OPTION_VALUE = r"(?!\[REDACTED\])(\"[^\"\n]*\"|'[^'\n]*'|(?!-)\S+)"
 
 _KEY_WORDS = ("pass", "pwd", "secret", "token", "key", "auth")  # one of them is in every _SECRET_WORD
@@ -67,7 +74,7 @@ _RULES = [
                 r"(?:\.exe)?)\b[^\n]{0,300}?\s-p)(\S+)"), _sub()),
     (("sshpass",), re.compile(r"((?i:\bsshpass(?:\.exe)?)\b[^\n]{0,100}?\s-p\s*)(\S+)"), _sub()),
     # curl -u user:SECRET / --user user:SECRET
-    (("curl",), re.compile(r"((?i:\bcurl(?:\.exe)?)\b[^\n]{0,300}?\s(?:-u\s*|--user[=\s]\s*)[\"']?[^\s:\"']*:)"
+    (("curl",), re.compile(r"((?i:\bcurl(?:\.exe)?)\b[^\n]{0,300}?\s(?:-u\s*+|--user[=\s]\s*+)[\"']?[^\s:\"']*+:)"
                            r"([^\s\"']+)"), _sub()),
     # Authorization headers (with a scheme, or a bare long token), bearer tokens, X-...-Key headers
     (("authorization",), re.compile(r"(?i)\b(authorization\s*[=:]\s*(?:basic|bearer|token|digest|negotiate|ntlm)\s+)"
@@ -91,7 +98,11 @@ _RULES = [
     (("xox",), re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b"), _sub(None)),
     (("k_live_", "k_test_"), re.compile(r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}"), _sub(None)),
     (("aiza",), re.compile(r"\bAIza[0-9A-Za-z_-]{35}"), _sub(None)),
-    (("eyj",), re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), _sub(None)),
+    # JWTs: from the first `eyJ` of a run of token characters (`-eyJ` starts a word too), tried
+    # once per run: every later `eyJ` of the run meets the same end of it, so the search would
+    # only scan the rest of the run again from each, quadratic on `eyJaaaaaaaa-eyJaaaaaaaa-...`
+    (("eyj",), re.compile(r"(?<![A-Za-z0-9_-])((?>[A-Za-z0-9_-]*?\b(?=eyJ[A-Za-z0-9_-]{8})))"
+                          r"eyJ[A-Za-z0-9_-]{8,}+\.eyJ[A-Za-z0-9_-]{8,}+\.[A-Za-z0-9_-]*+"), _sub()),
     # PEM private keys: the body up to the END line, or all that follows when it is cut off
     (("private key",), re.compile(r"(-----BEGIN [A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----)(?:.*?(-----END [A-Z ]{0,40}"
                                   r"PRIVATE KEY(?: BLOCK)?-----)|.*)", re.S), _sub(1, 2)),
@@ -116,3 +127,17 @@ def redact(text: str) -> str:
         if any(w in low for w in words):
             text = pattern.sub(repl, text)
     return text
+
+
+# A URL's user information (user:password@, or a bare token@), up to the last @ before the path.
+_URL_USERINFO = re.compile(r"(?<![a-zA-Z0-9+.-])([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s?#]*@")
+
+
+def redact_url(text: str) -> str:
+    """A URL, or a message naming URLs, fit for a log line or a terminal: each URL's user
+    information replaced by `***` (`http://***@agent:9464`), and what `redact` masks (a
+    `?token=` query, a ping key) masked."""
+    text = str(text)
+    if "@" in text:
+        text = _URL_USERINFO.sub(r"\1***@", text)
+    return redact(text)

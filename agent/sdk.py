@@ -348,19 +348,21 @@ def _post_snapshot(bot_name, screen, kind, body, run_id, agent_url, config) -> d
     if key:
         headers["X-Botwatch-Key"] = key
     req = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    from .redact import redact_url  # for the warnings: the agent URL may carry user:password@
+
     try:
         with urllib.request.urlopen(req, timeout=SNAPSHOT_TIMEOUT) as resp:
             return json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as exc:
         detail = exc.read()[:300].decode("utf-8", "replace")
         _warn(("snapshot-http", exc.code), "botwatch.snapshot(): the agent at %s refused the snapshot of %s/%s "
-              "(HTTP %s: %s)", base, bot_name, screen, exc.code, detail)
+              "(HTTP %s: %s)", redact_url(base), bot_name, screen, exc.code, detail)
     except (OSError, ValueError) as exc:
         if isinstance(exc, OSError):  # no answer (refused, timed out): skip snapshots to it for a while
             _unreachable[base] = time.monotonic() + SNAPSHOT_RETRY_AFTER
         _warn(("snapshot-agent", base), "botwatch.snapshot(): cannot reach the agent at %s (%s); the snapshot of "
-              "%s/%s is not checked (snapshots to it are skipped for %ds)", base, exc, bot_name, screen,
-              SNAPSHOT_RETRY_AFTER)
+              "%s/%s is not checked (snapshots to it are skipped for %ds)", redact_url(base), redact_url(exc),
+              bot_name, screen, SNAPSHOT_RETRY_AFTER)
     return None
 
 

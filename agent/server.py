@@ -13,15 +13,20 @@
   GET  /api/v1/status                     every bot's state, for `botwatch status`
   GET  /api/v1/unregistered               shadow bots: processes of bot runtimes no bot claims
   POST /api/v1/snapshots/<bot>/<screen>   a UI snapshot (HTML, accessibility tree, PNG): its drift report
-  /api/v1/openapi.json, /api/v1/docs      the API description
+  /api/v1/openapi.json                    the API description (Swagger UI at /api/v1/docs with agent.api_docs)
 
-Handlers that write the journal run in FastAPI's thread pool, off the event loop.
+Handlers that write the journal run in FastAPI's thread pool, off the event loop. What a client
+sends is checked cheapest first (docs/security.md): the Host header, the key, the bot name and the
+rate before a body is read; the size of a batch before its events are validated; every number
+bounded and finite.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Annotated, Literal, Union
@@ -29,6 +34,7 @@ from typing import Annotated, Literal, Union
 from fastapi import FastAPI, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client.registry import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -40,15 +46,23 @@ from . import __version__
 from .events import EVENT_TYPES, LogNoted, RunFinished, RunStarted, from_wire
 from .config import parse_listen
 from .journal import JournalError
-from .limits import BodyLimit, RateLimiter
+from .limits import BodyLimit, RateLimiter, discard_body
 from .state import EstateState
-from .webconfig import BasicAuth, keys_match
+from .webconfig import BasicAuth, BasicAuthGate, HostCheck, SecurityHeaders, default_host_names, keys_match
 from .wrapper import new_run_id
 
 HARD_MAX_BATCH = 100_000
 _NAME = r"^[a-z0-9_-]{1,64}$"
+_BOT_NAME = re.compile(_NAME)
 _RUN_ID = r"^[A-Za-z0-9._:-]{1,128}$"
 MAX_TIME = 32_503_680_000.0  # 3000-01-01 UTC: a later time is a client's bug (and beyond Windows' gmtime)
+# Every number a client sends is bounded (docs/security.md): far beyond what a bot host measures,
+# small enough that no sum of them overflows a float or an SQLite integer.
+MAX_BYTES = 2**53 - 1  # memory sizes: exact as a float (8 PiB)
+MAX_CPU_SECONDS = 1e9  # one run's CPU time (about 32 CPU-years)
+MAX_PROCESSES = 4_194_304  # a run's process tree (Linux's highest pid_max)
+MAX_WAIT = 86_400.0  # one UI look-up's wait, seconds
+MAX_COUNT = 1_000_000_000  # events a spool dropped at once, runs a spool holds
 _REASON = Literal["ui_drift", "credentials", "business", "data", "timeout", "crash", "killed", "unknown"]
 
 
@@ -79,8 +93,8 @@ class RunFinishedIn(_Wire):
     timed_out: bool = False
     host: str | None = Field(default=None, max_length=255)
     output_tail: str | None = Field(default=None, max_length=16384)
-    cpu_seconds: float | None = Field(default=None, ge=0)
-    peak_rss_bytes: int | None = Field(default=None, ge=0)
+    cpu_seconds: float | None = Field(default=None, ge=0, le=MAX_CPU_SECONDS)
+    peak_rss_bytes: int | None = Field(default=None, ge=0, le=MAX_BYTES)
     screen: str | None = Field(default=None, min_length=1, max_length=64, description="ui_drift: the screen")
     selector: str | None = Field(default=None, max_length=1024, description="ui_drift: the selector that failed")
 
@@ -89,9 +103,9 @@ class ResourceSampleIn(_Wire):
     type: Literal["resource_sample"]
     run_id: str = Field(pattern=_RUN_ID)
     time: float = Field(ge=0, le=MAX_TIME)
-    cpu_seconds: float = Field(ge=0)
-    rss_bytes: int = Field(ge=0)
-    processes: int = Field(default=1, ge=0)
+    cpu_seconds: float = Field(ge=0, le=MAX_CPU_SECONDS)
+    rss_bytes: int = Field(ge=0, le=MAX_BYTES)
+    processes: int = Field(default=1, ge=0, le=MAX_PROCESSES)
 
 
 class StepIn(_Wire):
@@ -122,14 +136,14 @@ class UiLookupIn(_Wire):
     run_id: str | None = Field(default=None, pattern=_RUN_ID)
     selector: str | None = Field(default=None, max_length=1024)
     kind: Literal["not_found", "ambiguous", "wrong_app"] | None = None
-    wait: float | None = Field(default=None, ge=0)
+    wait: float | None = Field(default=None, ge=0, le=MAX_WAIT)
     healed: bool = False
 
 
 class SpoolDroppedIn(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
     type: Literal["spool_dropped"]
-    count: int = Field(ge=0)
+    count: int = Field(ge=0, le=MAX_COUNT)
     time: float = Field(ge=0, le=MAX_TIME)
     host: str | None = Field(default=None, max_length=255)
     source: str = Field(default="spool", max_length=32)
@@ -167,7 +181,8 @@ class ErrorOut(BaseModel):
 
 
 Key = Annotated[str, Path(description="The estate's or this bot's ping key", min_length=1, max_length=256)]
-Bot = Annotated[str, Path(description="Bot name", max_length=64)]
+# the name rule is checked by the handlers (400, as for any bad check-in), after the key
+Bot = Annotated[str, Path(description="Bot name", max_length=64, json_schema_extra={"pattern": _NAME})]
 Rid = Annotated[str | None, Query(description="Run id, pairs a start with its end", pattern=_RUN_ID)]
 Action = Annotated[str, Path(description="start, fail, log, or an exit status 0-255", max_length=16)]
 XKey = Annotated[str | None, Header(description="The estate's (or the bots') ping key, required when one is configured")]
@@ -183,16 +198,34 @@ class Security:
     bot_keys: dict[str, str] = field(default_factory=dict)
     basic_auth: BasicAuth | None = None
 
+    def __post_init__(self):
+        self._bot_key_digests = {_digest(k) for k in self.bot_keys.values()}
+
     def key_allows(self, key: str | None, bots: set[str]) -> bool:
         if key is None:
             return False
-        if self.estate_key is not None and keys_match(key, self.estate_key):
+        if self.is_estate_key(key):
             return True
+        return self.bot_keys_allow(key, bots)
+
+    def is_estate_key(self, key: str | None) -> bool:
+        return key is not None and self.estate_key is not None and keys_match(key, self.estate_key)
+
+    def may_be_bot_key(self, key: str | None) -> bool:
+        """Whether `key` is some bot's key: known before the body names the bots (compared by
+        digest, so that nothing is learnt from the time it takes)."""
+        return key is not None and _digest(key) in self._bot_key_digests
+
+    def bot_keys_allow(self, key: str, bots: set[str]) -> bool:
         return bool(bots) and all(b in self.bot_keys and keys_match(key, self.bot_keys[b]) for b in bots)
 
     @property
     def any_key(self) -> bool:
         return self.estate_key is not None or bool(self.bot_keys)
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
 
 
 log = logging.getLogger("botwatch.agent")
@@ -261,7 +294,13 @@ class PingHeaders:
         return await self.app(scope, receive, send_with_headers)
 
 
-_BASIC_AUTH_PREFIXES = ("/metrics", "/api/")
+_BASIC_AUTH_PREFIXES = ("/metrics", "/api/", "/sd")
+_KEYED_PREFIXES = ("/api/v1/events", "/api/v1/snapshots/")  # their key protects them (when one is set)
+DOCS_URL = "/api/v1/docs"
+# Swagger UI's page loads its script and style from jsDelivr: its own policy allows that, and only that
+_DOCS_POLICY = ("default-src 'none'; script-src https://cdn.jsdelivr.net 'unsafe-inline'; "
+                "style-src https://cdn.jsdelivr.net 'unsafe-inline'; img-src 'self' data: https:; "
+                "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
 class SnapshotReportOut(BaseModel):
@@ -292,8 +331,10 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
         from .ui.probe import DriftProbe
 
         probe = DriftProbe(state.estate, state.journal)
-    limits = state.estate.agent.limits
-    rate = RateLimiter(limits.events_per_second, limits.burst)
+    agent = state.estate.agent
+    limits = agent.limits
+    # a bucket for each bot the agent may hear of, and as many again for the names it refuses
+    rate = RateLimiter(limits.events_per_second, limits.burst, max_keys=2 * max(limits.max_bots, len(state.bots)))
 
     def _refuse_bot(bot: str, source: str, too_many: str) -> JSONResponse | None:
         """The answer for one bot's input that is not taken (unknown bot, over its rate), counted
@@ -306,7 +347,7 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
             return _error(429, too_many, headers={"Retry-After": "1"})
         return None
     app = FastAPI(title="botwatch agent", version=__version__, openapi_url="/api/v1/openapi.json",
-                  docs_url="/api/v1/docs", redoc_url=None,
+                  docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None,
                   description="Check-ins (Healthchecks.io ping protocol) and event batches for the botwatch agent.")
 
     @app.exception_handler(RequestValidationError)
@@ -322,18 +363,27 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
             state.count_parse_error("ping" if ping else "api")  # check-in URL of no known shape
         return _error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
-    if security.basic_auth is not None:
-        @app.middleware("http")
-        async def _basic_auth(request: Request, call_next):
-            path = request.url.path
-            if path == "/" or path.startswith(_BASIC_AUTH_PREFIXES):
-                ok = await run_in_threadpool(security.basic_auth.check, request.headers.get("authorization"))
-                if not ok:
-                    return _error(401, "authentication required", headers={"WWW-Authenticate": 'Basic realm="botwatch"'})
-            return await call_next(request)
+    def keyed(path: str) -> bool:
+        """Paths a key protects: check-ins always (they are refused without one), events and
+        snapshots when a key is configured. Deliverers and SDKs send that key, not a password,
+        and may know the agent by any name."""
+        return path.startswith("/ping/") or (security.any_key and path.startswith(_KEYED_PREFIXES))
 
+    if security.basic_auth is not None:
+        if not security.any_key:
+            log.warning("basic auth is on and no ping key is set: the events and snapshot APIs ask for the "
+                        "password, which wrapped runs and SDKs do not send; set agent.ping_key")
+
+        def protected(path: str) -> bool:
+            return (path == "/" or path.startswith(_BASIC_AUTH_PREFIXES)) and not keyed(path)
+
+        app.add_middleware(BasicAuthGate, auth=security.basic_auth, protects=protected)
+    listen_host = parse_listen(agent.listen)[0]
+    app.add_middleware(HostCheck, names=[*default_host_names(listen_host), *agent.allowed_hosts], exempt=keyed)
+    # outside the refusals above: what they read and drop is bounded too
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes, on_reject=lambda: state.count_dropped("http"))
-    app.add_middleware(PingHeaders, body_limit=limits.log_excerpt_bytes)  # outermost: on the 413 above too
+    app.add_middleware(PingHeaders, body_limit=limits.log_excerpt_bytes)  # on the 413 above too
+    app.add_middleware(SecurityHeaders)  # outermost: on every answer
 
     # -- scrape and health ----------------------------------------------------------------------
     exposition = CachedExposition(registry)
@@ -384,17 +434,29 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
                      x_botwatch_key: XKey = None,
                      x_botwatch_spool: Annotated[str | None, Header(max_length=128, description=(
                          "Deliverers: an opaque id of the spool the batch comes from"))] = None,
-                     x_botwatch_spool_pending: Annotated[int | None, Header(ge=0, description=(
+                     x_botwatch_spool_pending: Annotated[int | None, Header(ge=0, le=MAX_COUNT, description=(
                          "Deliverers: runs left in that spool once this batch is delivered"))] = None):
+        if not _is_json(request.headers.get("content-type")):
+            await discard_body(request.receive)
+            return await run_in_threadpool(_refuse, "api", 422, "invalid request", "send the batch as application/json")
+        # the key before the body: the estate's key allows any batch; a bot's key, the batches
+        # of its own bots, known once the body is read; any other key nothing. A refused body is
+        # read and dropped, never held nor parsed.
+        whole = not security.any_key or security.is_estate_key(x_botwatch_key)
+        if not whole and not security.may_be_bot_key(x_botwatch_key):
+            await discard_body(request.receive)
+            return await run_in_threadpool(_refuse, "api", 401, "missing or wrong X-Botwatch-Key")
         body = await request.body()
-        return await run_in_threadpool(_ingest, request.headers.get("content-type"), body, x_botwatch_key,
+        return await run_in_threadpool(_ingest, body, None if whole else x_botwatch_key,
                                        x_botwatch_spool, x_botwatch_spool_pending)
 
-    def _ingest(content_type: str | None, body: bytes, key: str | None, spool: str | None,
-                pending: int | None) -> Response | IngestOut:
-        if not _is_json(content_type):
-            state.count_parse_error("api")
-            return _error(422, "invalid request", "send the batch as application/json")
+    def _refuse(source: str, status: int, error: str, detail: str | None = None) -> JSONResponse:
+        state.count_parse_error(source)
+        return _error(status, error, detail)
+
+    def _ingest(body: bytes, bot_key: str | None, spool: str | None, pending: int | None) -> Response | IngestOut:
+        """`bot_key`: a bot's key, which must be the key of every bot of the batch (None: the
+        key allows the whole batch)."""
         try:
             doc = json.loads(body)
         except RecursionError:
@@ -407,11 +469,12 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
         if not isinstance(raw, list):
             state.count_parse_error("api")
             return _error(422, "invalid request", 'the body must be a JSON object with an "events" list')
-        bots = {e["bot"] for e in raw if isinstance(e, dict) and isinstance(e.get("bot"), str)}
-        if security.any_key and not security.key_allows(key, bots):
-            state.count_parse_error("api")
-            return _error(401, "missing or wrong X-Botwatch-Key")
-        if len(raw) > limits.max_batch:
+        if bot_key is not None:
+            bots = {e["bot"] for e in raw if isinstance(e, dict) and isinstance(e.get("bot"), str)}
+            if not security.bot_keys_allow(bot_key, bots):
+                state.count_parse_error("api")
+                return _error(401, "missing or wrong X-Botwatch-Key")
+        if len(raw) > limits.max_batch:  # counted before any event is validated
             state.count_dropped("api", len(raw))
             return _error(413, "batch too large", f"at most {limits.max_batch} events per request")
         taken: list[int] = []  # index in the batch of each event given to the state
@@ -479,23 +542,32 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
                        run_id: Annotated[str | None, Query(description="The run the snapshot belongs to",
                                                            pattern=_RUN_ID)] = None,
                        x_botwatch_key: XKey = None):
-        body = await request.body()
-        return await run_in_threadpool(_snapshot, bot, screen, kind, run_id, x_botwatch_key,
-                                       request.headers.get("content-type"), body)
-
-    def _snapshot(bot, screen, kind, run_id, key, content_type, body) -> Response:
-        from .ui import SnapshotError
-        from .ui.probe import kind_for
-
-        if security.any_key and not security.key_allows(key, {bot}):
-            state.count_parse_error("snapshot")
-            return _error(401, "missing or wrong X-Botwatch-Key")
-        refused = _refuse_bot(bot, "snapshot", "too many snapshots")
+        refused = await run_in_threadpool(_admit_snapshot, bot, x_botwatch_key)
         if refused is not None:
+            await discard_body(request.receive)
             return refused
+        body = await request.body()
+        return await run_in_threadpool(_snapshot, bot, screen, kind, run_id, request.headers.get("content-type"),
+                                       body)
+
+    def _admit_snapshot(bot: str, key: str | None) -> JSONResponse | None:
+        """The refusal of a snapshot, decided before its body is read; None when it is taken."""
+        if security.any_key and not security.key_allows(key, {bot}):
+            return _refuse("snapshot", 401, "missing or wrong X-Botwatch-Key")
+        if not _BOT_NAME.match(bot):
+            return _refuse("snapshot", 400, "invalid bot name", "a bot name is 1-64 characters of [a-z0-9_-]")
+        return _refuse_bot(bot, "snapshot", "too many snapshots")
+
+    def _snapshot(bot, screen, kind, run_id, content_type, body) -> Response:
+        from .ui import SnapshotError
+        from .ui.probe import ScreenLimitReached, kind_for
+
         try:
             snap_kind = kind_for(explicit=kind, content_type=content_type, data=body)
             report = probe.ingest(state, bot, screen, snap_kind, body, run_id=run_id, source="api")
+        except ScreenLimitReached as exc:  # a readable snapshot, one screen too many for the bot
+            state.count_dropped("snapshot")
+            return _error(409, "too many screens", str(exc))
         except SnapshotError as exc:
             state.count_parse_error("snapshot")
             return _error(400, "unreadable snapshot", str(exc))
@@ -509,27 +581,29 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
                       429: {"model": ErrorOut}, 503: {"model": ErrorOut}}
 
     async def check_in(request: Request, key: str, bot: str, action: str | None, rid: str | None) -> Response:
-        body = await request.body() if request.method == "POST" else b""
-        return await run_in_threadpool(_check_in, key, bot, action, rid, body)
-
-    def _check_in(key: str, bot: str, action: str | None, rid: str | None, body: bytes) -> Response:
-        if not security.any_key:
-            state.count_parse_error("ping")
-            return _error(403, "check-ins are disabled", "set agent.ping_key in the estate file")
-        if not security.key_allows(key, {bot}):
-            state.count_parse_error("ping")
-            return _error(403, "wrong ping key")
-        exit_status = None
-        if action not in (None, "start", "fail", "log"):
-            if not action.isdigit() or int(action) > 255:
-                state.count_parse_error("ping")
-                return _error(400, "unknown check-in", "use /start, /fail, /log or an exit status 0-255")
-            exit_status = int(action)
-        refused = _refuse_bot(bot, "ping", "too many check-ins")
+        refused = await run_in_threadpool(_admit_check_in, key, bot, action)
         if refused is not None:
+            await discard_body(request.receive)
             return refused
+        tail, size = await _tail(request, limits.log_excerpt_bytes) if request.method == "POST" else (b"", 0)
+        return await run_in_threadpool(_check_in, bot, action, rid, tail, size)
+
+    def _admit_check_in(key: str, bot: str, action: str | None) -> JSONResponse | None:
+        """The refusal of a check-in, decided before its body is read; None when it is taken."""
+        if not security.any_key:
+            return _refuse("ping", 403, "check-ins are disabled", "set agent.ping_key in the estate file")
+        if not security.key_allows(key, {bot}):
+            return _refuse("ping", 403, "wrong ping key")
+        if not _BOT_NAME.match(bot):
+            return _refuse("ping", 400, "invalid bot name", "a bot name is 1-64 characters of [a-z0-9_-]")
+        if action not in (None, "start", "fail", "log") and not _exit_status(action):
+            return _refuse("ping", 400, "unknown check-in", "use /start, /fail, /log or an exit status 0-255")
+        return _refuse_bot(bot, "ping", "too many check-ins")
+
+    def _check_in(bot: str, action: str | None, rid: str | None, tail: bytes, size: int) -> Response:
+        exit_status = int(action) if action not in (None, "start", "fail", "log") else None
         now = time.time()
-        excerpt = _excerpt(body, limits.log_excerpt_bytes)
+        excerpt = _excerpt(tail, size, limits.log_excerpt_bytes)
         if excerpt:
             from .redact import redact
 
@@ -587,6 +661,12 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
 
     app.openapi = openapi
 
+    if agent.api_docs:
+        @app.get(DOCS_URL, include_in_schema=False)
+        def docs() -> HTMLResponse:
+            page = get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} - API")
+            return HTMLResponse(page.body, headers={"Content-Security-Policy": _DOCS_POLICY})
+
     # -- the status page (botwatch.status_page) ----------------------------------------------------
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:
@@ -598,11 +678,27 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
     return app
 
 
-def _excerpt(body: bytes, limit: int) -> str | None:
-    """The tail of a check-in's body, with the truncation noted."""
-    if not body:
+def _exit_status(action: str) -> bool:
+    """Whether a check-in's action is an exit status, 0-255 (ASCII digits only: int() reads others)."""
+    return action.isascii() and action.isdigit() and int(action) <= 255
+
+
+async def _tail(request: Request, limit: int) -> tuple[bytes, int]:
+    """The last `limit` bytes of a request's body and its size: no more is held while it arrives."""
+    tail, size = bytearray(), 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        tail += chunk
+        if len(tail) > limit:
+            del tail[:len(tail) - limit]
+    return bytes(tail), size
+
+
+def _excerpt(tail: bytes, size: int, limit: int) -> str | None:
+    """The tail of a check-in's body (`size` bytes in all), with the truncation noted."""
+    if not tail:
         return None
-    if len(body) <= limit:
-        return body.decode("utf-8", "replace")
-    return f"[{len(body) - limit} bytes truncated]\n" + body[-limit:].decode("utf-8", "replace")
+    if size <= limit:
+        return tail.decode("utf-8", "replace")
+    return f"[{size - limit} bytes truncated]\n" + tail[-limit:].decode("utf-8", "replace")
 

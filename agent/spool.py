@@ -13,11 +13,16 @@ count itself has been delivered (never silent).
 
 Only sqlite3 is imported: this is on the hot path of `botwatch run`. The event JSON is built
 by SQLite's own json_object(), so the wrapper does not need the json module either.
+
+The spool, its -wal and -shm are private to the user (0600); folders botwatch creates for it
+are 0700 (a folder that exists keeps its mode).
 """
 
 import os
 import sqlite3
 import time
+
+from ._platform import create_private, narrow_private, private_dir
 
 SCHEMA_VERSION = 1
 _SCHEMA = (
@@ -105,7 +110,10 @@ class Spool:
         self.path = path
         self.max_events = max_events if max_events is not None else max_events_from_env()
         parent = os.path.dirname(os.path.abspath(path))
-        os.makedirs(parent, exist_ok=True)
+        private_dir(parent)
+        create_private(path)  # 0600, and so its -wal and -shm (SQLite gives them the database's mode)
+        for companion in (path + "-wal", path + "-shm"):
+            narrow_private(companion)
         self.db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
         if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             self.db.execute("PRAGMA journal_mode=WAL")

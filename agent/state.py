@@ -707,7 +707,6 @@ def _copy_runtime(bot: BotRuntime) -> BotRuntime:
 
 
 _SEL_PREFIX = re.compile(r"^(?:css|xpath|id|name)\s*[:=]\s*", re.I)
-_UIPATH_SELECTOR = re.compile(r"(?P<sel><(?:html|wnd|webctrl|ctrl|uia|java|sap)\b[^\n]*?/>(?:\s*<[^\n]*?/>)*)", re.I)
 _LOCATOR = re.compile(r"""(?:locator|selector)[:\s]+['"]?(?P<sel>[^'"\n]{1,300})""", re.I)
 
 
@@ -725,9 +724,15 @@ def _ui_culprit(run: RunFinished, bot: BotRuntime) -> RunFinished:
             body = _SEL_PREFIX.sub("", sel, count=1).strip()
             if sel in text or (len(body) >= 3 and body in text):
                 return _replace(run, screen=screen, selector=run.selector or sel)
-    m = _UIPATH_SELECTOR.search(text) or _LOCATOR.search(text)
-    if m and run.selector is None:
-        return _replace(run, selector=m.group("sel").strip()[:300])
+    from .classify import clip
+    from .parsers.uipath import selector_in
+
+    text = clip(text)
+    found = selector_in(text)
+    if found is None and (m := _LOCATOR.search(text)) is not None:
+        found = m.group("sel")
+    if found and run.selector is None:
+        return _replace(run, selector=found.strip()[:300])
     return run
 
 

@@ -199,7 +199,7 @@ def render_status_page(views: Iterable[BotView], *, now: float | None = None,
         f"<ul class='lights' aria-label='bots per state'>{lights}</ul>{note}"
         f"<main class='bots'>{''.join(cards)}</main>"
         "<footer class='muted'><a href='/metrics'>metrics</a> · <a href='/api/v1/status'>status API</a> · "
-        "<a href='/api/v1/docs'>API docs</a></footer></body></html>")
+        "<a href='/api/v1/openapi.json'>API description</a></footer></body></html>")
 
 
 def page_for_state(state, governance=None, *, refresh: int = REFRESH_SECONDS, version: str = "") -> str:

@@ -1,4 +1,9 @@
-"""`botwatch status`: the estate as a terminal table (rich), from the agent or its journal."""
+"""`botwatch status`: the estate as a terminal table (rich), from the agent or its journal.
+
+Everything shown comes from outside (an agent's answer, process names and command lines, error
+messages): it goes into the table as rich Text, never as markup, with its control characters
+escaped (botwatch.safe_output), and URLs lose their user:password@.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from http.client import HTTPException  # a malformed URL (control characters in it)
 
 from .durations import format_duration
+from .redact import redact_url
+from .safe_output import for_terminal
 
 STATE_STYLE = {"up": "green", "new": "cyan", "late": "yellow", "down": "bold red", "failing": "red", "paused": "dim"}
 
@@ -27,8 +35,8 @@ def fetch_status(agent_url: str | None, config: str | None) -> tuple[dict, str]:
     url = _agent_url(agent_url, config)
     try:
         with urllib.request.urlopen(url + "/api/v1/status", timeout=5) as resp:
-            return json.loads(resp.read()), f"agent {url}"
-    except (OSError, ValueError) as exc:
+            return json.loads(resp.read()), f"agent {redact_url(url)}"
+    except (OSError, ValueError, HTTPException) as exc:
         reason = exc
     from .config import ConfigError, config_path, load_estate
     from .journal import Journal, JournalError
@@ -39,13 +47,25 @@ def fetch_status(agent_url: str | None, config: str | None) -> tuple[dict, str]:
         loaded = load_estate(path)
         journal = Journal(loaded.journal_path, readonly=True)
     except (ConfigError, JournalError) as exc:
-        print(f"botwatch status: agent {url} not reachable ({reason}) and no journal to read: "
-              f"{str(exc).splitlines()[0]}", file=sys.stderr)
+        _say(f"botwatch status: agent {url} not reachable ({reason}) and no journal to read: "
+             f"{str(exc).splitlines()[0]}")
         sys.exit(1)
     state = EstateState(loaded.estate, journal)
     now = time.time()
     return {"time": now, "bots": [v.to_json() for v in state.views(now)]}, \
-        f"journal {loaded.journal_path} (agent {url} not reachable)"
+        f"journal {loaded.journal_path} (agent {redact_url(url)} not reachable)"
+
+
+def _say(message: str) -> None:
+    """A message on stderr: URLs without their password, no control characters."""
+    print(for_terminal(redact_url(message)), file=sys.stderr)
+
+
+def _text(value, style: str = ""):
+    """A table cell from outside data: plain text (never rich markup), control characters escaped."""
+    from rich.text import Text
+
+    return Text(for_terminal("" if value is None else value), style=style)
 
 
 def _ago(ts: float | None, now: float) -> str:
@@ -61,13 +81,13 @@ def render_status(data: dict, source: str, console=None) -> None:
 
     console = console or Console(width=None if sys.stdout.isatty() else max(130, int(os.environ.get("COLUMNS") or 0)))
     now = data.get("time") or time.time()
-    table = Table(title=f"botwatch estate ({source})", title_justify="left")
+    table = Table(title=_text(f"botwatch estate ({source})"), title_justify="left")
     for col in ("bot", "team", "state", "last run", "last success", "fails in a row", "next due"):
         table.add_column(col, no_wrap=col in ("bot", "state"))
-    for b in sorted(data["bots"], key=lambda b: (b.get("team") or "", b["bot"])):
+    for b in sorted(data["bots"], key=lambda b: (str(b.get("team") or ""), str(b["bot"]))):
         last = "never"
         if b.get("last_run_end"):
-            outcome = b.get("last_outcome") or ""
+            outcome = str(b.get("last_outcome") or "")
             if outcome == "failure" and b.get("last_reason"):
                 outcome += f" ({b['last_reason']})"
             last = f"{_ago(b['last_run_end'], now)}, {outcome}"
@@ -76,10 +96,11 @@ def render_status(data: dict, source: str, console=None) -> None:
             due = _ago(b["next_due"], now)
             if b["next_due"] < now:
                 due = f"overdue {format_duration(now - b['next_due'])}"
-        style = STATE_STYLE.get(b["state"], "")
-        hung = " [bold red](hung)[/]" if b.get("hung") else ""
-        table.add_row(b["bot"], b.get("team") or "-", f"[{style}]{b['state']}[/]{hung}", last,
-                      _ago(b.get("last_success"), now), str(b.get("consecutive_failures", 0)), due)
+        state = _text(b["state"], STATE_STYLE.get(str(b["state"]), ""))
+        if b.get("hung"):
+            state.append(" (hung)", style="bold red")
+        table.add_row(_text(b["bot"]), _text(b.get("team") or "-"), state, _text(last),
+                      _ago(b.get("last_success"), now), _text(b.get("consecutive_failures", 0)), due)
     console.print(table)
 
 
@@ -88,16 +109,15 @@ def fetch_unregistered(agent_url: str | None, config: str | None) -> tuple[dict,
     url = _agent_url(agent_url, config)
     try:
         with urllib.request.urlopen(url + "/api/v1/unregistered", timeout=5) as resp:
-            return json.loads(resp.read()), f"agent {url}"
-    except (OSError, ValueError) as exc:
-        print(f"botwatch status: agent {url} not reachable ({exc}); unregistered processes are known "
-              "to a running agent only", file=sys.stderr)
+            return json.loads(resp.read()), f"agent {redact_url(url)}"
+    except (OSError, ValueError, HTTPException) as exc:
+        _say(f"botwatch status: agent {url} not reachable ({exc}); unregistered processes are known "
+             "to a running agent only")
         sys.exit(1)
 
 
 def render_unregistered(data: dict, source: str, console=None) -> None:
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
     console = console or Console(width=None if sys.stdout.isatty() else max(130, int(os.environ.get("COLUMNS") or 0)))
@@ -106,15 +126,15 @@ def render_unregistered(data: dict, source: str, console=None) -> None:
     counts = {k: v for k, v in (data.get("counts") or {}).items() if v}
     title = f"unregistered bot processes ({source})"
     if data.get("swept_at") is None:
-        console.print(f"{title}: the agent has not swept processes yet")
+        console.print(_text(f"{title}: the agent has not swept processes yet"))
         return
-    table = Table(title=title, title_justify="left")
+    table = Table(title=_text(title), title_justify="left")
     for col in ("pid", "platform", "user", "started", "command line"):
         table.add_column(col, no_wrap=col in ("pid", "platform"), overflow="fold")
     for p in procs:
-        table.add_row(str(p.get("pid")), p.get("platform") or "-", escape(p.get("user") or "-"),
-                      _ago(p.get("started"), now), escape(p.get("cmdline") or p.get("name") or ""))
+        table.add_row(_text(p.get("pid")), _text(p.get("platform") or "-"), _text(p.get("user") or "-"),
+                      _ago(p.get("started"), now), _text(p.get("cmdline") or p.get("name") or ""))
     console.print(table)
-    total = sum(counts.values())
+    total = sum(v for v in counts.values() if isinstance(v, (int, float)))
     summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
-    console.print(f"{total} unregistered bot process(es): {summary}")
+    console.print(_text(f"{total} unregistered bot process(es): {summary}"))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from prometheus_client.registry import CollectorRegistry
 
-from botwatch.redact import redact
+from botwatch.redact import redact_url
 from botwatch.state import EstateState
 
 from .otlp_settings import OtlpSettings
@@ -63,7 +63,7 @@ def _start_metrics(settings: OtlpSettings, state: EstateState, registry: Collect
                                         resource=settings.resource, endpoint=target.endpoint,
                                         count_failure=state.count_export_failure)
         exports.metrics.start()
-        log.info("OTLP metrics: every %.0fs to %s", settings.interval, redact(target.endpoint))
+        log.info("OTLP metrics: every %.0fs to %s", settings.interval, redact_url(target.endpoint))
 
 
 def _start_traces(settings: OtlpSettings, state: EstateState, exports: OtlpExports) -> None:
@@ -81,4 +81,4 @@ def _start_traces(settings: OtlpSettings, state: EstateState, exports: OtlpExpor
         exports.provider.add_span_processor(exports.traces)
         exports.tracer = RunTracer(exports.provider, state.count_dropped)
         state.listeners.append(exports.tracer)
-        log.info("OTLP run traces to %s", redact(target.endpoint))
+        log.info("OTLP run traces to %s", redact_url(target.endpoint))

@@ -15,6 +15,7 @@ SDK exporter does the sending (how); neither can block /metrics or the journal.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from typing import Callable, Iterable
@@ -132,9 +133,25 @@ def to_metrics(families: Iterable, start_ns: int, now_ns: int) -> list[Metric]:
     return out
 
 
+_INT64 = 2**63 - 1
+_LARGEST = sys.float_info.max
+
+
 def _number(value: float) -> int | float:
-    """Whole numbers go out as ints (OTLP's as_int), as counts are."""
-    return int(value) if float(value).is_integer() else float(value)
+    """Whole numbers go out as ints (OTLP's as_int), as counts are; one beyond an int64 as a
+    float, one beyond a float (or not a number) as the largest float of its sign (NaN 0): one
+    value must not fail a push."""
+    if not -_LARGEST <= value <= _LARGEST:
+        return _LARGEST if value > 0 else -_LARGEST if value < 0 else 0.0
+    value = float(value) if not isinstance(value, int) else value
+    if isinstance(value, int) or value.is_integer():
+        return int(value) if -_INT64 <= value <= _INT64 else float(value)
+    return value
+
+
+def _count(value: float) -> int:
+    """A histogram count as OTLP's uint64 takes it."""
+    return int(min(max(_number(value), 0), _INT64))
 
 
 def _histogram_points(samples, start_ns: int, now_ns: int) -> list[HistogramDataPoint]:
@@ -147,19 +164,19 @@ def _histogram_points(samples, start_ns: int, now_ns: int) -> list[HistogramData
         if s.name.endswith("_bucket"):
             one["le"].append((float(s.labels["le"]), s.value))
         elif s.name.endswith("_count"):
-            one["count"] = int(s.value)
+            one["count"] = _count(s.value)
         elif s.name.endswith("_sum"):
-            one["sum"] = float(s.value)
+            one["sum"] = float(_number(s.value))
     points = []
     for one in series.values():
         buckets = sorted(one["le"])
         bounds = [le for le, _ in buckets if le != float("inf")]
         counts, below = [], 0.0
         for _, cumulative in buckets:
-            counts.append(int(cumulative - below))
+            counts.append(_count(cumulative - below))
             below = cumulative
         if not buckets or buckets[-1][0] != float("inf"):
-            counts.append(int(one["count"] - below))
+            counts.append(_count(one["count"] - below))
         points.append(HistogramDataPoint(attributes=attributes(one["labels"]), start_time_unix_nano=start_ns,
                                          time_unix_nano=now_ns, count=one["count"], sum=one["sum"],
                                          bucket_counts=counts, explicit_bounds=bounds, min=None, max=None,

@@ -9,7 +9,7 @@ import logging
 import random
 import threading
 
-from botwatch.redact import redact
+from botwatch.redact import redact_url
 
 log = logging.getLogger("botwatch.exporters.otlp")
 
@@ -77,7 +77,7 @@ class Outage:
     """Counts every failed push and logs an outage once, when it starts and when it ends."""
 
     def __init__(self, exporter: str, endpoint: str, count_failure, sdk_logger: str):
-        self.exporter, self.endpoint = exporter, redact(endpoint)  # user:password@ in a URL stays out of logs
+        self.exporter, self.endpoint = exporter, redact_url(endpoint)  # user:password@ in a URL stays out of logs
         self.count_failure, self.sdk_logger = count_failure, sdk_logger
         self.failed_pushes = 0  # of the current outage
 
@@ -87,7 +87,7 @@ class Outage:
             reason = why or sdk_reason(self.sdk_logger) or sdk_reason("opentelemetry.exporter.otlp.common.http")
             log.warning("%s: cannot push to %s (%s); retrying with backoff (next in %.0fs), counted in "
                         "botwatch_agent_export_failures_total{exporter=%r}; this is logged again when it recovers",
-                        self.exporter, self.endpoint, redact(reason) or "no reason given", retry_in, self.exporter)
+                        self.exporter, self.endpoint, redact_url(reason) or "no reason given", retry_in, self.exporter)
         self.failed_pushes += 1
 
     def success(self) -> None:

@@ -7,8 +7,9 @@ must print nothing for this output.
 from __future__ import annotations
 
 import logging
+import sys
 import time
-from typing import Callable, Iterator, get_args
+from typing import Callable, Iterable, Iterator, get_args
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -43,6 +44,28 @@ _PRESET = {"events": EVENT_SOURCES, "dropped": DROPPED_SOURCES, "ignored": IGNOR
            "export_failures": EXPORTERS, "labels_shortened": ("screen",)}
 
 
+LARGEST = sys.float_info.max
+_warned = [0.0]
+
+
+def finite(families: Iterable[Metric]) -> Iterator[Metric]:
+    """The families with every sample value a finite float: one value beyond a float (an integer
+    of 400 digits), infinite or NaN must not break a scrape. Such a value becomes the largest
+    float of its sign (NaN 0) and is logged, at most once a minute. Inputs are bounded where
+    they enter: this is the second line."""
+    for fam in families:
+        for i, s in enumerate(fam.samples):
+            if not -LARGEST <= s.value <= LARGEST:  # False for NaN too
+                value = LARGEST if s.value > 0 else -LARGEST if s.value < 0 else 0.0
+                fam.samples[i] = s._replace(value=value)
+                now = time.monotonic()
+                if now - _warned[0] >= 60.0:
+                    _warned[0] = now
+                    log.warning("%s%s had a value that is not a finite number; exported as %s", s.name,
+                                s.labels, value)
+        yield fam
+
+
 class EstateCollector:
     """Collects the catalogue's bot metrics and the agent's self-monitoring metrics."""
 
@@ -56,7 +79,7 @@ class EstateCollector:
 
     def collect(self) -> Iterator[Metric]:
         try:
-            yield from self._collect()
+            yield from finite(self._collect())
         except Exception:  # an exporter never breaks the pipeline: log, count, serve the rest
             self.errors_total += 1
             log.exception("collecting estate metrics failed")

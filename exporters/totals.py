@@ -15,6 +15,7 @@ from prometheus_client.registry import CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 from botwatch.classify import REASONS
+from botwatch.exporters.prometheus import finite
 from botwatch.state import DURATION_BUCKETS
 
 _LE = [floatToGoString(b) for b in DURATION_BUCKETS]
@@ -30,6 +31,9 @@ class TotalsCollector:
         return []
 
     def collect(self) -> Iterator[Metric]:
+        return finite(self._collect())
+
+    def _collect(self) -> Iterator[Metric]:
         t = self.totals
         if not t["bot"]:
             dropped = CounterMetricFamily("botwatch_agent_events_dropped",

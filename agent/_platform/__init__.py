@@ -4,8 +4,11 @@ process groups, CTRL_BREAK and job-less tree kills on Windows. Everything else i
 import os
 
 if os.name == "nt":  # pragma: no cover - exercised on Windows hosts only
-    from .windows import Child, install_forwarding, lock_exclusive, spawn_detached, user_state_dir
+    from .windows import (Child, create_private, install_forwarding, lock_exclusive, narrow_private,
+                          private_dir, spawn_detached, user_state_dir)
 else:
-    from .posix import Child, install_forwarding, lock_exclusive, spawn_detached, user_state_dir
+    from .posix import (Child, create_private, install_forwarding, lock_exclusive, narrow_private, private_dir,
+                        spawn_detached, user_state_dir)
 
-__all__ = ["Child", "install_forwarding", "lock_exclusive", "spawn_detached", "user_state_dir"]
+__all__ = ["Child", "create_private", "install_forwarding", "lock_exclusive", "narrow_private", "private_dir",
+           "spawn_detached", "user_state_dir"]

@@ -165,6 +165,7 @@ def lock_exclusive(path: str):
     """A non-blocking exclusive lock on `path`: an open file object while held, None if taken."""
     import fcntl
 
+    create_private(path)
     f = open(path, "a+b")
     try:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -177,3 +178,47 @@ def lock_exclusive(path: str):
 def user_state_dir() -> str:
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return os.path.join(base, "botwatch")
+
+
+# Data files (journal, spool, their -wal and -shm, spool.log) are private to the user botwatch
+# runs as: the journal holds raw snapshot pages, the spool and its log name runs and agents.
+
+
+def private_dir(path: str) -> None:
+    """Create the folder `path` and the missing folders above it 0700. A folder that exists is
+    left as it is: the user chose it, and may share it with other programs."""
+    missing = []
+    p = os.path.abspath(path)
+    while not os.path.isdir(p):
+        missing.append(p)
+        parent = os.path.dirname(p)
+        if parent == p:
+            break
+        p = parent
+    for p in reversed(missing):
+        try:
+            os.mkdir(p, 0o700)
+        except FileExistsError:
+            if not os.path.isdir(p):  # a file in the way: say so
+                raise
+
+
+def create_private(path: str) -> None:
+    """Create the file `path` 0600 (SQLite gives a database's -wal and -shm the database's
+    mode); an existing one is narrowed to its owner as narrow_private does."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except FileExistsError:
+        narrow_private(path)
+
+
+def narrow_private(path: str) -> None:
+    """Take group and other permissions off `path` if it exists and is ours (older botwatch
+    versions created data files 0644). A file of another user is left alone, as is one that
+    cannot be changed (a read-only mount): opening it says what is wrong, if anything."""
+    try:
+        st = os.stat(path)
+        if st.st_uid == os.getuid() and st.st_mode & 0o077:
+            os.chmod(path, st.st_mode & 0o700)
+    except OSError:
+        pass

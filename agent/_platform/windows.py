@@ -114,3 +114,22 @@ def lock_exclusive(path: str):
 def user_state_dir() -> str:
     base = os.environ.get("LOCALAPPDATA") or os.path.join(os.path.expanduser("~"), "AppData", "Local")
     return os.path.join(base, "botwatch")
+
+
+# Windows: files and folders inherit the ACLs of where they are made (a user's %LOCALAPPDATA%
+# is private to that user); botwatch leaves ACLs alone. These keep the POSIX helpers' shapes.
+
+
+def private_dir(path: str) -> None:
+    os.makedirs(path, exist_ok=True)
+
+
+def create_private(path: str) -> None:
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
+def narrow_private(path: str) -> None:
+    """Nothing to narrow: the ACLs decide."""

@@ -28,6 +28,7 @@ from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..classify import MAX_MATCHED_CHARS
 from ..events import Event, RunFinished
 from ..redact import redact
 
@@ -207,12 +208,21 @@ def stable_id(prefix: str, *parts: object) -> str:
     return f"{prefix}-{h[:16]}"
 
 
+def redacted_head(text: str, limit: int) -> str:
+    """The first `limit` characters of `text`, redacted. The rules read its first
+    MAX_MATCHED_CHARS only: far more than a secret that starts in the part kept needs, and a
+    line of megabytes costs no more than that."""
+    return redact(text[:MAX_MATCHED_CHARS])[:limit]
+
+
 def keep_error(errors: list[str], message: str) -> int:
     """Add an error message to a run's list, bounded; returns 1 if it was dropped (counted)."""
     if len(errors) >= MAX_KEPT_ERRORS:
         return 1
-    text = redact(message.strip())
-    if len(text) > MAX_MESSAGE_CHARS:
+    text = message.strip()
+    cut = len(text) > MAX_MATCHED_CHARS
+    text = redact(text[:MAX_MATCHED_CHARS])
+    if cut or len(text) > MAX_MESSAGE_CHARS:
         text = text[:MAX_MESSAGE_CHARS] + " [...]"
     errors.append(text)
     return 0

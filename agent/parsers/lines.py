@@ -52,10 +52,10 @@ import re
 import time
 from typing import Callable
 
+from ..classify import clip
 from ..events import Event, RunStarted
-from ..redact import redact
 from .base import (MAX_MESSAGE_CHARS, MAX_OPEN_RUNS, LineParser, ParseError, finished_run, keep_error, parse_time,
-                   stable_id)
+                   redacted_head, stable_id)
 
 _LEADING_TIME = re.compile(
     r"^\W{0,2}(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)(?!\d)")
@@ -125,7 +125,9 @@ class RegexParser(LineParser):
     # -- one line --------------------------------------------------------------------------
     def _line(self, line: str, text: str, *, error_level: bool, time_text: str | None,
               message: str | None = None) -> list[Event]:
-        """`text` is where the regexes are searched (the whole line, or a record's message)."""
+        """`text` is where the regexes are searched (the whole line, or a record's message), as
+        `clip` leaves it: the estate's own regexes, slow ones too, see 64 KiB of a line at most."""
+        text = clip(text)
         m_id = self.run_id.search(text) if self.run_id else None
         m_start = self.start.search(text) if self.start else None
         m_end = self.end.search(text) if self.end and not m_start else None
@@ -263,4 +265,4 @@ class PythonLogParser(RegexParser):
 
 
 def keep_line(line: str) -> str:
-    return redact(line.rstrip())[:MAX_MESSAGE_CHARS]
+    return redacted_head(line.rstrip(), MAX_MESSAGE_CHARS)

@@ -54,17 +54,20 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+from ..classify import clip
 from ..events import Event, RunStarted, StepFinished, UiLookup
-from ..redact import redact
-from .base import (MAX_OPEN_RUNS, Fed, LineParser, ParseError, finished_run, keep_error, parse_time, stable_id)
+from .base import (MAX_OPEN_RUNS, Fed, LineParser, ParseError, finished_run, keep_error, parse_time, redacted_head,
+                   stable_id)
 
 SOURCE = "log:uipath"
 MAX_OPEN_TRANSACTIONS = 1000  # per run: transactions whose end has not been logged yet
+MAX_SELECTOR_CHARS = 1024  # of a selector kept with a failed look-up
 
 _NLOG = re.compile(r"^\s*(?P<time>\d{1,2}:\d{2}:\d{2}(?:[.,:]\d{1,7})?)\s+(?P<level>[A-Za-z]+)\s+(?P<json>\{.*\})\s*$",
                    re.S)
-_STARTED = re.compile(r"\bexecution started\s*\.?\s*$", re.I)
-_ENDED = re.compile(r"\bexecution ended\s*\.?\s*$", re.I)
+# (`\s*\.?\s*` would be the same words, but tries every split of a run of spaces: quadratic)
+_STARTED = re.compile(r"\bexecution started\s*(?:\.\s*)?$", re.I)
+_ENDED = re.compile(r"\bexecution ended\s*(?:\.\s*)?$", re.I)
 _ERROR_LEVELS = frozenset({"error", "fatal", "critical"})
 # An ordinary progress line (most of any log): Robot layout, a quiet level, a JSON object.
 _QUIET = re.compile(r"\s*\d{1,2}:\d{2}:\d{2}(?:[.,:]\d{1,7})?\s+(?:Info|Warn|Trace|Debug)\s+\{")
@@ -72,7 +75,8 @@ _QUIET = re.compile(r"\s*\d{1,2}:\d{2}:\d{2}(?:[.,:]\d{1,7})?\s+(?:Info|Warn|Tra
 # was healed. The Robot logs them at Info or Warn level, so they are looked at besides the errors.
 _HEALED = re.compile(r"\bHealing Agent\b.{0,200}?\b(?:heal|recover|fix|appl)|\bself-heal(?:ed|ing)\b|"
                      r"\bselector (?:was )?(?:healed|recovered)\b", re.I)
-_SELECTOR = re.compile(r"<(?:html|wnd|webctrl|ctrl|uia|java|sap)\b[^\n]*?/>(?:\s*<[^\n]*?/>)*", re.I)
+_SELECTOR_START = re.compile(r"<(?:html|wnd|webctrl|ctrl|uia|java|sap)\b", re.I)
+_NEXT_ELEMENT = re.compile(r"\s*<")
 _TITLE = re.compile(r"\btitle=(['\"])(.*?)\1")
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d+):(\d{1,2}):(\d{1,2}(?:\.\d+)?)$")
 
@@ -253,6 +257,34 @@ def _not_progress(lines, clock, info, warn, level, information, warning, x1, x2,
                     and clock(line))]
 
 
+def selector_in(text: str) -> str | None:
+    """The first UiPath selector in `text`: an element `<html ...`, `<wnd ...`, `<webctrl ...`,
+    `<ctrl ...`, `<uia ...`, `<java ...` or `<sap ...` closed by `/>` on its own line, and the
+    elements that follow it (`<webctrl id='btnSend' />`). Linear in the text: a regex search
+    would scan to the end of the line from every `<html` of a line of them; here an element
+    without a `/>` on its line rules out every later one on that line."""
+    pos, close = 0, -1  # close: the first `/>` at or after the element's name
+    while True:
+        first = _SELECTOR_START.search(text, pos)
+        if first is None:
+            return None
+        if close < first.end():
+            close = text.find("/>", first.end())
+            if close < 0:
+                return None
+        newline = text.find("\n", first.end(), close)
+        if newline < 0:
+            break
+        pos = newline + 1
+    end = close + 2
+    while (m := _NEXT_ELEMENT.match(text, end)) is not None:
+        close = text.find("/>", m.end())
+        if close < 0 or text.find("\n", m.end(), close) >= 0:
+            break
+        end = close + 2
+    return text[first.start():end]
+
+
 def _norm(name: str) -> str:
     return unicodedata.normalize("NFC", name).casefold()
 
@@ -302,16 +334,17 @@ class UiPathParser(LineParser):
         if not self._mine(rec):
             return []
         robot_line = (rec.log_type or "default").lower() != "user"
-        if robot_line and ("xecution" in rec.message or "XECUTION" in rec.message):
-            if _STARTED.search(rec.message):
+        message = clip(rec.message)
+        if robot_line and ("xecution" in message or "XECUTION" in message):
+            if _STARTED.search(message):
                 return self._started(rec)
-            if _ENDED.search(rec.message):
+            if _ENDED.search(message):
                 return self._ended(rec)
         if rec.transaction_id and robot_line:
             return self._transaction(rec) + (self._error(rec, robot_line) if rec.is_error else [])
         if rec.is_error:
             return self._error(rec, robot_line)
-        if _HEALED.search(rec.message):
+        if _HEALED.search(message):
             return self._lookup(rec, self._run_of(rec), healed=True)
         return []
 
@@ -425,9 +458,9 @@ class UiPathParser(LineParser):
         t = parse_time(rec.time_text, self.tz) if rec.time_text else None
         if t is None:
             return []
-        m = _SELECTOR.search(rec.message)
-        selector = redact(m.group(0))[:1024] if m else None
-        title = _TITLE.search(m.group(0)) if m else None
+        found_selector = selector_in(clip(rec.message))
+        selector = redacted_head(found_selector, MAX_SELECTOR_CHARS) if found_selector else None
+        title = _TITLE.search(found_selector) if found_selector else None
         screen = (title.group(2).strip() or "unknown")[:64] if title else "unknown"
         return [UiLookup(self.bot, t, screen, found=healed, run_id=run_id, selector=selector, kind=kind,
                          healed=healed, source=SOURCE)]

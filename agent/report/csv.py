@@ -5,7 +5,8 @@ Columns (docs/report.md): `scope` (bot | team | platform | lifecycle | estate), 
 `success_ratio`, `slo`, `error_budget_left`, one `failures_<reason>` per reason, `missed_runs`,
 `recoveries`, `mttr_seconds`, `open_incidents`, `mtbf_seconds`, `fragility`,
 `governance_failed` (failed checks, `;`-separated). Ratios are fractions (0..1), durations
-seconds; an empty cell has no value (no runs, no incident).
+seconds; an empty cell has no value (no runs, no incident). Text cells that a spreadsheet would
+read as a formula (a team named `=HYPERLINK(...)`) start with a single quote (botwatch.safe_output).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 
+from ..safe_output import csv_cell
 from .model import REASONS, Figures, Report
 
 COLUMNS = ("scope", "name", "team", "platform", "lifecycle", "bots", "runs", "successes", "failures",
@@ -33,11 +35,15 @@ def _figures(f: Figures) -> list:
 def render_csv(report: Report) -> str:
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
-    w.writerow(COLUMNS)
+
+    def row(cells) -> None:
+        w.writerow([csv_cell(c) for c in cells])
+
+    row(COLUMNS)
     for b in report.bots:
-        w.writerow(["bot", b.bot, b.team, b.platform, b.lifecycle, 1, *_figures(b.figures),
-                    _num(b.fragility, 4), ";".join(b.governance_failed)])
+        row(["bot", b.bot, b.team, b.platform, b.lifecycle, 1, *_figures(b.figures),
+             _num(b.fragility, 4), ";".join(b.governance_failed)])
     for g in report.groups:
-        w.writerow([g.dimension, g.name, "", "", "", g.bots, *_figures(g.figures), "", ""])
-    w.writerow(["estate", "estate", "", "", "", len(report.bots), *_figures(report.estate), "", ""])
+        row([g.dimension, g.name, "", "", "", g.bots, *_figures(g.figures), "", ""])
+    row(["estate", "estate", "", "", "", len(report.bots), *_figures(report.estate), "", ""])
     return out.getvalue()

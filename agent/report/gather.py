@@ -32,6 +32,7 @@ import urllib.request
 from collections import defaultdict
 
 from ..journal import STATE_FLIP, Journal
+from ..redact import redact_url
 from .model import REASONS, BotRow, DriftWarning, Figures, GroupRow, Report
 
 NONE = "(none)"
@@ -206,5 +207,5 @@ def _unregistered(agent_url: str, report: Report) -> list[dict] | None:
         with contextlib.closing(urllib.request.urlopen(url, timeout=10)) as resp:
             return json.loads(resp.read()).get("processes") or []
     except (OSError, ValueError) as exc:
-        report.notes.append(f"unregistered bots omitted: {url} not reachable ({exc})")
+        report.notes.append(f"unregistered bots omitted: {redact_url(url)} not reachable ({redact_url(exc)})")
         return None

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from html import escape
+from html import escape as _html_escape
 
+from ..safe_output import for_terminal
 from .fmt import iso, pct
 from .md import FIG_HEAD, _fig
 from .model import REASONS, Report
@@ -19,6 +20,12 @@ svg{max-width:100%;height:auto}svg text{font-size:11px;font-family:inherit}
 @media print{body{margin:0;max-width:none;font-size:10pt}h2{page-break-after:avoid}
  table,svg,figure{page-break-inside:avoid}th{background:#eee !important;-webkit-print-color-adjust:exact;print-color-adjust:exact}}
 """
+
+
+def escape(value) -> str:
+    """HTML-escaped, and without control characters (a process name's ESC sequences are not
+    printed raw by `--out -`)."""
+    return _html_escape(for_terminal(value))
 
 
 def _table(head, rows) -> str:

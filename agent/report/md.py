@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from ..safe_output import for_terminal
 from .fmt import dur, iso, pct
 from .model import REASONS, Figures, Report
 
 
 def _esc(v) -> str:
-    return str(v).replace("|", "\\|").replace("\n", " ")
+    # names and command lines come from processes and estate files: no control characters
+    # reach a terminal (`--out -`) or a wiki
+    return for_terminal(str(v).replace("\n", " ")).replace("|", "\\|")
 
 
 def _table(head: list[str], rows: list[list]) -> list[str]:
@@ -28,7 +31,8 @@ FIG_HEAD = ["runs", "success ratio", "error budget left", "failures", "missed ru
 def render_md(report: Report) -> str:
     r = report
     lines = ["# Estate reliability report", "",
-             f"Window: {iso(r.start)} to {iso(r.end)}. SLO: {pct(r.slo)} successful runs. Source: {r.source}.", "",
+             f"Window: {iso(r.start)} to {iso(r.end)}. SLO: {pct(r.slo)} successful runs. "
+             f"Source: {for_terminal(r.source)}.", "",
              "## Estate", ""]
     lines += _table(["bots", *FIG_HEAD], [[len(r.bots), *_fig(r.estate)]])
     for dim in ("team", "platform", "lifecycle"):
@@ -68,5 +72,5 @@ def render_md(report: Report) -> str:
                     [[b.bot, b.team, b.platform, b.lifecycle, *_fig(b.figures),
                       "n/a" if b.fragility is None else f"{b.fragility:.3f}"] for b in r.bots])
     if r.notes:
-        lines += ["## Notes", ""] + [f"- {n}" for n in r.notes] + [""]
+        lines += ["## Notes", ""] + [f"- {for_terminal(n)}" for n in r.notes] + [""]
     return "\n".join(lines)

@@ -30,6 +30,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from ..journal import STATE_FLIP
+from ..redact import redact_url
 from .gather import NONE, _group, _unregistered, bot_figures
 from .model import REASONS, BotRow, DriftWarning, Report
 
@@ -125,7 +126,7 @@ def gather_prometheus(url: str, since: float, until: float | None, slo: float = 
     step = step or step_for(since)
     prom = Client(url)
     w = _duration(since)
-    report = Report(start=start, end=end, slo=slo, source=f"Prometheus {prom.url}")
+    report = Report(start=start, end=end, slo=slo, source=f"Prometheus {redact_url(prom.url)}")
     configs = {b.name: b for b in loaded.estate.bots} if loaded is not None else {}
 
     def per_bot(expr: str, *extra: str) -> dict:

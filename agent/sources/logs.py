@@ -13,7 +13,9 @@ estate file) and a format; a parser per (bot, entry) turns lines into events (se
   than what was read, or whose first bytes changed, starts again from 0; the copy is found by
   its first bytes and its unread end is read); a file written and rotated away between two
   polls (same name family, changed after anything of that path we read) is read whole;
-- picks up files that appear later (a missing file, a glob's new matches);
+- picks up files that appear later (a missing file, a glob's new matches); a glob's `**` does
+  not descend into links to folders (`expand_glob`), so a symlink loop cannot trap it, and a
+  folder it cannot look into is logged and counted, the rest read on;
 - decodes with the entry's `encoding` (bad bytes replaced, BOM stripped, UTF-16 and UTF-32
   handled), CRLF or LF;
 - stores where it is in each file, together with the runs its parsers hold open, in the
@@ -35,6 +37,7 @@ A bot's second and later log entries use `BOT[i]` instead of `BOT`.
 from __future__ import annotations
 
 import codecs
+import fnmatch
 import glob
 import hashlib
 import json
@@ -148,6 +151,79 @@ def _stat(path: str) -> os.stat_result | None:
     except (OSError, ValueError):
         return None
     return st if statmod.S_ISREG(st.st_mode) else None
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def _entries(folder: str, problems: list) -> list[os.DirEntry]:
+    """The entries of `folder`; a folder that cannot be listed is added to `problems` as
+    (folder, error), unless it is simply not there (a log folder that appears later)."""
+    try:
+        with os.scandir(folder or os.curdir) as it:
+            return list(it)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        problems.append((folder or os.curdir, exc))
+        return []
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _is_link(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_symlink() or bool(getattr(entry, "is_junction", lambda: False)())
+    except OSError:
+        return True
+
+
+def _below(top: str, problems: list, files: bool = False) -> list[str]:
+    """`top` and every folder under it (and their files, with `files`), without entering links
+    to folders (nor Windows junctions): a loop (a/loop -> ..) or a link out of the tree is not
+    followed."""
+    found, stack = [top], [top]
+    while stack:
+        folder = stack.pop()
+        for e in _entries(folder, problems):
+            if _hidden(e.name):
+                continue
+            path = os.path.join(folder, e.name)
+            if _is_dir(e) and not _is_link(e):
+                found.append(path)
+                stack.append(path)
+            elif files:
+                found.append(path)
+    return found
+
+
+def expand_glob(pattern: str, problems: list) -> list[str]:
+    """What glob.glob(pattern, recursive=True) matches (the same rules: `*` and `?` within a
+    name, names starting with a dot only when the pattern part does, `**` any depth of
+    folders), except that `**` does not descend into links to folders, as pathlib's and
+    watchdog's recursive walks do not; so a symlink loop cannot trap it. Folders that cannot
+    be listed are added to `problems` as (folder, error)."""
+    path = Path(pattern)
+    parts = list(path.parts[1:] if path.anchor else path.parts)
+    parts = [p for i, p in enumerate(parts) if not (p == "**" and i and parts[i - 1] == "**")]  # `**/**` is `**`
+    folders = [path.anchor]
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if part == "**":
+            folders = list(dict.fromkeys(p for f in folders for p in _below(f, problems, files=last)))
+        elif glob.has_magic(part):
+            folders = [os.path.join(f, e.name) for f in folders for e in _entries(f, problems)
+                       if (not _hidden(e.name) or _hidden(part)) and fnmatch.fnmatch(e.name, part)
+                       and (last or _is_dir(e))]
+        else:
+            folders = [os.path.join(f, part) for f in folders]
+    return folders
 
 
 @dataclass(frozen=True, slots=True)
@@ -502,7 +578,13 @@ class LogWatcher:
 
     def _expand(self, t: _Target) -> list[tuple[str, os.stat_result]]:
         if t.is_glob:
-            names = [p for p in glob.glob(t.pattern, recursive=True) if not p.lower().endswith(_COMPRESSED)]
+            problems: list[tuple[str, OSError]] = []
+            names = [p for p in expand_glob(t.pattern, problems) if not p.lower().endswith(_COMPRESSED)]
+            for folder, exc in problems:
+                # one bot's unreadable folder: said (every few minutes) and counted once, the rest read on
+                if self._report((id(t), "glob", folder, type(exc).__name__), "bot %s: cannot look into %s for %s "
+                                "(%s); the files found elsewhere are read", t.bot, folder, t.pattern, exc):
+                    self.state.count_parse_error(t.source)
         else:
             names = [t.pattern]
         out = []

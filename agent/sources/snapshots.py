@@ -14,6 +14,14 @@ extensions are ignored. A file that cannot be read is counted in
 `botwatch_agent_parse_errors_total{source="snapshot"}` and not tried again; a folder of a bot
 not in the estate is logged once.
 
+The folder is never followed out of itself: a symbolic link (to a file or a folder, wherever it
+points, inside the folder too) is refused, as is anything but a regular file and a file larger
+than `agent.limits.max_body_bytes` (the limit of the HTTP API): each is counted and warned of
+by name, never read. Where the system allows it (POSIX), every level is opened relative to the
+one above with O_NOFOLLOW, so a link swapped in while a file is read is refused too; elsewhere
+each level is checked not to be a link and the file opened checked to be the one looked at.
+At most the limit + 1 bytes are ever read of a file.
+
 What was checked is remembered in the journal (table log_offsets, key `snapshots:<bot>/<screen>`:
 the names, sizes and modification times of the files checked that are still there), so a
 restarted agent does not check a file twice; a file rewritten in place counts as new.
@@ -21,9 +29,11 @@ restarted agent does not check a file twice; a file rewritten in place counts as
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -37,6 +47,87 @@ SOURCE = "folder"
 KEY = "snapshots:"
 _REPORT_EVERY = 300.0
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+# O_NONBLOCK: a FIFO put in the folder must not hold the reader up before it is refused
+_FILE_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+_LINK_ERRNOS = {errno.ELOOP, getattr(errno, "EMLINK", errno.ELOOP)}  # O_NOFOLLOW on a link (EMLINK: BSDs)
+
+
+class Refused(Exception):
+    """A file of the snapshot folder that is not read: the message says why."""
+
+
+def read_inside(root: str | Path, parts: tuple[str, ...], limit: int) -> bytes:
+    """The file `root/parts[0]/.../parts[-1]`, reached without following any link below `root`:
+    Refused when some part is a link, it is not a regular file or it holds more than `limit`
+    bytes; OSError when it cannot be read."""
+    fd = _open_inside(str(root), parts)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Refused("not a regular file")
+        if st.st_size > limit:
+            raise Refused(f"{st.st_size:,} bytes, more than agent.limits.max_body_bytes ({limit:,})")
+        return read_at_most(fd, limit)
+    finally:
+        os.close(fd)
+
+
+def read_at_most(fd: int, limit: int) -> bytes:
+    """What an open file holds, reading at most `limit` + 1 bytes: Refused when there is more
+    (it grew after it was looked at)."""
+    chunks, left = [], limit + 1
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    if left <= 0:
+        raise Refused(f"more than agent.limits.max_body_bytes ({limit:,}) bytes")
+    return b"".join(chunks)
+
+
+def _open_inside(root: str, parts: tuple[str, ...]) -> int:
+    if _NOFOLLOW and _DIRECTORY and os.open in os.supports_dir_fd:
+        dfd = os.open(root, os.O_RDONLY | _DIRECTORY)  # the configured folder itself may be a link
+        try:
+            for name in parts[:-1]:
+                inner = _open_no_link(name, os.O_RDONLY | _DIRECTORY, dfd)
+                os.close(dfd)
+                dfd = inner
+            return _open_no_link(parts[-1], _FILE_FLAGS, dfd)
+        finally:
+            os.close(dfd)
+    path, st = root, None
+    for name in parts:
+        path = os.path.join(path, name)
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode) or getattr(st, "st_reparse_tag", 0):  # a link or a junction (Windows)
+            raise Refused("a symbolic link")
+    fd = os.open(path, _FILE_FLAGS)
+    if not os.path.samestat(os.fstat(fd), st):
+        os.close(fd)
+        raise Refused("replaced while it was opened")
+    return fd
+
+
+def _open_no_link(name: str, flags: int, dir_fd: int) -> int:
+    try:
+        return os.open(name, flags | _NOFOLLOW, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in _LINK_ERRNOS:
+            raise Refused("a symbolic link") from None
+        if exc.errno == errno.ENOTDIR:  # what Linux answers for a link opened as a folder
+            try:
+                is_link = stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+            except OSError:
+                is_link = False
+            if is_link:
+                raise Refused("a symbolic link") from None
+        raise
+
 
 class SnapshotWatcher:
     def __init__(self, root: Path, state, probe, journal=None, *, poll_interval: float = 1.0):
@@ -46,6 +137,7 @@ class SnapshotWatcher:
         self._pending: dict[str, str] = {}  # path -> stat seen on the previous poll (not yet settled)
         self._loaded: set[str] = set()
         self._reported: dict[tuple, float] = {}
+        self._refused_links: set[str] = set()  # bot and screen folders that are links (counted once)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -98,7 +190,12 @@ class SnapshotWatcher:
             self._report(("root", str(exc)), "cannot read the snapshot folder %s: %s", self.root, exc)
             return
         for b in bots:
-            if not b.is_dir() or b.name.startswith("."):
+            if b.name.startswith("."):
+                continue
+            if b.is_symlink():
+                self._refuse_link(b.path)
+                continue
+            if not b.is_dir(follow_symlinks=False):
                 continue
             if b.name not in self.state.bots and not self.state.estate.agent.auto_register:
                 self._report(("bot", b.name), "snapshot folder %s: bot %r is not in the estate file; skipped",
@@ -109,8 +206,18 @@ class SnapshotWatcher:
             except OSError:
                 continue
             for s in screens:
-                if s.is_dir() and not s.name.startswith(".") and len(s.name) <= 64:
+                if s.name.startswith(".") or len(s.name) > 64:
+                    continue
+                if s.is_symlink():
+                    self._refuse_link(s.path)
+                elif s.is_dir(follow_symlinks=False):
                     yield b.name, s.name, s.path
+
+    def _refuse_link(self, path: str) -> None:
+        if path not in self._refused_links:
+            self._refused_links.add(path)
+            log.warning("snapshot folder: %s is a symbolic link; not followed", path)
+            self.state.count_parse_error("snapshot")
 
     def _seen_for(self, key: str) -> dict[str, str]:
         if key not in self._loaded:
@@ -127,7 +234,8 @@ class SnapshotWatcher:
         key = f"{bot}/{screen}"
         seen = self._seen_for(key)
         try:
-            entries = sorted((e for e in os.scandir(folder) if e.is_file()), key=lambda e: e.name)
+            entries = sorted((e for e in os.scandir(folder) if not e.is_dir(follow_symlinks=False)),
+                             key=lambda e: e.name)
         except OSError:
             return 0
         present = {}
@@ -136,7 +244,7 @@ class SnapshotWatcher:
             if ext not in EXTENSIONS or e.name.startswith("."):
                 continue
             try:
-                st = e.stat()
+                st = e.stat(follow_symlinks=False)  # a link is looked at (and refused), not its target
             except OSError:
                 continue
             present[e.name] = (e.path, f"{st.st_size}:{st.st_mtime_ns}", EXTENSIONS[ext])
@@ -151,7 +259,7 @@ class SnapshotWatcher:
                 self._pending[path] = stamp  # wait one poll: is the writer done?
                 continue
             self._pending.pop(path, None)
-            if not self._check(bot, screen, kind, path):
+            if not self._check(bot, screen, kind, name, path):
                 break  # the journal is unavailable: try this file again on the next poll
             seen[name] = stamp
             changed = True
@@ -162,13 +270,16 @@ class SnapshotWatcher:
             self._save(key, seen)
         return checked
 
-    def _check(self, bot: str, screen: str, kind: str, path: str) -> bool:
+    def _check(self, bot: str, screen: str, kind: str, name: str, path: str) -> bool:
         """Check one file; False only when it must be tried again (journal unavailable)."""
         from ..ui import SnapshotError
 
         try:
-            with open(path, "rb") as fh:
-                data = fh.read()
+            data = read_inside(self.root, (bot, screen, name), self.state.estate.agent.limits.max_body_bytes)
+        except Refused as exc:
+            log.warning("snapshot %s refused, not read: %s", path, exc)
+            self.state.count_parse_error("snapshot")
+            return True
         except OSError as exc:
             self._report(("read", path), "snapshot %s cannot be read: %s", path, exc)
             self.state.count_parse_error("snapshot")

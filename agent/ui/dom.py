@@ -22,6 +22,11 @@ Accepted accessibility trees: Playwright's `page.accessibility.snapshot()` (nest
 `{role, name, value, description, children}`) and Chrome DevTools' `Accessibility.getFullAXTree`
 (`{"nodes": [...]}` or the bare list of AX nodes with `nodeId`, `role`, `name`, `childIds`,
 `ignored`; ignored nodes are left out, their children kept).
+
+Bounds: at most MAX_ELEMENTS elements and MAX_DEPTH levels (the root is level 1); a snapshot
+beyond either is refused with a SnapshotError naming the limit, never cut, since a cut page
+would drift for no reason. libxml2's HTML parser stops reading at 256 levels, so a page nested
+deeper could not be read whole anyway.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ SKIP = frozenset({"head", "script", "style", "noscript", "template", "meta", "li
 KEY_ATTRS = ("type", "role", "aria-label", "data-testid", "data-test", "data-qa", "placeholder", "title", "alt",
              "for")
 _KEY_SET = frozenset(KEY_ATTRS)
-MAX_ELEMENTS = 250_000
+MAX_ELEMENTS = 100_000
+MAX_DEPTH = 250
 MAX_TEXT = 80
 _DIGITS = re.compile(r"\d+")
 _ANY_DIGIT = re.compile(r"\d").search
@@ -55,20 +61,18 @@ class Fingerprint:
     text: list[str] = field(default_factory=list)
     attrs: list[str] = field(default_factory=list)
     parent: list[int] = field(default_factory=list)
-    _paths: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.tag)
 
-    @property
-    def paths(self) -> list[str]:
-        """Each element's tag path from the root (`html/body/form/input`)."""
-        if self._paths is None:
-            paths: list[str] = []
-            for tag, p in zip(self.tag, self.parent):
-                paths.append(tag if p < 0 else f"{paths[p]}/{tag}")
-            self._paths = paths
-        return self._paths
+    def tail(self, i: int, n: int = 3) -> str:
+        """The last `n` tags of element `i`'s path from the root (`…/form/div/input`)."""
+        tags = []
+        while i >= 0 and len(tags) <= n:
+            tags.append(self.tag[i])
+            i = self.parent[i]
+        more = len(tags) > n
+        return ("…/" if more else "") + "/".join(reversed(tags[:n]))
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "tag": self.tag, "id": self.id, "name": self.name, "cls": self.cls,
@@ -92,6 +96,32 @@ class Fingerprint:
         return f"<{out}>"
 
 
+def path_ids(*fingerprints: Fingerprint) -> list[list[int]]:
+    """Each element's tag path from the root as a number, equal for equal paths across the
+    fingerprints given. Paths are never built as strings: on a deep tree they would take the
+    square of its depth."""
+    table: dict[tuple[int, str], int] = {}
+    out = []
+    for fp in fingerprints:
+        ids: list[int] = []
+        for tag, p in zip(fp.tag, fp.parent):
+            key = (ids[p] if p >= 0 else -1, tag)
+            got = table.get(key)
+            if got is None:
+                got = table[key] = len(table)
+            ids.append(got)
+        out.append(ids)
+    return out
+
+
+def _too_deep() -> SnapshotError:
+    return SnapshotError(f"nested too deeply (more than {MAX_DEPTH} levels)")
+
+
+def _too_many(what: str = "elements") -> SnapshotError:
+    return SnapshotError(f"too many {what} (more than {MAX_ELEMENTS:,})")
+
+
 def _short(s: str, n: int) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
@@ -110,6 +140,7 @@ def fingerprint(root, kind: str) -> tuple[Fingerprint, dict]:
     fp = Fingerprint(kind)
     tags, ids, names, clss, texts, attrss, parents = fp.tag, fp.id, fp.name, fp.cls, fp.text, fp.attrs, fp.parent
     index: dict = {}
+    depths: list[int] = []
     n = 0
     skip, key_attrs, key_set, norm = SKIP, KEY_ATTRS, _KEY_SET, _norm
     from lxml import etree
@@ -128,7 +159,11 @@ def fingerprint(root, kind: str) -> tuple[Fingerprint, dict]:
         if tag in skip:
             continue
         if n >= MAX_ELEMENTS:
-            raise SnapshotError(f"too many elements (more than {MAX_ELEMENTS:,})")
+            raise _too_many()
+        depth = depths[pi] + 1 if pi >= 0 else 1
+        if depth > MAX_DEPTH:
+            raise _too_deep()
+        depths.append(depth)
         keys = el.keys()
         if keys:
             get = el.get
@@ -257,23 +292,25 @@ _PW_OWN = ("role", "name", "value", "description", "children")
 def _from_playwright(doc: dict):
     root = _element(doc.get("role"), _value(doc.get("name")), _value(doc.get("value")),
                     _value(doc.get("description")), {k: v for k, v in doc.items() if k not in _PW_OWN})
-    stack = [(doc, root)]
+    stack = [(doc, root, 1)]
     count = 1
     while stack:
-        node, el = stack.pop()
+        node, el, depth = stack.pop()
         children = node.get("children") or []
         if not isinstance(children, list):
             raise SnapshotError("not an accessibility tree: `children` must be a list")
+        if children and depth >= MAX_DEPTH:
+            raise _too_deep()
         for child in children:
             if not isinstance(child, dict):
                 raise SnapshotError("not an accessibility tree: a child is not an object")
             count += 1
             if count > MAX_ELEMENTS:
-                raise SnapshotError(f"too many nodes (more than {MAX_ELEMENTS:,})")
+                raise _too_many("nodes")
             c = _element(child.get("role"), _value(child.get("name")), _value(child.get("value")),
                          _value(child.get("description")), {k: v for k, v in child.items() if k not in _PW_OWN})
             el.append(c)
-            stack.append((child, c))
+            stack.append((child, c, depth + 1))
     return root
 
 
@@ -281,7 +318,7 @@ def _from_ax_nodes(nodes: list):
     if not nodes:
         raise SnapshotError("not an accessibility tree: no nodes")
     if len(nodes) > MAX_ELEMENTS:
-        raise SnapshotError(f"too many nodes (more than {MAX_ELEMENTS:,})")
+        raise _too_many("nodes")
     by_id: dict[str, dict] = {}
     for n in nodes:
         if not isinstance(n, dict) or "nodeId" not in n:
@@ -308,10 +345,10 @@ def _from_ax_nodes(nodes: list):
                         _value(n.get("description")), props)
 
     for r in roots:
-        # (node id, element its children go under)
-        stack: list[tuple[str, object]] = [(r, top)]
+        # (node id, element its children go under, that element's level below `top`)
+        stack: list[tuple[str, object, int]] = [(r, top, 0)]
         while stack:
-            k, parent_el = stack.pop()
+            k, parent_el, depth = stack.pop()
             if k in seen:
                 continue  # a cycle or a node listed twice
             seen.add(k)
@@ -319,10 +356,13 @@ def _from_ax_nodes(nodes: list):
             if n.get("ignored"):
                 el = parent_el
             else:
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise _too_deep()
                 el = make(n)
                 parent_el.append(el)
             for c in reversed(children_of[k]):
-                stack.append((c, el))
+                stack.append((c, el, depth))
     if len(top) == 0:
         raise SnapshotError("not an accessibility tree: every node is ignored")
     if len(top) == 1:

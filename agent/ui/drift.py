@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .dom import Fingerprint
+from .dom import Fingerprint, path_ids
 
 TARGET = {"id": 0.70, "name": 0.70, "attrs": 0.50, "moved": 0.50, "text": 0.40, "cls": 0.15}
 CHURN = {"id": 0.50, "name": 0.50, "attrs": 0.30, "moved": 0.30, "text": 0.10, "cls": 0.10}
@@ -73,12 +73,13 @@ class DomDiff:
     selector_scores: dict[str, float]
 
 
-def match(base: Fingerprint, cur: Fingerprint) -> tuple[list[int], list[int], int]:
-    """(b2c, c2b, exact): the index of each element's counterpart, -1 where there is none; the
-    first `exact` pairs made (in b2c order of the first pass) are identical elements."""
+def match(base: Fingerprint, cur: Fingerprint, paths: tuple[list[int], list[int]] | None = None
+          ) -> tuple[list[int], list[int], list[bool]]:
+    """(b2c, c2b, exact): the index of each element's counterpart, -1 where there is none, and
+    whether each baseline element's pair is identical. `paths`: path_ids(base, cur) if known."""
     nb, nc = len(base), len(cur)
     b2c, c2b = [-1] * nb, [-1] * nc
-    bp, cp = base.paths, cur.paths
+    bp, cp = paths if paths is not None else path_ids(base, cur)
     B = (base.tag, base.id, base.name, base.cls, base.text, base.attrs, bp)
     C = (cur.tag, cur.id, cur.name, cur.cls, cur.text, cur.attrs, cp)
     # the first pass, identical elements, over every element: keys built in C by zip
@@ -141,7 +142,7 @@ def match(base: Fingerprint, cur: Fingerprint) -> tuple[list[int], list[int], in
     return b2c, c2b, exact
 
 
-def _aspects(base: Fingerprint, cur: Fingerprint, i: int, j: int, b2c: list[int]) -> list[str]:
+def _aspects(base: Fingerprint, cur: Fingerprint, i: int, j: int, b2c: list[int], paths) -> list[str]:
     out = []
     if base.id[i] != cur.id[j]:
         out.append("id")
@@ -149,7 +150,7 @@ def _aspects(base: Fingerprint, cur: Fingerprint, i: int, j: int, b2c: list[int]
         out.append("name")
     if base.attrs[i] != cur.attrs[j]:
         out.append("attrs")
-    moved = base.paths[i] != cur.paths[j]
+    moved = paths[0][i] != paths[1][j]
     if not moved:
         bpar, cpar = base.parent[i], cur.parent[j]
         if bpar >= 0 and cpar >= 0 and b2c[bpar] >= 0 and b2c[bpar] != cpar:
@@ -170,11 +171,6 @@ def _combine(aspects: list[str], weights: dict[str, float]) -> float:
     return 1.0 - keep
 
 
-def _tail(path: str, n: int = 3) -> str:
-    parts = path.split("/")
-    return ("…/" if len(parts) > n else "") + "/".join(parts[-n:])
-
-
 def _what(base: Fingerprint, cur: Fingerprint, i: int, j: int, aspects: list[str]) -> str:
     bits = []
     for a in aspects:
@@ -185,7 +181,7 @@ def _what(base: Fingerprint, cur: Fingerprint, i: int, j: int, aspects: list[str
         elif a == "attrs":
             bits.append(f"attributes {base.attrs[i].rstrip(';')!r} -> {cur.attrs[j].rstrip(';')!r}")
         elif a == "moved":
-            bits.append(f"moved {_tail(base.paths[i])} -> {_tail(cur.paths[j])}")
+            bits.append(f"moved {base.tail(i)} -> {cur.tail(j)}")
         elif a == "text":
             bits.append(f"text {base.text[i]!r} -> {cur.text[j]!r}")
         elif a == "cls":
@@ -205,7 +201,8 @@ def selector_penalty(count: int, baseline_count: int | None) -> float:
 def compare_dom(base: Fingerprint, base_sel: dict[str, SelectorState], cur: Fingerprint,
                 cur_sel: dict[str, SelectorState]) -> DomDiff:
     """Score `cur` against `base`; the selector states are the same declared selectors on each."""
-    b2c, c2b, exact = match(base, cur)
+    paths = path_ids(base, cur)
+    b2c, c2b, exact = match(base, cur, paths)
     own: dict[int, tuple[float, list[str]]] = {}  # baseline index -> (target change, aspects) for targets/ancestors
 
     def own_change(i: int) -> tuple[float, list[str]]:
@@ -215,7 +212,7 @@ def compare_dom(base: Fingerprint, base_sel: dict[str, SelectorState], cur: Fing
             if j < 0:
                 got = (1.0, ["removed"])
             else:
-                aspects = _aspects(base, cur, i, j, b2c)
+                aspects = _aspects(base, cur, i, j, b2c, paths)
                 got = (_combine(aspects, TARGET), aspects)
             own[i] = got
         return got
@@ -278,7 +275,7 @@ def compare_dom(base: Fingerprint, base_sel: dict[str, SelectorState], cur: Fing
             bpar, cpar = bparent[i], cparent[j]
             if bpar < 0 or cpar < 0 or b2c[bpar] < 0 or b2c[bpar] == cpar:
                 continue
-        aspects = _aspects(base, cur, i, j, b2c)
+        aspects = _aspects(base, cur, i, j, b2c, paths)
         if not aspects:
             continue
         if "moved" in aspects:

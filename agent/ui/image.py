@@ -13,12 +13,18 @@ so that floating-point noise in their DCT is not mistaken for content.
 
 The baseline keeps the scaled-down grey image (147,456 bytes before compression), not the PNG,
 so a mask changed later applies to the baseline too.
+
+Before anything is decoded, the image's header is checked: at most MAX_PIXELS pixels and
+MAX_DECODED_BYTES bytes once decoded (pixels x the larger of the file's bytes per pixel, a PNG's
+bit depth x channels, and what Pillow holds per pixel: RGB takes 4 bytes).
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import math
+import struct
 from dataclasses import dataclass
 
 from . import SnapshotError
@@ -30,6 +36,8 @@ NOISE = 5  # Hamming distance (of 64 bits) that is rendering noise, not a change
 FULL = 20  # distance at which a tile counts as wholly changed
 FLAT = 2.0  # standard deviation (grey levels) under which a tile is blank
 MAX_PIXELS = 60_000_000
+MAX_DECODED_BYTES = 64 * 1024 * 1024  # two 4K screens side by side in RGBA (7680 x 2160 x 4) fit
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type: grey, RGB, palette, grey+alpha, RGBA
 
 
 @dataclass
@@ -60,10 +68,14 @@ def parse_png(data: bytes) -> Screenshot:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(io.BytesIO(data)) as im:  # reads the header only: nothing is decoded yet
             w, h = im.size
             if w * h > MAX_PIXELS:
-                raise SnapshotError(f"image too large ({w} x {h} pixels)")
+                raise SnapshotError(f"image too large ({w} x {h} pixels, at most {MAX_PIXELS:,})")
+            decoded = math.ceil(w * h * max(_held_per_pixel(im.mode), _png_bytes_per_pixel(data)))
+            if decoded > MAX_DECODED_BYTES:
+                raise SnapshotError(f"image too large to decode ({w} x {h} pixels of {im.mode}"
+                                    f"{_png_depth(data)}: {decoded:,} bytes, at most {MAX_DECODED_BYTES:,})")
             gray = im.convert("L").resize((GRID[0] * TILE, GRID[1] * TILE), Image.Resampling.BOX)
     except SnapshotError:
         raise
@@ -72,6 +84,38 @@ def parse_png(data: bytes) -> Screenshot:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise SnapshotError(f"the image cannot be decoded: {exc}") from None
     return Screenshot(w, h, np.asarray(gray, dtype=np.uint8))
+
+
+def _held_per_pixel(mode: str) -> int:
+    """Bytes Pillow holds per pixel of a decoded image: 4 for any mode of several bands."""
+    from PIL import ImageMode
+
+    try:
+        desc = ImageMode.getmode(mode)
+    except KeyError:
+        return 4
+    return 4 if len(desc.bands) > 1 else max(1, int(desc.typestr[2:]))
+
+
+def _png_ihdr(data: bytes) -> tuple[int, int] | None:
+    """(bit depth, colour type) from a PNG's header, None for another format."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR" or len(data) < 26:
+        return None
+    return struct.unpack(">BB", data[24:26])
+
+
+def _png_bytes_per_pixel(data: bytes) -> float:
+    """A PNG's samples per pixel, in bytes (bit depth x channels / 8); 0 for another format."""
+    ihdr = _png_ihdr(data)
+    if ihdr is None:
+        return 0
+    depth, colour = ihdr
+    return depth * _PNG_CHANNELS.get(colour, 4) / 8
+
+
+def _png_depth(data: bytes) -> str:
+    ihdr = _png_ihdr(data)
+    return f", {ihdr[0]} bits per sample" if ihdr else ""
 
 
 def _mask_arrays(shot: Screenshot, mask) -> tuple["object", "object"]:

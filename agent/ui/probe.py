@@ -9,6 +9,14 @@ of a screen becomes its baseline; `botwatch drift baseline` sets one and `botwat
 accept` replaces it, recording the acceptance as a flip of kind "ui" (never read as a bot
 state). The latest score per screen and kind is kept in the journal too (table ui_drift), so
 the agent's UI state survives a restart and an acceptance made by the CLI reaches the agent.
+
+What is stored is bounded: the agent keeps baselines for at most `agent.limits.max_screens`
+screens per bot besides those declared under `ui.screens` (a snapshot of another new screen is
+refused, ScreenLimitReached; the CLI, an operator's decision, is not held to it), and a baseline
+takes at most `agent.limits.max_baseline_bytes` compressed: a page over it is kept as its
+fingerprint alone (a selector declared later then matches nothing in that baseline), a
+fingerprint over it is refused. At most READERS snapshots are read at once: each may take a
+few hundred MB while it is parsed or decoded.
 """
 
 from __future__ import annotations
@@ -29,10 +37,18 @@ CONTENT_TYPES = {"text/html": "html", "application/xhtml+xml": "html", "applicat
 _GENERIC_TYPES = {"application/octet-stream", "text/plain", "application/x-www-form-urlencoded"}
 EXTENSIONS = {".html": "html", ".htm": "html", ".json": "a11y", ".png": "png"}
 FORMAT = 1  # of the stored fingerprints
+READERS = 2  # snapshots parsed or decoded at once (more would not be faster: the GIL)
+_reading = threading.BoundedSemaphore(READERS)
+CACHE_BYTES = 128 * 1024 * 1024  # decoded baselines kept in memory, by their rough size
+_BYTES_PER_ELEMENT = 400  # a decoded fingerprint's element: seven Python values and their slots
 
 
 class NoBaseline(Exception):
     """The screen has no baseline of this kind of snapshot."""
+
+
+class ScreenLimitReached(SnapshotError):
+    """A snapshot of a new screen for a bot whose baselines already cover its share of screens."""
 
 
 class BaselineExists(Exception):
@@ -163,8 +179,15 @@ class Baseline:
     kind: str
     data: object
     sel: dict  # name -> SelectorState, as stored
-    raw: bytes | None
+    raw_compressed: bytes | None  # the page (zlib), None for screenshots and pages kept without it
     _recomputed: dict = field(default_factory=dict)
+
+    def size(self) -> int:
+        """Roughly what it takes in memory."""
+        raw = len(self.raw_compressed or b"")
+        if self.kind == "png":
+            return self.data.gray.nbytes + raw
+        return len(self.data) * _BYTES_PER_ELEMENT + raw
 
     def selectors_for(self, settings: ScreenSettings) -> dict:
         """The declared selectors on the baseline; looked up again in the stored page for those
@@ -180,10 +203,10 @@ class Baseline:
                 out[name] = self._recomputed[(name, sel.text)]
             else:
                 missing[name] = sel
-        if missing and self.raw is not None:
+        if missing and self.raw_compressed is not None:
             from .dom import fingerprint
 
-            root = _parse_page(self.kind, self.raw)
+            root = _parse_page(self.kind, zlib.decompress(self.raw_compressed))
             _, index = fingerprint(root, self.kind)
             for name, state in _selector_states(root, index, missing).items():
                 self._recomputed[(name, missing[name].text)] = out[name] = state
@@ -193,12 +216,18 @@ class Baseline:
         return out
 
 
-def encode_snapshot(snap: Snapshot) -> tuple[bytes, bytes | None]:
-    """(fingerprint blob, raw blob) as the journal stores them."""
+def encode_snapshot(snap: Snapshot, max_bytes: int | None = None) -> tuple[bytes, bytes | None]:
+    """(fingerprint blob, raw blob) as the journal stores them, together at most `max_bytes`:
+    the page is left out when it does not fit; SnapshotError when the fingerprint alone does not."""
     doc = {"v": FORMAT, "data": snap.data.to_json(),
            "sel": {k: {"text": s.text, "count": s.count, "targets": s.targets} for k, s in snap.selectors.items()}}
     fp = zlib.compress(json.dumps(doc, separators=(",", ":")).encode("utf-8"), 6)
+    if max_bytes is not None and len(fp) > max_bytes:
+        raise SnapshotError(f"too large to keep as a baseline: its fingerprint takes {len(fp):,} bytes compressed, "
+                            f"more than agent.limits.max_baseline_bytes ({max_bytes:,})")
     raw = zlib.compress(snap.raw, 6) if snap.raw is not None else None
+    if raw is not None and max_bytes is not None and len(fp) + len(raw) > max_bytes:
+        raw = None  # kept as its fingerprint alone
     return fp, raw
 
 
@@ -218,8 +247,8 @@ def decode_baseline(row: dict, kind: str) -> Baseline:
 
         data = Fingerprint.from_json(doc["data"])
     sel = {k: SelectorState(v["text"], v["count"], list(v["targets"])) for k, v in doc.get("sel", {}).items()}
-    raw = zlib.decompress(row["raw"]) if row.get("raw") is not None else None
-    return Baseline(row["id"], row["created"], row.get("source"), row.get("digest") or "", kind, data, sel, raw)
+    return Baseline(row["id"], row["created"], row.get("source"), row.get("digest") or "", kind, data, sel,
+                    row.get("raw"))
 
 
 # -- reports -------------------------------------------------------------------------------------
@@ -294,6 +323,7 @@ class DriftProbe:
         self._lock = threading.RLock()
         self._settings: dict[tuple[str, str], ScreenSettings] = {}
         self._cache: dict[tuple[str, str, str], Baseline] = {}
+        self._cached_bytes = 0
         self._memory: dict[tuple[str, str, str], dict] = {}  # no journal: baselines as rows
 
     def settings(self, bot: str, screen: str) -> ScreenSettings:
@@ -316,7 +346,7 @@ class DriftProbe:
         key = (bot, screen, kind)
         head = self._row(key, header_only=True)
         if head is None:
-            self._cache.pop(key, None)
+            self._uncache(key)
             return None
         cached = self._cache.get(key)
         if cached is not None and cached.id == head["id"]:
@@ -325,13 +355,46 @@ class DriftProbe:
         if row is None:
             return None
         base = decode_baseline(row, kind)
-        if len(self._cache) > 256:
-            self._cache.pop(next(iter(self._cache)))
+        self._uncache(key)
+        while self._cache and (len(self._cache) >= 256 or self._cached_bytes + base.size() > CACHE_BYTES):
+            self._uncache(next(iter(self._cache)))  # the oldest first
         self._cache[key] = base
+        self._cached_bytes += base.size()
         return base
 
-    def _store(self, j, key, snap: Snapshot, now: float, source: str | None, replace: bool) -> bool:
-        fp, raw = encode_snapshot(snap)
+    def _uncache(self, key) -> None:
+        got = self._cache.pop(key, None)
+        if got is not None:
+            self._cached_bytes -= got.size()
+
+    def _screens_with_baselines(self, j, bot: str) -> set[str]:
+        if j is None:
+            return {s for (b, s, _) in self._memory if b == bot}
+        return set(j.ui_baseline_screens(bot))
+
+    def _make_room(self, j, bot: str, screen: str) -> None:
+        """ScreenLimitReached when `screen` would be one screen too many for the bot's baselines
+        (screens declared under `ui.screens` are not counted: the estate file bounds them)."""
+        ui = getattr(self.estate.bot(bot), "ui", None)
+        declared = ui.screens if ui is not None else {}
+        if screen in declared:
+            return
+        have = self._screens_with_baselines(j, bot)
+        if screen in have:
+            return
+        limit = self.estate.agent.limits.max_screens
+        if len(have.difference(declared)) >= limit:
+            raise ScreenLimitReached(
+                f"bot {bot} has baselines for as many screens as agent.limits.max_screens allows ({limit}): none is "
+                f"taken for another; the screens it has are still compared (declare this one under ui.screens or "
+                f"raise the limit)")
+
+    def _encode(self, snap: Snapshot) -> tuple[bytes, bytes | None]:
+        return encode_snapshot(snap, self.estate.agent.limits.max_baseline_bytes)
+
+    def _store(self, j, key, snap: Snapshot, blobs: tuple[bytes, bytes | None], now: float, source: str | None,
+               replace: bool) -> bool:
+        fp, raw = blobs
         if j is None:
             if key in self._memory and not replace:
                 return False
@@ -347,28 +410,34 @@ class DriftProbe:
         """Score a snapshot against the screen's baseline. Without a baseline the snapshot
         becomes it (`bootstrap`, the agent) or NoBaseline is raised (`drift check`)."""
         settings = self.settings(bot, screen)
-        snap = read_snapshot(kind, data, settings)
-        now = self.clock()
         key = (bot, screen, kind)
-        counts = {k: s.count for k, s in snap.selectors.items()}
-        texts = {k: s.text for k, s in snap.selectors.items()}
-        with self._lock:
-            base = self.baseline(*key)
-            if base is None:
-                if not bootstrap:
-                    raise NoBaseline(f"no {kind} baseline for bot {bot} screen {screen}")
-                if self.journal is None:
-                    stored = self._store(None, key, snap, now, source, replace=False)
-                else:
-                    with self.journal.transaction() as j:
-                        stored = self._store(j, key, snap, now, source, replace=False)
-                if stored:
-                    return Report(bot, screen, kind, 0.0, settings.warning, True, counts, _first_notes(snap),
-                                  now, now, run_id, texts)
-                base = self.baseline(*key)  # another snapshot became the baseline meanwhile
+        with _reading:
+            if bootstrap and self._row(key, header_only=True) is None:
+                self._make_room(self.journal, bot, screen)  # before reading: a refused screen costs no parsing
+            snap = read_snapshot(kind, data, settings)
+            now = self.clock()
+            counts = {k: s.count for k, s in snap.selectors.items()}
+            texts = {k: s.text for k, s in snap.selectors.items()}
+            with self._lock:
+                base = self.baseline(*key)
                 if base is None:
-                    raise NoBaseline(f"no {kind} baseline for bot {bot} screen {screen}")
-        score, changes = compare(base, snap, settings)
+                    if not bootstrap:
+                        raise NoBaseline(f"no {kind} baseline for bot {bot} screen {screen}")
+                    blobs = self._encode(snap)
+                    if self.journal is None:
+                        self._make_room(None, bot, screen)
+                        stored = self._store(None, key, snap, blobs, now, source, replace=False)
+                    else:
+                        with self.journal.transaction() as j:
+                            self._make_room(j, bot, screen)  # again, in the transaction: posts race
+                            stored = self._store(j, key, snap, blobs, now, source, replace=False)
+                    if stored:
+                        return Report(bot, screen, kind, 0.0, settings.warning, True, counts, _first_notes(snap),
+                                      now, now, run_id, texts)
+                    base = self.baseline(*key)  # another snapshot became the baseline meanwhile
+                    if base is None:
+                        raise NoBaseline(f"no {kind} baseline for bot {bot} screen {screen}")
+            score, changes = compare(base, snap, settings)
         return Report(bot, screen, kind, score, settings.warning, False, counts, changes, base.created, now, run_id,
                       texts)
 
@@ -392,7 +461,9 @@ class DriftProbe:
         from ..journal import UI_FLIP, Flip
 
         settings = self.settings(bot, screen)
-        snap = read_snapshot(kind, data, settings)
+        with _reading:
+            snap = read_snapshot(kind, data, settings)
+            blobs = self._encode(snap)
         now = self.clock()
         key = (bot, screen, kind)
         counts = {k: s.count for k, s in snap.selectors.items()}
@@ -401,14 +472,14 @@ class DriftProbe:
             with self._lock:
                 if key in self._memory and not (replace or accept):
                     raise BaselineExists(self._memory[key]["created"])
-                self._store(None, key, snap, now, source, replace=True)
+                self._store(None, key, snap, blobs, now, source, replace=True)
         else:
             with self._lock, self.journal.transaction() as j:
                 existing = j.ui_baseline(*key, header_only=True)
                 if existing is not None and not (replace or accept):
                     raise BaselineExists(existing["created"])
                 latest = j.ui_drift_latest(*key)
-                self._store(j, key, snap, now, source, replace=True)
+                self._store(j, key, snap, blobs, now, source, replace=True)
                 if existing is not None or accept:
                     if existing is None:
                         old = "none"
