@@ -514,9 +514,12 @@ def _deliver_until_empty(spool: Spool, patience: float) -> bool:
             if nxt is None and not deliverer.inflight:
                 return False
             if time.time() - deliverer.last_progress > patience:
-                log.warning("giving up for now: %d run(s) or bot totals stay in %s until the next run",
-                            spool.pending(), spool.path)
-                return True
+                deliverer.drain()  # a request in flight may yet succeed: its answer counts first
+                if time.time() - deliverer.last_progress > patience:
+                    log.warning("giving up for now: %d run(s) or bot totals stay in %s until the next run",
+                                spool.pending(), spool.path)
+                    return True
+                continue
             deadline = min(nxt if nxt is not None else math.inf, time.time() + MAX_BACKOFF)
             version = spool.data_version()
             while time.time() < deadline and spool.data_version() == version:

@@ -44,12 +44,20 @@ def wrapper_env(spool: Path | str, **extra: str) -> dict[str, str]:
     return env
 
 
+def default_signals() -> None:
+    """In the child, before exec: the signals a terminal sends, at their defaults. A test runner
+    started in the background (nohup, `&` in a script) passes them on ignored, and a shell cannot
+    undo that: a bot that kills itself with SIGINT would not die."""
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def botwatch_run(tmp_path: Path, args: list[str], *, spool: Path | str | None = None,
                  env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     """`botwatch run ARGS` with the bot's output captured as bytes."""
     return subprocess.run(
         [str(BOTWATCH), "run", *args], cwd=tmp_path, capture_output=True, timeout=timeout,
-        env=env or wrapper_env(spool or tmp_path / "spool.db"))
+        env=env or wrapper_env(spool or tmp_path / "spool.db"), preexec_fn=default_signals)
 
 
 def run_bot(tmp_path: Path, cmd: list[str], *, bot: str = "b", options: list[str] = (), **kw):
