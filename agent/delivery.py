@@ -269,11 +269,28 @@ class Deliverer:
                 log.warning("agent refused event for bot %r run %s: %s", r[1], r[2], refused[i])
         self.spool.delivered([r[0] for i, r in enumerate(batch) if i not in refused])
         self._progress(len(batch) - len(refused))
+        self._pull_forward(target)
         if drops_taken:
             self.spool.dropped_reported("agent", dropped)
             log.warning("reported %d event(s) dropped from the full spool %s to the agent %s",
                         dropped, self.spool.path, redact_url(url))
         self._release(target, 0.0)
+
+    def _pull_forward(self, target: tuple) -> None:
+        """The target answered: its events still waiting out a backoff (this deliverer's or an
+        earlier one's, which gave up) are due now, not at the end of a backoff it no longer needs."""
+        in_flight = {r[0] for t, (_f, carried) in self.inflight.items() if t[0] == "agent" for r in carried[0]}
+        targets: dict[tuple, tuple] = {}
+        due = []
+        for seq, bot, agent_url, config in self.spool.waiting(time.time()):
+            key = (agent_url, config, bot)
+            if key not in targets:
+                targets[key] = ("agent", agent_url_for(agent_url, config), agent_key_for(config, bot))
+            if targets[key] == target and seq not in in_flight:
+                due.append(seq)
+        if due:
+            self.spool.defer(due, 0.0)
+            self.held.pop(target, None)
 
     def _drops_in_flight(self) -> bool:
         """The count of dropped events goes with one request at a time (else it could be counted twice)."""
@@ -316,6 +333,8 @@ class Deliverer:
                          totals["bot"] or "the spool")
         self._progress(published)
         if error is None:
+            if published:
+                self.spool.totals_due_now(name)  # reachable: what waited out its backoff goes now
             return
         waiting = rows[published:]
         attempts = max(r["attempts"] for r in waiting)

@@ -236,6 +236,12 @@ class Spool:
             "SELECT seq, bot, run_id, agent_url, config, event, attempts, kind FROM outbox "
             "WHERE target = 'agent' AND next_attempt <= ? ORDER BY seq LIMIT ?", (now, limit)).fetchall()
 
+    def waiting(self, now: float) -> list[tuple]:
+        """Agent events held back until later (a backoff, a deferral): (seq, bot, agent_url, config)."""
+        return self.db.execute(
+            "SELECT seq, bot, agent_url, config FROM outbox WHERE target = 'agent' AND next_attempt > ?",
+            (now,)).fetchall()
+
     def next_attempt_at(self) -> float | None:
         """When there is something to do next: an event to send, totals to publish; None if nothing."""
         row = self.db.execute(
@@ -368,6 +374,10 @@ class Spool:
             sql += " AND runs_total = ? AND dropped_total = ?"
             args += (sent["runs_total"], sent["dropped_total"])
         self.db.execute(sql, args)
+
+    def totals_due_now(self, target: str) -> None:
+        """`target` answered: its totals still waiting out a backoff are due now."""
+        self.db.execute("UPDATE totals SET next_attempt = 0 WHERE target = ? AND pending = 1", (target,))
 
     def defer_totals(self, target: str, bots: list[str], until: float) -> None:
         """Totals being published: not picked again before `until` (no attempt counted)."""

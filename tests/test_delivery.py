@@ -181,3 +181,27 @@ def test_an_agent_that_takes_smaller_batches_gets_every_run_in_smaller_batches(t
     assert live.metrics()['botwatch_runs_total{bot="alpha"}'] == 7  # the 413 split the batch, buried nothing
     assert rows(spool, "SELECT COUNT(*) FROM outbox") == [(0,)]
     assert rows(spool, "SELECT COUNT(*) FROM dead") == [(0,)]
+
+
+def test_runs_waiting_out_a_backoff_go_as_soon_as_their_agent_answers_again(tmp_path, spool, agents):
+    """An earlier deliverer gave up while the agent was away, leaving its runs in their longest
+    backoff; the agent is back, and the next run's deliverer finds it reachable: the runs that
+    waited go with it, not a minute later (patience could run out first and strand them)."""
+    port = free_port()
+    config = write_estate(tmp_path / "botwatch.yaml", "- name: alpha\n", port)
+    live = agents(config, port).start()
+    s = Spool(str(spool))
+    for i in range(5):
+        s.add_finished("alpha", f"waited-{i}", agent_url=live.url, ended=1.0 + i, outcome="success")
+    s.close()
+    db = sqlite3.connect(spool)
+    with db:
+        db.execute("UPDATE outbox SET attempts = ?, next_attempt = ?",
+                   (ATTEMPTS_AFTER_A_MINUTE + 1, time.time() + 0.9 * MAX_BACKOFF))
+    db.close()
+    env = run_env(spool, BOTWATCH_DELIVERY_PATIENCE="600")
+    assert wrapped(tmp_path, "alpha", ["--agent", live.url], "exit 0", env)[0] == 0
+    wait_for(lambda: live.metrics().get('botwatch_runs_total{bot="alpha"}') == 6, timeout=LIVE_WAIT,
+             what="the new run and the five that waited out a backoff")
+    wait_for(lambda: rows(spool, "SELECT COUNT(*) FROM outbox") == [(0,)], timeout=LIVE_WAIT,
+             what="an empty spool")
