@@ -269,6 +269,9 @@ class OtlpConfig(_Strict):
 _HOST_PATTERN = re.compile(r"^(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})$")
 
 
+_MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
 class AgentConfig(_Strict):
     listen: str = DEFAULT_LISTEN
     journal: str = "./botwatch-journal.db"
@@ -288,11 +291,22 @@ class AgentConfig(_Strict):
     # this machine's name: "monitor.example.com", "*.example.com", or "*" for any (docs/security.md)
     allowed_hosts: list[str] = []
     api_docs: bool = False  # serve Swagger UI at /api/v1/docs (it loads its script from a CDN)
+    # more sources: Python modules (dotted names, on the agent's import path) imported at start,
+    # whose Source subclasses register themselves (docs/architecture.md)
+    source_modules: list[str] = []
 
     @field_validator("listen")
     @classmethod
     def _host_port(cls, v: str) -> str:
         parse_listen(v)
+        return v
+
+    @field_validator("source_modules")
+    @classmethod
+    def _dotted_names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not _MODULE_NAME.fullmatch(name):
+                raise ValueError(f"source_modules: {name!r} is not a dotted Python module name")
         return v
 
     @field_validator("sd_targets")

@@ -5,53 +5,58 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-import threading
 
 from .config import ConfigError, LoadedEstate
 from .journal import Journal, JournalError
+from .sources.base import PeriodicTask
 from .state import EstateState
 
 log = logging.getLogger("botwatch.agent")
 
 
-class Sweeper(threading.Thread):
+class Sweeper(PeriodicTask):
     """Records time-driven state changes (late, down) as flips, every `interval` seconds."""
 
-    def __init__(self, state: EstateState, interval: float):
-        super().__init__(name="botwatch-sweeper", daemon=True)
-        self.state, self.interval = state, interval
-        self.stopped = threading.Event()
+    thread_name = "botwatch-sweeper"
+    poll_first = False
 
-    def run(self) -> None:
-        while not self.stopped.wait(self.interval):
-            try:
-                for flip in self.state.sweep():
-                    log.info("bot %s: %s -> %s (%s)", flip.bot, flip.old_state, flip.new_state, flip.reason)
-            except JournalError as exc:
-                log.warning("cannot record state changes: %s", exc)
-            except Exception:
-                log.exception("sweep failed")
+    def __init__(self, state: EstateState, interval: float):
+        super().__init__(interval)
+        self.state = state
+
+    def poll_once(self) -> None:
+        try:
+            for flip in self.state.sweep():
+                log.info("bot %s: %s -> %s (%s)", flip.bot, flip.old_state, flip.new_state, flip.reason)
+        except JournalError as exc:
+            log.warning("cannot record state changes: %s", exc)
 
 
 def build_sources(loaded: LoadedEstate, state: EstateState, journal: Journal, probe=None) -> list:
-    """The sources this estate needs: log watching when a bot has `watch.logs`; the snapshot
-    folder when `agent.snapshots` is set (checked with `probe`, the DriftProbe the API uses);
-    process watching always (it also finds the shadow bots nobody registered)."""
-    from .sources.processes import ProcessWatcher
+    """The sources this estate asks for (see sources/registry.py): process watching always (it
+    also finds the shadow bots nobody registered), log watching when a bot has `watch.logs`, the
+    snapshot folder when `agent.snapshots` is set (checked with `probe`, the DriftProbe the API
+    uses), and those of the modules named in `agent.source_modules`."""
+    from .sources import registry
 
-    sources: list = [ProcessWatcher(loaded.estate, state, interval=loaded.estate.agent.process_interval,
-                                    base_dir=loaded.base)]
-    if any(b.watch and b.watch.logs for b in loaded.estate.bots):
-        from .sources.logs import LogWatcher
-
-        sources.append(LogWatcher(loaded, state, journal))
-    if loaded.snapshots_path is not None:
-        from .sources.snapshots import SnapshotWatcher
-        from .ui.probe import DriftProbe
-
-        sources.append(SnapshotWatcher(loaded.snapshots_path, state, probe or DriftProbe(loaded.estate, journal),
-                                       journal))
+    load_source_modules(loaded)
+    sources = []
+    for cls in registry.wanted(loaded):
+        try:
+            sources.append(cls.from_estate(loaded, state, journal, probe=probe))
+        except Exception:  # one source that cannot be built must not keep the others from starting
+            log.exception("source %s cannot be started", cls.name)
     return sources
+
+
+def load_source_modules(loaded: LoadedEstate) -> None:
+    """Imports the modules of `agent.source_modules` (their sources register themselves)."""
+    from .sources import registry
+
+    try:
+        registry.load_modules(loaded.estate.agent.source_modules)
+    except Exception as exc:  # not found, or failing on import
+        raise ConfigError([f"agent.source_modules: {type(exc).__name__}: {exc}"]) from None
 
 
 def otlp_settings(loaded: LoadedEstate):
@@ -77,6 +82,7 @@ def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None) -> int:
 
     host, port = listen or loaded.listen
     otlp_wanted = otlp_settings(loaded)
+    load_source_modules(loaded)
     web = load_web_config(loaded.resolve(loaded.estate.agent.web_config)) if loaded.estate.agent.web_config else None
     security = Security(
         estate_key=resolve_secret(loaded.estate.agent.ping_key),
@@ -129,9 +135,8 @@ def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None) -> int:
             except Exception:
                 log.exception("stopping %s failed", type(source).__name__)
         otlp.stop(state)  # after the sources: their last runs go out in the final push
-        sweeper.stopped.set()
         refresher.stopped.set()
-        sweeper.join(timeout=5)
+        sweeper.stop(timeout=5)
         try:
             state.sweep()
         except Exception:

@@ -37,6 +37,7 @@ import yaml
 
 from .config import BotConfig, LoadedEstate
 from .redact import redact
+from .sources.base import PeriodicTask
 
 log = logging.getLogger("botwatch.governance")
 
@@ -572,24 +573,19 @@ class Governance:
         return out
 
 
-class GovernanceRefresher(threading.Thread):
+class GovernanceRefresher(PeriodicTask):
     """Re-runs the governance checks every `interval` seconds, off the scrape path."""
 
-    def __init__(self, governance: Governance, interval: float):
-        super().__init__(name="botwatch-governance", daemon=True)
-        self.governance, self.interval = governance, interval
-        self.stopped = threading.Event()
+    thread_name = "botwatch-governance"
 
-    def run(self) -> None:
-        while True:
-            try:
-                found = self.governance.refresh()
-                failed = sum(1 for fs in found.values() for f in fs if not f.ok)
-                log.info("governance: %d bot(s) checked, %d finding(s)", len(found), failed)
-            except Exception:
-                log.exception("governance checks failed")
-            if self.stopped.wait(self.interval):
-                return
+    def __init__(self, governance: Governance, interval: float):
+        super().__init__(interval)
+        self.governance = governance
+
+    def poll_once(self) -> None:
+        found = self.governance.refresh()
+        failed = sum(1 for fs in found.values() for f in fs if not f.ok)
+        log.info("governance: %d bot(s) checked, %d finding(s)", len(found), failed)
 
 
 def governance_for_state(state, estate: LoadedEstate | None = None) -> Governance:

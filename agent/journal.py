@@ -46,11 +46,12 @@ CREATE TABLE IF NOT EXISTS flips (
     reason TEXT
 );
 CREATE INDEX IF NOT EXISTS flips_by_bot ON flips (bot, id);
-CREATE TABLE IF NOT EXISTS log_offsets (
-    key TEXT PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS checkpoints (
+    source TEXT NOT NULL,
     identity TEXT NOT NULL,
-    offset INTEGER NOT NULL,
-    updated REAL NOT NULL
+    state TEXT NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (source, identity)
 );
 CREATE TABLE IF NOT EXISTS bots (
     name TEXT PRIMARY KEY,
@@ -88,6 +89,11 @@ _MIGRATIONS = (
     ("runs", "screen", "ALTER TABLE runs ADD COLUMN screen TEXT"),
     ("runs", "selector", "ALTER TABLE runs ADD COLUMN selector TEXT"),
 )
+# Where the agent's sources are (table checkpoints): the log offsets of journals written before
+# it kept them in table log_offsets, moved there on open (see _move_log_offsets).
+LOG_CHECKPOINTS = "logs"
+SNAPSHOT_CHECKPOINTS = "snapshots"
+_SNAPSHOT_KEY = "snapshots:"  # the snapshot folder's keys in log_offsets
 STATE_FLIP = "state"  # flips of the bot state machine (new, up, late, down, failing, paused)
 UI_FLIP = "ui"  # a UI baseline accepted: kept in the history, never read as a bot state
 
@@ -136,7 +142,7 @@ class Journal:
                 self._db.executescript(SCHEMA)
                 self._migrate()
             self._columns = {t: {r[1] for r in self._db.execute(f"PRAGMA table_info({t})")}
-                             for t in ("runs", "flips", "ui_baselines", "ui_drift")}
+                             for t in ("runs", "flips", "ui_baselines", "ui_drift", "checkpoints")}
         except (sqlite3.Error, OSError) as exc:
             raise JournalError(f"{self.path}: cannot open journal: {exc}") from exc
         self._db.row_factory = sqlite3.Row
@@ -154,6 +160,37 @@ class Journal:
                 except sqlite3.OperationalError as exc:  # another process added it meanwhile
                     if "duplicate column" not in str(exc):
                         raise
+        self._move_log_offsets()
+
+    def _move_log_offsets(self) -> None:
+        """Moves the rows of table log_offsets (journals older than checkpoints) into checkpoints,
+        in one transaction, so an upgraded agent keeps its place in every log and folder."""
+        import json
+
+        if not self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'log_offsets'").fetchone():
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            exists = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'log_offsets'")
+            for key, identity, offset, updated in (self._db.execute(
+                    "SELECT key, identity, offset, updated FROM log_offsets").fetchall() if exists.fetchone() else ()):
+                # a log file's (identity, offset), or a parser's "json:"+state (a bot named
+                # "snapshots" has log keys that look like the folder's: its identities are no JSON)
+                row = (LOG_CHECKPOINTS, key, {"identity": identity, "offset": offset})
+                if key.startswith(_SNAPSHOT_KEY):
+                    try:
+                        seen = json.loads(identity)
+                    except ValueError:
+                        seen = None
+                    if isinstance(seen, dict):
+                        row = (SNAPSHOT_CHECKPOINTS, key[len(_SNAPSHOT_KEY):], {"seen": seen})
+                self._db.execute("INSERT OR IGNORE INTO checkpoints (source, identity, state, updated) "
+                                 "VALUES (?, ?, ?, ?)", (row[0], row[1], json.dumps(row[2], sort_keys=True), updated))
+            self._db.execute("DROP TABLE IF EXISTS log_offsets")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -226,10 +263,21 @@ class Journal:
     def ensure_bot(self, name: str, now: float) -> None:
         self._db.execute("INSERT OR IGNORE INTO bots (name, first_seen) VALUES (?, ?)", (name, now))
 
+    def put_checkpoint(self, source: str, identity: str, state: dict, now: float | None = None) -> None:
+        """Where a source is in one of the things it reads (`identity`: a file, a folder...):
+        `state`, any JSON object, replacing the one before."""
+        import json
+        import time
+
+        self._db.execute("INSERT OR REPLACE INTO checkpoints (source, identity, state, updated) VALUES (?, ?, ?, ?)",
+                         (source, identity, json.dumps(state, sort_keys=True), time.time() if now is None else now))
+
+    def delete_checkpoint(self, source: str, identity: str) -> None:
+        self._db.execute("DELETE FROM checkpoints WHERE source = ? AND identity = ?", (source, identity))
+
     def set_offset(self, key: str, identity: str, offset: int, now: float) -> None:
         """Where a log reader is in a file (identity: what tells a rotated file from the next)."""
-        self._db.execute("INSERT OR REPLACE INTO log_offsets (key, identity, offset, updated) VALUES (?, ?, ?, ?)",
-                         (key, identity, offset, now))
+        self.put_checkpoint(LOG_CHECKPOINTS, key, {"identity": identity, "offset": offset}, now)
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -341,10 +389,45 @@ class Journal:
                 "ORDER BY ended DESC LIMIT ?", (bot, limit)).fetchall()
         return [dict(r) for r in rows]
 
-    def offset(self, key: str) -> tuple[str, int] | None:
+    def get_checkpoint(self, source: str, identity: str) -> dict | None:
+        """The state last put for (source, identity); None when there is none (or it is unreadable)."""
+        import json
+
+        if not self._columns.get("checkpoints"):
+            return None  # a read-only journal older than checkpoints
         with self._lock:
-            row = self._db.execute("SELECT identity, offset FROM log_offsets WHERE key = ?", (key,)).fetchone()
-        return (row[0], row[1]) if row else None
+            row = self._db.execute("SELECT state FROM checkpoints WHERE source = ? AND identity = ?",
+                                   (source, identity)).fetchone()
+        try:
+            state = json.loads(row[0]) if row else None
+        except ValueError:
+            return None
+        return state if isinstance(state, dict) else None
+
+    def checkpoints(self, source: str) -> Iterator[tuple[str, dict, float]]:
+        """Every (identity, state, updated) of a source, by identity."""
+        import json
+
+        if not self._columns.get("checkpoints"):
+            return
+        with self._lock:
+            rows = self._db.execute("SELECT identity, state, updated FROM checkpoints WHERE source = ? "
+                                    "ORDER BY identity", (source,)).fetchall()
+        for identity, text, updated in rows:
+            try:
+                state = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(state, dict):
+                yield identity, state, updated
+
+    def offset(self, key: str) -> tuple[str, int] | None:
+        """Where a log reader was in a file: (identity, offset), as set_offset put it."""
+        state = self.get_checkpoint(LOG_CHECKPOINTS, key)
+        try:
+            return (str(state["identity"]), int(state["offset"])) if state else None
+        except (KeyError, TypeError, ValueError):
+            return None
 
     def count_runs(self) -> int:
         with self._lock:

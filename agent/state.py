@@ -16,15 +16,16 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, get_args
+from typing import Callable, Iterable
 
 from .classify import REASONS, Classifier
-from .config import BotConfig, Estate, Limits, LogSpec
+from .config import BotConfig, Estate, Limits
 from .events import (Event, FailureNoted, LogNoted, ResourceSample, RunFinished, RunStarted, SpoolDropped,
                      StepFinished, UiLookup, UiSnapshot)
 from .journal import Flip, Journal
 from .redact import redact
 from .schedule import maintenance_at, next_due
+from .sources import registry
 
 STATES = ("new", "up", "late", "down", "failing", "paused")
 # Run duration histogram buckets, 1 s .. 4 h (the catalogue's contract).
@@ -34,12 +35,17 @@ DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 180
 UI_WAIT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 UI_FAILURE_KINDS = ("not_found", "ambiguous", "wrong_app")
 OTHER_SCREEN = "other"
-# The `source` label of botwatch_agent_events_total: the agent's own sources and its clients'.
-# A client may send any source name; names outside this set are counted as "other", so that
-# they cannot grow the label's values without end.
-EVENT_SOURCES = ("api", "folder", "ping", "process", "robot", "sdk", "spool", "wrapper",
-                 *(f"log:{fmt}" for fmt in get_args(LogSpec.model_fields["format"].annotation)), "other")
-_KNOWN_SOURCES = frozenset(EVENT_SOURCES)
+# The `source` label of botwatch_agent_events_total: the agent's own sources and its clients'
+# (EVENT_SOURCES, from the source registry). A client may send any source name; names outside
+# this set are counted as "other", so that they cannot grow the label's values without end.
+
+
+def __getattr__(name: str):
+    if name == "EVENT_SOURCES":  # read when asked: source modules loaded later add their labels
+        return registry.event_labels()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 log = logging.getLogger("botwatch.state")
 
 
@@ -395,7 +401,7 @@ class EstateState:
     # -- ingest ----------------------------------------------------------------------------
     def count_event(self, source: str, n: int = 1) -> None:
         with self.lock:
-            source = source if source in _KNOWN_SOURCES else "other"
+            source = registry.event_label(source)
             self.events_total[source] = self.events_total.get(source, 0) + n
 
     def count_parse_error(self, source: str, n: int = 1) -> None:
@@ -434,7 +440,7 @@ class EstateState:
             ordered: list[Event] = []  # the runs and steps, in batch order, for the listeners
             duplicates: set[int] = set()  # ids of the runs the journal already had
             for i, ev in enumerate(events):
-                src = ev.source if ev.source in _KNOWN_SOURCES else "other"
+                src = registry.event_label(ev.source)
                 self.events_total[src] = self.events_total.get(src, 0) + 1
                 if isinstance(ev, SpoolDropped):
                     self.events_dropped_total["spool"] = self.events_dropped_total.get("spool", 0) + ev.count

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Callable, Iterable, Iterator, get_args
+from typing import Callable, Iterable, Iterator
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -22,9 +22,9 @@ from prometheus_client.utils import floatToGoString
 
 from botwatch import __version__
 from botwatch.classify import REASONS
-from botwatch.config import LogSpec
 from botwatch.shadow import PLATFORMS as SHADOW_PLATFORMS
-from botwatch.state import DURATION_BUCKETS, EVENT_SOURCES, STATES, UI_FAILURE_KINDS, UI_WAIT_BUCKETS, EstateState
+from botwatch.sources import registry as sources
+from botwatch.state import DURATION_BUCKETS, STATES, UI_FAILURE_KINDS, UI_WAIT_BUCKETS, EstateState
 
 log = logging.getLogger("botwatch.exporters.prometheus")
 _LE = [floatToGoString(b) for b in DURATION_BUCKETS] + ["+Inf"]
@@ -34,14 +34,22 @@ _UI_LE = [floatToGoString(b) for b in UI_WAIT_BUCKETS]
 # and count_parse_error, the deliverers' spool reports). Their counters are exported at 0 from the
 # start: a counter whose series appears with its first increment hides that increment from
 # increase() and rate(), which need an earlier sample.
+# The events' and parse errors' sources are the registry's (the agent's clients and every source
+# loaded), asked for at each scrape: EVENT_SOURCES and PARSE_ERROR_SOURCES read them too.
 DROPPED_SOURCES = ("api", "bot_limit", "http", "otlp_traces", "ping", "snapshot", "spool")
-PARSE_ERROR_SOURCES = ("api", "ping", "snapshot", "process",
-                       *(f"log:{fmt}" for fmt in get_args(LogSpec.model_fields["format"].annotation)))
 IGNORED_SOURCES = ("api",)  # EstateState.count_ignored: events of a type this agent does not know
 EXPORTERS = ("otlp_metrics", "otlp_traces")  # the agent's push exporters (export failures are counted)
-_PRESET = {"events": EVENT_SOURCES, "dropped": DROPPED_SOURCES, "ignored": IGNORED_SOURCES,
-           "parse_errors": PARSE_ERROR_SOURCES,
-           "export_failures": EXPORTERS, "labels_shortened": ("screen",)}
+_PRESET = {"events": sources.event_labels, "dropped": lambda: DROPPED_SOURCES, "ignored": lambda: IGNORED_SOURCES,
+           "parse_errors": sources.error_labels,
+           "export_failures": lambda: EXPORTERS, "labels_shortened": lambda: ("screen",)}
+
+
+def __getattr__(name: str):
+    if name == "EVENT_SOURCES":
+        return sources.event_labels()
+    if name == "PARSE_ERROR_SOURCES":
+        return sources.error_labels()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 LARGEST = sys.float_info.max
@@ -231,7 +239,7 @@ class EstateCollector:
              "Label values longer than agent.limits.max_label_length, shortened to a head and a hash."),
         ):
             fam = CounterMetricFamily(name, doc, labels=[label])
-            counts = dict.fromkeys(_PRESET[key], 0) | m[key]
+            counts = dict.fromkeys(_PRESET[key](), 0) | m[key]
             for source, n in sorted(counts.items()):
                 fam.add_metric([source], n)
             yield fam

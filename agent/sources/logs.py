@@ -28,7 +28,7 @@ since such events can be missed (network shares, some editors, rotated files). A
 cannot read is counted in `botwatch_agent_parse_errors_total{source}` and skipped; a file
 that cannot be read is logged. Nothing here raises into the agent.
 
-Journal keys (table log_offsets): `BOT:PATH` is the file at PATH (identity, offset);
+Journal keys (table checkpoints, source `logs`, through Journal.offset/set_offset): `BOT:PATH` is the file at PATH (identity, offset);
 `BOT:PATH#rotated` the newest file rotated away from PATH that is still being read;
 `BOT#parser:FORMAT:PATTERN` holds the parser's runs in progress (as JSON in the identity).
 A bot's second and later log entries use `BOT[i]` instead of `BOT`.
@@ -51,11 +51,13 @@ import xml.etree.ElementTree as ET
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import get_args
 
-from ..config import LoadedEstate
+from ..config import LoadedEstate, LogSpec
 from ..journal import Journal, JournalError
 from ..parsers.base import IncompleteFile, ParseError, make_parser
 from ..state import EstateState
+from .base import Source
 
 log = logging.getLogger("botwatch.sources.logs")
 
@@ -339,14 +341,26 @@ class _Abort(Exception):
     """The journal refused a batch: stop this target until the next poll."""
 
 
-class LogWatcher:
+class LogWatcher(Source):
     """Reads the bots' logs into the estate state (see the module docstring)."""
+
+    name = "logs"
+    event_labels = error_labels = tuple(f"log:{fmt}" for fmt in get_args(LogSpec.model_fields["format"].annotation))
+    config_keys = ("bots[].watch.logs",)
+
+    @classmethod
+    def wanted(cls, loaded: LoadedEstate) -> bool:
+        return any(b.watch and b.watch.logs for b in loaded.estate.bots)
+
+    @classmethod
+    def from_estate(cls, loaded: LoadedEstate, state: EstateState, journal: Journal | None, **deps) -> "LogWatcher":
+        return cls(loaded, state, journal)
 
     def __init__(self, loaded: LoadedEstate, state: EstateState, journal: Journal | None, *,
                  poll_interval: float = 1.0, use_watchdog: bool = True, idle_flush: float = 10.0,
                  retire_after: float = 30.0):
-        self.state, self.journal = state, journal
-        self.poll_interval, self.use_watchdog = poll_interval, use_watchdog
+        super().__init__(state, journal, interval=poll_interval)
+        self.use_watchdog = use_watchdog
         self.idle_flush, self.retire_after = idle_flush, max(retire_after, idle_flush)
         self.targets: list[_Target] = []
         for bot in loaded.estate.bots:
@@ -368,9 +382,7 @@ class LogWatcher:
                     continue
                 self.targets.append(_Target(bot.name, spec, pattern, parser, index))
         self._lock = threading.Lock()
-        self._stop = threading.Event()
         self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
         self._observer = None
         self._handler = None
         self._watched: set[tuple[str, bool]] = set()
@@ -378,17 +390,15 @@ class LogWatcher:
         self._capped = False  # MAX_WATCHED_DIRS reached (said once)
 
     # -- lifecycle -------------------------------------------------------------------------
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
+    @property
+    def poll_interval(self) -> float:
+        return self.interval
+
+    def on_start(self) -> None:
         if self.use_watchdog:
             self._start_observer()
-        self._thread = threading.Thread(target=self._loop, name="botwatch-logs", daemon=True)
-        self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
+    def on_stop(self, timeout: float) -> None:
         self._wake.set()
         if self._observer is not None:
             try:
@@ -397,9 +407,11 @@ class LogWatcher:
             except Exception:
                 log.debug("stopping the file-system observer failed", exc_info=True)
             self._observer = None
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+
+    def on_crash(self, exc: BaseException) -> None:
+        # the whole watcher failed (not one file, which poll_once counts): each format watched
+        for source in sorted({t.source for t in self.targets}):
+            self.state.count_parse_error(source)
 
     def _start_observer(self) -> None:
         try:
@@ -447,16 +459,16 @@ class LogWatcher:
                 except Exception as exc:
                     self._report(("watch", d), "cannot watch %s for changes (%s): polling it", d, exc)
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._ensure_watches()
-                self.poll_once()
-            except Exception:
-                log.exception("log watching failed; trying again")
-            if self._wake.wait(self.poll_interval) and not self._stop.is_set():
-                self._stop.wait(0.05)  # let a burst of writes settle
-            self._wake.clear()
+    def poll(self) -> None:
+        self._ensure_watches()
+        self.poll_once()
+
+    def wait(self, seconds: float) -> bool:
+        """Until the next poll: `seconds`, or sooner when a file-system event wakes it."""
+        if self._wake.wait(seconds) and not self.stopped.is_set():
+            self.stopped.wait(0.05)  # let a burst of writes settle
+        self._wake.clear()
+        return self.stopped.is_set()
 
     # -- polling ---------------------------------------------------------------------------
     def poll_once(self) -> int:

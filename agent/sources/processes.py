@@ -40,6 +40,7 @@ from ..config import BotConfig, Estate
 from ..events import ResourceSample, RunFinished, RunStarted
 from ..journal import JournalError
 from ..redact import redact
+from .base import Source
 
 log = logging.getLogger("botwatch.sources.processes")
 
@@ -134,16 +135,20 @@ class _BotRun:
         return self.cpu_ended + sum(self.cpu_by_proc.values())
 
 
-class ProcessWatcher:
+class ProcessWatcher(Source):
     """Sweeps the process table every `interval` seconds (a thread), or once per `sweep()`."""
+
+    name = "processes"
+    event_labels = (SOURCE,)
+    error_labels = (SOURCE,)
+    config_keys = ("bots[].watch.process", "agent.process_interval", "agent.bot_folders")
 
     def __init__(self, estate: Estate, state, *, interval: float,
                  process_iter: Callable[..., Iterable] = psutil.process_iter,
                  clock: Callable[[], float] = time.time, base_dir: str | os.PathLike | None = None,
                  windows: bool | None = None):
+        super().__init__(state, None, interval=interval)
         self.estate = estate
-        self.state = state
-        self.interval = interval
         self.process_iter = process_iter
         self.clock = clock
         self.windows = (os.name == "nt") if windows is None else windows
@@ -162,32 +167,18 @@ class ProcessWatcher:
         self._runs: dict[str, _BotRun] = {}
         self._pending: list = []
         self._lock = threading.Lock()
-        self._stopped = threading.Event()
-        self._thread: threading.Thread | None = None
         self.sweeps = 0
 
-    # -- thread ----------------------------------------------------------------------------
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stopped.clear()
-        self._thread = threading.Thread(target=self._loop, name="botwatch-processes", daemon=True)
-        self._thread.start()
+    @classmethod
+    def wanted(cls, loaded) -> bool:
+        return True  # always: it also finds the shadow bots nobody registered
 
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stopped.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+    @classmethod
+    def from_estate(cls, loaded, state, journal, **deps) -> "ProcessWatcher":
+        return cls(loaded.estate, state, interval=loaded.estate.agent.process_interval, base_dir=loaded.base)
 
-    def _loop(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                self.sweep()
-            except Exception:  # a source never raises into the agent
-                self.state.count_parse_error(SOURCE)
-                log.exception("process sweep failed")
-            self._stopped.wait(self.interval)
+    def poll_once(self) -> None:
+        self.sweep()
 
     # -- one sweep -------------------------------------------------------------------------
     def sweep(self) -> None:

@@ -22,30 +22,28 @@ one above with O_NOFOLLOW, so a link swapped in while a file is read is refused 
 each level is checked not to be a link and the file opened checked to be the one looked at.
 At most the limit + 1 bytes are ever read of a file.
 
-What was checked is remembered in the journal (table log_offsets, key `snapshots:<bot>/<screen>`:
-the names, sizes and modification times of the files checked that are still there), so a
-restarted agent does not check a file twice; a file rewritten in place counts as new.
+What was checked is remembered in the journal (table checkpoints, source `snapshots`, identity
+`<bot>/<screen>`: the names, sizes and modification times of the files checked that are still
+there), so a restarted agent does not check a file twice; a file rewritten in place counts as new.
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import stat
 import threading
-import time
 from pathlib import Path
 
 from ..journal import JournalError
 from ..ui.probe import EXTENSIONS
+from .base import Source
 
 log = logging.getLogger("botwatch.sources.snapshots")
 
-SOURCE = "folder"
-KEY = "snapshots:"
-_REPORT_EVERY = 300.0
+SOURCE = "folder"  # the label of its events
+ERRORS = "snapshot"  # the label of what it cannot read
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
@@ -129,46 +127,39 @@ def _open_no_link(name: str, flags: int, dir_fd: int) -> int:
         raise
 
 
-class SnapshotWatcher:
+class SnapshotWatcher(Source):
+    name = "snapshots"
+    event_labels = (SOURCE,)
+    error_labels = (ERRORS,)
+    config_keys = ("agent.snapshots", "agent.limits.max_body_bytes")
+
     def __init__(self, root: Path, state, probe, journal=None, *, poll_interval: float = 1.0):
-        self.root, self.state, self.probe, self.journal = Path(root), state, probe, journal
-        self.poll_interval = poll_interval
+        super().__init__(state, journal, interval=poll_interval)
+        self.root, self.probe = Path(root), probe
         self._seen: dict[str, dict[str, str]] = {}  # "bot/screen" -> {file name: "size:mtime_ns"} checked
         self._pending: dict[str, str] = {}  # path -> stat seen on the previous poll (not yet settled)
         self._loaded: set[str] = set()
-        self._reported: dict[tuple, float] = {}
         self._refused_links: set[str] = set()  # bot and screen folders that are links (counted once)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    # -- lifecycle -------------------------------------------------------------------------
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="botwatch-snapshots", daemon=True)
-        self._thread.start()
+    @classmethod
+    def wanted(cls, loaded) -> bool:
+        return loaded.snapshots_path is not None
 
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+    @classmethod
+    def from_estate(cls, loaded, state, journal, *, probe=None, **deps) -> "SnapshotWatcher":
+        if probe is None:
+            from ..ui.probe import DriftProbe
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.poll_once()
-            except Exception:
-                log.exception("snapshot folder: polling failed; trying again")
-            self._stop.wait(self.poll_interval)
+            probe = DriftProbe(loaded.estate, journal)
+        return cls(loaded.snapshots_path, state, probe, journal)
+
+    @property
+    def poll_interval(self) -> float:
+        return self.interval
 
     def _report(self, what: tuple, msg: str, *args) -> None:
-        now = time.monotonic()
-        if now - self._reported.get(what, -_REPORT_EVERY - 1) > _REPORT_EVERY:
-            log.warning(msg, *args)
-            self._reported[what] = now
+        self.warn(what, msg, *args)
 
     # -- polling ---------------------------------------------------------------------------
     def poll_once(self, settle: bool = True) -> int:
@@ -217,17 +208,15 @@ class SnapshotWatcher:
         if path not in self._refused_links:
             self._refused_links.add(path)
             log.warning("snapshot folder: %s is a symbolic link; not followed", path)
-            self.state.count_parse_error("snapshot")
+            self.state.count_parse_error(ERRORS)
 
     def _seen_for(self, key: str) -> dict[str, str]:
         if key not in self._loaded:
             self._loaded.add(key)
-            stored = self.journal.offset(KEY + key) if self.journal is not None else None
-            if stored:
-                try:
-                    self._seen[key] = dict(json.loads(stored[0]))
-                except (ValueError, TypeError):
-                    self._seen[key] = {}
+            stored = self.load_checkpoint(key)
+            seen = stored.get("seen") if stored else None
+            if isinstance(seen, dict):
+                self._seen[key] = {str(k): str(v) for k, v in seen.items()}
         return self._seen.setdefault(key, {})
 
     def _poll_screen(self, bot: str, screen: str, folder: str, settle: bool) -> int:
@@ -278,17 +267,17 @@ class SnapshotWatcher:
             data = read_inside(self.root, (bot, screen, name), self.state.estate.agent.limits.max_body_bytes)
         except Refused as exc:
             log.warning("snapshot %s refused, not read: %s", path, exc)
-            self.state.count_parse_error("snapshot")
+            self.state.count_parse_error(ERRORS)
             return True
         except OSError as exc:
             self._report(("read", path), "snapshot %s cannot be read: %s", path, exc)
-            self.state.count_parse_error("snapshot")
+            self.state.count_parse_error(ERRORS)
             return True
         try:
             report = self.probe.ingest(self.state, bot, screen, kind, data, source=SOURCE)
         except SnapshotError as exc:
             log.warning("snapshot %s: %s", path, exc)
-            self.state.count_parse_error("snapshot")
+            self.state.count_parse_error(ERRORS)
             return True
         except JournalError as exc:
             self._report(("journal",), "snapshot %s not recorded (journal unavailable: %s); trying again", path, exc)
@@ -299,10 +288,4 @@ class SnapshotWatcher:
         return True
 
     def _save(self, key: str, seen: dict[str, str]) -> None:
-        if self.journal is None:
-            return
-        try:
-            with self.journal.transaction() as j:
-                j.set_offset(KEY + key, json.dumps(seen, sort_keys=True), len(seen), time.time())
-        except JournalError as exc:
-            self._report(("save",), "cannot remember the snapshots checked: %s", exc)
+        self.save_checkpoint(key, {"seen": seen})
