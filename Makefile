@@ -60,6 +60,7 @@ bench: $(STAMP) system-deps
 
 lint: $(STAMP)
 	$(PY) -m pyflakes agent exporters dashboards alerts examples benchmarks tests
+	$(PY) -m mypy
 
 clean:
-	rm -rf $(VENV) $(LOCK_VENV) $(LATEST_VENV) build *.egg-info botwatch-demo .pytest_cache
+	rm -rf $(VENV) $(LOCK_VENV) $(LATEST_VENV) build *.egg-info botwatch-demo .pytest_cache .mypy_cache

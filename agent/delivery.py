@@ -38,6 +38,7 @@ from .spool import Spool, default_spool_path
 log = logging.getLogger("botwatch.delivery")
 DEFAULT_AGENT_URL = "http://127.0.0.1:9464"
 MAX_BACKOFF = 60.0
+PROBE_EVERY = 5.0  # seconds: how often new events may try a target that is backing off (it may be back)
 
 
 def backoff(attempts: int) -> float:
@@ -157,6 +158,7 @@ class Deliverer:
         self.inflight: dict[tuple, tuple] = {}  # target -> (future, what it carries)
         self.held: dict[tuple, list[int]] = {}  # target -> its events spooled while a request was in flight
         self.resting: dict[tuple, float] = {}   # target -> when it may be tried again (its backoff)
+        self.probed: dict[tuple, float] = {}    # target -> when a new event last probed it while resting
         self.batch_size: dict[tuple, int] = {}  # agent -> the largest batch it takes (halved at each 413)
         self.delivered = self.failed = 0
         self.last_progress = time.time()
@@ -211,9 +213,12 @@ class Deliverer:
                 self.spool.defer(seqs, now + self.LEASE)
                 self.held.setdefault(target, []).extend(seqs)
                 continue
-            if self.resting.get(target, 0.0) > now:  # waits out its target's backoff, alone
-                self.spool.defer(seqs, self.resting[target])
-                continue
+            if self.resting.get(target, 0.0) > now:  # waits out its target's backoff, alone...
+                probe_at = self.probed.get(target, 0.0) + PROBE_EVERY
+                if now < probe_at:
+                    self.spool.defer(seqs, min(self.resting[target], probe_at))
+                    continue
+                self.probed[target] = now  # ...but a new event probes it now and then: it may be back
             limit = self.batch_size.get(target, len(batch))
             if len(batch) > limit:  # the rest goes once this part is through
                 later = seqs[limit:]
@@ -299,8 +304,8 @@ class Deliverer:
     def _release(self, target: tuple, resting_until: float) -> None:
         """The target's request ended: its events held back meanwhile are due at `resting_until`
         (0: now; else the end of the target's backoff)."""
-        if resting_until:
-            self.resting[target] = resting_until
+        if resting_until:  # a failed probe does not shorten the backoff the target is in
+            self.resting[target] = max(self.resting.get(target, 0.0), resting_until)
         else:
             self.resting.pop(target, None)
         self.spool.defer(self.held.pop(target, []), resting_until)

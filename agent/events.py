@@ -8,7 +8,7 @@ The wire form is a plain dict with a `type`; the agent's API validates it (see a
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Literal
+from typing import Any, Literal
 
 Outcome = Literal["success", "failure", "unknown"]
 
@@ -120,7 +120,7 @@ class UiSnapshot:
     screen: str
     kind: Literal["html", "a11y", "png"]
     score: float
-    selectors: dict = field(default_factory=dict)
+    selectors: dict[str, int] = field(default_factory=dict)  # elements each declared selector matched
     baseline_time: float | None = None
     run_id: str | None = None
     source: str = "api"
@@ -152,18 +152,18 @@ class SpoolDropped:
 
 Event = (RunStarted | RunFinished | ResourceSample | StepFinished | FailureNoted | UiLookup | UiSnapshot | LogNoted
          | SpoolDropped)
-EVENT_TYPES: dict[str, type] = {
+EVENT_TYPES: dict[str, type[Event]] = {
     "run_started": RunStarted, "run_finished": RunFinished, "resource_sample": ResourceSample,
     "step": StepFinished, "failure": FailureNoted, "ui_lookup": UiLookup, "ui_snapshot": UiSnapshot,
     "log": LogNoted, "spool_dropped": SpoolDropped,
 }
 
 
-def to_wire(event: Event) -> dict:
+def to_wire(event: Event) -> dict[str, Any]:  # JSON values
     return {k: v for k, v in asdict(event).items() if v is not None}
 
 
-def from_wire(data: dict) -> Event:
+def from_wire(data: dict[str, Any]) -> Event:
     """Build an event from an already validated wire dict (unknown keys are ignored)."""
     cls = EVENT_TYPES[data["type"]]
     names = {f.name for f in fields(cls)}

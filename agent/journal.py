@@ -12,10 +12,13 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from ._platform import create_private, narrow_private, private_dir
 from .events import RunFinished
+
+Row = dict[str, Any]  # a row by column name: SQLite values, as the table declares them
+JsonObject = dict[str, Any]  # a decoded JSON object (a checkpoint's state)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -245,7 +248,7 @@ class Journal:
         return cur.rowcount == 1
 
     def set_ui_drift(self, bot: str, screen: str, kind: str, *, time: float, score: float,
-                     baseline_time: float | None, run_id: str | None, selectors: dict | None,
+                     baseline_time: float | None, run_id: str | None, selectors: dict[str, int] | None,
                      source: str | None) -> None:
         """The latest drift of a screen (per kind of snapshot); an older reading never replaces a newer."""
         import json
@@ -263,7 +266,7 @@ class Journal:
     def ensure_bot(self, name: str, now: float) -> None:
         self._db.execute("INSERT OR IGNORE INTO bots (name, first_seen) VALUES (?, ?)", (name, now))
 
-    def put_checkpoint(self, source: str, identity: str, state: dict, now: float | None = None) -> None:
+    def put_checkpoint(self, source: str, identity: str, state: JsonObject, now: float | None = None) -> None:
         """Where a source is in one of the things it reads (`identity`: a file, a folder...):
         `state`, any JSON object, replacing the one before."""
         import json
@@ -320,7 +323,7 @@ class Journal:
                                         (bot, limit)).fetchall()
         return [Flip(**dict(r)) for r in rows][::-1]
 
-    def ui_baseline(self, bot: str, screen: str, kind: str, *, header_only: bool = False) -> dict | None:
+    def ui_baseline(self, bot: str, screen: str, kind: str, *, header_only: bool = False) -> Row | None:
         """A screen's baseline: id, created, source, digest (and fingerprint, raw unless `header_only`)."""
         if not self._columns.get("ui_baselines"):
             return None  # a read-only journal older than UI baselines
@@ -330,7 +333,7 @@ class Journal:
                                    (bot, screen, kind)).fetchone()
         return dict(row) if row else None
 
-    def ui_baselines(self, bot: str | None = None) -> list[dict]:
+    def ui_baselines(self, bot: str | None = None) -> list[Row]:
         """Every baseline's bot, screen, kind, created, source (no fingerprints)."""
         if not self._columns.get("ui_baselines"):
             return []
@@ -347,7 +350,7 @@ class Journal:
         with self._lock:
             return [r[0] for r in self._db.execute("SELECT DISTINCT screen FROM ui_baselines WHERE bot = ?", (bot,))]
 
-    def ui_drift(self, after_id: int = 0) -> list[dict]:
+    def ui_drift(self, after_id: int = 0) -> list[Row]:
         """Latest drift per (bot, screen, kind) written after row id `after_id`, oldest first; the
         selectors decoded."""
         import json
@@ -367,7 +370,7 @@ class Journal:
             out.append(d)
         return out
 
-    def ui_drift_latest(self, bot: str, screen: str, kind: str) -> dict | None:
+    def ui_drift_latest(self, bot: str, screen: str, kind: str) -> Row | None:
         if not self._columns.get("ui_drift"):
             return None
         with self._lock:
@@ -380,16 +383,17 @@ class Journal:
         if not self._columns.get("ui_drift"):
             return 0
         with self._lock:
-            return self._db.execute("SELECT COALESCE(MAX(id), 0) FROM ui_drift").fetchone()[0]
+            seq: int = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM ui_drift").fetchone()[0]
+            return seq
 
-    def recent_runs(self, bot: str, limit: int = 10) -> list[dict]:
+    def recent_runs(self, bot: str, limit: int = 10) -> list[Row]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT run_id, started, ended, exit_status, outcome, reason FROM runs WHERE bot = ? "
                 "ORDER BY ended DESC LIMIT ?", (bot, limit)).fetchall()
         return [dict(r) for r in rows]
 
-    def get_checkpoint(self, source: str, identity: str) -> dict | None:
+    def get_checkpoint(self, source: str, identity: str) -> JsonObject | None:
         """The state last put for (source, identity); None when there is none (or it is unreadable)."""
         import json
 
@@ -404,7 +408,7 @@ class Journal:
             return None
         return state if isinstance(state, dict) else None
 
-    def checkpoints(self, source: str) -> Iterator[tuple[str, dict, float]]:
+    def checkpoints(self, source: str) -> Iterator[tuple[str, JsonObject, float]]:
         """Every (identity, state, updated) of a source, by identity."""
         import json
 
@@ -431,4 +435,5 @@ class Journal:
 
     def count_runs(self) -> int:
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+            count: int = self._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+            return count

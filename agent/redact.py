@@ -33,6 +33,7 @@ What is recognised (docs and tests: tests/test_security.py holds one case of eve
 """
 
 import re
+from collections.abc import Callable
 
 _MASK = "[REDACTED]"
 
@@ -55,10 +56,10 @@ _OPTION_VALUE = r"(?!\[REDACTED\])(\"[^\"\n]*\"|'[^'\n]*'|(?!-)\S+)"
 _KEY_WORDS = ("pass", "pwd", "secret", "token", "key", "auth")  # one of them is in every _SECRET_WORD
 
 
-def _sub(mask_group: int | None = 1, keep_after: int | None = None):
+def _sub(mask_group: int | None = 1, keep_after: int | None = None) -> Callable[[re.Match[str]], str]:
     """A replacement: the text of group `mask_group` (what names the secret), the mask, then
     group `keep_after` when given; only the mask when `mask_group` is None."""
-    def repl(m: re.Match) -> str:
+    def repl(m: re.Match[str]) -> str:
         head = m.group(mask_group) if mask_group else ""
         return head + _MASK + ((m.group(keep_after) or "") if keep_after else "")
     return repl

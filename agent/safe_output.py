@@ -21,12 +21,12 @@ _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
-def _escape(m: re.Match) -> str:
+def _escape(m: re.Match[str]) -> str:
     c = m.group()
     return _NAMED.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
 
 
-def for_terminal(value) -> str:
+def for_terminal(value: object) -> str:
     """`value` as text with every control character shown as an escape (see the module docstring)."""
     text = value if isinstance(value, str) else str(value)
     return _UNSAFE.sub(_escape, text)
@@ -36,7 +36,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 
-def csv_cell(value):
+def csv_cell(value: object) -> str | int | float:
     """A value for csv.writer: None as an empty cell, numbers as they are, text escaped for a
     terminal (`botwatch inventory` prints to one) and quoted when a spreadsheet would read it
     as a formula."""

@@ -3,11 +3,23 @@ fixed interval. Pure functions of timestamps: no timers."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from functools import lru_cache
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
+
+
+class Window(Protocol):
+    """A maintenance window, as the estate file declares it (config.MaintenanceWindow)."""
+
+    @property
+    def schedule(self) -> str: ...
+
+    @property
+    def duration(self) -> float: ...
 
 
 @lru_cache(maxsize=256)
@@ -26,11 +38,12 @@ def next_due(*, after: float, schedule: str | None = None, every: float | None =
     return None
 
 
-def maintenance_at(now: float, windows, timezone: str = "UTC") -> tuple[bool, float | None]:
+def maintenance_at(now: float, windows: Iterable[Window], timezone: str = "UTC") -> tuple[bool, float | None]:
     """(inside a window now, end of the latest window that ended before now).
 
     Each window starts at its cron `schedule` (in the bot's timezone) and lasts `duration`."""
-    inside, last_end = False, None
+    inside = False
+    last_end: float | None = None
     local = datetime.fromtimestamp(now, _zone(timezone))
     for w in windows:
         start = next(CronSim(w.schedule, local, reverse=True)).timestamp()

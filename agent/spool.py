@@ -18,11 +18,25 @@ The spool, its -wal and -shm are private to the user (0600); folders botwatch cr
 are 0700 (a folder that exists keeps its mode).
 """
 
+from __future__ import annotations
+
 import os
 import sqlite3
 import time
 
 from ._platform import create_private, narrow_private, private_dir
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the hot path)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+    from types import TracebackType
+    from typing import Any, Literal, TypeVar
+
+    _T = TypeVar("_T")
+    Value = str | int | float | None  # what an event field or SQL parameter holds (a bool is an int)
+    Totals = dict[str, Any]  # a row of TOTALS_COLUMNS, failures and buckets decoded from JSON
+    # (seq, bot, run_id, agent_url, config, event JSON, attempts, kind)
+    ReadyRow = tuple[int, str, str, str | None, str | None, str, int, str]
 
 SCHEMA_VERSION = 1
 _SCHEMA = (
@@ -136,7 +150,7 @@ class Spool:
                 self.db.execute(statement)
             self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-    def transaction(self):
+    def transaction(self) -> _Transaction:
         """BEGIN IMMEDIATE ... COMMIT; inside one already begun, part of it."""
         return _Transaction(self.db)
 
@@ -144,13 +158,14 @@ class Spool:
 
     def data_version(self) -> int:
         """Changes whenever another connection (a wrapper adding a run) commits to the spool."""
-        return self.db.execute("PRAGMA data_version").fetchone()[0]
+        version: int = self.db.execute("PRAGMA data_version").fetchone()[0]
+        return version
 
     def close(self) -> None:
         self.db.close()
 
     # -- adding (the wrapper's side) ------------------------------------------------------------
-    def _insert(self, sql: str, args: list) -> None:
+    def _insert(self, sql: str, args: list[Value]) -> None:
         """Insert one event and keep the spool within its bound, in one transaction."""
         with self._transaction():
             self.db.execute(sql, args)
@@ -175,8 +190,10 @@ class Spool:
                             ("dropped:" + target, count))
             self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", ("dropped_at:" + target, now))
 
-    def _add(self, kind: str, bot: str, run_id: str, agent_url, config, pairs: list, target=None) -> None:
-        args, placeholders = [], []
+    def _add(self, kind: str, bot: str, run_id: str, agent_url: str | None, config: str | None,
+             pairs: list[tuple[str, Value]], target: str | None = None) -> None:
+        args: list[Value] = []
+        placeholders: list[str] = []
         for key, value in pairs:
             placeholders.append("?, ?")
             args += [key, value]
@@ -186,29 +203,31 @@ class Spool:
             [kind, bot, run_id, time.time(), agent_url, config, target or AGENT, *args],
         )
 
-    def add_started(self, bot, run_id, at, host, *, agent_url=None, config=None, target=None) -> None:
+    def add_started(self, bot: str, run_id: str, at: float, host: str | None, *, agent_url: str | None = None,
+                    config: str | None = None, target: str | None = None) -> None:
         self._add("start", bot, run_id, agent_url, config, [
             ("type", "run_started"), ("bot", bot), ("run_id", run_id), ("time", at), ("host", host),
             ("source", "wrapper")], target)
 
-    def add_sample(self, bot, run_id, at, cpu_seconds, rss_bytes, processes, *, agent_url=None, config=None,
-                   target=None) -> None:
+    def add_sample(self, bot: str, run_id: str, at: float, cpu_seconds: float | None, rss_bytes: int | None,
+                   processes: int | None, *, agent_url: str | None = None, config: str | None = None,
+                   target: str | None = None) -> None:
         self._add("sample", bot, run_id, agent_url, config, [
             ("type", "resource_sample"), ("bot", bot), ("run_id", run_id), ("time", at),
             ("cpu_seconds", cpu_seconds), ("rss_bytes", rss_bytes), ("processes", processes), ("source", "wrapper")],
             target)
 
-    def add_finished(self, bot, run_id, *, agent_url=None, config=None, source="wrapper", target=None,
-                     **fields) -> None:
-        pairs = [("type", "run_finished"), ("bot", bot), ("run_id", run_id), ("source", source)]
+    def add_finished(self, bot: str, run_id: str, *, agent_url: str | None = None, config: str | None = None,
+                     source: str = "wrapper", target: str | None = None, **fields: Value) -> None:
+        pairs: list[tuple[str, Value]] = [("type", "run_finished"), ("bot", bot), ("run_id", run_id), ("source", source)]
         for key in _FINISHED_FIELDS:
             value = fields.get(key)
             if value is not None:
                 pairs.append((key, int(value) if key == "timed_out" else value))
         self._add("finish", bot, run_id, agent_url, config, pairs, target)
 
-    def add_event(self, kind: str, bot: str, run_id: str, event_json: str, *, agent_url=None, config=None,
-                  target=None) -> None:
+    def add_event(self, kind: str, bot: str, run_id: str, event_json: str, *, agent_url: str | None = None,
+                  config: str | None = None, target: str | None = None) -> None:
         """Any event already serialised as a JSON object (SDKs: steps, failures, UI look-ups)."""
         self._insert(
             "INSERT INTO outbox (kind, bot, run_id, created, agent_url, config, target, event) "
@@ -217,11 +236,12 @@ class Spool:
 
     # -- the bound ------------------------------------------------------------------------------
     def events(self) -> int:
-        return self.db.execute("SELECT value FROM meta WHERE key = 'events'").fetchone()[0]
+        count: int = self.db.execute("SELECT value FROM meta WHERE key = 'events'").fetchone()[0]
+        return count
 
     def dropped(self, target: str) -> tuple[int, float | None]:
         """(events of `target` dropped and not yet reported, time of the latest drop)."""
-        rows = dict(self.db.execute("SELECT key, value FROM meta WHERE key IN (?, ?)",
+        rows: dict[str, float] = dict(self.db.execute("SELECT key, value FROM meta WHERE key IN (?, ?)",
                                     ("dropped:" + target, "dropped_at:" + target)))
         return int(rows.get("dropped:" + target, 0)), rows.get("dropped_at:" + target)
 
@@ -230,13 +250,13 @@ class Spool:
         self.db.execute("UPDATE meta SET value = value - ? WHERE key = ?", (n, "dropped:" + target))
 
     # -- delivery side: the agent ---------------------------------------------------------------
-    def ready(self, now: float, limit: int = 500) -> list[tuple]:
+    def ready(self, now: float, limit: int = 500) -> list[ReadyRow]:
         """Agent events due for a (re)try, oldest first."""
         return self.db.execute(
             "SELECT seq, bot, run_id, agent_url, config, event, attempts, kind FROM outbox "
             "WHERE target = 'agent' AND next_attempt <= ? ORDER BY seq LIMIT ?", (now, limit)).fetchall()
 
-    def waiting(self, now: float) -> list[tuple]:
+    def waiting(self, now: float) -> list[tuple[int, str, str | None, str | None]]:
         """Agent events held back until later (a backoff, a deferral): (seq, bot, agent_url, config)."""
         return self.db.execute(
             "SELECT seq, bot, agent_url, config FROM outbox WHERE target = 'agent' AND next_attempt > ?",
@@ -247,13 +267,15 @@ class Spool:
         row = self.db.execute(
             "SELECT MIN(t) FROM (SELECT MIN(next_attempt) AS t FROM outbox "
             "UNION ALL SELECT MIN(next_attempt) FROM totals WHERE pending = 1)").fetchone()
-        return row[0]
+        at: float | None = row[0]
+        return at
 
     def pending(self) -> int:
         """Finished runs not yet delivered, and totals not yet published."""
-        return self.db.execute(
+        count: int = self.db.execute(
             "SELECT (SELECT COUNT(*) FROM outbox WHERE kind = 'finish') "
             "+ (SELECT COUNT(*) FROM totals WHERE pending = 1)").fetchone()[0]
+        return count
 
     def delivered(self, seqs: list[int]) -> None:
         with self._transaction():
@@ -279,7 +301,7 @@ class Spool:
             self.db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
 
     # -- delivery side: totals for the Pushgateway and the textfile collector -------------------
-    def fold(self, apply, limit: int = 1000) -> int:
+    def fold(self, apply: Callable[[Totals, str], object], limit: int = 1000) -> int:
         """Fold spooled events of the targets without an agent into their bots' totals.
 
         `apply(totals, event_json)` updates one bot's totals (a dict of TOTALS_COLUMNS) with a
@@ -288,19 +310,17 @@ class Spool:
         marked pending. Drops counted for those targets are folded into their spool row the
         same way. Returns the number of events folded.
         """
-        import json
-
         with self._transaction():
             rows = self.db.execute(
                 "SELECT seq, target, bot, kind, event FROM outbox WHERE target != 'agent' ORDER BY seq LIMIT ?",
                 (limit,)).fetchall()
-            touched: dict[tuple[str, str], dict] = {}
+            touched: dict[tuple[str, str], Totals] = {}
             for seq, target, bot, kind, event in rows:
                 if kind != "finish":
                     continue  # starts and samples matter to an agent only
                 totals = touched.get((target, bot))
                 if totals is None:
-                    totals = touched[(target, bot)] = self._load_totals(target, bot, json)
+                    totals = touched[(target, bot)] = self._load_totals(target, bot)
                 trial = {**totals, "failures": dict(totals["failures"]), "buckets": list(totals["buckets"])}
                 try:
                     apply(trial, event)
@@ -315,26 +335,28 @@ class Spool:
             for target in {t for t, _bot in touched}:
                 if (target, "") not in touched and not self.db.execute(
                         "SELECT 1 FROM totals WHERE target = ? AND bot = ''", (target,)).fetchone():
-                    touched[(target, "")] = self._load_totals(target, "", json)  # first publication: 0 dropped
+                    touched[(target, "")] = self._load_totals(target, "")  # first publication: 0 dropped
             for key, value in self.db.execute(
                     "SELECT key, value FROM meta WHERE key LIKE 'dropped:%' AND key != 'dropped:agent' "
                     "AND value != 0").fetchall():
                 target = key.removeprefix("dropped:")
                 own = touched.get((target, ""))
                 if own is None:
-                    own = touched[(target, "")] = self._load_totals(target, "", json)
+                    own = touched[(target, "")] = self._load_totals(target, "")
                 own["dropped_total"] += value
                 self.db.execute("UPDATE meta SET value = value - ? WHERE key = ?", (value, key))
             for totals in touched.values():
                 totals["pending"], totals["next_attempt"] = 1, 0
-                self._save_totals(totals, json)
+                self._save_totals(totals)
         return len(rows)
 
-    def _load_totals(self, target: str, bot: str, json) -> dict:
+    def _load_totals(self, target: str, bot: str) -> Totals:
+        import json
+
         row = self.db.execute(f"SELECT {', '.join(TOTALS_COLUMNS)} FROM totals WHERE target = ? AND bot = ?",
                               (target, bot)).fetchone()
         if row is None:
-            totals = {c: None for c in TOTALS_COLUMNS}
+            totals: Totals = {c: None for c in TOTALS_COLUMNS}
             totals.update(target=target, bot=bot, runs_total=0, failures={}, buckets=[], duration_sum=0.0,
                           duration_count=0, consecutive_failures=0, dropped_total=0, pending=1, attempts=0,
                           next_attempt=0)
@@ -344,32 +366,34 @@ class Spool:
         totals["buckets"] = json.loads(totals["buckets"])
         return totals
 
-    def _save_totals(self, totals: dict, json) -> None:
+    def _save_totals(self, totals: Totals) -> None:
+        import json
+
         values = [json.dumps(totals[c]) if c in ("failures", "buckets") else totals[c] for c in TOTALS_COLUMNS]
         self.db.execute(f"INSERT OR REPLACE INTO totals ({', '.join(TOTALS_COLUMNS)}) "
                         f"VALUES ({', '.join('?' * len(TOTALS_COLUMNS))})", values)
 
-    def totals_due(self, now: float) -> list[dict]:
+    def totals_due(self, now: float) -> list[Totals]:
         """Totals waiting to be published whose next attempt is due, by target, spool row last."""
         import json
 
         rows = self.db.execute(
             f"SELECT {', '.join(TOTALS_COLUMNS)} FROM totals WHERE pending = 1 AND next_attempt <= ? "
             "ORDER BY target, bot = '', bot", (now,)).fetchall()
-        out = []
+        out: list[Totals] = []
         for row in rows:
-            totals = dict(zip(TOTALS_COLUMNS, row))
+            totals: Totals = dict(zip(TOTALS_COLUMNS, row))
             totals["failures"] = json.loads(totals["failures"])
             totals["buckets"] = json.loads(totals["buckets"])
             out.append(totals)
         return out
 
-    def published(self, target: str, bot: str, sent: dict | None = None) -> None:
+    def published(self, target: str, bot: str, sent: Totals | None = None) -> None:
         """The totals of (target, bot) were published; with `sent`, the totals that went out, only if
         no run or drop was folded in since (else they stay pending, to be published again)."""
         sql = ("UPDATE totals SET pending = 0, attempts = 0, next_attempt = 0, last_error = NULL "
                "WHERE target = ? AND bot = ?")
-        args: tuple = (target, bot)
+        args: tuple[Value, ...] = (target, bot)
         if sent is not None:
             sql += " AND runs_total = ? AND dropped_total = ?"
             args += (sent["runs_total"], sent["dropped_total"])
@@ -403,13 +427,14 @@ class _Transaction:
         self.db = db
         self.outer = False
 
-    def __enter__(self):
+    def __enter__(self) -> sqlite3.Connection:
         if not self.db.in_transaction:  # inside a transaction already begun: part of it
             self.db.execute("BEGIN IMMEDIATE")
             self.outer = True
         return self.db
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> Literal[False]:
         if not self.outer:
             return False
         if exc_type is None:
@@ -419,6 +444,6 @@ class _Transaction:
         return False
 
 
-def _chunks(items: list, size: int):
+def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
     for i in range(0, len(items), size):
         yield items[i:i + size]

@@ -205,3 +205,31 @@ def test_runs_waiting_out_a_backoff_go_as_soon_as_their_agent_answers_again(tmp_
              what="the new run and the five that waited out a backoff")
     wait_for(lambda: rows(spool, "SELECT COUNT(*) FROM outbox") == [(0,)], timeout=LIVE_WAIT,
              what="an empty spool")
+
+
+def test_an_agent_back_from_an_outage_gets_a_new_run_and_those_that_waited_without_waiting_out_the_backoff(
+        tmp_path, spool, agents):
+    """The deliverer rests on an agent that was away (its longest backoff); the agent comes back
+    and a bot runs: its run probes the agent within seconds, and the runs that waited go with it.
+    (A deliverer that only waited out the backoff could run out of patience first and strand them.)"""
+    port = free_port()
+    config = write_estate(tmp_path / "botwatch.yaml", "- name: alpha\n", port)
+    url = f"http://127.0.0.1:{port}"  # the agent is not started yet
+    s = Spool(str(spool))
+    for i in range(3):
+        s.add_finished("alpha", f"waited-{i}", agent_url=url, ended=1.0 + i, outcome="success")
+    s.close()
+    age_outbox(spool)
+    deliverer = start_deliverer(spool, tmp_path)
+    try:
+        wait_for(lambda: {a for (a,) in rows(spool, "SELECT attempts FROM outbox")} == {ATTEMPTS_AFTER_A_MINUTE + 1},
+                 what="the deliverer's attempt at the agent that is away")
+        live = agents(config, port).start()
+        env = run_env(spool)
+        assert wrapped(tmp_path, "alpha", ["--agent", url], "exit 0", env)[0] == 0
+        wait_for(lambda: live.metrics().get('botwatch_runs_total{bot="alpha"}') == 4, timeout=LIVE_WAIT,
+                 what="the new run and the three that waited")
+        assert deliverer.poll() is None  # the resting deliverer did it, not a new one
+    finally:
+        deliverer.kill()
+        deliverer.wait()

@@ -1,9 +1,10 @@
 """The few platform specifics, chosen at run time: process groups and signals on POSIX,
 process groups, CTRL_BREAK and job-less tree kills on Windows. Everything else is portable."""
 
-import os
+import sys
 
-if os.name == "nt":  # pragma: no cover - exercised on Windows hosts only
+# sys.platform rather than os.name: type checkers read it and check only this platform's branch
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows hosts only
     from .windows import (Child, create_private, install_forwarding, lock_exclusive, narrow_private,
                           private_dir, spawn_detached, user_state_dir)
 else:

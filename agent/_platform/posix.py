@@ -2,9 +2,23 @@
 exit is seen through a pidfd where the kernel has one. Imports stay minimal: this is the
 hot path of `botwatch run`."""
 
+from __future__ import annotations
+
 import os
 import select
 import signal
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the hot path)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from resource import struct_rusage
+    from typing import IO, Protocol
+
+    class Signallable(Protocol):
+        """A descendant process to signal (a psutil.Process)."""
+
+        def send_signal(self, sig: int) -> None: ...
+
 
 _STREAMS = 2  # stdout, stderr
 
@@ -38,7 +52,7 @@ class Child:
         self._poll = select.poll()
         for fd in self._fds:
             self._poll.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-        self._pidfd = None
+        self._pidfd: int | None = None
         if hasattr(os, "pidfd_open"):
             try:
                 self._pidfd = os.pidfd_open(self.pid)
@@ -46,10 +60,10 @@ class Child:
             except OSError:
                 self._pidfd = None
         self.status: int | None = None  # raw wait status once reaped
-        self.rusage = None
+        self.rusage: struct_rusage | None = None
 
     # -- pumping ----------------------------------------------------------------------------
-    def pump(self, sink, timeout: float) -> None:
+    def pump(self, sink: Callable[[int, bytes], object], timeout: float) -> None:
         """Wait up to `timeout` seconds; pass any output to sink(stream, data); reap on exit."""
         if self._pidfd is None and self.status is None:
             timeout = min(timeout, 0.05)  # no pidfd: poll the exit status a few times a second
@@ -120,13 +134,13 @@ class Child:
         except (ProcessLookupError, PermissionError):
             pass
 
-    def terminate_tree(self, descendants: list) -> None:
+    def terminate_tree(self, descendants: Iterable[Signallable]) -> None:
         self._signal_tree(signal.SIGTERM, descendants)
 
-    def kill_tree(self, descendants: list) -> None:
+    def kill_tree(self, descendants: Iterable[Signallable]) -> None:
         self._signal_tree(signal.SIGKILL, descendants)
 
-    def _signal_tree(self, sig: int, descendants: list) -> None:
+    def _signal_tree(self, sig: int, descendants: Iterable[Signallable]) -> None:
         """Signal the group, then every descendant seen (some leave the group with setsid);
         descendants are psutil.Process objects, which refuse to signal a reused pid."""
         self.forward(sig)
@@ -144,7 +158,7 @@ class Child:
             return False
 
 
-def install_forwarding(handler) -> None:
+def install_forwarding(handler: Callable[[int], object]) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, _frame: handler(signum))
 
@@ -161,7 +175,7 @@ def spawn_detached(argv: list[str]) -> None:
         os.close(devnull)
 
 
-def lock_exclusive(path: str):
+def lock_exclusive(path: str) -> IO[bytes] | None:
     """A non-blocking exclusive lock on `path`: an open file object while held, None if taken."""
     import fcntl
 
@@ -187,7 +201,7 @@ def user_state_dir() -> str:
 def private_dir(path: str) -> None:
     """Create the folder `path` and the missing folders above it 0700. A folder that exists is
     left as it is: the user chose it, and may share it with other programs."""
-    missing = []
+    missing: list[str] = []
     p = os.path.abspath(path)
     while not os.path.isdir(p):
         missing.append(p)

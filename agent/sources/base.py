@@ -22,10 +22,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..journal import JournalError
 from . import registry
+
+if TYPE_CHECKING:
+    from ..config import LoadedEstate
+    from ..journal import Journal
+    from ..state import EstateState
 
 log = logging.getLogger("botwatch.sources")
 
@@ -47,7 +52,7 @@ class PeriodicTask:
         self._warned: dict[object, float] = {}
 
     # -- to implement ----------------------------------------------------------------------
-    def poll_once(self):
+    def poll_once(self) -> object:  # what it returns (e.g. events read) is the source's business
         raise NotImplementedError
 
     def poll(self) -> None:
@@ -114,7 +119,7 @@ class PeriodicTask:
                 return
 
     # -- warnings --------------------------------------------------------------------------
-    def warn(self, key, msg: str, *args, every: float = WARN_EVERY, exc_info=False) -> bool:
+    def warn(self, key: object, msg: str, *args: object, every: float = WARN_EVERY, exc_info: bool = False) -> bool:
         """Logs a warning unless one of the same `key` was logged less than `every` seconds ago;
         True when it was logged."""
         now = time.monotonic()
@@ -137,23 +142,24 @@ class Source(PeriodicTask):
     config_keys: ClassVar[tuple[str, ...]] = ()  # the estate settings it reads (for the docs)
     default_interval: ClassVar[float] = 1.0
 
-    def __init_subclass__(cls, register: bool = True, **kwargs):
+    def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if register and "name" in cls.__dict__:
             registry.register(cls)
 
-    def __init__(self, state, journal=None, *, interval: float | None = None):
+    def __init__(self, state: EstateState, journal: Journal | None = None, *, interval: float | None = None):
         super().__init__(self.default_interval if interval is None else interval)
         self.state, self.journal = state, journal
         self.thread_name = f"botwatch-source-{self.name}"
 
     @classmethod
-    def wanted(cls, loaded) -> bool:
+    def wanted(cls, loaded: LoadedEstate) -> bool:
         """Whether this estate (a LoadedEstate) asks for this source."""
         return False
 
     @classmethod
-    def from_estate(cls, loaded, state, journal, **deps) -> "Source":
+    def from_estate(cls, loaded: LoadedEstate, state: EstateState, journal: Journal | None,
+                    **deps: object) -> Source:
         """The source for this estate; `deps` are shared objects the agent passes to every
         source (e.g. `probe`, the UI drift probe): take the ones you need."""
         return cls(state, journal)
@@ -167,7 +173,7 @@ class Source(PeriodicTask):
         self.state.count_parse_error(self.label)
 
     # -- checkpoints -----------------------------------------------------------------------
-    def load_checkpoint(self, identity: str) -> dict | None:
+    def load_checkpoint(self, identity: str) -> dict[str, Any] | None:
         """What `save_checkpoint(identity, ...)` last saved, even before a restart; None if nothing."""
         if self.journal is None:
             return None
@@ -177,7 +183,7 @@ class Source(PeriodicTask):
             self.warn(("checkpoint-read",), "%s: cannot read where it was: %s", self.thread_name, exc)
             return None
 
-    def save_checkpoint(self, identity: str, state: dict) -> bool:
+    def save_checkpoint(self, identity: str, state: dict[str, Any]) -> bool:
         """Remembers `state` (a JSON object) for `identity`; False (and warned) when the journal
         cannot be written."""
         if self.journal is None:

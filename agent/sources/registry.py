@@ -14,6 +14,35 @@ from __future__ import annotations
 
 import importlib
 import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from ..config import LoadedEstate
+    from ..journal import Journal
+    from ..state import EstateState
+    from .base import PeriodicTask
+
+
+class SourceClass(Protocol):
+    """What the registry and the agent use of a source class (`Source` subclasses have it all)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def event_labels(self) -> tuple[str, ...]: ...
+
+    @property
+    def error_labels(self) -> tuple[str, ...]: ...
+
+    def wanted(self, loaded: LoadedEstate) -> bool: ...
+
+    def from_estate(self, loaded: LoadedEstate, state: EstateState, journal: Journal | None,
+                    **deps: object) -> PeriodicTask: ...
+
+
+SourceClassT = TypeVar("SourceClassT", bound=SourceClass)
 
 BUILTIN_MODULES = ("botwatch.sources.processes", "botwatch.sources.logs", "botwatch.sources.snapshots")
 # what the agent's clients (HTTP API, check-ins, SDKs, deliverers, wrapper) count under
@@ -21,13 +50,13 @@ CLIENT_EVENT_LABELS = ("api", "ping", "robot", "sdk", "spool", "wrapper")
 CLIENT_ERROR_LABELS = ("api", "ping")
 OTHER = "other"
 
-_classes: dict[str, type] = {}
+_classes: dict[str, SourceClass] = {}
 _lock = threading.RLock()
 _builtins_loaded = False
 _labels: tuple[tuple[str, ...], frozenset[str], tuple[str, ...]] | None = None  # events, known events, errors
 
 
-def register(cls: type) -> type:
+def register(cls: SourceClassT) -> SourceClassT:
     """Adds a source class (called by `Source.__init_subclass__`; usable as a decorator on a
     class that is not a Source but has its `name`, `event_labels`, `error_labels`, `wanted` and
     `from_estate`). A second class of the same name replaces the first (a reloaded module)."""
@@ -49,31 +78,31 @@ def _load_builtins() -> None:
             _builtins_loaded = True
 
 
-def load_modules(names) -> None:
+def load_modules(names: Iterable[str]) -> None:
     """Imports the source modules named (dotted); raises ImportError for one that is not found."""
     _load_builtins()
     for name in names:
         importlib.import_module(name)
 
 
-def sources() -> dict[str, type]:
+def sources() -> dict[str, SourceClass]:
     """Every registered source class, by name."""
     _load_builtins()
     with _lock:
         return dict(_classes)
 
 
-def wanted(loaded) -> list[type]:
+def wanted(loaded: LoadedEstate) -> list[SourceClass]:
     """The source classes this estate (a LoadedEstate) asks for, in registration order."""
     return [cls for cls in sources().values() if cls.wanted(loaded)]
 
 
-def _ordered(labels) -> tuple[str, ...]:
+def _ordered(labels: Iterable[str]) -> tuple[str, ...]:
     plain = sorted(x for x in labels if ":" not in x)
     return (*plain, *sorted(x for x in labels if ":" in x))
 
 
-def _compute():
+def _compute() -> tuple[tuple[str, ...], frozenset[str], tuple[str, ...]]:
     global _labels
     if _labels is None:
         classes = sources()
