@@ -162,6 +162,7 @@ class Deliverer:
         self.batch_size: dict[tuple, int] = {}  # agent -> the largest batch it takes (halved at each 413)
         self.delivered = self.failed = 0
         self.last_progress = time.time()
+        self.newest = 0  # the latest event spooled that this deliverer has seen
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -170,6 +171,9 @@ class Deliverer:
     def step(self, now: float | None = None) -> None:
         """Take in finished requests, then start one for every target with events due."""
         now = time.time() if now is None else now
+        newest = self.spool.newest_seq()
+        if newest > self.newest:  # a newly spooled run gets the deliverer's full patience
+            self.newest, self.last_progress = newest, time.time()
         self.collect()
         self._send_events(now)
         self.spool.fold(apply_finished)
@@ -503,17 +507,16 @@ def run_deliverer(spool_path: str, patience: float, lock=None) -> int:
         try:
             spool = Spool(spool_path)
             try:
-                gave_up = _deliver_until_empty(spool, patience)
+                gave_up, seen = _deliver_until_empty(spool, patience)
             finally:
                 spool.close()
         finally:
             lock.close()
-        if gave_up:
-            return 0
-        # An event spooled while we were finishing found the lock taken: look once more.
+        # An event spooled while we were finishing (or giving up) found the lock taken, and its
+        # own deliverer left it to us: look once more.
         check = Spool(spool_path)
         try:
-            if check.next_attempt_at() is None:
+            if check.newest_seq() <= seen and (gave_up or check.next_attempt_at() is None):
                 return 0
         finally:
             check.close()
@@ -524,8 +527,9 @@ def run_deliverer(spool_path: str, patience: float, lock=None) -> int:
 POLL = 0.2  # how often a deliverer waiting on a backoff looks for newly spooled events
 
 
-def _deliver_until_empty(spool: Spool, patience: float) -> bool:
-    """True when it gave up (nothing delivered for `patience` seconds), False when all is done.
+def _deliver_until_empty(spool: Spool, patience: float) -> tuple[bool, int]:
+    """(gave up: nothing delivered and nothing new spooled for `patience` seconds, else all is
+    done; the latest event it saw spooled).
 
     Between passes it waits for the first of: an answer from a target, the next retry due, or
     a new event written to the spool (SQLite's data_version changes with every other writer's
@@ -536,13 +540,13 @@ def _deliver_until_empty(spool: Spool, patience: float) -> bool:
             deliverer.step()
             nxt = spool.next_attempt_at()
             if nxt is None and not deliverer.inflight:
-                return False
+                return False, deliverer.newest
             if time.time() - deliverer.last_progress > patience:
                 deliverer.drain()  # a request in flight may yet succeed: its answer counts first
                 if time.time() - deliverer.last_progress > patience:
                     log.warning("giving up for now: %d run(s) or bot totals stay in %s until the next run",
                                 spool.pending(), spool.path)
-                    return True
+                    return True, deliverer.newest
                 continue
             deadline = min(nxt if nxt is not None else math.inf, time.time() + MAX_BACKOFF)
             version = spool.data_version()
@@ -553,7 +557,7 @@ def _deliver_until_empty(spool: Spool, patience: float) -> bool:
                         break
                 else:
                     time.sleep(wait)
-        return True
+        return True, deliverer.newest
     finally:
         deliverer.drain()
         deliverer.close()

@@ -262,6 +262,11 @@ class Spool:
             "SELECT seq, bot, agent_url, config FROM outbox WHERE target = 'agent' AND next_attempt > ?",
             (now,)).fetchall()
 
+    def newest_seq(self) -> int:
+        """The number of the latest event ever spooled (grows with every new event)."""
+        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+        return int(row[0]) if row else 0
+
     def next_attempt_at(self) -> float | None:
         """When there is something to do next: an event to send, totals to publish; None if nothing."""
         row = self.db.execute(
