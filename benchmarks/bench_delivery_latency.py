@@ -155,20 +155,8 @@ def deliverers(spools: set[str]) -> list:
 
 def end_deliverers(spools: set[str]) -> int:
     """End the deliverers of our spools that are still there (by pid); how many there were."""
-    import psutil
-
     left = deliverers(spools)
-    for p in left:
-        try:
-            p.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _gone, alive = psutil.wait_procs(left, timeout=5)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
+    common.end_processes(left, grace=5)
     return len(left)
 
 

@@ -126,23 +126,11 @@ def wait_quiet(spools: set[str], timeout: float = 5.0) -> bool:
 
 def reap_deliverers(spools: set[str], timeout: float) -> dict:
     """Let our deliverers give up by themselves (patience is 1 s); end stragglers by pid."""
-    import psutil
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and deliverers(spools):
         time.sleep(0.1)
     left = deliverers(spools)
-    for p in left:
-        try:
-            p.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _gone, alive = psutil.wait_procs(left, timeout=3)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
+    common.end_processes(left, grace=3)
     return {"terminated": len(left)}
 
 

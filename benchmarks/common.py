@@ -324,6 +324,23 @@ def stop_process(proc: subprocess.Popen, log=None, timeout: float = 15.0) -> Non
         log.close()
 
 
+def end_processes(procs: list, grace: float) -> None:
+    """psutil processes: SIGTERM, then SIGKILL to those still there after `grace` seconds."""
+    import psutil
+
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _gone, alive = psutil.wait_procs(procs, timeout=grace)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
 def die_with_parent() -> None:
     """In a child, before exec (preexec_fn, Linux): end with the benchmark, even if it is killed."""
     import ctypes
