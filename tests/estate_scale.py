@@ -204,7 +204,7 @@ class Estate:
         self.vm: stack.Server | None = None
         self.delivered_at: float | None = None
         self.at: float | None = None  # the evaluation time of the comparisons
-        self.samples_in_window: int | None = None  # per counter series in the 1h window at `at`
+        self.samples_in_window: int | None = None  # per counter series in the 1h window the rules read by `at`
 
     # -- set-up -------------------------------------------------------------------------------
     def start(self) -> "Estate":
@@ -291,7 +291,7 @@ class Estate:
         wait_for(lambda: (scalar(self.prom.url, 'min(timestamp(up{job="botwatch"}))') or 0) > at
                  and min(self.rule_evaluations()) > at, timeout=120, interval=0.5,
                  what="Prometheus to scrape and evaluate past the chosen time")
-        self.samples_in_window = int(scalar(self.prom.url, "min(count_over_time(botwatch_runs_total[1h]))", at))
+        self.samples_in_window = self.samples_seen_by_rules(at)
         # VictoriaMetrics holds the data at `at` when it has as many samples of each metric the
         # dashboard reads in the 10 s before `at` as Prometheus
         window = {name: f"sum(count_over_time({name}[10s]))" for name in estate_metric_names()}
@@ -309,6 +309,19 @@ class Estate:
             raise AssertionError(f"VictoriaMetrics does not hold the samples Prometheus has up to {at:.3f}: "
                                  f"samples in the 10 s before (Prometheus, VictoriaMetrics): {differ}") from None
         return at
+
+    def samples_seen_by_rules(self, at: float) -> int:
+        """The fewest samples of a counter any recorded series read at `at` was computed over.
+
+        A recorded value at `at` comes from the rule evaluation stamped last before it, which under
+        load can lag `at` by more than one interval (a missed evaluation), and which may not yet see
+        a scrape stamped just before it (a scrape is stamped when it starts and committed when it
+        ends). So: the counter's samples in the window at the earliest of those evaluation stamps,
+        less one."""
+        recorded = [name for name in estate_metric_names() if ":" in name]
+        evaluated = min(scalar(self.prom.url, f"min(timestamp({name}))", at) for name in recorded)
+        counted = scalar(self.prom.url, "min(count_over_time(botwatch_runs_total[1h]))", evaluated)
+        return int(counted) - 1
 
     def rule_evaluations(self) -> list[float]:
         """When each of Prometheus' rule groups last started an evaluation (Unix seconds)."""
