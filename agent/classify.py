@@ -6,8 +6,10 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-# The failure taxonomy (DESIGN.md): every failed run gets one of these.
-REASONS = ("ui_drift", "credentials", "business", "data", "timeout", "crash", "killed", "unknown")
+from . import vocabulary
+
+REASONS = vocabulary.REASONS  # the failure taxonomy, also read from here
+
 CONSECUTIVE_SYSTEM_EXCEPTIONS = "The maximum number of consecutive system exceptions was reached"
 # Signals that mean the bot itself crashed, as opposed to being stopped by someone.
 _CRASH_SIGNALS = {4, 6, 7, 8, 11}  # SIGILL, SIGABRT, SIGBUS, SIGFPE, SIGSEGV

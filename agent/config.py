@@ -28,13 +28,13 @@ from pydantic import (
 )
 
 from .durations import parse_duration
+from .vocabulary import BOT_NAME, LookupKind, Reason
 
 PLATFORMS = (
     "uipath", "robotframework", "python", "powerautomate", "blueprism",
     "automationanywhere", "excel", "shell", "other",
 )
 DEFAULT_LISTEN = "127.0.0.1:9464"
-BOT_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
 
 
 class ConfigError(Exception):
@@ -59,10 +59,10 @@ class _Strict(BaseModel):
 class FailurePattern(_Strict):
     """A failure pattern: exactly one of `contains` (plain text) or `regex`."""
 
-    reason: Literal["ui_drift", "credentials", "business", "data", "timeout", "crash", "killed", "unknown"]
+    reason: Reason
     contains: str | None = None
     regex: str | None = None
-    kind: Literal["not_found", "ambiguous", "wrong_app"] | None = None
+    kind: LookupKind | None = None
     ignore_case: bool = False
 
     @model_validator(mode="after")

@@ -34,6 +34,7 @@ import urllib.request
 from ._platform import create_private, lock_exclusive
 from .redact import redact_url
 from .spool import Spool, default_spool_path
+from .vocabulary import DURATION_BUCKETS, REASONS, count_finished_run, hostname
 
 log = logging.getLogger("botwatch.delivery")
 DEFAULT_AGENT_URL = "http://127.0.0.1:9464"
@@ -431,9 +432,6 @@ def deliver_once(spool: Spool, now: float | None = None) -> tuple[int, int]:
 
 def apply_finished(totals: dict, event_json: str) -> None:
     """Fold one finished run into its bot's totals, as the agent's state does (state.BotRuntime)."""
-    from .classify import REASONS
-    from .state import DURATION_BUCKETS
-
     ev = json.loads(event_json)
     failures = totals["failures"]
     for reason in REASONS:
@@ -442,33 +440,9 @@ def apply_finished(totals: dict, event_json: str) -> None:
         totals["buckets"] = (list(totals["buckets"]) + [0] * len(DURATION_BUCKETS))[:len(DURATION_BUCKETS)]
     ended, started, outcome = ev.get("ended"), ev.get("started"), ev.get("outcome")
     totals["host"] = ev.get("host") or totals["host"]
-    totals["runs_total"] += 1
     dur = max(0.0, ended - started) if ended is not None and started is not None else None
-    if dur is not None:
-        totals["duration_sum"] += dur
-        totals["duration_count"] += 1
-        for i, le in enumerate(DURATION_BUCKETS):
-            if dur <= le:
-                totals["buckets"][i] += 1
-                break
-    if ended is None:
-        return
-    if outcome == "failure":
-        reason = ev.get("reason") if ev.get("reason") in failures else "unknown"
-        failures[reason] += 1
-        totals["last_failure"] = max(totals["last_failure"] or 0.0, ended)
-    elif outcome == "success":
-        totals["last_success"] = max(totals["last_success"] or 0.0, ended)
-    # a run replayed after a newer one counts, but does not rewrite the latest run
-    if totals["last_run_end"] is None or ended >= totals["last_run_end"]:
-        totals["last_run_end"] = ended
-        totals["last_run_duration"] = dur
+    if count_finished_run(totals, totals["buckets"], dur, outcome, ev.get("reason"), ended):
         totals["last_exit_status"] = ev.get("exit_status")
-        totals["last_outcome"] = outcome
-        if outcome == "failure":
-            totals["consecutive_failures"] += 1
-        elif outcome == "success":
-            totals["consecutive_failures"] = 0
 
 
 def publish(target: str, totals: dict) -> None:
@@ -490,14 +464,6 @@ def spool_id(spool: Spool) -> str:
     """Which spool a batch comes from, for the agent's backlog gauge: host and a hash of the
     path (the path itself, a user's home, stays on the host)."""
     return f"{hostname()}:{hashlib.sha1(os.path.abspath(spool.path).encode()).hexdigest()[:12]}"
-
-
-def hostname() -> str:
-    """The host's name as the wrapper records it in its events."""
-    try:
-        return os.uname().nodename
-    except AttributeError:  # Windows
-        return os.environ.get("COMPUTERNAME", "")
 
 
 def run_deliverer(spool_path: str, patience: float, lock=None) -> int:

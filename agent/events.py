@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from .vocabulary import LookupKind, SnapshotKind
+
 Outcome = Literal["success", "failure", "unknown"]
 
 
@@ -102,7 +104,7 @@ class UiLookup:
     found: bool
     run_id: str | None = None
     selector: str | None = None
-    kind: Literal["not_found", "ambiguous", "wrong_app"] | None = None
+    kind: LookupKind | None = None
     wait: float | None = None
     healed: bool = False
     source: str = "api"
@@ -118,7 +120,7 @@ class UiSnapshot:
     bot: str
     time: float
     screen: str
-    kind: Literal["html", "a11y", "png"]
+    kind: SnapshotKind
     score: float
     selectors: dict[str, int] = field(default_factory=dict)  # elements each declared selector matched
     baseline_time: float | None = None

@@ -37,6 +37,9 @@ import traceback
 from . import _platform
 from .classify import REASONS
 from .spool import Spool, default_spool_path
+from .vocabulary import BOT_NAME as _BOT_NAME
+from .vocabulary import LOOKUP_KINDS, hostname
+from .vocabulary import RUN_ID as _RUN_ID
 from .wrapper import new_run_id
 
 __all__ = ["run", "bot", "fail", "ui_lookup", "snapshot", "step", "Run", "Step", "REASONS"]
@@ -44,7 +47,6 @@ __all__ = ["run", "bot", "fail", "ui_lookup", "snapshot", "step", "Run", "Step",
 log = logging.getLogger("botwatch.sdk")
 
 SOURCE = "sdk"
-LOOKUP_KINDS = ("not_found", "ambiguous", "wrong_app")
 KICK_INTERVAL = 5.0  # outside run start and end, start a deliverer at most this often
 CLASSIFY_CHARS = 64 * 1024  # as much of a traceback as the wrapper keeps of a bot's output
 STORED_TAIL_CHARS = 4096  # the redacted excerpt stored with a failed run, as the wrapper's
@@ -56,8 +58,6 @@ SNAPSHOT_TIMEOUT = 5.0  # seconds a snapshot may take to post and check; then th
 SNAPSHOT_RETRY_AFTER = 60  # seconds without snapshot posts to an agent that did not answer
 _unreachable: dict[str, float] = {}  # agent URL -> monotonic time until which it is not tried
 SNAPSHOT_KINDS = {"html": "text/html; charset=utf-8", "a11y": "application/json", "png": "image/png"}
-_BOT_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
-_RUN_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 _monotonic = time.monotonic  # the delivery kick's clock (a test replaces it)
 
@@ -712,10 +712,7 @@ _hostname: str | None = None
 def _host() -> str:
     global _hostname
     if _hostname is None:
-        try:
-            _hostname = os.uname().nodename
-        except AttributeError:  # Windows
-            _hostname = os.environ.get("COMPUTERNAME", "")
+        _hostname = hostname()
     return _hostname
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Annotated, Literal, Union
@@ -48,13 +47,16 @@ from .config import parse_listen
 from .journal import JournalError
 from .limits import BodyLimit, RateLimiter, discard_body
 from .state import EstateState
+from .vocabulary import BOT_NAME as _BOT_NAME
+from .vocabulary import BOT_NAME_PATTERN as _NAME
+from .vocabulary import LookupKind as _LOOKUP_KIND
+from .vocabulary import Reason as _REASON
+from .vocabulary import SnapshotKind as _SNAPSHOT_KIND
+from .vocabulary import RUN_ID_PATTERN as _RUN_ID
 from .webconfig import BasicAuth, BasicAuthGate, HostCheck, SecurityHeaders, default_host_names, keys_match
 from .wrapper import new_run_id
 
 HARD_MAX_BATCH = 100_000
-_NAME = r"^[a-z0-9_-]{1,64}$"
-_BOT_NAME = re.compile(_NAME)
-_RUN_ID = r"^[A-Za-z0-9._:-]{1,128}$"
 MAX_TIME = 32_503_680_000.0  # 3000-01-01 UTC: a later time is a client's bug (and beyond Windows' gmtime)
 # Every number a client sends is bounded (docs/security.md): far beyond what a bot host measures,
 # small enough that no sum of them overflows a float or an SQLite integer.
@@ -63,7 +65,6 @@ MAX_CPU_SECONDS = 1e9  # one run's CPU time (about 32 CPU-years)
 MAX_PROCESSES = 4_194_304  # a run's process tree (Linux's highest pid_max)
 MAX_WAIT = 86_400.0  # one UI look-up's wait, seconds
 MAX_COUNT = 1_000_000_000  # events a spool dropped at once, runs a spool holds
-_REASON = Literal["ui_drift", "credentials", "business", "data", "timeout", "crash", "killed", "unknown"]
 
 
 # -- wire models (validated; the OpenAPI description is generated from them) ---------------------
@@ -135,7 +136,7 @@ class UiLookupIn(_Wire):
     found: bool
     run_id: str | None = Field(default=None, pattern=_RUN_ID)
     selector: str | None = Field(default=None, max_length=1024)
-    kind: Literal["not_found", "ambiguous", "wrong_app"] | None = None
+    kind: _LOOKUP_KIND | None = None
     wait: float | None = Field(default=None, ge=0, le=MAX_WAIT)
     healed: bool = False
 
@@ -306,7 +307,7 @@ _DOCS_POLICY = ("default-src 'none'; script-src https://cdn.jsdelivr.net 'unsafe
 class SnapshotReportOut(BaseModel):
     bot: str
     screen: str
-    kind: Literal["html", "a11y", "png"]
+    kind: _SNAPSHOT_KIND
     score: float = Field(ge=0, le=1, description="Drift from the screen's baseline: 0 same, 1 all changed")
     warning: bool = Field(description="score >= drift_warning: the screen is drifting")
     drift_warning: float
@@ -537,7 +538,7 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
               responses={400: {"model": ErrorOut}, 401: {"model": ErrorOut}, 404: {"model": ErrorOut},
                          413: {"model": ErrorOut}, 429: {"model": ErrorOut}, 503: {"model": ErrorOut}})
     async def snapshot(request: Request, bot: Bot, screen: ScreenName,
-                       kind: Annotated[Literal["html", "a11y", "png"] | None, Query(
+                       kind: Annotated[_SNAPSHOT_KIND | None, Query(
                            description="html, a11y or png; default from the Content-Type")] = None,
                        run_id: Annotated[str | None, Query(description="The run the snapshot belongs to",
                                                            pattern=_RUN_ID)] = None,

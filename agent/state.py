@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from .classify import REASONS, Classifier
+from .classify import Classifier
 from .config import BotConfig, Estate, Limits
 from .events import (Event, FailureNoted, LogNoted, ResourceSample, RunFinished, RunStarted, SpoolDropped,
                      StepFinished, UiLookup, UiSnapshot)
@@ -26,14 +26,13 @@ from .journal import Flip, Journal
 from .redact import redact
 from .schedule import maintenance_at, next_due
 from .sources import registry
+from . import vocabulary
+from .vocabulary import DURATION_BUCKETS, LOOKUP_KINDS, REASONS, UI_WAIT_BUCKETS, bucket_index, count_finished_run
 
-STATES = ("new", "up", "late", "down", "failing", "paused")
-# Run duration histogram buckets, 1 s .. 4 h (the catalogue's contract).
 MAX_SPOOLS = 10_000  # spools whose backlog is remembered
 SPOOL_REPORT_TTL = 86_400.0  # seconds a spool's report counts
-DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0)
-UI_WAIT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-UI_FAILURE_KINDS = ("not_found", "ambiguous", "wrong_app")
+STATES = vocabulary.STATES
+UI_FAILURE_KINDS = LOOKUP_KINDS
 OTHER_SCREEN = "other"
 # The `source` label of botwatch_agent_events_total: the agent's own sources and its clients'
 # (EVENT_SOURCES, from the source registry). A client may send any source name; names outside
@@ -101,16 +100,15 @@ class UiScreen:
     def observe(self, ev: UiLookup) -> None:
         self.lookups += 1
         if not ev.found:
-            self.failures[ev.kind or "not_found"] += 1
+            self.failures[ev.kind or LOOKUP_KINDS[0]] += 1
         if ev.healed:
             self.healed += 1
         if ev.wait is not None:
             self.wait_sum += ev.wait
             self.wait_count += 1
-            for i, le in enumerate(UI_WAIT_BUCKETS):
-                if ev.wait <= le:
-                    self.wait_buckets[i] += 1
-                    break
+            i = bucket_index(ev.wait, UI_WAIT_BUCKETS)
+            if i is not None:
+                self.wait_buckets[i] += 1
 
     def copy(self) -> "UiScreen":
         return UiScreen(self.lookups, dict(self.failures), self.healed, list(self.wait_buckets), self.wait_sum,
@@ -219,43 +217,23 @@ class BotRuntime:
         self.active_rss.pop(run.run_id, None)
         last_cpu = self.active_cpu.pop(run.run_id, None)
         self.active_procs.pop(run.run_id, None)
-        self.runs_total += 1
         if run.cpu_seconds:
             self.cpu_seconds_done += run.cpu_seconds
         elif last_cpu:  # sampled while running, its end unmeasured (a log, a check-in): the counter keeps it
             self.cpu_seconds_done += last_cpu
-        dur = run.duration
-        if dur is not None:
-            self.duration_sum += dur
-            self.duration_count += 1
-            for i, le in enumerate(DURATION_BUCKETS):
-                if dur <= le:
-                    self.bucket_counts[i] += 1
-                    break
         self.ui_misses.pop(run.run_id, None)
-        if run.outcome == "failure":
-            reason = run.reason if run.reason in self.failures else "unknown"
-            self.failures[reason] += 1
-            self.last_failure = max(self.last_failure or 0.0, run.ended)
-        elif run.outcome == "success":
-            self.last_success = max(self.last_success or 0.0, run.ended)
-        # A replayed run older than the newest one known counts, but does not rewrite "last".
-        if self.last_run_end is None or run.ended >= self.last_run_end:
-            self.last_run_end = run.ended
-            self.last_run_duration = dur
-            self.last_outcome = run.outcome
+        # the counting rules a bot host's totals share; a replayed older run does not rewrite "last"
+        if count_finished_run(vars(self), self.bucket_counts, run.duration, run.outcome, run.reason, run.ended):
             self.last_reason = run.reason if run.outcome == "failure" else None
             if run.outcome == "failure" and run.reason == "ui_drift":
                 self.last_ui_failure = (run.screen, run.selector)
             if run.started is not None:
                 self.last_run_started = max(self.last_run_started or 0.0, run.started)
             if run.outcome == "failure":
-                self.consecutive_failures += 1
                 self.consecutive_successes = 0
                 if self.consecutive_failures >= self.cfg.failure_threshold:
                     self.failing_latched = True
             elif run.outcome == "success":
-                self.consecutive_failures = 0
                 self.consecutive_successes += 1
                 if self.consecutive_successes >= self.cfg.recovery_threshold:
                     self.failing_latched = False

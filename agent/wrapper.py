@@ -14,6 +14,7 @@ import time
 
 from . import _platform
 from .spool import Spool, default_spool_path
+from .vocabulary import hostname
 
 TAIL_BYTES = 64 * 1024  # kept for classification
 STORED_TAIL_CHARS = 4096  # redacted excerpt stored with the run
@@ -171,7 +172,7 @@ def run(opts: dict) -> int:
     config = os.path.abspath(config) if config else None
     spool_path = default_spool_path()
     run_id = new_run_id()
-    host = _hostname()
+    host = hostname()
     tail = Tail()
     # The run's start is a wall-clock time; everything after it is measured on the monotonic
     # clock, so that a wall clock stepped during the run (NTP, a VM resumed, DST mistakes) neither
@@ -352,13 +353,6 @@ def _kick_delivery(spool_path: str) -> None:
         _platform.spawn_detached([sys.executable, "-m", "botwatch.deliver", "--spool", spool_path])
     except OSError as exc:
         warn(f"cannot start the deliverer: {exc}; the run waits in {spool_path}")
-
-
-def _hostname() -> str:
-    try:
-        return os.uname().nodename
-    except AttributeError:  # Windows
-        return os.environ.get("COMPUTERNAME", "")
 
 
 def main(argv: list[str]) -> int:

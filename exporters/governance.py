@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 from typing import Iterator
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
 from botwatch.governance import CHECKS, Governance, failed_checks
+
+from .prometheus import family
 
 log = logging.getLogger("botwatch.exporters.governance")
 
@@ -33,8 +35,7 @@ class GovernanceCollector:
             self.errors_total += 1
             log.exception("collecting governance findings failed")
             return
-        g = GaugeMetricFamily("botwatch_bot_governance_findings",
-                              "1 if the bot fails the governance check, 0 if it passes.", labels=["bot", "check"])
+        g = family("botwatch_bot_governance_findings")
         for bot in sorted(findings):
             failed = failed_checks(findings[bot])
             for check in CHECKS:

@@ -40,50 +40,13 @@ from prometheus_client.registry import CollectorRegistry
 
 from botwatch import __version__
 
+from .catalogue import CATALOGUE
 from .otlp_retry import Backoff, Outage, quiet_sdk_loggers
 
 log = logging.getLogger("botwatch.exporters.otlp")
 
-# Prometheus family name -> (OTLP name, unit). Units follow UCUM as OpenTelemetry does.
-NAMES: dict[str, tuple[str, str]] = {
-    "botwatch_bot_info": ("botwatch.bot.info", "1"),
-    "botwatch_bot_state": ("botwatch.bot.state", "1"),
-    "botwatch_runs": ("botwatch.runs", "{run}"),
-    "botwatch_run_failures": ("botwatch.run.failures", "{run}"),
-    "botwatch_run_duration_seconds": ("botwatch.run.duration", "s"),
-    "botwatch_last_run_duration_seconds": ("botwatch.run.last.duration", "s"),
-    "botwatch_last_run_end_timestamp_seconds": ("botwatch.run.last.end_timestamp", "s"),
-    "botwatch_last_success_timestamp_seconds": ("botwatch.run.last_success.timestamp", "s"),
-    "botwatch_last_failure_timestamp_seconds": ("botwatch.run.last_failure.timestamp", "s"),
-    "botwatch_consecutive_failures": ("botwatch.run.consecutive_failures", "{run}"),
-    "botwatch_run_in_progress": ("botwatch.run.in_progress", "{run}"),
-    "botwatch_run_started_timestamp_seconds": ("botwatch.run.started_timestamp", "s"),
-    "botwatch_schedule_next_expected_timestamp_seconds": ("botwatch.schedule.next_expected_timestamp", "s"),
-    "botwatch_schedule_grace_seconds": ("botwatch.schedule.grace", "s"),
-    "botwatch_missed_runs": ("botwatch.schedule.missed_runs", "{run}"),
-    "botwatch_bot_cpu_seconds": ("botwatch.bot.cpu.time", "s"),
-    "botwatch_bot_resident_memory_bytes": ("botwatch.bot.memory.resident", "By"),
-    "botwatch_bot_hung": ("botwatch.bot.hung", "1"),
-    "botwatch_bot_processes": ("botwatch.bot.processes", "{process}"),
-    "botwatch_ui_lookups": ("botwatch.ui.lookups", "{lookup}"),
-    "botwatch_ui_lookup_failures": ("botwatch.ui.lookup.failures", "{lookup}"),
-    "botwatch_ui_healed_lookups": ("botwatch.ui.lookup.healed", "{lookup}"),
-    "botwatch_ui_lookup_wait_seconds": ("botwatch.ui.lookup.wait", "s"),
-    "botwatch_ui_screens_overflow": ("botwatch.ui.screens.overflow", "{lookup}"),
-    "botwatch_ui_drift_score": ("botwatch.ui.drift.score", "1"),
-    "botwatch_ui_baseline_timestamp_seconds": ("botwatch.ui.baseline.timestamp", "s"),
-    "botwatch_ui_declared_selector_matches": ("botwatch.ui.declared_selector.matches", "{element}"),
-    "botwatch_unregistered_bot_processes": ("botwatch.unregistered_bot.processes", "{process}"),
-    "botwatch_bot_governance_findings": ("botwatch.bot.governance.findings", "1"),
-    "botwatch_agent_build_info": ("botwatch.agent.build.info", "1"),
-    "botwatch_agent_spool_pending_runs": ("botwatch.agent.spool.pending_runs", "{run}"),
-    "botwatch_agent_events": ("botwatch.agent.events", "{event}"),
-    "botwatch_agent_events_dropped": ("botwatch.agent.events.dropped", "{event}"),
-    "botwatch_agent_events_ignored": ("botwatch.agent.events.ignored", "{event}"),
-    "botwatch_agent_parse_errors": ("botwatch.agent.parse_errors", "{error}"),
-    "botwatch_agent_export_failures": ("botwatch.agent.export.failures", "{push}"),
-    "botwatch_agent_label_values_shortened": ("botwatch.agent.label_values.shortened", "{value}"),
-}
+# Prometheus family name -> (OTLP name, unit), from the catalogue.
+NAMES: dict[str, tuple[str, str]] = {m.name: (m.otlp_name, m.unit) for m in CATALOGUE}
 # the OTel CI/CD conventions where they fit; the other labels are botwatch.<label>
 ATTRIBUTES = {"bot": "cicd.pipeline.name", "reason": "botwatch.failure.reason"}
 

@@ -8,12 +8,12 @@ tests can check the resolution without starting anything.
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass, field
 from typing import Mapping
 
 from botwatch import __version__
 from botwatch.config import Estate, resolve_secret
+from botwatch.vocabulary import hostname
 
 DEFAULT_ENDPOINT = "http://localhost:4318"  # the OTLP/HTTP default of the specification
 DEFAULT_INTERVAL = 60.0  # seconds, OTEL_METRIC_EXPORT_INTERVAL's default
@@ -101,7 +101,7 @@ def resolve(estate: Estate, env: Mapping[str, str] | None = None) -> OtlpSetting
     resource = {
         "service.name": env.get("OTEL_SERVICE_NAME") or "botwatch-agent",
         "service.version": __version__,
-        "host.name": socket.gethostname(),
+        "host.name": hostname(),
         "botwatch.estate.name": estate.name or "default",
     }
     return OtlpSettings(

@@ -1,6 +1,6 @@
 """Prometheus exposition of the estate state: a custom collector (no global registry).
 
-Names, types and labels follow the metric catalogue of the design; `promtool check metrics`
+Names, types, help and labels come from the metric catalogue (catalogue.py); `promtool check metrics`
 must print nothing for this output.
 """
 
@@ -21,13 +21,15 @@ from prometheus_client.registry import CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 from botwatch import __version__
-from botwatch.classify import REASONS
 from botwatch.shadow import PLATFORMS as SHADOW_PLATFORMS
 from botwatch.sources import registry as sources
-from botwatch.state import DURATION_BUCKETS, STATES, UI_FAILURE_KINDS, UI_WAIT_BUCKETS, EstateState
+from botwatch.state import EstateState
+from botwatch.vocabulary import DURATION_BUCKETS, LOOKUP_KINDS, REASONS, STATES, UI_WAIT_BUCKETS
+
+from .catalogue import METRICS, cumulative_buckets
 
 log = logging.getLogger("botwatch.exporters.prometheus")
-_LE = [floatToGoString(b) for b in DURATION_BUCKETS] + ["+Inf"]
+_LE = [floatToGoString(b) for b in DURATION_BUCKETS]
 _UI_LE = [floatToGoString(b) for b in UI_WAIT_BUCKETS]
 
 # Every source the agent counts dropped events and parse errors under (EstateState.count_dropped
@@ -50,6 +52,16 @@ def __getattr__(name: str):
     if name == "PARSE_ERROR_SOURCES":
         return sources.error_labels()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_FAMILIES = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily, "histogram": HistogramMetricFamily}
+
+
+def family(name: str, *, totals: bool = False) -> Metric:
+    """An empty family of the catalogue's metric `name`; `totals`: as a bot host's totals say it."""
+    spec = METRICS[name]
+    doc = spec.totals_help if totals and spec.totals_help else spec.help
+    return _FAMILIES[spec.type](name, doc, labels=list(spec.labels))
 
 
 LARGEST = sys.float_info.max
@@ -94,33 +106,15 @@ class EstateCollector:
 
     def _collect(self) -> Iterator[Metric]:
         views = self.state.views(self.clock())
-        B = ["bot"]
-        info = GaugeMetricFamily("botwatch_bot_info", "Ownership and kind of a bot, to join into alerts.",
-                                 labels=["bot", "team", "bot_owner", "platform", "lifecycle", "criticality"])
-        state = GaugeMetricFamily("botwatch_bot_state", "Current state of the bot (one-hot).", labels=["bot", "state"])
-        runs = CounterMetricFamily("botwatch_runs", "Finished runs.", labels=B)
-        failures = CounterMetricFamily("botwatch_run_failures", "Failed runs by reason.", labels=["bot", "reason"])
-        duration = HistogramMetricFamily("botwatch_run_duration_seconds", "Run duration.", labels=B)
-        last_dur = GaugeMetricFamily("botwatch_last_run_duration_seconds", "Duration of the latest finished run.", labels=B)
-        last_end = GaugeMetricFamily("botwatch_last_run_end_timestamp_seconds", "End time of the latest finished run.", labels=B)
-        last_ok = GaugeMetricFamily("botwatch_last_success_timestamp_seconds", "End time of the latest successful run.", labels=B)
-        last_fail = GaugeMetricFamily("botwatch_last_failure_timestamp_seconds", "End time of the latest failed run.", labels=B)
-        consec = GaugeMetricFamily("botwatch_consecutive_failures", "Failed runs in a row, up to the latest run.", labels=B)
-        in_prog = GaugeMetricFamily("botwatch_run_in_progress", "Runs currently active.", labels=B)
-        started = GaugeMetricFamily("botwatch_run_started_timestamp_seconds",
-                                    "Start of the oldest active run, 0 if none.", labels=B)
-        next_exp = GaugeMetricFamily("botwatch_schedule_next_expected_timestamp_seconds",
-                                     "When the next run is due.", labels=B)
-        grace = GaugeMetricFamily("botwatch_schedule_grace_seconds", "How late a run may be before the bot is down.",
-                                  labels=B)
-        missed = CounterMetricFamily("botwatch_missed_runs", "Schedule misses (each time the bot went down).", labels=B)
-        cpu = CounterMetricFamily("botwatch_bot_cpu_seconds", "CPU time of the bot's whole process tree.", labels=B)
-        mem = GaugeMetricFamily("botwatch_bot_resident_memory_bytes",
-                                "Resident memory of the bot's running process trees.", labels=B)
-        hung = GaugeMetricFamily("botwatch_bot_hung",
-                                 "1 while an active run is older than the bot's max_runtime.", labels=B)
-        nprocs = GaugeMetricFamily("botwatch_bot_processes",
-                                   "Processes in the bot's running process trees.", labels=B)
+        (info, state, runs, failures, duration, last_dur, last_end, last_ok, last_fail, consec, in_prog, started,
+         next_exp, grace, missed, cpu, mem, hung, nprocs) = (family(n) for n in (
+            "botwatch_bot_info", "botwatch_bot_state", "botwatch_runs", "botwatch_run_failures",
+            "botwatch_run_duration_seconds", "botwatch_last_run_duration_seconds",
+            "botwatch_last_run_end_timestamp_seconds", "botwatch_last_success_timestamp_seconds",
+            "botwatch_last_failure_timestamp_seconds", "botwatch_consecutive_failures", "botwatch_run_in_progress",
+            "botwatch_run_started_timestamp_seconds", "botwatch_schedule_next_expected_timestamp_seconds",
+            "botwatch_schedule_grace_seconds", "botwatch_missed_runs", "botwatch_bot_cpu_seconds",
+            "botwatch_bot_resident_memory_bytes", "botwatch_bot_hung", "botwatch_bot_processes"))
 
         for v in views:
             c = v.cfg
@@ -131,12 +125,7 @@ class EstateCollector:
             runs.add_metric(b, v.runs_total)
             for r in REASONS:
                 failures.add_metric([v.name, r], v.failures.get(r, 0))
-            acc, buckets = 0, []
-            for le, n in zip(_LE, v.bucket_counts):
-                acc += n
-                buckets.append((le, acc))
-            buckets.append(("+Inf", v.duration_count))
-            duration.add_metric(b, buckets, v.duration_sum)
+            duration.add_metric(b, cumulative_buckets(_LE, v.bucket_counts, v.duration_count), v.duration_sum)
             if v.last_run_duration is not None:
                 last_dur.add_metric(b, v.last_run_duration)
             if v.last_run_end is not None:
@@ -163,41 +152,20 @@ class EstateCollector:
         yield from self._self_metrics()
 
     def _ui_metrics(self, views) -> Iterator[Metric]:
-        S = ["bot", "screen"]
-        lookups = CounterMetricFamily("botwatch_ui_lookups", "UI element look-ups.", labels=S)
-        fails = CounterMetricFamily("botwatch_ui_lookup_failures", "UI look-ups that failed, by kind.",
-                                    labels=["bot", "screen", "kind"])
-        healed = CounterMetricFamily("botwatch_ui_healed_lookups",
-                                     "Look-ups whose primary selector missed and a fallback matched.", labels=S)
-        wait = HistogramMetricFamily("botwatch_ui_lookup_wait_seconds", "Time spent waiting for UI elements.",
-                                     labels=S)
-        overflow = CounterMetricFamily("botwatch_ui_screens_overflow",
-                                       "Look-ups counted under screen=\"other\" because the bot has too many screens.",
-                                       labels=["bot"])
-        drift = GaugeMetricFamily("botwatch_ui_drift_score",
-                                  "Drift of the screen's latest snapshot from its baseline, 0 (same) to 1 "
-                                  "(the highest over the kinds of snapshot).", labels=S)
-        baseline = GaugeMetricFamily("botwatch_ui_baseline_timestamp_seconds",
-                                     "When the baseline the latest snapshot was compared with was taken "
-                                     "(the oldest over the kinds of snapshot).", labels=S)
-        declared = GaugeMetricFamily("botwatch_ui_declared_selector_matches",
-                                     "Elements each declared selector matched in the screen's latest snapshot "
-                                     "(1 is healthy).", labels=["bot", "screen", "selector"])
+        lookups, fails, healed, wait, overflow, drift, baseline, declared = (family(n) for n in (
+            "botwatch_ui_lookups", "botwatch_ui_lookup_failures", "botwatch_ui_healed_lookups",
+            "botwatch_ui_lookup_wait_seconds", "botwatch_ui_screens_overflow", "botwatch_ui_drift_score",
+            "botwatch_ui_baseline_timestamp_seconds", "botwatch_ui_declared_selector_matches"))
         for v in views:
             if not v.ui:
                 continue
             for screen, u in sorted(v.ui.items()):
                 labels = [v.name, screen]
                 lookups.add_metric(labels, u.lookups)
-                for kind in UI_FAILURE_KINDS:
+                for kind in LOOKUP_KINDS:
                     fails.add_metric([v.name, screen, kind], u.failures[kind])
                 healed.add_metric(labels, u.healed)
-                acc, buckets = 0, []
-                for le, n in zip(_UI_LE, u.wait_buckets):
-                    acc += n
-                    buckets.append((le, acc))
-                buckets.append(("+Inf", u.wait_count))
-                wait.add_metric(labels, buckets, u.wait_sum)
+                wait.add_metric(labels, cumulative_buckets(_UI_LE, u.wait_buckets, u.wait_count), u.wait_sum)
                 score = u.drift_score
                 if score is not None:
                     drift.add_metric(labels, score)
@@ -210,35 +178,26 @@ class EstateCollector:
 
     def _unregistered(self) -> Metric:
         _, counts, _ = self.state.unregistered_view()
-        fam = GaugeMetricFamily("botwatch_unregistered_bot_processes",
-                                "Processes of known bot runtimes that belong to no registered bot (shadow bots).",
-                                labels=["platform"])
+        fam = family("botwatch_unregistered_bot_processes")
         for platform in sorted(set(SHADOW_PLATFORMS) | set(counts)):
             fam.add_metric([platform], counts.get(platform, 0))
         return fam
 
     def _self_metrics(self) -> Iterator[Metric]:
-        build = GaugeMetricFamily("botwatch_agent_build_info", "Version of the running agent.", labels=["version"])
+        build = family("botwatch_agent_build_info")
         build.add_metric([__version__], 1)
         yield build
         m = self.state.self_metrics()
-        spool = GaugeMetricFamily("botwatch_agent_spool_pending_runs",
-                                  "Runs waiting in the spools of bot hosts, as their deliverers last reported.")
+        spool = family("botwatch_agent_spool_pending_runs")
         spool.add_metric([], self.state.spool_pending_runs())
         yield spool
-        for key, name, label, doc in (
-            ("events", "botwatch_agent_events", "source", "Events received, by source."),
-            ("dropped", "botwatch_agent_events_dropped", "source",
-             "Events dropped (limits, spool overflow, a full span queue), by source."),
-            ("ignored", "botwatch_agent_events_ignored", "source",
-             "Events of a type this agent does not know (sent by a newer client): taken, not applied, by source."),
-            ("parse_errors", "botwatch_agent_parse_errors", "source", "Inputs that could not be parsed, by source."),
-            ("export_failures", "botwatch_agent_export_failures", "exporter",
-             "Pushes to an exporter's endpoint that failed (each is retried with backoff)."),
-            ("labels_shortened", "botwatch_agent_label_values_shortened", "label",
-             "Label values longer than agent.limits.max_label_length, shortened to a head and a hash."),
+        for key, name in (
+            ("events", "botwatch_agent_events"), ("dropped", "botwatch_agent_events_dropped"),
+            ("ignored", "botwatch_agent_events_ignored"), ("parse_errors", "botwatch_agent_parse_errors"),
+            ("export_failures", "botwatch_agent_export_failures"),
+            ("labels_shortened", "botwatch_agent_label_values_shortened"),
         ):
-            fam = CounterMetricFamily(name, doc, labels=[label])
+            fam = family(name)
             counts = dict.fromkeys(_PRESET[key](), 0) | m[key]
             for source, n in sorted(counts.items()):
                 fam.add_metric([source], n)

@@ -44,12 +44,13 @@ import time
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
+from ..vocabulary import SNAPSHOT_KINDS as _ALL_KINDS
 from . import _lookups
 
 __all__ = ["find", "snapshot", "ElementNotFound", "accessibility_tree"]
 
 SNAPSHOT_KINDS = {"html": ("html",), "png": ("png",), "a11y": ("a11y",), "both": ("html", "png"),
-                  "all": ("html", "a11y", "png")}
+                  "all": _ALL_KINDS}
 
 
 class ElementNotFound(_lookups.ElementNotFound, PlaywrightTimeoutError):

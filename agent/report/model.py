@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-REASONS = ("ui_drift", "credentials", "business", "data", "timeout", "crash", "killed", "unknown")
+from .. import vocabulary
+
+REASONS = vocabulary.REASONS  # the renderers read it from here
 
 
 @dataclass

@@ -11,7 +11,9 @@ The engine modules import lxml, numpy and Pillow; nothing here is imported on th
 `botwatch run`, and the agent imports them on the first snapshot it checks.
 """
 
-KINDS = ("html", "a11y", "png")
+from .. import vocabulary
+
+KINDS = vocabulary.SNAPSHOT_KINDS
 
 
 class SnapshotError(ValueError):

@@ -21,9 +21,10 @@ import time
 import click
 
 from ..config import BOT_NAME, ConfigError, config_path, load_estate
+from ..vocabulary import SNAPSHOT_KINDS
 
 _config = click.option("--config", type=click.Path(), help="Estate file (default $BOTWATCH_CONFIG or ./botwatch.yaml).")
-_kind = click.option("--kind", type=click.Choice(["html", "a11y", "png"]),
+_kind = click.option("--kind", type=click.Choice(SNAPSHOT_KINDS),
                      help="Kind of snapshot (default: from the file extension, else its content).")
 _json = click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 _args = [click.argument("bot"), click.argument("screen"),

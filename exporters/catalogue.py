@@ -1,0 +1,125 @@
+"""The metric catalogue: each metric's Prometheus name, type, help and labels, its OTLP name and unit.
+
+Defined once and read by every exporter: /metrics (prometheus.py, governance.py), the totals a
+deliverer pushes from a bot host (totals.py) and OTLP (otlp_metrics.py). Standard library only.
+Counter names are without `_total` (prometheus_client adds it); OTLP units follow UCUM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    type: str  # counter | gauge | histogram
+    help: str
+    labels: tuple[str, ...]
+    otlp_name: str
+    unit: str
+    # the help a bot host's totals carry, where it has said something else all along (a
+    # Pushgateway refuses a push whose help differs from the one its groups already hold)
+    totals_help: str | None = None
+
+
+_B = ("bot",)
+_S = ("bot", "screen")
+
+CATALOGUE: tuple[MetricSpec, ...] = (
+    MetricSpec("botwatch_bot_info", "gauge", "Ownership and kind of a bot, to join into alerts.",
+               ("bot", "team", "bot_owner", "platform", "lifecycle", "criticality"), "botwatch.bot.info", "1"),
+    MetricSpec("botwatch_bot_state", "gauge", "Current state of the bot (one-hot).", ("bot", "state"),
+               "botwatch.bot.state", "1"),
+    MetricSpec("botwatch_runs", "counter", "Finished runs.", _B, "botwatch.runs", "{run}"),
+    MetricSpec("botwatch_run_failures", "counter", "Failed runs by reason.", ("bot", "reason"),
+               "botwatch.run.failures", "{run}"),
+    MetricSpec("botwatch_run_duration_seconds", "histogram", "Run duration.", _B, "botwatch.run.duration", "s"),
+    MetricSpec("botwatch_last_run_duration_seconds", "gauge", "Duration of the latest finished run.", _B,
+               "botwatch.run.last.duration", "s"),
+    MetricSpec("botwatch_last_run_end_timestamp_seconds", "gauge", "End time of the latest finished run.", _B,
+               "botwatch.run.last.end_timestamp", "s"),
+    MetricSpec("botwatch_last_success_timestamp_seconds", "gauge", "End time of the latest successful run.", _B,
+               "botwatch.run.last_success.timestamp", "s"),
+    MetricSpec("botwatch_last_failure_timestamp_seconds", "gauge", "End time of the latest failed run.", _B,
+               "botwatch.run.last_failure.timestamp", "s"),
+    MetricSpec("botwatch_consecutive_failures", "gauge", "Failed runs in a row, up to the latest run.", _B,
+               "botwatch.run.consecutive_failures", "{run}"),
+    MetricSpec("botwatch_run_in_progress", "gauge", "Runs currently active.", _B, "botwatch.run.in_progress",
+               "{run}"),
+    MetricSpec("botwatch_run_started_timestamp_seconds", "gauge", "Start of the oldest active run, 0 if none.", _B,
+               "botwatch.run.started_timestamp", "s"),
+    MetricSpec("botwatch_schedule_next_expected_timestamp_seconds", "gauge", "When the next run is due.", _B,
+               "botwatch.schedule.next_expected_timestamp", "s"),
+    MetricSpec("botwatch_schedule_grace_seconds", "gauge", "How late a run may be before the bot is down.", _B,
+               "botwatch.schedule.grace", "s"),
+    MetricSpec("botwatch_missed_runs", "counter", "Schedule misses (each time the bot went down).", _B,
+               "botwatch.schedule.missed_runs", "{run}"),
+    MetricSpec("botwatch_bot_cpu_seconds", "counter", "CPU time of the bot's whole process tree.", _B,
+               "botwatch.bot.cpu.time", "s"),
+    MetricSpec("botwatch_bot_resident_memory_bytes", "gauge", "Resident memory of the bot's running process trees.",
+               _B, "botwatch.bot.memory.resident", "By"),
+    MetricSpec("botwatch_bot_hung", "gauge", "1 while an active run is older than the bot's max_runtime.", _B,
+               "botwatch.bot.hung", "1"),
+    MetricSpec("botwatch_bot_processes", "gauge", "Processes in the bot's running process trees.", _B,
+               "botwatch.bot.processes", "{process}"),
+    MetricSpec("botwatch_ui_lookups", "counter", "UI element look-ups.", _S, "botwatch.ui.lookups", "{lookup}"),
+    MetricSpec("botwatch_ui_lookup_failures", "counter", "UI look-ups that failed, by kind.",
+               ("bot", "screen", "kind"), "botwatch.ui.lookup.failures", "{lookup}"),
+    MetricSpec("botwatch_ui_healed_lookups", "counter",
+               "Look-ups whose primary selector missed and a fallback matched.", _S, "botwatch.ui.lookup.healed",
+               "{lookup}"),
+    MetricSpec("botwatch_ui_lookup_wait_seconds", "histogram", "Time spent waiting for UI elements.", _S,
+               "botwatch.ui.lookup.wait", "s"),
+    MetricSpec("botwatch_ui_screens_overflow", "counter",
+               "Look-ups counted under screen=\"other\" because the bot has too many screens.", _B,
+               "botwatch.ui.screens.overflow", "{lookup}"),
+    MetricSpec("botwatch_ui_drift_score", "gauge",
+               "Drift of the screen's latest snapshot from its baseline, 0 (same) to 1 "
+               "(the highest over the kinds of snapshot).", _S, "botwatch.ui.drift.score", "1"),
+    MetricSpec("botwatch_ui_baseline_timestamp_seconds", "gauge",
+               "When the baseline the latest snapshot was compared with was taken "
+               "(the oldest over the kinds of snapshot).", _S, "botwatch.ui.baseline.timestamp", "s"),
+    MetricSpec("botwatch_ui_declared_selector_matches", "gauge",
+               "Elements each declared selector matched in the screen's latest snapshot (1 is healthy).",
+               ("bot", "screen", "selector"), "botwatch.ui.declared_selector.matches", "{element}"),
+    MetricSpec("botwatch_unregistered_bot_processes", "gauge",
+               "Processes of known bot runtimes that belong to no registered bot (shadow bots).", ("platform",),
+               "botwatch.unregistered_bot.processes", "{process}"),
+    MetricSpec("botwatch_bot_governance_findings", "gauge", "1 if the bot fails the governance check, 0 if it passes.",
+               ("bot", "check"), "botwatch.bot.governance.findings", "1"),
+    MetricSpec("botwatch_agent_build_info", "gauge", "Version of the running agent.", ("version",),
+               "botwatch.agent.build.info", "1"),
+    MetricSpec("botwatch_agent_spool_pending_runs", "gauge",
+               "Runs waiting in the spools of bot hosts, as their deliverers last reported.", (),
+               "botwatch.agent.spool.pending_runs", "{run}"),
+    MetricSpec("botwatch_agent_events", "counter", "Events received, by source.", ("source",),
+               "botwatch.agent.events", "{event}"),
+    MetricSpec("botwatch_agent_events_dropped", "counter",
+               "Events dropped (limits, spool overflow, a full span queue), by source.", ("source",),
+               "botwatch.agent.events.dropped", "{event}",
+               totals_help="Events dropped (limits, spool overflow), by source."),
+    MetricSpec("botwatch_agent_events_ignored", "counter",
+               "Events of a type this agent does not know (sent by a newer client): taken, not applied, by source.",
+               ("source",), "botwatch.agent.events.ignored", "{event}"),
+    MetricSpec("botwatch_agent_parse_errors", "counter", "Inputs that could not be parsed, by source.", ("source",),
+               "botwatch.agent.parse_errors", "{error}"),
+    MetricSpec("botwatch_agent_export_failures", "counter",
+               "Pushes to an exporter's endpoint that failed (each is retried with backoff).", ("exporter",),
+               "botwatch.agent.export.failures", "{push}"),
+    MetricSpec("botwatch_agent_label_values_shortened", "counter",
+               "Label values longer than agent.limits.max_label_length, shortened to a head and a hash.", ("label",),
+               "botwatch.agent.label_values.shortened", "{value}"),
+)
+METRICS: dict[str, MetricSpec] = {m.name: m for m in CATALOGUE}
+
+
+def cumulative_buckets(bounds: list[str], counts, count: int) -> list[tuple[str, float]]:
+    """A histogram's Prometheus buckets: the per-bucket `counts` accumulated under their `le`
+    bounds (rendered), then +Inf holding all `count` observations."""
+    acc, buckets = 0, []
+    for le, n in zip(bounds, counts):
+        acc += n
+        buckets.append((le, acc))
+    buckets.append(("+Inf", count))
+    return buckets
