@@ -1,0 +1,152 @@
+"""Secret scanning: detect-secrets over a bot's source files and over text in no file of its own.
+
+Only the type and line number of a hit are kept, never the secret. Scans are cached by
+(path, mtime, size), and by the text's hash, so that periodic checks are cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+log = logging.getLogger("botwatch.governance")
+
+MAX_FILES = 2000  # per bot source
+MAX_FILE_BYTES = 2 * 1024 * 1024  # larger files are not scanned (noted)
+MAX_CACHE = 50_000  # scanned files remembered
+SKIP_DIRS = frozenset({".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox",
+                       ".mypy_cache", ".pytest_cache"})
+
+
+@dataclass
+class SourceScan:
+    """What a scan of a bot's source found: (file, line, secret type), and what it left out."""
+
+    hits: list[tuple[str, int, str]] = field(default_factory=list)
+    scanned: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+class SecretScanner:
+    """detect-secrets over files, cached by (path, mtime, size) so that periodic checks are cheap.
+
+    detect-secrets keeps its settings in module globals, so scans are serialised by a lock.
+    Only the type and line number of a hit are kept, never the secret.
+    """
+
+    _lock = threading.Lock()
+
+    def __init__(self, max_files: int = MAX_FILES, max_file_bytes: int = MAX_FILE_BYTES):
+        self.max_files, self.max_file_bytes = max_files, max_file_bytes
+        self._cache: dict[str, tuple[int, int, tuple[tuple[int, str], ...]]] = {}
+        self._text_cache: dict[str, tuple[tuple[int, str], ...]] = {}  # sha256 of the text -> hits
+        self.files_scanned = 0  # cache misses, for tests and self-monitoring
+
+    def scan_paths(self, paths: list[Path]) -> SourceScan:
+        result = SourceScan()
+        files: list[Path] = []
+        too_many = False
+        for p in paths:
+            if not p.exists():
+                result.notes.append(f"source {p} not found")
+                continue
+            for f in _walk(p):
+                if len(files) >= self.max_files:
+                    too_many = True
+                    break
+                files.append(f)
+        if too_many:
+            result.notes.append(f"only the first {self.max_files} files scanned")
+        large = binary = 0
+        todo: list[tuple[Path, os.stat_result]] = []
+        for f in files:
+            try:
+                st = f.stat()
+            except OSError:
+                continue
+            if st.st_size > self.max_file_bytes:
+                large += 1
+                continue
+            cached = self._cache.get(str(f))
+            if cached is not None and cached[:2] == (st.st_mtime_ns, st.st_size):
+                result.scanned += 1
+                result.hits += [(str(f), line, kind) for line, kind in cached[2]]
+                continue
+            if _is_binary(f):
+                binary += 1
+                continue
+            todo.append((f, st))
+        if todo:
+            for (f, st), hits in zip(todo, self._scan_files([f for f, _ in todo])):
+                if len(self._cache) >= MAX_CACHE:
+                    self._cache.pop(next(iter(self._cache)))
+                self._cache[str(f)] = (st.st_mtime_ns, st.st_size, hits)
+                result.scanned += 1
+                result.hits += [(str(f), line, kind) for line, kind in hits]
+        if large:
+            result.notes.append(f"{large} file(s) over {self.max_file_bytes // 1024} KiB not scanned")
+        if binary:
+            result.notes.append(f"{binary} binary file(s) not scanned")
+        return result
+
+    def scan_text(self, text: str, suffix: str = ".yaml") -> tuple[tuple[int, str], ...]:
+        """Scan text that is in no file of its own (an estate entry) through a private temporary file."""
+        key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        if key in self._text_cache:
+            return self._text_cache[key]
+        fd, name = tempfile.mkstemp(prefix="botwatch-gov-", suffix=suffix)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            hits = self._scan_files([Path(name)])[0]
+            if len(self._text_cache) >= 10_000:
+                self._text_cache.clear()
+            self._text_cache[key] = hits
+            return hits
+        finally:
+            try:
+                os.unlink(name)
+            except OSError:
+                pass
+
+    def _scan_files(self, files: list[Path]) -> list[tuple[tuple[int, str], ...]]:
+        from detect_secrets.core.scan import scan_file
+        from detect_secrets.settings import default_settings
+
+        out: list[tuple[tuple[int, str], ...]] = []
+        with self._lock, default_settings():
+            for f in files:
+                self.files_scanned += 1
+                try:
+                    hits = {(s.line_number, s.type) for s in scan_file(str(f))}
+                except Exception:  # a scanner problem with one file must not stop the checks
+                    log.warning("secret scan of %s failed", f, exc_info=True)
+                    hits = set()
+                out.append(tuple(sorted(hits)))
+        return out
+
+
+def _walk(p: Path) -> Iterator[Path]:
+    if p.is_file():
+        yield p
+        return
+    for root, dirs, names in os.walk(p):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
+        for n in sorted(names):
+            f = Path(root) / n
+            if f.is_file() and not f.is_symlink():
+                yield f
+
+
+def _is_binary(f: Path) -> bool:
+    try:
+        with open(f, "rb") as fh:
+            return b"\0" in fh.read(8192)
+    except OSError:
+        return True
