@@ -4,6 +4,10 @@ State that depends on time (late, down) is computed from timestamps when read, a
 Healthchecks does; `sweep()` records the resulting changes as flips in the journal. Every
 finished run and flip is committed to the journal before `apply()` returns, and the whole
 state is rebuilt from the journal on start.
+
+Around it: `enrich.py` (what is added to a run before it is aggregated), `selfstats.py` (the
+agent's counts about itself), `registries.py` (spool backlogs, the process sweep's findings) and
+`readmodel.py` (the snapshots exporters read).
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
-import re
 import socket
 import threading
 import time
@@ -20,17 +23,18 @@ from typing import Callable, Iterable
 
 from .classify import Classifier
 from .config import BotConfig, Estate, Limits
+from .enrich import RUN_FINISHED, STEP_FINISHED, BotContext, enriched
 from .events import (Event, FailureNoted, LogNoted, ResourceSample, RunFinished, RunStarted, SpoolDropped,
                      StepFinished, UiLookup, UiSnapshot)
 from .journal import Flip, Journal
-from .redact import redact
+from .readmodel import BotView
+from .registries import ProcessSweep, SpoolBacklogs
 from .schedule import maintenance_at, next_due
+from .selfstats import SelfStats
 from .sources import registry
 from . import vocabulary
 from .vocabulary import DURATION_BUCKETS, LOOKUP_KINDS, REASONS, UI_WAIT_BUCKETS, bucket_index, count_finished_run
 
-MAX_SPOOLS = 10_000  # spools whose backlog is remembered
-SPOOL_REPORT_TTL = 86_400.0  # seconds a spool's report counts
 STATES = vocabulary.STATES
 UI_FAILURE_KINDS = LOOKUP_KINDS
 OTHER_SCREEN = "other"
@@ -333,22 +337,12 @@ class EstateState:
         self.lock = threading.RLock()
         self.host = socket.gethostname()
         self.bots: dict[str, BotRuntime] = {}
-        # agent self-monitoring, by source
-        self.events_total: dict[str, int] = {}
-        self.events_dropped_total: dict[str, int] = {}
-        self.events_ignored_total: dict[str, int] = {}  # events of a type this agent does not know (newer clients)
-        # runs waiting in the spools of the bot hosts, as their deliverers last said: spool -> (runs, when)
-        self.spool_pending: dict[str, tuple[int, float]] = {}
-        # bots with a running process whose command line holds a credential: bot -> pid (governance)
-        self.cmdline_secrets: dict[str, int] = {}
-        self.parse_errors_total: dict[str, int] = {}
-        self.export_failures_total: dict[str, int] = {}  # by exporter (otlp_metrics, otlp_traces)
+        # under the state's lock, so that a reader sees them and the bots of the same moment
+        self.stats = SelfStats(self.lock)
+        self.spools = SpoolBacklogs(self.lock, clock)
+        self.process_sweep = ProcessSweep(self.lock)
         # called with the runs and steps of every applied batch, after they are journaled (run traces)
         self.listeners: list[Callable[[list[Event]], None]] = []
-        # shadow bots, as last seen by the process watcher (see set_unregistered)
-        self.unregistered: list[dict] = []
-        self.unregistered_counts: dict[str, int] = {}
-        self.unregistered_at: float | None = None
         self._ui_seq = 0  # the latest UI drift row of the journal applied (see _sync_ui)
         self._load()
 
@@ -377,27 +371,30 @@ class EstateState:
         self._sync_ui()
 
     # -- ingest ----------------------------------------------------------------------------
+    # the agent's counts about itself (SelfStats), as its sources, server and exporters call them
     def count_event(self, source: str, n: int = 1) -> None:
-        with self.lock:
-            source = registry.event_label(source)
-            self.events_total[source] = self.events_total.get(source, 0) + n
+        self.stats.count_event(source, n)
 
     def count_parse_error(self, source: str, n: int = 1) -> None:
-        with self.lock:
-            self.parse_errors_total[source] = self.parse_errors_total.get(source, 0) + n
+        self.stats.count_parse_error(source, n)
 
     def count_dropped(self, source: str, n: int = 1) -> None:
-        with self.lock:
-            self.events_dropped_total[source] = self.events_dropped_total.get(source, 0) + n
+        self.stats.count_dropped(source, n)
 
     def count_ignored(self, source: str, n: int = 1) -> None:
         """Events of a type this agent does not know (sent by a newer client): taken, not applied."""
-        with self.lock:
-            self.events_ignored_total[source] = self.events_ignored_total.get(source, 0) + n
+        self.stats.count_ignored(source, n)
 
     def count_export_failure(self, exporter: str, n: int = 1) -> None:
-        with self.lock:
-            self.export_failures_total[exporter] = self.export_failures_total.get(exporter, 0) + n
+        self.stats.count_export_failure(exporter, n)
+
+    @property
+    def parse_errors_total(self) -> dict[str, int]:
+        return self.stats.parse_errors
+
+    @property
+    def export_failures_total(self) -> dict[str, int]:
+        return self.stats.export_failures
 
     def apply(self, events: Iterable[Event], offsets: dict[str, tuple[str, int]] | None = None) -> IngestResult:
         """Apply a batch atomically: journal first, memory after the commit succeeded.
@@ -418,17 +415,16 @@ class EstateState:
             ordered: list[Event] = []  # the runs and steps, in batch order, for the listeners
             duplicates: set[int] = set()  # ids of the runs the journal already had
             for i, ev in enumerate(events):
-                src = registry.event_label(ev.source)
-                self.events_total[src] = self.events_total.get(src, 0) + 1
+                self.stats.count_event(ev.source)
                 if isinstance(ev, SpoolDropped):
-                    self.events_dropped_total["spool"] = self.events_dropped_total.get("spool", 0) + ev.count
+                    self.stats.count_dropped("spool", ev.count)
                     result.accepted += 1
                     continue
                 base = self.bots.get(ev.bot) or staged.get(ev.bot) or self._auto_register(ev.bot, now)
                 if base is None:
                     if self.estate.agent.auto_register and len(self.bots) >= self.estate.agent.limits.max_bots:
                         # a cardinality guard: a flood of new names must not grow the series without end
-                        self.events_dropped_total["bot_limit"] = self.events_dropped_total.get("bot_limit", 0) + 1
+                        self.stats.count_dropped("bot_limit")
                         error = (f"unknown bot {ev.bot!r}: the agent already has agent.limits.max_bots "
                                  f"({self.estate.agent.limits.max_bots}) bots; not registered")
                     else:
@@ -439,19 +435,7 @@ class EstateState:
                 if bot is None:
                     bot = staged[ev.bot] = _copy_runtime(base)
                 if isinstance(ev, RunFinished):
-                    ev = _too_fast(ev, bot.cfg.min_runtime)
-                    if ev.output_tail:  # clients redact too; the journal must never hold a secret
-                        ev = _replace(ev, output_tail=redact(ev.output_tail))
-                    if ev.outcome == "failure" and not ev.reason and ev.run_id in bot.noted_reasons:
-                        ev = _replace(ev, reason=bot.noted_reasons[ev.run_id])
-                    if ev.outcome == "failure" and not ev.reason:
-                        c = self.classifier.classify(exit_status=ev.exit_status, signal=ev.signal,
-                                                     timed_out=ev.timed_out, output=ev.output_tail or "")
-                        ev = _replace(ev, reason=c.reason)
-                    if ev.outcome == "failure" and ev.reason == "ui_drift" and ev.screen is None:
-                        ev = _ui_culprit(ev, bot)
-                    if ev.selector:  # as the tail: a selector can hold a URL with credentials
-                        ev = _replace(ev, selector=redact(ev.selector))
+                    ev = enriched(ev, RUN_FINISHED, self._context(bot))
                     runs.append(ev)
                     ordered.append(ev)
                 elif isinstance(ev, RunStarted):
@@ -472,8 +456,7 @@ class EstateState:
                 elif isinstance(ev, UiSnapshot):
                     snaps.append(ev)
                 elif isinstance(ev, StepFinished):
-                    if ev.message:  # exported with the run's trace
-                        ev = _replace(ev, message=redact(ev.message))
+                    ev = enriched(ev, STEP_FINISHED, self._context(bot))
                     bot.steps_total += 1
                     ordered.append(ev)
                     result.accepted += 1
@@ -510,6 +493,9 @@ class EstateState:
             if self.listeners and ordered:
                 self._notify(ordered, duplicates)
         return result
+
+    def _context(self, bot: BotRuntime) -> BotContext:
+        return BotContext(bot.cfg, self.classifier, bot.noted_reasons, bot.ui_misses)
 
     def _notify(self, ordered: list[Event], duplicates: set[int]) -> None:
         """Tell the listeners of the batch's steps and newly recorded runs (a run the journal
@@ -611,7 +597,7 @@ class EstateState:
                 self.bots[r["bot"]] = b
 
     # -- reading ---------------------------------------------------------------------------
-    def views(self, now: float | None = None) -> list["BotView"]:
+    def views(self, now: float | None = None) -> list[BotView]:
         now = self.clock() if now is None else now
         with self.lock:
             return [BotView.of(bot, now) for bot in self.bots.values()]
@@ -633,46 +619,31 @@ class EstateState:
                 b.withdraw(run_id, into)
                 self.bots[bot] = b
 
+    # the process sweep's findings besides runs (ProcessSweep), as the process watcher reports them
     def set_unregistered(self, processes: list[dict], counts: dict[str, int], at: float) -> None:
-        """The shadow bots of the latest process sweep: listed processes (redacted command
-        lines) and the count per platform."""
-        with self.lock:
-            self.unregistered = list(processes)
-            self.unregistered_counts = dict(counts)
-            self.unregistered_at = at
+        self.process_sweep.set_unregistered(processes, counts, at)
 
     def unregistered_view(self) -> tuple[list[dict], dict[str, int], float | None]:
-        with self.lock:
-            return [dict(p) for p in self.unregistered], dict(self.unregistered_counts), self.unregistered_at
+        return self.process_sweep.unregistered_view()
 
     def note_cmdline_secrets(self, secrets: dict[str, int]) -> None:
-        """The process sweep's bots whose running command line holds a credential (bot -> pid)."""
-        with self.lock:
-            self.cmdline_secrets = dict(secrets)
+        self.process_sweep.note_cmdline_secrets(secrets)
 
+    @property
+    def cmdline_secrets(self) -> dict[str, int]:
+        """Bots with a running process whose command line holds a credential: bot -> pid (governance)."""
+        return self.process_sweep.cmdline_secrets
+
+    # the spools' backlogs (SpoolBacklogs), as the deliverers report them
     def note_spool(self, spool: str, pending: int, now: float | None = None) -> None:
-        """A deliverer said how many runs its spool still holds (after the batch it delivered)."""
-        now = self.clock() if now is None else now
-        with self.lock:
-            if spool not in self.spool_pending and len(self.spool_pending) >= MAX_SPOOLS:
-                oldest = min(self.spool_pending, key=lambda k: self.spool_pending[k][1])
-                del self.spool_pending[oldest]
-            self.spool_pending[spool] = (max(0, int(pending)), now)
+        self.spools.note(spool, pending, now)
 
     def spool_pending_runs(self, now: float | None = None) -> int:
-        """Runs waiting in the spools that reported within SPOOL_REPORT_TTL (a host gone for longer
-        is the agent-down or missed-schedule alerts' business, not a backlog)."""
-        now = self.clock() if now is None else now
-        with self.lock:
-            return sum(n for n, at in self.spool_pending.values() if now - at <= SPOOL_REPORT_TTL)
+        return self.spools.pending_runs(now)
 
     def self_metrics(self) -> dict[str, dict[str, int]]:
         with self.lock:
-            return {"events": dict(self.events_total), "dropped": dict(self.events_dropped_total),
-                    "ignored": dict(self.events_ignored_total),
-                    "parse_errors": dict(self.parse_errors_total),
-                    "export_failures": dict(self.export_failures_total),
-                    "labels_shortened": {"screen": sum(b.labels_shortened for b in self.bots.values())}}
+            return self.stats.snapshot(sum(b.labels_shortened for b in self.bots.values()))
 
 
 def _copy_runtime(bot: BotRuntime) -> BotRuntime:
@@ -688,115 +659,3 @@ def _copy_runtime(bot: BotRuntime) -> BotRuntime:
     new.ui = {k: v.copy() for k, v in bot.ui.items()}
     new.ui_misses = dict(bot.ui_misses)
     return new
-
-
-_SEL_PREFIX = re.compile(r"^(?:css|xpath|id|name)\s*[:=]\s*", re.I)
-_LOCATOR = re.compile(r"""(?:locator|selector)[:\s]+['"]?(?P<sel>[^'"\n]{1,300})""", re.I)
-
-
-def _ui_culprit(run: RunFinished, bot: BotRuntime) -> RunFinished:
-    """A ui_drift failure's screen and selector, when known: the run's last failed look-up, else a
-    declared selector named in its output (the screen it is declared under)."""
-    miss = bot.ui_misses.get(run.run_id)
-    if miss is not None:
-        return _replace(run, screen=miss[0], selector=run.selector or miss[1])
-    text = run.output_tail or ""
-    if not text:
-        return run
-    for screen, sc in bot.cfg.ui.screens.items():
-        for name, sel in sc.selectors.items():
-            body = _SEL_PREFIX.sub("", sel, count=1).strip()
-            if sel in text or (len(body) >= 3 and body in text):
-                return _replace(run, screen=screen, selector=run.selector or sel)
-    from .classify import clip
-    from .parsers.uipath import selector_in
-
-    text = clip(text)
-    found = selector_in(text)
-    if found is None and (m := _LOCATOR.search(text)) is not None:
-        found = m.group("sel")
-    if found and run.selector is None:
-        return _replace(run, selector=found.strip()[:300])
-    return run
-
-
-def _too_fast(run: RunFinished, min_runtime: float | None) -> RunFinished:
-    """A successful run shorter than `min_runtime` did nothing: it is recorded as failed."""
-    dur = run.duration
-    if min_runtime is None or run.outcome != "success" or dur is None or dur >= min_runtime:
-        return run
-    note = f"finished in {dur:.1f}s, under min_runtime {min_runtime:g}s: did it do anything?"
-    return _replace(run, outcome="failure", reason="unknown",
-                    output_tail=(run.output_tail + "\n" if run.output_tail else "") + note)
-
-
-def _replace(run: RunFinished, **changes) -> RunFinished:
-    from dataclasses import replace
-
-    return replace(run, **changes)
-
-
-@dataclass(frozen=True, slots=True)
-class BotView:
-    """A read-only snapshot of one bot, for exporters and `botwatch status`."""
-
-    name: str
-    cfg: BotConfig
-    state: str
-    state_since: float
-    state_why: str
-    runs_total: int
-    failures: dict
-    bucket_counts: tuple
-    duration_sum: float
-    duration_count: int
-    last_run_duration: float | None
-    last_run_end: float | None
-    last_outcome: str | None
-    last_reason: str | None
-    last_success: float | None
-    last_failure: float | None
-    consecutive_failures: int
-    runs_in_progress: int
-    oldest_active_start: float | None
-    next_due: float | None
-    missed_runs_total: int
-    cpu_seconds_total: float
-    resident_memory_bytes: int
-    ui: dict
-    ui_screens_overflowed: int
-    hung: bool = False  # an active run is older than max_runtime
-    processes: int = 0  # processes in the active runs' trees
-    last_ui_failure: tuple | None = None  # (screen, selector) of the latest ui_drift failure, when known
-
-    @classmethod
-    def of(cls, bot: BotRuntime, now: float) -> "BotView":
-        state, since, why = bot.status(now)
-        return cls(
-            bot.cfg.name, bot.cfg, state, since, why, bot.runs_total, dict(bot.failures),
-            tuple(bot.bucket_counts), bot.duration_sum, bot.duration_count, bot.last_run_duration,
-            bot.last_run_end, bot.last_outcome, bot.last_reason, bot.last_success, bot.last_failure,
-            bot.consecutive_failures, len(bot.active), min(bot.active.values()) if bot.active else None,
-            None if bot.cfg.paused else bot.next_due(bot.maintenance(now)[1]), bot.missed_runs_total, bot.cpu_seconds_total,
-            bot.resident_memory_bytes, {k: v.copy() for k, v in bot.ui.items()} if bot.ui else {},
-            bot.ui_screens_overflowed, hung=bot.hung(now), processes=bot.processes,
-            last_ui_failure=bot.last_ui_failure if bot.last_reason == "ui_drift" else None,
-        )
-
-    def to_json(self) -> dict:
-        c = self.cfg
-        return {
-            "bot": self.name, "team": c.team, "owner": c.owner, "platform": c.platform,
-            "lifecycle": c.lifecycle, "criticality": c.criticality, "runbook": c.runbook,
-            "state": self.state, "state_since": self.state_since, "state_why": self.state_why,
-            "runs_total": self.runs_total, "failures": self.failures,
-            "last_run_end": self.last_run_end, "last_run_duration": self.last_run_duration,
-            "last_outcome": self.last_outcome, "last_reason": self.last_reason,
-            "last_success": self.last_success, "last_failure": self.last_failure,
-            "consecutive_failures": self.consecutive_failures, "runs_in_progress": self.runs_in_progress,
-            "next_due": self.next_due, "grace": c.grace if (c.schedule or c.every) else None,
-            "missed_runs_total": self.missed_runs_total,
-            "hung": self.hung, "processes": self.processes,
-            **({"last_failure_screen": self.last_ui_failure[0], "last_failure_selector": self.last_ui_failure[1]}
-               if self.last_ui_failure else {}),
-        }

@@ -37,16 +37,15 @@ The look-up rule and the snapshot loop are shared with the Playwright helper (`_
 
 from __future__ import annotations
 
-import re
 
 from selenium.common.exceptions import NoSuchElementException
 from selenium.webdriver.common.by import By
 
+from ..ui.selectors import LOCATOR_PREFIX
 from . import _lookups
 
 __all__ = ["find", "snapshot", "ElementNotFound", "to_by"]
 
-_PREFIX = re.compile(r"^(css|xpath|id|name)\s*[:=]\s*", re.I)
 _BY = {"css": By.CSS_SELECTOR, "xpath": By.XPATH, "id": By.ID, "name": By.NAME}
 SNAPSHOT_KINDS = {"html": ("html",), "png": ("png",), "both": ("html", "png")}
 
@@ -63,7 +62,7 @@ def to_by(locator) -> tuple[str, str]:
     if not isinstance(locator, str) or not locator.strip():
         raise ValueError(f"a locator is a non-empty string or a (By, value) tuple, not {locator!r}")
     text = locator.strip()
-    m = _PREFIX.match(text)
+    m = LOCATOR_PREFIX.match(text)
     if m:
         return _BY[m.group(1).lower()], text[m.end():].strip()
     if text.startswith(("/", "(")):

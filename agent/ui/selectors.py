@@ -17,7 +17,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-_PREFIX = re.compile(r"^(css|xpath|id|name)\s*[:=]\s*", re.I)
+# the strategy prefix of SeleniumLibrary and Browser locators (css:, xpath=, id:, name=)
+LOCATOR_PREFIX = re.compile(r"^(css|xpath|id|name)\s*[:=]\s*", re.I)
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def to_xpath(text: str) -> tuple[str, str]:
         raise ValueError("a selector must be a non-empty string")
     s = text.strip()
     syntax, body = "css", s
-    m = _PREFIX.match(s)
+    m = LOCATOR_PREFIX.match(s)
     if m:
         syntax, body = m.group(1).lower(), s[m.end():].strip()
         if not body:
