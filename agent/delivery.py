@@ -1,9 +1,10 @@
 """The deliverer: sends spooled events to their target, oldest first.
 
-Started detached by `botwatch run` after it has committed a run to the spool. One deliverer
-per spool holds a lock; others exit at once (the holder picks their events up). Failures are
-retried with exponential backoff; events the agent refuses for good (unknown bot, invalid)
-are moved to the spool's `dead` table. Nothing here can affect a bot's exit status.
+Started detached (runrecord.start_deliverer) by `botwatch run` and the SDK once they have
+committed a run or its events to the spool. One deliverer per spool holds a lock; others exit
+at once (the holder picks their events up). Failures are retried with exponential backoff;
+events the agent refuses for good (unknown bot, invalid) are moved to the spool's `dead`
+table. Nothing here can affect a bot's exit status.
 
 Targets:
 - the agent (default): batches of events are posted to its events API;
@@ -31,10 +32,11 @@ import time
 import urllib.error
 import urllib.request
 
+from . import runrecord
 from ._platform import create_private, lock_exclusive
 from .redact import redact_url
 from .spool import Spool, default_spool_path
-from .vocabulary import DURATION_BUCKETS, REASONS, count_finished_run, hostname
+from .vocabulary import DURATION_BUCKETS, REASONS, count_finished_run
 
 log = logging.getLogger("botwatch.delivery")
 DEFAULT_AGENT_URL = "http://127.0.0.1:9464"
@@ -365,7 +367,7 @@ def _post_batch(url: str, key: str | None, events: list[str], spool: tuple[str, 
     answer = post_events(url, events, key=key, spool=spool)
     if dropped <= 0:
         return answer, False
-    event = {"type": "spool_dropped", "count": dropped, "time": dropped_at or time.time(), "host": hostname(),
+    event = {"type": "spool_dropped", "count": dropped, "time": dropped_at or time.time(), "host": runrecord.host(),
              "source": "spool"}
     try:
         post_events(url, [json.dumps(event)], key=key)
@@ -451,7 +453,7 @@ def publish(target: str, totals: dict) -> None:
     if kind == "pushgateway":
         from botwatch.exporters.pushgateway import push_totals
 
-        push_totals(where, totals, hostname())
+        push_totals(where, totals, runrecord.host())
     elif kind == "textfile":
         from botwatch.exporters.textfile import write_totals
 
@@ -463,7 +465,7 @@ def publish(target: str, totals: dict) -> None:
 def spool_id(spool: Spool) -> str:
     """Which spool a batch comes from, for the agent's backlog gauge: host and a hash of the
     path (the path itself, a user's home, stays on the host)."""
-    return f"{hostname()}:{hashlib.sha1(os.path.abspath(spool.path).encode()).hexdigest()[:12]}"
+    return f"{runrecord.host()}:{hashlib.sha1(os.path.abspath(spool.path).encode()).hexdigest()[:12]}"
 
 
 def run_deliverer(spool_path: str, patience: float, lock=None) -> int:

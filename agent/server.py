@@ -54,7 +54,7 @@ from .vocabulary import Reason as _REASON
 from .vocabulary import SnapshotKind as _SNAPSHOT_KIND
 from .vocabulary import RUN_ID_PATTERN as _RUN_ID
 from .webconfig import BasicAuth, BasicAuthGate, HostCheck, SecurityHeaders, default_host_names, keys_match
-from .wrapper import new_run_id
+from .runrecord import new_run_id
 
 HARD_MAX_BATCH = 100_000
 MAX_TIME = 32_503_680_000.0  # 3000-01-01 UTC: a later time is a client's bug (and beyond Windows' gmtime)

@@ -9,15 +9,13 @@ result never changes.
 """
 
 import os
-import sys
 import time
 
-from . import _platform
+from . import _platform, runrecord
+from .runrecord import new_run_id
 from .spool import Spool, default_spool_path
-from .vocabulary import hostname
 
-TAIL_BYTES = 64 * 1024  # kept for classification
-STORED_TAIL_CHARS = 4096  # redacted excerpt stored with the run
+TAIL_BYTES = runrecord.CLASSIFIED_CHARS  # of the bot's output, kept for classification
 START_REPORT_AFTER = 1.0  # runs shorter than this are reported once, when they finish
 SAMPLE_EVERY = 1.0
 REPORT_SAMPLE_EVERY = 15.0
@@ -38,6 +36,11 @@ def warn(msg: str) -> None:
         os.write(2, f"botwatch: warning: {msg}\n".encode("utf-8", "replace"))
     except OSError:
         pass
+
+
+def _warn_of_record(_key: object, msg: str) -> None:
+    """runrecord.Warn: one run per process, so every problem is said once anyway."""
+    warn(msg)
 
 
 def parse_args(argv: list[str]) -> dict:
@@ -83,10 +86,6 @@ def parse_args(argv: list[str]) -> dict:
             except ValueError as exc:
                 raise UsageError(f"--{key.replace('_', '-')}: {exc}") from None
     return opts
-
-
-def new_run_id() -> str:
-    return f"{int(time.time() * 1000):x}-{os.urandom(6).hex()}"
 
 
 class Tail:
@@ -167,12 +166,11 @@ def target_of(opts: dict) -> str | None:
 def run(opts: dict) -> int:
     bot, cmd = opts["bot"], opts["command"]
     target = target_of(opts)
-    agent_url = None if target else (opts["agent"] or os.environ.get("BOTWATCH_AGENT_URL"))
-    config = opts["config"] or os.environ.get("BOTWATCH_CONFIG") or ("botwatch.yaml" if os.path.exists("botwatch.yaml") else None)
-    config = os.path.abspath(config) if config else None
+    agent_url = None if target else runrecord.agent_url(opts["agent"])
+    config = runrecord.estate_file(opts["config"])
     spool_path = default_spool_path()
     run_id = new_run_id()
-    host = hostname()
+    host = runrecord.host()
     tail = Tail()
     # The run's start is a wall-clock time; everything after it is measured on the monotonic
     # clock, so that a wall clock stepped during the run (NTP, a VM resumed, DST mistakes) neither
@@ -246,7 +244,7 @@ def run(opts: dict) -> int:
             if s:
                 try:
                     s.add_started(bot, run_id, started, host, agent_url=agent_url, config=config)
-                    _kick_delivery(spool_path)
+                    runrecord.start_deliverer(spool_path, _warn_of_record)
                 except Exception as exc:
                     warn(f"cannot record the run start: {exc}")
         if now >= next_report:
@@ -256,7 +254,7 @@ def run(opts: dict) -> int:
                 try:
                     s.add_sample(bot, run_id, wall(now), sampler.cpu_seconds, sampler.last_rss, sampler.processes,
                                  agent_url=agent_url, config=config)
-                    _kick_delivery(spool_path)
+                    runrecord.start_deliverer(spool_path, _warn_of_record)
                 except Exception:
                     pass
         if deadline and not timed_out and now >= deadline:
@@ -288,14 +286,7 @@ def _record_finished(spool, bot, run_id, started, ended, code, sig, timed_out, o
                      agent_url, config, target=None) -> None:
     outcome = "success" if code == 0 and not timed_out else "failure"
     reason = None
-    stored = None
-    if output:
-        from .redact import redact
-
-        window = output[-STORED_TAIL_CHARS * 2:]
-        if len(output) > len(window):
-            window = window.partition("\n")[2]  # a cut line could hold a secret the rules no longer see
-        stored = redact(window)[-STORED_TAIL_CHARS:]
+    stored = runrecord.output_tail(output)
     if outcome == "failure":
         reason = _classify(config, code, sig, timed_out, output)
     if spool is None:
@@ -309,7 +300,7 @@ def _record_finished(spool, bot, run_id, started, ended, code, sig, timed_out, o
         return
     if target is not None and target.startswith("textfile:"):
         _write_textfile(spool, target)
-    _kick_delivery(spool.path)
+    runrecord.start_deliverer(spool.path, _warn_of_record)
 
 
 def _write_textfile(spool, target: str) -> None:
@@ -328,31 +319,11 @@ def _write_textfile(spool, target: str) -> None:
 def _classify(config, code, sig, timed_out, output) -> str:
     """Failure reason with the estate's own patterns when its file is readable, else the defaults."""
     try:
-        from .classify import Classifier
-
-        classifier = None
-        if config and os.path.exists(config):
-            try:
-                from .config import load_estate
-
-                classifier = Classifier.for_estate(load_estate(config).estate)
-            except Exception as exc:
-                warn(f"estate file {config} not usable for classification ({str(exc).splitlines()[0]}); "
-                     "using the built-in failure patterns")
-        classifier = classifier or Classifier()
-        return classifier.classify(exit_status=code, signal=sig, timed_out=timed_out, output=output).reason
+        return runrecord.failure_reason(config, output, _warn_of_record, exit_status=code, signal=sig,
+                                        timed_out=timed_out)
     except Exception as exc:  # never let classification cost the run record
         warn(f"could not classify the failure: {exc}")
         return "unknown"
-
-
-def _kick_delivery(spool_path: str) -> None:
-    if os.environ.get("BOTWATCH_NO_DELIVERY") == "1":
-        return
-    try:
-        _platform.spawn_detached([sys.executable, "-m", "botwatch.deliver", "--spool", spool_path])
-    except OSError as exc:
-        warn(f"cannot start the deliverer: {exc}; the run waits in {spool_path}")
 
 
 def main(argv: list[str]) -> int:

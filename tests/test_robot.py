@@ -620,8 +620,8 @@ def test_listener_methods_swallow_every_error_of_their_own(monkeypatch, caplog):
     def broken(*_args, **_kwargs):
         raise RuntimeError("spool on fire")
 
-    monkeypatch.setattr(listener_module.sdk, "_record", broken)
-    monkeypatch.setattr(listener_module.sdk, "_warned", set())
+    monkeypatch.setattr(listener_module.sdk_transport, "record", broken)
+    monkeypatch.setattr(listener_module.sdk_log, "_warned", set())
     listener = listener_module.robot(bot=BOT)
     for method in ("start_suite", "start_test", "start_keyword", "end_keyword", "end_test", "end_suite"):
         getattr(listener, method)(None, FakeResult("Invoice Portal", "FAIL", "boom"))  # nothing raises

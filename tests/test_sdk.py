@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 import botwatch
-from botwatch import sdk
+from botwatch import sdk_log, sdk_transport
 from conftest import SDK_ENV, free_port, metrics_when, outbox_and_dead, wait_for, write_estate
 
 PY = sys.executable
@@ -45,7 +45,7 @@ def spool(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("BOTWATCH_SPOOL", str(path))
     monkeypatch.setenv("BOTWATCH_NO_DELIVERY", "1")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sdk, "_warned", set())  # each test sees its own "logged once" warnings
+    monkeypatch.setattr(sdk_log, "_warned", set())  # each test sees its own "logged once" warnings
     return path
 
 
@@ -492,9 +492,9 @@ def kicks(spool, monkeypatch):
     started: list[str] = []
     clock = [1000.0]
     monkeypatch.delenv("BOTWATCH_NO_DELIVERY")
-    monkeypatch.setattr(sdk, "_kicks", sdk._Kicks())
-    monkeypatch.setattr(sdk, "_start_deliverer", started.append)
-    monkeypatch.setattr(sdk, "_monotonic", lambda: clock[0])
+    monkeypatch.setattr(sdk_transport, "_kicks", sdk_transport._Kicks())
+    monkeypatch.setattr(sdk_transport, "_start_deliverer", started.append)
+    monkeypatch.setattr(sdk_transport, "_monotonic", lambda: clock[0])
     return started, clock
 
 
@@ -514,13 +514,13 @@ def test_events_outside_runs_start_a_deliverer_at_most_once_per_interval_and_onc
     for _ in range(10):
         botwatch.ui_lookup(screen="login", found=True, bot="invoice-recon")
     assert started == [str(spool)]
-    clock[0] += sdk.KICK_INTERVAL
+    clock[0] += sdk_transport.KICK_INTERVAL
     for _ in range(10):
         botwatch.ui_lookup(screen="login", found=True, bot="invoice-recon")
     assert started == [str(spool)] * 2
-    sdk._kick_leftovers()  # what the process does when it exits: the last nine wait for no one
+    sdk_transport._kick_leftovers()  # what the process does when it exits: the last nine wait for no one
     assert started == [str(spool)] * 3
-    sdk._kick_leftovers()
+    sdk_transport._kick_leftovers()
     assert started == [str(spool)] * 3
 
 
@@ -529,7 +529,7 @@ def test_no_deliverer_is_started_when_delivery_is_switched_off(spool, kicks, mon
     monkeypatch.setenv("BOTWATCH_NO_DELIVERY", "1")
     with botwatch.run("invoice-recon"):
         botwatch.ui_lookup(screen="invoices", found=True)
-    sdk._kick_leftovers()
+    sdk_transport._kick_leftovers()
     assert started == [] and len(events(spool)) == 3
 
 

@@ -257,9 +257,9 @@ def test_the_sdk_stops_trying_an_agent_that_did_not_answer_for_a_while(monkeypat
     import urllib.request
 
     import botwatch
-    from botwatch import sdk
+    from botwatch import sdk_snapshots
 
-    monkeypatch.setattr(sdk, "_unreachable", {})
+    monkeypatch.setattr(sdk_snapshots, "_unreachable", {})
     monkeypatch.setenv("BOTWATCH_AGENT_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.delenv("BOTWATCH_CONFIG", raising=False)
     tries = []
@@ -268,6 +268,6 @@ def test_the_sdk_stops_trying_an_agent_that_did_not_answer_for_a_while(monkeypat
     for _ in range(5):  # a bot snapshotting every screen is held up by the first only
         assert botwatch.snapshot("invoice", page(), bot="invoices") is None
     assert len(tries) == 1
-    monkeypatch.setattr(sdk, "_unreachable", {})  # the pause is over: it tries again
+    monkeypatch.setattr(sdk_snapshots, "_unreachable", {})  # the pause is over: it tries again
     assert botwatch.snapshot("invoice", page(), bot="invoices") is None
     assert len(tries) == 2

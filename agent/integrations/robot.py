@@ -39,9 +39,9 @@ import os
 import time
 from datetime import datetime, timedelta
 
-from .. import sdk
+from .. import runrecord, sdk, sdk_args, sdk_log, sdk_transport
 from ..parsers.robot_output import (STATUSES, bot_name_for_suite, parse_robot_time, run_id_for, step_message,
-                                    step_name, stored_tail)
+                                    step_name)
 from ._robot_ui import UiCapture, snapshot_kinds
 
 __all__ = ["Listener", "robot", "ROBOT_LISTENER_API_VERSION"]
@@ -60,7 +60,7 @@ def _guarded(method):
         try:
             method(self, *args, **kwargs)
         except Exception as exc:
-            sdk._internal_error(f"the Robot Framework listener ({method.__name__})", exc)
+            sdk_log.internal_error(f"the Robot Framework listener ({method.__name__})", exc)
 
     return call
 
@@ -143,8 +143,8 @@ class Listener:
         self._screen_arg = options["screen"] or None
         kinds = snapshot_kinds(options["snapshots"])
         if kinds is None:
-            sdk._warn(("robot-snapshots", str(options["snapshots"])[:50]), "botwatch: snapshots=%r is not one of "
-                      "html, png, both, none; no snapshots are taken", options["snapshots"])
+            sdk_log.warn(("robot-snapshots", str(options["snapshots"])[:50]), "botwatch: snapshots=%r is not one "
+                         "of html, png, both, none; no snapshots are taken", options["snapshots"])
             kinds = ()
         self._snapshot_kinds = kinds
         self._suites = 0  # depth of the suite being run; 1 is the top-level suite
@@ -169,8 +169,8 @@ class Listener:
             return
         start_dt = _start_of(result)
         started = _seconds(start_dt, time.time())
-        run_id = run_id_for(name, getattr(result, "name", "") or "", start_dt) if start_dt else sdk.new_run_id()
-        run = _Run(name, run_id, started, sdk._agent_url(self._agent_url_arg), sdk._config_path())
+        run_id = run_id_for(name, getattr(result, "name", "") or "", start_dt) if start_dt else runrecord.new_run_id()
+        run = _Run(name, run_id, started, sdk_args.agent_url(self._agent_url_arg), runrecord.estate_file())
         # Python keyword libraries calling botwatch.ui_lookup()/step()/fail() report into this run.
         run.active = sdk._Active(name, run_id, started, run.agent_url, run.config, sdk._current.get())
         run.token = sdk._current.set(run.active)
@@ -178,8 +178,8 @@ class Listener:
         self._ui = UiCapture(functools.partial(self._ui_event, run), functools.partial(self._ui_match, run),
                              screen=self._screen_arg, kinds=self._snapshot_kinds)
         self._ui.enter("suite", getattr(result, "name", "") or "")
-        sdk._record("start", name, run_id, {
-            "type": "run_started", "bot": name, "run_id": run_id, "time": started, "host": sdk._host(),
+        sdk_transport.record("start", name, run_id, {
+            "type": "run_started", "bot": name, "run_id": run_id, "time": started, "host": runrecord.host(),
             "source": SOURCE}, run.agent_url, run.config, kick=True)
 
     @_guarded
@@ -209,17 +209,17 @@ class Listener:
         if declared:
             outcome = "failure"
         event = {"type": "run_finished", "bot": run.bot, "run_id": run.run_id, "started": run.started,
-                 "ended": ended, "outcome": outcome, "host": sdk._host(), "source": SOURCE}
+                 "ended": ended, "outcome": outcome, "host": runrecord.host(), "source": SOURCE}
         if outcome == "failure":
             reason = run.active.reason if declared and run.active.reason else None
             event["reason"] = reason or sdk._classify(run.config, message, None)
-            tail = stored_tail(message or (run.active.message if declared else None))
+            tail = runrecord.output_tail(message or (run.active.message if declared else None))
             if tail:
                 event["output_tail"] = tail
             if named is not None and event["reason"] == "ui_drift":
-                event["screen"] = sdk._screen(named[1])
-                event["selector"] = sdk._text(named[2], sdk.MAX_SELECTOR, redacted=True)
-        sdk._record("finish", run.bot, run.run_id, event, run.agent_url, run.config, kick=True)
+                event["screen"] = sdk_args.screen(named[1])
+                event["selector"] = sdk_args.text(named[2], sdk_args.MAX_SELECTOR, redacted=True)
+        sdk_transport.record("finish", run.bot, run.run_id, event, run.agent_url, run.config, kick=True)
 
     # -- tests: the steps ---------------------------------------------------------------------
     @_guarded
@@ -251,7 +251,7 @@ class Listener:
         text = step_message(message)
         if text:
             event["message"] = text
-        sdk._record("step", run.bot, run.run_id, event, run.agent_url, run.config)
+        sdk_transport.record("step", run.bot, run.run_id, event, run.agent_url, run.config)
         if status == "fail":
             if run.first_failure is None:
                 run.first_failure = named or (message, None, None)
@@ -331,7 +331,7 @@ class Listener:
         text = step_message(getattr(result, "message", "") or "")
         if text:
             event["message"] = text
-        sdk._record("step", run.bot, run.run_id, event, run.agent_url, run.config)
+        sdk_transport.record("step", run.bot, run.run_id, event, run.agent_url, run.config)
 
     # -- UI look-ups and snapshots --------------------------------------------------------------
     def _ui_call(self, method: str, *args, **kwargs):
@@ -341,17 +341,17 @@ class Listener:
         try:
             return getattr(self._ui, method)(*args, **kwargs)
         except Exception as exc:
-            sdk._internal_error(f"the Robot Framework listener's UI capture ({method})", exc)
+            sdk_log.internal_error(f"the Robot Framework listener's UI capture ({method})", exc)
             return None
 
     @staticmethod
     def _ui_event(run: _Run, event: dict) -> None:
         event.update(bot=run.bot, run_id=run.run_id, source=SOURCE)
-        sdk._record("ui_lookup", run.bot, run.run_id, event, run.agent_url, run.config)
+        sdk_transport.record("ui_lookup", run.bot, run.run_id, event, run.agent_url, run.config)
 
     @staticmethod
     def _ui_match(run: _Run, message: str):
-        return sdk._classifier(run.config).match(message or "")
+        return runrecord.classifier_for(run.config, sdk_log.warn_once).match(message or "")
 
     # -- helpers ------------------------------------------------------------------------------
     def _failure(self, run: _Run, message: str) -> None:
@@ -363,17 +363,17 @@ class Listener:
         text = step_message(message)
         if text:
             event["message"] = text
-        sdk._record("failure", run.bot, run.run_id, event, run.agent_url, run.config, kick=True)
+        sdk_transport.record("failure", run.bot, run.run_id, event, run.agent_url, run.config, kick=True)
 
     def _bot_name(self, suite_name: str) -> str | None:
         if self._bot_arg is not None:
-            return sdk._bot_name(self._bot_arg)  # coerced with a warning when it is not a bot name
+            return sdk_args.bot_name(self._bot_arg)  # coerced with a warning when it is not a bot name
         name = os.environ.get("BOTWATCH_BOT") or bot_name_for_suite(suite_name)
         if name is None:
-            sdk._warn(("robot-suite", suite_name), "botwatch: the suite name %r gives no bot name; this run is not "
-                      "recorded (use --listener botwatch.integrations.robot:bot=NAME)", suite_name)
+            sdk_log.warn(("robot-suite", suite_name), "botwatch: the suite name %r gives no bot name; this run is "
+                         "not recorded (use --listener botwatch.integrations.robot:bot=NAME)", suite_name)
             return None
-        return sdk._bot_name(name)
+        return sdk_args.bot_name(name)
 
     @staticmethod
     def _leave_context(run: _Run) -> None:

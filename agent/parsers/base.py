@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..classify import MAX_MATCHED_CHARS
 from ..events import Event, RunFinished
 from ..redact import redact
+from ..runrecord import error_tail
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..classify import Classifier
@@ -226,16 +227,6 @@ def keep_error(errors: list[str], message: str) -> int:
         text = text[:MAX_MESSAGE_CHARS] + " [...]"
     errors.append(text)
     return 0
-
-
-def error_tail(errors: list[str], more: int = 0) -> str | None:
-    """A failed run's output tail: its (redacted) error messages, one per line."""
-    if not errors:
-        return None
-    tail = "\n".join(errors)
-    if more:
-        tail += f"\n[... {more} more error line(s)]"
-    return tail
 
 
 def finished_run(bot: str, run_id: str, *, ended: float, started: float | None, errors: list[str], more: int,

@@ -46,6 +46,7 @@ from datetime import datetime, timedelta
 from xml.parsers import expat
 
 from ..events import Event, RunFinished, RunStarted, StepFinished
+from ..runrecord import CLASSIFIED_CHARS, output_tail
 from .base import FileParser, IncompleteFile, ParseError
 
 __all__ = ["RobotOutputParser", "parse_output_xml", "IncompleteOutputError", "run_id_for", "bot_name_for_suite",
@@ -55,8 +56,7 @@ SOURCE = "log:robot"
 STATUSES = {"PASS": "pass", "FAIL": "fail", "SKIP": "skip", "NOT RUN": "skip"}  # anything else: skip
 MAX_STEP_NAME = 200
 MAX_MESSAGE = 4096  # a step's message, as the events API accepts it
-STORED_TAIL_CHARS = 4096  # the run's output excerpt, as the wrapper keeps it
-MAX_COLLECTED = 64 * 1024  # of one status message: as much as the classifier reads of a bot's output
+MAX_COLLECTED = CLASSIFIED_CHARS  # of one status message: as much as the classifier reads of a bot's output
 _CHUNK = 1 << 16
 _NOT_ROBOT = "not a Robot Framework output.xml"
 _LEGACY_TIME = re.compile(r"^\d{8} \d{2}:\d{2}:\d{2}(?:\.\d{1,6})?$")
@@ -110,18 +110,6 @@ def timestamp(dt: datetime | None) -> float | None:
         return dt.timestamp()
     except (OverflowError, OSError, ValueError):
         return None
-
-
-def stored_tail(text: str | None) -> str | None:
-    """The redacted excerpt kept with a failed run: the last whole lines of `text`."""
-    if not text:
-        return None
-    from ..redact import redact
-
-    window = text[-STORED_TAIL_CHARS * 2:]
-    if len(text) > len(window):
-        window = window.partition("\n")[2]
-    return redact(window)[-STORED_TAIL_CHARS:] or None
 
 
 def step_message(text: str | None) -> str | None:
@@ -418,7 +406,7 @@ def parse_output_xml(source: str | os.PathLike | bytes | bytearray, bot: str, *,
     if outcome == "failure":
         reason = (classifier or _classifier()).classify(exit_status=None, output=message or "").reason
     events.append(RunFinished(bot=bot, run_id=run_id, ended=ended, outcome=outcome, started=started,
-                              reason=reason, output_tail=stored_tail(message) if outcome == "failure" else None,
+                              reason=reason, output_tail=output_tail(message) if outcome == "failure" else None,
                               source=source_name))
     return events
 
