@@ -13,7 +13,7 @@ _SDK = ("run", "bot", "fail", "ui_lookup", "snapshot", "step")
 
 def __getattr__(name):
     if name in _SDK:
-        from . import sdk
+        from .client import sdk
 
         value = getattr(sdk, name)
         globals()[name] = value

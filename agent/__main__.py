@@ -1,5 +1,5 @@
 import sys
 
-from botwatch.cli import main
+from .commands.cli import main
 
 sys.exit(main())

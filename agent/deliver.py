@@ -1,25 +1,8 @@
-"""Entry point of the detached deliverer (`python -m botwatch.deliver`).
-
-Every wrapped run starts one; most find another deliverer already at work. So the spool lock
-is tried before anything heavy (HTTP, JSON, logging) is imported, and a loser exits at once.
-"""
+"""`python -m botwatch.deliver`, the detached deliverer's public entry point (botwatch.client.deliver)."""
 
 import sys
 
-from ._platform import lock_exclusive
-from .spool import default_spool_path
-
-
-def main() -> int:
-    args = sys.argv[1:]
-    spool = args[args.index("--spool") + 1] if "--spool" in args[:-1] else default_spool_path()
-    lock = lock_exclusive(spool + ".lock")
-    if lock is None:
-        return 0  # the holder will deliver our events too
-    from .delivery import main as deliver
-
-    return deliver(args, lock)
-
+from .client.deliver import main
 
 if __name__ == "__main__":
     sys.exit(main())

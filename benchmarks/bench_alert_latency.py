@@ -2,7 +2,7 @@
 notification at the owner team's webhook, against the configured scrape interval + rule evaluation
 interval + Alertmanager group_wait.
 
-The stack is the end-to-end test's, started by `botwatch.stack` (the code `botwatch demo` uses),
+The stack is the end-to-end test's, started by `botwatch.commands.stack` (the code `botwatch demo` uses),
 everything on free 127.0.0.1 ports: a real `botwatch agent`; Debian's Prometheus scraping it as
 job `botwatch` and evaluating the shipped `alerts/*.rules.yml`; Debian's Alertmanager with the
 route tree, grouping and inhibitions of `alerts/alertmanager.yml`, each receiver posting to a
@@ -206,7 +206,7 @@ def first_sample(url: str, selector: str, after: float, minimum: float = 1.0) ->
 # -- the benchmark ---------------------------------------------------------------------------------
 
 def measure(runs: int, reps: int, warmup: int) -> dict:
-    from botwatch import stack
+    from botwatch.commands import stack
 
     prometheus_bin = stack.find_binary(stack.PROMETHEUS)
     alertmanager_bin = stack.find_binary(stack.ALERTMANAGER)

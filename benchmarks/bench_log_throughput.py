@@ -285,7 +285,7 @@ def run_mtail(progs: str, log: str, workdir: str) -> tuple[float, float, str]:
 # -- botwatch --------------------------------------------------------------------------------------
 
 def _estate(log: str):
-    from botwatch.config import BotConfig, Estate, LoadedEstate, LogSpec, WatchConfig
+    from botwatch.config.estate import BotConfig, Estate, LoadedEstate, LogSpec, WatchConfig
 
     bot = BotConfig(name=BOT, platform="uipath", watch=WatchConfig(logs=[LogSpec(path=log, format="uipath")]))
     return LoadedEstate(Estate(bots=[bot]), Path(log).parent / "botwatch.yaml")
@@ -301,9 +301,9 @@ class Pipeline:
         self.journal = self.state = self.watcher = None
 
     def prepare(self, count_commits: bool = False) -> None:
-        from botwatch.journal import Journal
+        from botwatch.state.journal import Journal
         from botwatch.sources.logs import LogWatcher
-        from botwatch.state import EstateState
+        from botwatch.state.runtime import EstateState
 
         class CountingJournal(Journal):
             commits = 0
@@ -372,8 +372,8 @@ def tail_errors(tail: str | None) -> int:
 
 def parser_pass(lines: list[str]):
     """A fresh parser fed every line; (wall seconds, CPU seconds, events, parse errors)."""
-    from botwatch.classify import Classifier
-    from botwatch.config import BotConfig, LogSpec
+    from botwatch.core.classify import Classifier
+    from botwatch.config.estate import BotConfig, LogSpec
     from botwatch.parsers.uipath import UiPathParser
 
     bot = BotConfig(name=BOT, platform="uipath")
@@ -384,7 +384,7 @@ def parser_pass(lines: list[str]):
 
 
 def parser_counts(events: list, job_process: dict[str, str]) -> dict:
-    from botwatch.events import RunFinished
+    from botwatch.core.events import RunFinished
 
     runs = [e for e in events if isinstance(e, RunFinished)]
     errors: Counter = Counter()

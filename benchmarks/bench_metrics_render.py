@@ -30,10 +30,10 @@ COUNTER_FAMILIES = 4
 
 def build_state(n_bots: int = BOTS, seed: int = 1):
     """An estate of `n_bots` with a few finished runs each, some failed, some bots mid-run."""
-    from botwatch.classify import REASONS
-    from botwatch.config import PLATFORMS, BotConfig, Estate
-    from botwatch.events import ResourceSample, RunFinished, RunStarted
-    from botwatch.state import EstateState
+    from botwatch.core.classify import REASONS
+    from botwatch.config.estate import PLATFORMS, BotConfig, Estate
+    from botwatch.core.events import ResourceSample, RunFinished, RunStarted
+    from botwatch.state.runtime import EstateState
 
     rnd = random.Random(seed)
     now = 1_767_225_600.0  # fixed, so that every render prints the same samples

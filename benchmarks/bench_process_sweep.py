@@ -172,10 +172,10 @@ def group_counts(text: bytes) -> dict[str, int]:
 # -- botwatch --------------------------------------------------------------------------------------
 
 def make_watcher(journal_path: str):
-    from botwatch.config import BotConfig, Estate, ProcessMatch, WatchConfig
-    from botwatch.journal import Journal
+    from botwatch.config.estate import BotConfig, Estate, ProcessMatch, WatchConfig
+    from botwatch.state.journal import Journal
     from botwatch.sources.processes import ProcessWatcher
-    from botwatch.state import EstateState
+    from botwatch.state.runtime import EstateState
 
     bots = [BotConfig(name=b, platform="python",
                       watch=WatchConfig(process=ProcessMatch(cmdline=rf"^bwbench\.{b}\.\d+ ")))

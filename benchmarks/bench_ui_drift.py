@@ -111,7 +111,7 @@ def measure(runs: int, reps: int, warmup: int) -> dict:
     import lxml.html
     from PIL import Image
 
-    from botwatch.config import BotConfig, Estate
+    from botwatch.config.estate import BotConfig, Estate
     from botwatch.ui.probe import DriftProbe
 
     estate = Estate(bots=[BotConfig.model_validate({"name": "bench", "ui": {"screens": {

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from prometheus_client.registry import CollectorRegistry
 
-from botwatch.redact import redact_url
-from botwatch.state import EstateState
+from botwatch.core.redact import redact_url
+from botwatch.state.runtime import EstateState
 
 from .otlp_settings import OtlpSettings
 

@@ -9,7 +9,7 @@ import logging
 import random
 import threading
 
-from botwatch.redact import redact_url
+from botwatch.core.redact import redact_url
 
 log = logging.getLogger("botwatch.exporters.otlp")
 

@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from botwatch import __version__
-from botwatch.events import Event, RunFinished, StepFinished
+from botwatch.core.events import Event, RunFinished, StepFinished
 
 from .otlp_metrics import pipeline_result
 from .otlp_retry import Backoff, Outage, quiet_sdk_loggers

@@ -21,10 +21,10 @@ from prometheus_client.registry import CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 from botwatch import __version__
-from botwatch.shadow import PLATFORMS as SHADOW_PLATFORMS
+from botwatch.sources.runtimes import PLATFORMS as SHADOW_PLATFORMS
 from botwatch.sources import registry as sources
-from botwatch.state import EstateState
-from botwatch.vocabulary import DURATION_BUCKETS, LOOKUP_KINDS, REASONS, STATES, UI_WAIT_BUCKETS
+from botwatch.state.runtime import EstateState
+from botwatch.core.vocabulary import DURATION_BUCKETS, LOOKUP_KINDS, REASONS, STATES, UI_WAIT_BUCKETS
 
 from .catalogue import METRICS, cumulative_buckets
 
@@ -208,7 +208,7 @@ def estate_registry(state: EstateState, clock: Callable[[], float] = time.time,
                     governance=None) -> CollectorRegistry:
     """A registry holding only the estate collectors (tests and the agent need no global state).
     `governance`: the agent's botwatch.governance.Governance; by default one over the state's bots."""
-    from botwatch.exporters.governance import GovernanceCollector
+    from .governance import GovernanceCollector
     from botwatch.governance import governance_for_state
 
     registry = CollectorRegistry(auto_describe=False)

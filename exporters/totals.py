@@ -14,8 +14,8 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
-from botwatch.exporters.prometheus import family, finite
-from botwatch.vocabulary import DURATION_BUCKETS, REASONS
+from .prometheus import family, finite
+from botwatch.core.vocabulary import DURATION_BUCKETS, REASONS
 
 from .catalogue import cumulative_buckets
 

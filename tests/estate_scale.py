@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from botwatch import stack
+from botwatch.commands import stack
 from conftest import AgentProcess, free_port, http_get, http_post_json, require, wait_for
 
 AGENTS = 10

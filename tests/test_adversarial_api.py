@@ -111,12 +111,12 @@ def test_an_exporter_serves_finite_values_when_the_state_holds_a_number_beyond_a
     render, with finite values."""
     from prometheus_client import generate_latest
 
-    from botwatch.config import parse_estate_text
+    from botwatch.config.estate import parse_estate_text
     from botwatch.exporters.exposition import CachedExposition
     from botwatch.exporters.otlp_metrics import to_metrics
     from botwatch.exporters.prometheus import estate_registry
     from botwatch.exporters.totals import totals_registry
-    from botwatch.state import EstateState
+    from botwatch.state.runtime import EstateState
 
     largest = sys.float_info.max
     state = EstateState(parse_estate_text("bots:\n  - name: alpha\n"), None)
@@ -216,7 +216,7 @@ def test_names_breaking_the_bot_name_rule_are_refused_before_anything_is_stored(
 
 
 def test_the_rate_limiter_stays_bounded_after_100000_distinct_bot_names():
-    from botwatch.limits import RateLimiter
+    from botwatch.server.limits import RateLimiter
 
     clock = [0.0]
     limiter = RateLimiter(rate=1.0, burst=5, clock=lambda: clock[0], max_keys=4000)
@@ -246,7 +246,7 @@ def _basic(user: str, password: str) -> dict:
 def test_an_unknown_user_costs_the_same_password_check_as_a_wrong_password():
     import bcrypt
 
-    from botwatch.webconfig import BasicAuth
+    from botwatch.config.web import BasicAuth
 
     user_hash = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=5))
     calls: list[tuple[bytes, bytes]] = []
@@ -381,10 +381,10 @@ def test_api_docs_are_off_by_default_and_the_api_description_is_served(tmp_path,
 def test_api_docs_switched_on_are_served_with_a_policy_of_their_own():
     from fastapi.testclient import TestClient
 
-    from botwatch.config import parse_estate_text
+    from botwatch.config.estate import parse_estate_text
     from botwatch.exporters.prometheus import estate_registry
-    from botwatch.server import Security, create_app
-    from botwatch.state import EstateState
+    from botwatch.server.app import Security, create_app
+    from botwatch.state.runtime import EstateState
 
     state = EstateState(parse_estate_text("agent:\n  api_docs: true\nbots:\n  - name: alpha\n"), None)
     client = TestClient(create_app(state, estate_registry(state), Security(estate_key=KEY)))

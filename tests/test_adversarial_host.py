@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from botwatch.events import RunFinished
-from botwatch.journal import Journal
+from botwatch.core.events import RunFinished
+from botwatch.state.journal import Journal
 from conftest import BOTWATCH, LocalHTTPServer, free_port, http_get, http_post_json, wait_for
 
 REGEX_LOG = "format: regex, start: 'start (?P<run_id>\\d+)', end: 'end (?P<run_id>\\d+) (?P<status>\\w+)'"
@@ -269,7 +269,7 @@ def test_report_csv_quotes_formulas_and_keeps_negative_numbers(tmp_path):
 
 
 def test_csv_cells_keep_numbers_and_quote_every_formula_start():
-    from botwatch.safe_output import csv_cell
+    from botwatch.core.safe_output import csv_cell
 
     assert [csv_cell(v) for v in (-3, -0.25, 0, 1.5, None, "-0.25", "+1", "1e-3")] == \
         [-3, -0.25, 0, 1.5, "", "-0.25", "+1", "1e-3"]
@@ -345,7 +345,7 @@ def test_the_spool_its_log_and_lock_are_private_and_the_log_holds_no_agent_passw
 
 
 def test_urls_in_messages_lose_their_user_information():
-    from botwatch.redact import redact_url
+    from botwatch.core.redact import redact_url
 
     assert redact_url("http://user:s3cret@agent:9464") == "http://***@agent:9464"
     assert redact_url("agent https://u:p@ss@h/x did not answer") == "agent https://***@h/x did not answer"

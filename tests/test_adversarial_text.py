@@ -17,13 +17,13 @@ from datetime import datetime
 
 import pytest
 
-from botwatch.classify import Classifier
-from botwatch.config import BotConfig, Estate, LogSpec
-from botwatch.events import RunFinished, RunStarted, UiLookup
-from botwatch.journal import Journal
+from botwatch.core.classify import Classifier
+from botwatch.config.estate import BotConfig, Estate, LogSpec
+from botwatch.core.events import RunFinished, RunStarted, UiLookup
+from botwatch.state.journal import Journal
 from botwatch.parsers.base import make_parser
-from botwatch.redact import redact
-from botwatch.state import EstateState
+from botwatch.core.redact import redact
+from botwatch.state.runtime import EstateState
 from conftest import free_port, http_get, wait_for
 from fuzzing import bounded
 

@@ -221,7 +221,7 @@ def test_healthz_and_status_api_answer(estate, agents):
 
 
 def test_the_agent_binds_to_loopback_by_default(tmp_path):
-    from botwatch.config import load_estate
+    from botwatch.config.estate import load_estate
 
     (tmp_path / "botwatch.yaml").write_text("bots:\n  - name: a\n")
     assert load_estate(tmp_path / "botwatch.yaml").listen == ("127.0.0.1", 9464)
@@ -245,8 +245,8 @@ def test_botwatch_status_renders_a_table_from_the_agent_and_from_the_journal(est
 
 
 def test_the_agent_exports_the_backlog_its_deliverers_report(estate, agents, tmp_path):
-    from botwatch.delivery import deliver_once
-    from botwatch.spool import Spool
+    from botwatch.client.delivery import deliver_once
+    from botwatch.client.spool import Spool
 
     (config, port) = estate
     agent = agents(config, port).start()

@@ -267,10 +267,10 @@ def exported_metric_names() -> set[str]:
 
     from prometheus_client.exposition import generate_latest
 
-    from botwatch.config import parse_estate_text
-    from botwatch.events import RunFinished, RunStarted, UiLookup, UiSnapshot
+    from botwatch.config.estate import parse_estate_text
+    from botwatch.core.events import RunFinished, RunStarted, UiLookup, UiSnapshot
     from botwatch.exporters.prometheus import estate_registry
-    from botwatch.state import EstateState
+    from botwatch.state.runtime import EstateState
 
     t0 = 1_700_000_000.0
     estate = parse_estate_text(textwrap.dedent("""\

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from botwatch import stack
+from botwatch.commands import stack
 from conftest import free_port, http_get, require, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]

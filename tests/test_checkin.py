@@ -294,10 +294,10 @@ def test_every_operation_of_the_api_description_has_its_own_id():
 
     from fastapi.testclient import TestClient
 
-    from botwatch.config import Estate
+    from botwatch.config.estate import Estate
     from botwatch.exporters.prometheus import estate_registry
-    from botwatch.server import create_app
-    from botwatch.state import EstateState
+    from botwatch.server.app import create_app
+    from botwatch.state.runtime import EstateState
 
     state = EstateState(Estate(bots=[]), None)
     with warnings.catch_warnings():
@@ -407,7 +407,7 @@ def test_the_api_description_still_describes_the_batch_with_every_event_type(age
 
 
 def test_the_deliverer_buries_only_the_invalid_event_and_delivers_the_runs_around_it(agent, tmp_path):
-    from botwatch.spool import Spool
+    from botwatch.client.spool import Spool
 
     path = tmp_path / "spool.db"
     spool = Spool(str(path))
@@ -419,7 +419,7 @@ def test_the_deliverer_buries_only_the_invalid_event_and_delivers_the_runs_aroun
     spool.add_finished("beta", "b-1", started=now - 5, ended=now, outcome="failure", exit_status=2, **where)
     spool.close()
     env = {k: v for k, v in os.environ.items() if k not in ("BOTWATCH_AGENT_URL", "BOTWATCH_CONFIG")}
-    proc = subprocess.run([sys.executable, "-m", "botwatch.deliver", "--spool", str(path), "--patience", "5"],
+    proc = subprocess.run([sys.executable, "-m", "botwatch.client.deliver", "--spool", str(path), "--patience", "5"],
                           env=env | {"TEST_PING_KEY": KEY}, capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert sorted((r["bot"], r["run_id"]) for r in runs(agent)) == [("alpha", "a-1"), ("beta", "b-1")]

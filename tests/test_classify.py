@@ -1,6 +1,6 @@
 import pytest
 
-from botwatch.classify import Classifier
+from botwatch.core.classify import Classifier
 
 C = Classifier()
 

@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from botwatch.config import ConfigError, load_estate, parse_estate_text
+from botwatch.config.estate import ConfigError, load_estate, parse_estate_text
 
 GOOD = textwrap.dedent("""\
     agent:

@@ -27,11 +27,11 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
-from botwatch.config import BotConfig, Estate
+from botwatch.config.estate import BotConfig, Estate
 from botwatch.dashboards import build
-from botwatch.events import RunFinished, UiLookup, UiSnapshot
+from botwatch.core.events import RunFinished, UiLookup, UiSnapshot
 from botwatch.exporters.prometheus import estate_registry
-from botwatch.state import EstateState
+from botwatch.state.runtime import EstateState
 from promql import selectors
 
 ROOT = Path(__file__).resolve().parents[1]

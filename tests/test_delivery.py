@@ -18,8 +18,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from botwatch.delivery import MAX_BACKOFF
-from botwatch.spool import Spool
+from botwatch.client.delivery import MAX_BACKOFF
+from botwatch.client.spool import Spool
 from conftest import free_port, wait_for, write_estate
 from test_pushgateway import Pushgateway, deliverers, parse_metrics, run_env, wrapped
 
@@ -65,7 +65,7 @@ def rows(spool: Path, sql: str, *args) -> list[tuple]:
 
 def start_deliverer(spool: Path, tmp_path: Path) -> subprocess.Popen:
     env = run_env(spool, BOTWATCH_DELIVERY_PATIENCE="600")
-    return subprocess.Popen([sys.executable, "-m", "botwatch.deliver", "--spool", str(spool)], env=env,
+    return subprocess.Popen([sys.executable, "-m", "botwatch.client.deliver", "--spool", str(spool)], env=env,
                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -112,7 +112,7 @@ def test_a_new_run_for_a_live_pushgateway_does_not_wait_behind_a_dead_one(tmp_pa
         s = Spool(str(spool))
         for i in range(3):
             s.add_finished("beta", f"old-{i}", target=f"pushgateway:{dead}", ended=1.0 + i, outcome="success")
-        from botwatch.delivery import apply_finished
+        from botwatch.client.delivery import apply_finished
 
         s.fold(apply_finished)
         s.close()
@@ -175,7 +175,7 @@ def test_an_agent_that_takes_smaller_batches_gets_every_run_in_smaller_batches(t
     for i in range(7):
         s.add_finished("alpha", f"r{i}", agent_url=live.url, ended=1.0 + i, outcome="success")
     s.close()
-    proc = subprocess.run([sys.executable, "-m", "botwatch.deliver", "--spool", str(spool)],
+    proc = subprocess.run([sys.executable, "-m", "botwatch.client.deliver", "--spool", str(spool)],
                           env=run_env(spool, BOTWATCH_DELIVERY_PATIENCE="30"), cwd=tmp_path, timeout=120)
     assert proc.returncode == 0
     assert live.metrics()['botwatch_runs_total{bot="alpha"}'] == 7  # the 413 split the batch, buried nothing

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from botwatch import stack
+from botwatch.commands import stack
 from conftest import BOTWATCH, free_port, http_get, parse_metrics, require, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,4 +107,4 @@ def test_pip_install_puts_one_package_named_botwatch_with_its_data(tmp_path):
                      "botwatch/_platform/posix.py", "botwatch/_platform/windows.py"):
         assert expected in names, expected
     entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "botwatch = botwatch.cli:main" in entry
+    assert "botwatch = botwatch.commands.cli:main" in entry

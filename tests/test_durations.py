@@ -1,6 +1,6 @@
 import pytest
 
-from botwatch.durations import format_duration, parse_duration
+from botwatch.core.durations import format_duration, parse_duration
 
 
 @pytest.mark.parametrize("text,seconds", [("90s", 90), ("15m", 900), ("2h", 7200), ("1h30m", 5400), ("1d", 86400),

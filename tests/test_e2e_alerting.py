@@ -7,7 +7,7 @@ The stack (one per module, all on 127.0.0.1): `botwatch agent`; Prometheus scrap
 Alertmanager; the Alertmanager with the route tree, grouping and inhibitions of
 `alerts/alertmanager.yml`, each receiver posting to a webhook of this module
 (`/<receiver name>`) with group and repeat intervals of seconds; a second `botwatch` target that
-nothing answers on (an agent that is down). Both servers are started by `botwatch.stack`, the code
+nothing answers on (an agent that is down). Both servers are started by `botwatch.commands.stack`, the code
 `botwatch demo` uses.
 
 What "returns data" means, expression by expression:
@@ -72,7 +72,7 @@ from typing import NamedTuple
 import pytest
 import yaml
 
-from botwatch import stack
+from botwatch.commands import stack
 from botwatch.dashboards import build
 from conftest import AgentProcess, LocalHTTPServer, free_port, http_post_json, require, wait_for
 from promql import selectors

@@ -184,7 +184,7 @@ def _shadow_total(result, plan, tol):
 
 
 def _shadow_by_platform(result, plan, tol):
-    from botwatch.shadow import PLATFORMS
+    from botwatch.sources.runtimes import PLATFORMS
 
     got = by(result, "platform")
     assert set(PLATFORMS) <= set(got), got

@@ -5,11 +5,11 @@ from __future__ import annotations
 from prometheus_client import generate_latest
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
 
-from botwatch.config import parse_estate_text
-from botwatch.events import RunFinished
+from botwatch.config.estate import parse_estate_text
+from botwatch.core.events import RunFinished
 from botwatch.exporters.exposition import CachedExposition
 from botwatch.exporters.prometheus import estate_registry
-from botwatch.state import EstateState
+from botwatch.state.runtime import EstateState
 
 ESTATE = "bots:\n  - name: hourly\n    every: 1h\n    grace: 15m\n  - name: adhoc\n"
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from botwatch import stack
+from botwatch.commands import stack
 from conftest import (BOTWATCH, AgentProcess, free_port, http_get, http_post_json, metrics_when, require, wait_for,
                       write_estate)
 
@@ -81,9 +81,9 @@ def test_a_wall_clock_stepped_back_during_a_run_still_ends_it_at_its_timeout(tmp
 
 
 def test_the_estate_state_survives_wall_clock_steps_both_ways_without_losing_a_run():
-    from botwatch.config import parse_estate_text
-    from botwatch.events import RunFinished
-    from botwatch.state import EstateState
+    from botwatch.config.estate import parse_estate_text
+    from botwatch.core.events import RunFinished
+    from botwatch.state.runtime import EstateState
 
     now = [1_790_000_000.0]
     state = EstateState(parse_estate_text("bots:\n  - name: hourly\n    every: 1h\n    grace: 15m\n"), None,

@@ -19,9 +19,9 @@ from urllib.parse import quote
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from botwatch.config import parse_estate_text
-from botwatch.journal import Journal
-from botwatch.state import EstateState
+from botwatch.config.estate import parse_estate_text
+from botwatch.state.journal import Journal
+from botwatch.state.runtime import EstateState
 
 from conftest import free_port, http_get, http_post_json, write_estate
 from fuzzing import bounded
@@ -52,7 +52,7 @@ class App:
         from fastapi.testclient import TestClient
 
         from botwatch.exporters.prometheus import estate_registry
-        from botwatch.server import Security, create_app
+        from botwatch.server.app import Security, create_app
 
         self.journal = Journal(folder / "journal.db")
         self.state = EstateState(parse_estate_text(ESTATE, "estate.yaml"), self.journal)

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
-from botwatch.config import ConfigError, Estate, parse_estate_text
+from botwatch.config.estate import ConfigError, Estate, parse_estate_text
 from fuzzing import bounded
 
 ROOT = Path(__file__).resolve().parent.parent

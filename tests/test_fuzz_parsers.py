@@ -12,14 +12,14 @@ from pathlib import Path
 
 from hypothesis import example, given, settings, strategies as st
 
-from botwatch.classify import Classifier
-from botwatch.config import BotConfig, Estate, LoadedEstate, LogSpec, WatchConfig
-from botwatch.events import EVENT_TYPES, RunFinished, RunStarted
-from botwatch.journal import Journal
+from botwatch.core.classify import Classifier
+from botwatch.config.estate import BotConfig, Estate, LoadedEstate, LogSpec, WatchConfig
+from botwatch.core.events import EVENT_TYPES, RunFinished, RunStarted
+from botwatch.state.journal import Journal
 from botwatch.parsers.base import ParseError, make_parser
 from botwatch.parsers.robot_output import IncompleteOutputError, parse_output_xml
 from botwatch.sources.logs import LogWatcher
-from botwatch.state import EstateState
+from botwatch.state.runtime import EstateState
 from fuzzing import bounded
 
 CORPUS = Path(__file__).parent / "corpus"

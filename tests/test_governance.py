@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 
-from botwatch.config import ConfigError, load_estate, parse_estate_text
+from botwatch.config.estate import ConfigError, load_estate, parse_estate_text
 from botwatch.exporters.prometheus import estate_registry
 from botwatch.governance import (CHECKS, Governance, RoutingError, SecretScanner, check_bot, estate_entries,
                                  load_routing_teams, routing_teams_from)
-from botwatch.state import EstateState
+from botwatch.state.runtime import EstateState
 from conftest import BOTWATCH, free_port, parse_metrics, wait_for
 
 PASSWORD = "Winter2024!Secure"  # the secret that must appear in no output
@@ -200,7 +200,7 @@ def test_every_check_is_reported_for_every_bot():
 
 
 def load_estate_text(text: str):
-    from botwatch.config import LoadedEstate
+    from botwatch.config.estate import LoadedEstate
 
     return LoadedEstate(parse_estate_text(text), None)
 

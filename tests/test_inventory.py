@@ -15,11 +15,11 @@ import uuid
 import psutil
 import pytest
 
-from botwatch.config import load_estate
-from botwatch.events import RunFinished
-from botwatch.fragility import WEIGHTS, fragility
-from botwatch.journal import Flip, Journal
-from botwatch.state import EstateState
+from botwatch.config.estate import load_estate
+from botwatch.core.events import RunFinished
+from botwatch.state.fragility import WEIGHTS, fragility
+from botwatch.state.journal import Flip, Journal
+from botwatch.state.runtime import EstateState
 from conftest import BOTWATCH, free_port, http_get, http_post_json, wait_for, write_estate
 
 BOTS = """\
@@ -221,7 +221,7 @@ def test_the_score_never_exceeds_1():
 
 
 def test_the_journal_computation_matches_the_offline_inventory(tmp_path):
-    from botwatch.fragility import estate_fragility
+    from botwatch.state.fragility import estate_fragility
 
     journal = Journal(tmp_path / "j.db")
     with journal.transaction() as j:

@@ -10,13 +10,13 @@ import sys
 import textwrap
 import time
 
-from botwatch.events import RunFinished
-from botwatch.journal import Flip, Journal, JournalError
+from botwatch.core.events import RunFinished
+from botwatch.state.journal import Flip, Journal, JournalError
 
 WRITER = textwrap.dedent("""
     import sys, time
-    from botwatch.events import RunFinished
-    from botwatch.journal import Journal, Flip
+    from botwatch.core.events import RunFinished
+    from botwatch.state.journal import Journal, Flip
     j = Journal(sys.argv[1])
     i = 0
     while True:

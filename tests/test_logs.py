@@ -13,12 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-from botwatch.config import BotConfig, Estate, LoadedEstate, LogSpec, WatchConfig
-from botwatch.events import RunFinished, RunStarted
-from botwatch.journal import Journal, JournalError
+from botwatch.config.estate import BotConfig, Estate, LoadedEstate, LogSpec, WatchConfig
+from botwatch.core.events import RunFinished, RunStarted
+from botwatch.state.journal import Journal, JournalError
 from botwatch.parsers.base import PARSERS, FileParser, IncompleteFile, ParseError
 from botwatch.sources.logs import LogWatcher
-from botwatch.state import EstateState
+from botwatch.state.runtime import EstateState
 
 from conftest import wait_for
 

@@ -12,14 +12,14 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from botwatch.config import parse_estate_text
-from botwatch.events import RunFinished, RunStarted, StepFinished, UiLookup
+from botwatch.config.estate import parse_estate_text
+from botwatch.core.events import RunFinished, RunStarted, StepFinished, UiLookup
 from botwatch.exporters import otlp
 from botwatch.exporters.otlp_metrics import NAMES, MetricsPusher, attributes
 from botwatch.exporters.otlp_settings import resolve
 from botwatch.exporters.otlp_traces import RunTracer, SpanQueue, tracer_provider
 from botwatch.exporters.prometheus import estate_registry
-from botwatch.state import EstateState
+from botwatch.state.runtime import EstateState
 from conftest import free_port, http_post_json, metrics_when, wait_for, write_estate
 from otlp_receiver import OtlpReceiver
 
@@ -209,7 +209,7 @@ def test_a_malformed_otel_variable_is_an_error_naming_it():
 
 
 def test_an_otlp_endpoint_that_is_not_a_url_is_a_config_error_at_its_line():
-    from botwatch.config import ConfigError
+    from botwatch.config.estate import ConfigError
 
     with pytest.raises(ConfigError) as exc:
         parse_estate_text("agent:\n  otlp:\n    endpoint: collector:4318\nbots: []\n", "estate.yaml")
@@ -270,7 +270,7 @@ def test_a_run_becomes_a_span_with_its_tasks_beneath_and_their_keywords_beneath_
 
 
 def test_a_run_the_journal_already_had_is_not_traced_twice(receiver, tmp_path):
-    from botwatch.journal import Journal
+    from botwatch.state.journal import Journal
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     journal = Journal(tmp_path / "j.db")

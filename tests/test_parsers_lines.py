@@ -8,13 +8,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from botwatch.classify import Classifier
-from botwatch.config import BotConfig, Estate, LoadedEstate, LogSpec, WatchConfig
-from botwatch.events import RunFinished, RunStarted
-from botwatch.journal import Journal
+from botwatch.core.classify import Classifier
+from botwatch.config.estate import BotConfig, Estate, LoadedEstate, LogSpec, WatchConfig
+from botwatch.core.events import RunFinished, RunStarted
+from botwatch.state.journal import Journal
 from botwatch.parsers.base import ParseError, make_parser, parse_time
 from botwatch.sources.logs import LogWatcher
-from botwatch.state import EstateState
+from botwatch.state.runtime import EstateState
 
 NOW = 1_800_000_000.0
 

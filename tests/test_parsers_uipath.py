@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from botwatch.classify import Classifier
-from botwatch.config import BotConfig, Estate, LoadedEstate, LogSpec, WatchConfig
-from botwatch.events import RunFinished, RunStarted
-from botwatch.journal import Journal
+from botwatch.core.classify import Classifier
+from botwatch.config.estate import BotConfig, Estate, LoadedEstate, LogSpec, WatchConfig
+from botwatch.core.events import RunFinished, RunStarted
+from botwatch.state.journal import Journal
 from botwatch.parsers.base import MAX_KEPT_ERRORS, ParseError, make_parser
 from botwatch.parsers.uipath import UiPathParser, parse_record
 from botwatch.sources.logs import LogWatcher
-from botwatch.state import EstateState
+from botwatch.state.runtime import EstateState
 
 CORPUS = Path(__file__).parent / "corpus" / "uipath"
 RUNEFAR = CORPUS / "runefar1_Execution2.log"
@@ -459,7 +459,7 @@ def transaction_log() -> list[str]:
 
 @pytest.mark.parametrize("raw", [False, True], ids=["lines", "raw-bytes"])
 def test_queue_transactions_are_steps_of_their_run_from_start_to_end(raw):
-    from botwatch.events import StepFinished
+    from botwatch.core.events import StepFinished
 
     p = parser()
     lines = transaction_log()

@@ -12,7 +12,7 @@ from playwright.sync_api import Locator, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 import botwatch
-from botwatch.classify import Classifier
+from botwatch.core.classify import Classifier
 from botwatch.integrations.playwright import ElementNotFound, accessibility_tree, find, snapshot
 from conftest import SDK_ENV, free_port, require, wait_for, write_estate
 

@@ -17,12 +17,12 @@ from collections import Counter, namedtuple
 import psutil
 import pytest
 
-from botwatch.config import parse_estate_text
-from botwatch.events import RunFinished, RunStarted
-from botwatch.journal import Journal, JournalError
-from botwatch.shadow import PLATFORMS, RUNTIMES, wrapped_bot
+from botwatch.config.estate import parse_estate_text
+from botwatch.core.events import RunFinished, RunStarted
+from botwatch.state.journal import Journal, JournalError
+from botwatch.sources.runtimes import PLATFORMS, RUNTIMES, wrapped_bot
 from botwatch.sources.processes import ProcessWatcher
-from botwatch.state import EstateState
+from botwatch.state.runtime import EstateState
 from conftest import BOTWATCH, LocalHTTPServer, parse_metrics, wait_for
 
 T0 = 1_800_000_000.0
@@ -560,7 +560,7 @@ def test_metrics_export_hung_process_count_and_shadow_bots_by_platform():
 
 
 def test_every_shadow_platform_is_an_estate_platform_and_preset_to_zero_before_a_sweep():
-    from botwatch.config import PLATFORMS as ESTATE_PLATFORMS
+    from botwatch.config.estate import PLATFORMS as ESTATE_PLATFORMS
 
     assert set(PLATFORMS) <= set(ESTATE_PLATFORMS)
     assert {r.platform for r in RUNTIMES} <= set(PLATFORMS)
@@ -582,7 +582,7 @@ def test_the_unregistered_api_lists_shadow_bots_and_status_shows_hung_and_proces
     from fastapi.testclient import TestClient
 
     from botwatch.exporters.prometheus import estate_registry
-    from botwatch.server import create_app
+    from botwatch.server.app import create_app
 
     w, st, table, clock = setup(UIPATH_BOT, executor(1, started=T0 - 3600),
                                 FakeProc(9, "AutomateC.exe", cmdline=["AutomateC.exe", "/run", "X", "/password", "s"]))
@@ -655,7 +655,7 @@ def test_botwatch_status_unregistered_needs_a_running_agent(run_env, tmp_path):
 def test_the_status_table_marks_a_hung_bot():
     from rich.console import Console
 
-    from botwatch.status_view import render_status
+    from botwatch.commands.status import render_status
 
     console = Console(record=True, width=200)
     render_status({"time": T0, "bots": [{"bot": "recon", "team": "fin", "state": "up", "hung": True}]}, "test",
@@ -777,7 +777,7 @@ def test_an_unregistered_robot_process_is_found_as_a_shadow_bot(spawn, fake_robo
     from fastapi.testclient import TestClient
 
     from botwatch.exporters.prometheus import estate_registry
-    from botwatch.server import create_app
+    from botwatch.server.app import create_app
 
     p = spawn([str(fake_robot), "--password", "hunter2", "--outputdir", "/tmp/out", "tasks.robot"])
     w, st = real("bots: [{name: registered, watch: {process: {cmdline: never-matches-anything}}}]")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from botwatch.redact import redact
+from botwatch.core.redact import redact
 
 SECRETS = [
     ("password=hunter2", "hunter2"),

@@ -19,10 +19,10 @@ import pytest
 from conftest import free_port, http_get, wait_for, write_estate
 from lxml import html as lxml_html
 
-from botwatch.config import load_estate
-from botwatch.events import RunFinished
-from botwatch.fragility import estate_fragility
-from botwatch.journal import Flip, Journal
+from botwatch.config.estate import load_estate
+from botwatch.core.events import RunFinished
+from botwatch.state.fragility import estate_fragility
+from botwatch.state.journal import Flip, Journal
 from botwatch.report import gather, render
 from botwatch.report.gather import bot_figures
 from botwatch.report.model import REASONS

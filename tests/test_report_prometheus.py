@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 from conftest import LocalHTTPServer, free_port, http_post_json, require, wait_for, write_estate
 
-from botwatch import stack
+from botwatch.commands import stack
 from botwatch.report.model import REASONS
 from botwatch.report.prom import step_for
 

@@ -25,15 +25,15 @@ from pathlib import Path
 import pytest
 from robot.api import ExecutionResult, ResultVisitor
 
-from botwatch.classify import Classifier
-from botwatch.config import parse_estate_text
-from botwatch.events import RunFinished, RunStarted, StepFinished, to_wire
+from botwatch.core.classify import Classifier
+from botwatch.config.estate import parse_estate_text
+from botwatch.core.events import RunFinished, RunStarted, StepFinished, to_wire
 from botwatch.integrations import robot as listener_module
-from botwatch.journal import Journal
+from botwatch.state.journal import Journal
 from botwatch.parsers.base import FileParser, IncompleteFile, ParseError
 from botwatch.parsers.robot_output import (IncompleteOutputError, RobotOutputParser, bot_name_for_suite,
                                            parse_output_xml)
-from botwatch.state import EstateState
+from botwatch.state.runtime import EstateState
 from conftest import SDK_ENV, free_port, http_post_json, metrics_when, outbox_and_dead, wait_for, write_estate
 
 PY = sys.executable

@@ -1,4 +1,4 @@
-"""The run-record rules every client shares (botwatch.runrecord): run ids, the host, the estate
+"""The run-record rules every client shares (botwatch.client.runrecord): run ids, the host, the estate
 file and agent a run is recorded for, the excerpt kept of its output, its failure reason and the
 deliverer started once it is spooled; and that the bot-side modules load the standard library
 only."""
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from botwatch import runrecord
+from botwatch.client import runrecord
 from botwatch.exporters.textfile import path_for
-from botwatch.spool import Spool
-from botwatch.vocabulary import RUN_ID, hostname
+from botwatch.client.spool import Spool
+from botwatch.core.vocabulary import RUN_ID, hostname
 
 PY = sys.executable
 
@@ -47,7 +47,7 @@ def no_cached_classifiers(monkeypatch):
 def test_the_bot_side_modules_import_nothing_beyond_the_standard_library():
     code = ("import sys\n"
             "before = set(sys.modules)\n"
-            "import botwatch.runrecord, botwatch.wrapper, botwatch.delivery\n"
+            "import botwatch.client.runrecord, botwatch.client.wrapper, botwatch.client.delivery\n"
             "loaded = {name.partition('.')[0] for name in set(sys.modules) - before}\n"
             "print(sorted(loaded - set(sys.stdlib_module_names) - {'botwatch'}))\n"
             "print(sorted(name for name in sys.modules if name.startswith('botwatch')))\n")
@@ -55,7 +55,7 @@ def test_the_bot_side_modules_import_nothing_beyond_the_standard_library():
     assert proc.returncode == 0, proc.stderr
     foreign, ours = proc.stdout.splitlines()
     assert foreign == "[]"
-    assert "'botwatch.runrecord'" in ours and "'botwatch.config'" not in ours  # the estate file loads lazily
+    assert "'botwatch.client.runrecord'" in ours and "'botwatch.config.estate'" not in ours  # the estate file loads lazily
 
 
 # -- what identifies a run ----------------------------------------------------------------------
@@ -204,7 +204,7 @@ def spawned(monkeypatch) -> list[list[str]]:
 
 def test_a_deliverer_is_started_for_the_spool_with_this_interpreter(spawned, warnings):
     assert runrecord.start_deliverer("/spools/spool.db", warnings) is None
-    assert spawned == [[PY, "-m", "botwatch.deliver", "--spool", "/spools/spool.db"]]
+    assert spawned == [[PY, "-m", "botwatch.client.deliver", "--spool", "/spools/spool.db"]]
     assert warnings.said == []
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 
-from botwatch import stack
+from botwatch.commands import stack
 from conftest import free_port, http_get, require, wait_for, write_estate
 
 BOTS = "- name: alpha\n  every: 1h\n"
@@ -54,7 +54,7 @@ def test_a_real_prometheus_finds_and_scrapes_the_agent_through_sd(tmp_path, agen
 def test_an_sd_target_that_is_not_host_port_is_a_config_error_naming_its_line():
     import pytest
 
-    from botwatch.config import ConfigError, parse_estate_text
+    from botwatch.config.estate import ConfigError, parse_estate_text
 
     with pytest.raises(ConfigError) as exc:
         parse_estate_text("agent:\n  sd_targets: ['rpa-vm-08.example.com']\nbots: []\n", "estate.yaml")
@@ -62,9 +62,9 @@ def test_an_sd_target_that_is_not_host_port_is_a_config_error_naming_its_line():
 
 
 def test_auto_registration_stops_at_max_bots_and_counts_what_it_refuses():
-    from botwatch.config import parse_estate_text
-    from botwatch.events import RunStarted
-    from botwatch.state import EstateState
+    from botwatch.config.estate import parse_estate_text
+    from botwatch.core.events import RunStarted
+    from botwatch.state.runtime import EstateState
 
     estate = parse_estate_text("agent:\n  auto_register: true\n  limits: {max_bots: 3}\nbots:\n  - name: alpha\n")
     state = EstateState(estate, None)
@@ -78,7 +78,7 @@ def test_auto_registration_stops_at_max_bots_and_counts_what_it_refuses():
 def test_label_values_from_the_estate_file_are_bounded_with_an_error_at_their_line():
     import pytest
 
-    from botwatch.config import ConfigError, parse_estate_text
+    from botwatch.config.estate import ConfigError, parse_estate_text
 
     with pytest.raises(ConfigError) as exc:
         parse_estate_text(f"bots:\n  - name: alpha\n    team: {'t' * 65}\n", "estate.yaml")
@@ -92,10 +92,10 @@ def test_label_values_from_the_estate_file_are_bounded_with_an_error_at_their_li
 def test_event_sources_a_client_makes_up_are_counted_as_other_and_every_source_starts_at_zero():
     from prometheus_client import generate_latest
 
-    from botwatch.config import parse_estate_text
-    from botwatch.events import RunStarted
+    from botwatch.config.estate import parse_estate_text
+    from botwatch.core.events import RunStarted
     from botwatch.exporters.prometheus import estate_registry
-    from botwatch.state import EVENT_SOURCES, EstateState
+    from botwatch.state.runtime import EVENT_SOURCES, EstateState
 
     state = EstateState(parse_estate_text("bots:\n  - name: alpha\n"), None)
     state.apply([RunStarted("alpha", f"r{i}", 1.0, source=f"made-up-{i}") for i in range(500)]

@@ -3,9 +3,9 @@
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from botwatch.config import BotConfig, Estate, MaintenanceWindow
-from botwatch.events import RunFinished
-from botwatch.state import EstateState
+from botwatch.config.estate import BotConfig, Estate, MaintenanceWindow
+from botwatch.core.events import RunFinished
+from botwatch.state.runtime import EstateState
 
 AMS = ZoneInfo("Europe/Amsterdam")
 NYC = ZoneInfo("America/New_York")

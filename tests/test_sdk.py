@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 import botwatch
-from botwatch import sdk_log, sdk_transport
+from botwatch.client import sdk_log
+from botwatch.client import sdk_transport
 from conftest import SDK_ENV, free_port, metrics_when, outbox_and_dead, wait_for, write_estate
 
 PY = sys.executable
@@ -71,7 +72,7 @@ def only(path: Path, type_: str) -> dict:
 
 
 def sdk_warnings(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "botwatch.sdk" and r.levelno >= logging.WARNING]
+    return [r.getMessage() for r in caplog.records if r.name == "botwatch.client.sdk" and r.levelno >= logging.WARNING]
 
 
 # -- the package --------------------------------------------------------------------------------
@@ -81,9 +82,9 @@ def test_importing_botwatch_loads_no_sdk_until_it_is_used():
         import sys, botwatch
         assert [m for m in sys.modules if m.startswith("botwatch")] == ["botwatch"], sys.modules.keys()
         run = botwatch.run
-        assert "botwatch.sdk" in sys.modules
+        assert "botwatch.client.sdk" in sys.modules
         from botwatch import bot, fail, step, ui_lookup
-        import botwatch.sdk as sdk
+        import botwatch.client.sdk as sdk
         assert (run, bot, fail, step, ui_lookup) == (sdk.run, sdk.bot, sdk.fail, sdk.step, sdk.ui_lookup)
         assert {"run", "bot", "fail", "step", "ui_lookup", "__version__"} <= set(dir(botwatch))
         try:

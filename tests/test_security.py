@@ -11,7 +11,7 @@ Covered elsewhere, not repeated here:
   too many events in a batch (413): test_e2e_alerting.py::play_scenario (the fixture of its tests), per-bot rate (429): test_checkin.py::test_a_bot_over_its_rate_gets_429_and_the_refusals_are_counted;
 - the max_bots cap on a small scale: test_scale_out.py::test_auto_registration_stops_at_max_bots_and_counts_what_it_refuses.
 
-The short `-p` flag: only where it is unambiguous (see botwatch.redact): glued to mysql/mariadb
+The short `-p` flag: only where it is unambiguous (see botwatch.core.redact): glued to mysql/mariadb
 (`-pSECRET`) and after sshpass. `ssh -p 2222`, `docker run -p 8080:80`, `mkdir -p`, `mysql -p NAME`
 (a prompt, then a database name) and `mysql -P3306` (a port) are left as they are.
 """
@@ -34,8 +34,8 @@ import pytest
 
 from conftest import BOTWATCH, free_port, http_get, http_post_json, metrics_when
 
-import botwatch.redact as redact_module
-from botwatch.redact import redact
+import botwatch.core.redact as redact_module
+from botwatch.core.redact import redact
 
 MASK = "[REDACTED]"
 
@@ -414,11 +414,11 @@ def test_without_a_listen_address_the_agent_listens_on_127_0_0_1_only(tmp_path):
 def test_ping_keys_are_compared_with_compare_digest_for_estate_and_bot_keys(monkeypatch):
     from fastapi.testclient import TestClient
 
-    import botwatch.webconfig as webconfig
-    from botwatch.config import parse_estate_text
+    import botwatch.config.web as webconfig
+    from botwatch.config.estate import parse_estate_text
     from botwatch.exporters.prometheus import estate_registry
-    from botwatch.server import Security, create_app
-    from botwatch.state import EstateState
+    from botwatch.server.app import Security, create_app
+    from botwatch.state.runtime import EstateState
 
     calls = []
     real = hmac.compare_digest
@@ -451,10 +451,10 @@ def test_ping_keys_are_compared_with_compare_digest_for_estate_and_bot_keys(monk
 def test_an_empty_or_missing_ping_key_records_nothing():
     from fastapi.testclient import TestClient
 
-    from botwatch.config import parse_estate_text
+    from botwatch.config.estate import parse_estate_text
     from botwatch.exporters.prometheus import estate_registry
-    from botwatch.server import Security, create_app
-    from botwatch.state import EstateState
+    from botwatch.server.app import Security, create_app
+    from botwatch.state.runtime import EstateState
 
     state = EstateState(parse_estate_text("bots:\n  - name: alpha\n"), None)
     client = TestClient(create_app(state, estate_registry(state), Security(estate_key="estate-key-1")))
@@ -469,9 +469,9 @@ ATTEMPTS = 100_000
 
 
 def test_100000_new_bot_names_register_at_most_max_bots_and_count_the_rest_exactly():
-    from botwatch.config import parse_estate_text
-    from botwatch.events import RunStarted
-    from botwatch.state import EstateState
+    from botwatch.config.estate import parse_estate_text
+    from botwatch.core.events import RunStarted
+    from botwatch.state.runtime import EstateState
 
     state = EstateState(parse_estate_text("agent:\n  auto_register: true\nbots:\n  - name: alpha\n"), None)
     max_bots = state.estate.agent.limits.max_bots
@@ -485,9 +485,9 @@ def test_100000_new_bot_names_register_at_most_max_bots_and_count_the_rest_exact
 
 
 def _screen_flood(names):
-    from botwatch.config import parse_estate_text
-    from botwatch.events import UiLookup
-    from botwatch.state import EstateState
+    from botwatch.config.estate import parse_estate_text
+    from botwatch.core.events import UiLookup
+    from botwatch.state.runtime import EstateState
 
     state = EstateState(parse_estate_text("bots:\n  - name: alpha\n"), None)
     for start in range(0, len(names), 1000):
@@ -506,7 +506,7 @@ def test_100000_screen_names_keep_max_screens_plus_other_and_count_the_overflow_
 
 
 def test_long_screen_names_are_shortened_distinctly_and_counted():
-    from botwatch.state import bounded_label
+    from botwatch.state.runtime import bounded_label
 
     limit = 64
     names = [f"{'checkout-page-' * 10}{i}" for i in range(ATTEMPTS)]
@@ -522,10 +522,10 @@ def test_long_screen_names_are_shortened_distinctly_and_counted():
 def test_rendered_metrics_stay_bounded_after_100000_attempted_names_of_each_kind():
     from prometheus_client import generate_latest
 
-    from botwatch.config import parse_estate_text
-    from botwatch.events import RunStarted, UiLookup
+    from botwatch.config.estate import parse_estate_text
+    from botwatch.core.events import RunStarted, UiLookup
     from botwatch.exporters.prometheus import estate_registry
-    from botwatch.state import EstateState
+    from botwatch.state.runtime import EstateState
 
     state = EstateState(parse_estate_text("agent:\n  auto_register: true\n  limits: {max_bots: 200}\n"
                                           "bots:\n  - name: alpha\n"), None)

@@ -12,7 +12,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 import botwatch
-from botwatch.classify import Classifier
+from botwatch.core.classify import Classifier
 from botwatch.integrations.selenium import ElementNotFound, find, snapshot, to_by
 from conftest import SDK_ENV, free_port, require, write_estate
 

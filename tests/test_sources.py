@@ -38,7 +38,7 @@ def _old_journal(path: Path, rows: list[tuple[str, str, int]]) -> None:
 
 
 def test_it_moves_an_older_journals_log_offsets_into_checkpoints(tmp_path):
-    from botwatch.journal import Journal
+    from botwatch.state.journal import Journal
 
     parser_state = 'json:{"open": {"run-1": {"started": 1.5}}}'
     _old_journal(tmp_path / "j.db", [
@@ -72,7 +72,7 @@ def test_it_moves_an_older_journals_log_offsets_into_checkpoints(tmp_path):
 
 
 def test_it_keeps_a_checkpoint_per_source_and_identity(tmp_path):
-    from botwatch.journal import Journal
+    from botwatch.state.journal import Journal
 
     j = Journal(tmp_path / "j.db")
     try:
@@ -176,7 +176,7 @@ def test_it_warns_once_per_key_and_period():
 
 
 def test_it_saves_and_loads_checkpoints_under_the_sources_name(tmp_path):
-    from botwatch.journal import Journal
+    from botwatch.state.journal import Journal
     from botwatch.sources.base import Source
 
     class Keeper(Source, register=False):
@@ -197,7 +197,7 @@ def test_it_saves_and_loads_checkpoints_under_the_sources_name(tmp_path):
 # -- the registry ----------------------------------------------------------------------------
 
 def test_it_starts_the_built_in_sources_an_estate_asks_for(tmp_path):
-    from botwatch.config import load_estate
+    from botwatch.config.estate import load_estate
     from botwatch.sources import registry
 
     (tmp_path / "plain.yaml").write_text("bots:\n  - name: alpha\n")
@@ -211,7 +211,7 @@ def test_it_starts_the_built_in_sources_an_estate_asks_for(tmp_path):
 
 def test_it_keeps_the_label_lists_of_the_metrics():
     from botwatch.exporters import prometheus
-    from botwatch.state import EVENT_SOURCES
+    from botwatch.state.runtime import EVENT_SOURCES
 
     assert {"api", "folder", "ping", "process", "robot", "sdk", "spool", "wrapper", "log:regex",
             "log:robot", "other"} <= set(EVENT_SOURCES)
@@ -265,7 +265,7 @@ def test_it_runs_a_source_loaded_from_the_estates_source_modules(tmp_path, agent
 
     # its checkpoint survives a restart: the new agent goes on from it
     agent.stop()
-    from botwatch.journal import Journal
+    from botwatch.state.journal import Journal
 
     j = Journal(tmp_path / "journal.db", readonly=True)
     try:
@@ -296,7 +296,7 @@ def test_it_refuses_to_start_with_a_source_module_that_cannot_be_imported(tmp_pa
 
 
 def test_it_refuses_a_source_module_name_that_is_not_a_dotted_name(tmp_path):
-    from botwatch.config import ConfigError, load_estate
+    from botwatch.config.estate import ConfigError, load_estate
 
     config = _toy_estate(tmp_path, free_port(), modules='["../evil"]')
     with pytest.raises(ConfigError):

@@ -1,4 +1,4 @@
-from botwatch.spool import Spool
+from botwatch.client.spool import Spool
 
 
 def test_a_full_spool_drops_progress_events_before_finished_runs(tmp_path):

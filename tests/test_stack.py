@@ -1,4 +1,4 @@
-"""botwatch.stack: the configurations it derives from the shipped files, the ports it picks, and
+"""botwatch.commands.stack: the configurations it derives from the shipped files, the ports it picks, and
 the demo's notes when Prometheus or Alertmanager is missing. (The servers themselves run in
 test_e2e_alerting.py and in the demo test.)"""
 
@@ -9,7 +9,8 @@ import socket
 import pytest
 import yaml
 
-from botwatch import demo_runner, stack
+from botwatch.commands import demo as demo_runner
+from botwatch.commands import stack
 
 SHIPPED = yaml.safe_load((stack.alerts_dir() / "alertmanager.yml").read_text(encoding="utf-8"))
 

@@ -5,10 +5,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from botwatch.config import BotConfig, Estate
-from botwatch.events import ResourceSample, RunFinished, RunStarted
-from botwatch.journal import Journal
-from botwatch.state import EstateState
+from botwatch.config.estate import BotConfig, Estate
+from botwatch.core.events import ResourceSample, RunFinished, RunStarted
+from botwatch.state.journal import Journal
+from botwatch.state.runtime import EstateState
 
 T0 = 1_800_000_000.0  # a fixed "now"
 

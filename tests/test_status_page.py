@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from botwatch.config import BotConfig, Estate
-from botwatch.events import RunFinished, UiSnapshot
+from botwatch.config.estate import BotConfig, Estate
+from botwatch.core.events import RunFinished, UiSnapshot
 from botwatch.governance import Finding
-from botwatch.journal import Journal
-from botwatch.state import EstateState
-from botwatch.status_page import STATE_COLOURS, page_for_state, render_status_page
+from botwatch.state.journal import Journal
+from botwatch.state.runtime import EstateState
+from botwatch.server.status_page import STATE_COLOURS, page_for_state, render_status_page
 from conftest import free_port, http_get, http_post_json, require, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,10 +9,10 @@ import textwrap
 
 import pytest
 
-from botwatch.config import ConfigError, parse_estate_text
-from botwatch.events import RunFinished, RunStarted, UiLookup, UiSnapshot
-from botwatch.journal import UI_FLIP, Flip, Journal
-from botwatch.state import EstateState
+from botwatch.config.estate import ConfigError, parse_estate_text
+from botwatch.core.events import RunFinished, RunStarted, UiLookup, UiSnapshot
+from botwatch.state.journal import UI_FLIP, Flip, Journal
+from botwatch.state.runtime import EstateState
 from botwatch.ui import SnapshotError
 from botwatch.ui.probe import BaselineExists, DriftProbe, NoBaseline, kind_for, read_snapshot, settings_for
 from botwatch.ui.selectors import to_xpath

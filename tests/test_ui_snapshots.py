@@ -257,7 +257,7 @@ def test_the_sdk_stops_trying_an_agent_that_did_not_answer_for_a_while(monkeypat
     import urllib.request
 
     import botwatch
-    from botwatch import sdk_snapshots
+    from botwatch.client import sdk_snapshots
 
     monkeypatch.setattr(sdk_snapshots, "_unreachable", {})
     monkeypatch.setenv("BOTWATCH_AGENT_URL", f"http://127.0.0.1:{free_port()}")

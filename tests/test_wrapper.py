@@ -634,7 +634,7 @@ def test_run_is_spooled_with_its_target(tmp_path, options, target):
 
 
 def test_run_path_imports_no_http_and_no_prometheus_client(tmp_path):
-    code = ("import sys\nfrom botwatch.wrapper import main\n"
+    code = ("import sys\nfrom botwatch.client.wrapper import main\n"
             "status = main(['--bot', 'b', '--pushgateway', 'http://127.0.0.1:1', '--', 'true'])\n"
             "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('prometheus_client', 'http', 'click', "
             "'pydantic') or m in ('urllib.request', 'json'))\n"

@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-from botwatch.events import RunFinished
+from botwatch.core.events import RunFinished
 from botwatch.sources.base import Source
 
 LABEL = "toy"

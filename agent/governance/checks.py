@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Callable, Iterable
 
-from ..config import BotConfig, LoadedEstate
-from ..redact import redact
+from ..config.estate import BotConfig, LoadedEstate
+from ..core.redact import redact
 from .entries import EstateEntry, estate_entries
 from .routing import RoutingError, RoutingTeams, routing_for
 from .secrets import SecretScanner
 
 if TYPE_CHECKING:
-    from ..state import EstateState
+    from ..state.runtime import EstateState
 
 log = logging.getLogger("botwatch.governance")
 

@@ -1,6 +1,6 @@
 """Where each bot sits in the estate file: its lines and every string value with the line it is on.
 
-The checks name `FILE:LINE` of what they find. The estate loader (botwatch.config) indexes the
+The checks name `FILE:LINE` of what they find. The estate loader (botwatch.config.estate) indexes the
 lines of keys, for its validation errors; the checks need the values themselves, at the line
 where each value is written (a secret is where its text is), and the span of each bot's entry.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from ..config import LoadedEstate
+from ..config.estate import LoadedEstate
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from ..config import LoadedEstate
+from ..config.estate import LoadedEstate
 
 
 class RoutingError(Exception):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from .. import sdk
+from ..client import sdk
 
 __all__ = ["ElementNotFound", "find_first", "locator_text", "send_snapshots"]
 

@@ -53,7 +53,7 @@ import re
 import time
 from datetime import timedelta
 
-from .. import sdk
+from ..client import sdk
 
 # Library (its name as imported, before any alias) -> how to reach its page
 UI_LIBRARIES = {

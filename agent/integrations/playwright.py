@@ -1,6 +1,6 @@
 """Selector health and snapshots for Python bots that drive a browser with Playwright (sync API).
 
-    from botwatch.integrations.playwright import find, snapshot
+    from .playwright import find, snapshot
 
     with botwatch.run("invoice-portal"):
         page.goto(portal + "/invoice.html")
@@ -44,7 +44,7 @@ import time
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from ..vocabulary import SNAPSHOT_KINDS as _ALL_KINDS
+from ..core.vocabulary import SNAPSHOT_KINDS as _ALL_KINDS
 from . import _lookups
 
 __all__ = ["find", "snapshot", "ElementNotFound", "accessibility_tree"]

@@ -25,7 +25,7 @@ see _robot_ui and docs/robot.md.
 
 The run id is the one botwatch.parsers.robot_output gives the same execution's output.xml, so
 watching output.xml as well records the run once. The listener never makes a robot run fail:
-every problem is logged once on the `botwatch.sdk` logger and the run goes on.
+every problem is logged once on the `botwatch.client.sdk` logger and the run goes on.
 
 Listener API version 3. With Robot Framework 7 keyword failures are reported when the
 keyword ends; Robot Framework 6 has no keyword calls in this API version, so a failed task is
@@ -39,7 +39,11 @@ import os
 import time
 from datetime import datetime, timedelta
 
-from .. import runrecord, sdk, sdk_args, sdk_log, sdk_transport
+from ..client import runrecord
+from ..client import sdk
+from ..client import sdk_args
+from ..client import sdk_log
+from ..client import sdk_transport
 from ..parsers.robot_output import (STATUSES, bot_name_for_suite, parse_robot_time, run_id_for, step_message,
                                     step_name)
 from ._robot_ui import UiCapture, snapshot_kinds

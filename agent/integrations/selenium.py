@@ -1,6 +1,6 @@
 """Selector health and snapshots for Python bots that drive a browser with Selenium.
 
-    from botwatch.integrations.selenium import find, snapshot
+    from .selenium import find, snapshot
 
     with botwatch.run("invoice-portal"):
         driver.get(portal + "/invoice.html")

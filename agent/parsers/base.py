@@ -28,14 +28,14 @@ from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..classify import MAX_MATCHED_CHARS
-from ..events import Event, RunFinished
-from ..redact import redact
-from ..runrecord import error_tail
+from ..core.classify import MAX_MATCHED_CHARS
+from ..core.events import Event, RunFinished
+from ..core.redact import redact
+from ..client.runrecord import error_tail
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..classify import Classifier
-    from ..config import BotConfig, LogSpec
+    from ..core.classify import Classifier
+    from ..config.estate import BotConfig, LogSpec
 
 
 class ParseError(ValueError):

@@ -52,8 +52,8 @@ import re
 import time
 from typing import Callable
 
-from ..classify import clip
-from ..events import Event, RunStarted
+from ..core.classify import clip
+from ..core.events import Event, RunStarted
 from .base import (MAX_MESSAGE_CHARS, MAX_OPEN_RUNS, LineParser, ParseError, finished_run, keep_error, parse_time,
                    redacted_head, stable_id)
 

@@ -45,8 +45,8 @@ import re
 from datetime import datetime, timedelta
 from xml.parsers import expat
 
-from ..events import Event, RunFinished, RunStarted, StepFinished
-from ..runrecord import CLASSIFIED_CHARS, output_tail
+from ..core.events import Event, RunFinished, RunStarted, StepFinished
+from ..client.runrecord import CLASSIFIED_CHARS, output_tail
 from .base import FileParser, IncompleteFile, ParseError
 
 __all__ = ["RobotOutputParser", "parse_output_xml", "IncompleteOutputError", "run_id_for", "bot_name_for_suite",
@@ -115,7 +115,7 @@ def timestamp(dt: datetime | None) -> float | None:
 def step_message(text: str | None) -> str | None:
     if not text:
         return None
-    from ..redact import redact
+    from ..core.redact import redact
 
     return redact(text[:MAX_COLLECTED])[:MAX_MESSAGE] or None
 
@@ -349,7 +349,7 @@ _default_classifier = None
 def _classifier():
     global _default_classifier
     if _default_classifier is None:
-        from ..classify import Classifier
+        from ..core.classify import Classifier
 
         _default_classifier = Classifier()
     return _default_classifier
@@ -362,7 +362,7 @@ def parse_output_xml(source: str | os.PathLike | bytes | bytearray, bot: str, *,
     Raises ParseError, a ValueError ("not a Robot Framework output.xml: ..."), for other XML,
     malformed or refused XML, and IncompleteOutputError (an IncompleteFile and a ValueError)
     for a file still being written.
-    `classifier` (a botwatch.classify.Classifier, e.g. with the estate's failure_patterns)
+    `classifier` (a botwatch.core.classify.Classifier, e.g. with the estate's failure_patterns)
     gives the failure reason; the built-in patterns by default.
     """
     reader = _read(source)

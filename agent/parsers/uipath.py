@@ -54,8 +54,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from ..classify import clip
-from ..events import Event, RunStarted, StepFinished, UiLookup
+from ..core.classify import clip
+from ..core.events import Event, RunStarted, StepFinished, UiLookup
 from .base import (MAX_OPEN_RUNS, Fed, LineParser, ParseError, finished_run, keep_error, parse_time, redacted_head,
                    stable_id)
 
@@ -467,7 +467,7 @@ class UiPathParser(LineParser):
 
     def _ui_patterns(self):
         if self._ui is None:
-            from ..classify import Classifier
+            from ..core.classify import Classifier
 
             ui = Classifier(include_defaults=False)
             ui.patterns = [p for p in self.classifier.patterns if p.reason == "ui_drift"]

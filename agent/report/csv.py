@@ -6,7 +6,7 @@ Columns (docs/report.md): `scope` (bot | team | platform | lifecycle | estate), 
 `recoveries`, `mttr_seconds`, `open_incidents`, `mtbf_seconds`, `fragility`,
 `governance_failed` (failed checks, `;`-separated). Ratios are fractions (0..1), durations
 seconds; an empty cell has no value (no runs, no incident). Text cells that a spreadsheet would
-read as a formula (a team named `=HYPERLINK(...)`) start with a single quote (botwatch.safe_output).
+read as a formula (a team named `=HYPERLINK(...)`) start with a single quote (botwatch.core.safe_output).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 
-from ..safe_output import csv_cell
+from ..core.safe_output import csv_cell
 from .model import REASONS, Figures, Report
 
 COLUMNS = ("scope", "name", "team", "platform", "lifecycle", "bots", "runs", "successes", "failures",

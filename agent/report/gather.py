@@ -18,7 +18,7 @@ Definitions (also in docs/report.md). The window is (end - since, end]; a run co
   `failing`, over the failures that began in the window and had an earlier recovery.
 - groups (team, platform, lifecycle): sums of their bots' counts; ratios and means are of the
   pooled counts (every run or incident weighs the same), not means of the bots' figures.
-- fragility: the score of botwatch.fragility (the last day up to the end of the window, as the
+- fragility: the score of botwatch.state.fragility (the last day up to the end of the window, as the
   recording rule computes it); top 10.
 """
 
@@ -31,8 +31,8 @@ import time
 import urllib.request
 from collections import defaultdict
 
-from ..journal import STATE_FLIP, Journal
-from ..redact import redact_url
+from ..state.journal import STATE_FLIP, Journal
+from ..core.redact import redact_url
 from .model import REASONS, BotRow, DriftWarning, Figures, GroupRow, Report
 
 NONE = "(none)"
@@ -107,7 +107,7 @@ def gather(journal_path, loaded=None, *, since: float, slo: float = 0.95, end: f
            agent_url: str | None = None, progress: bool = True) -> Report:
     """The report over (end - since, end] from the journal at `journal_path`; `loaded`: the
     estate (a LoadedEstate) for teams, platforms, lifecycles and governance, or None."""
-    from ..fragility import estate_fragility
+    from ..state.fragility import estate_fragility
 
     end = time.time() if end is None else end
     start = end - since

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape as _html_escape
 
-from ..safe_output import for_terminal
+from ..core.safe_output import for_terminal
 from .fmt import iso, pct
 from .md import FIG_HEAD, _fig
 from .model import REASONS, Report

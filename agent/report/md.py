@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..safe_output import for_terminal
+from ..core.safe_output import for_terminal
 from .fmt import dur, iso, pct
 from .model import REASONS, Figures, Report
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .. import vocabulary
+from ..core import vocabulary
 
 REASONS = vocabulary.REASONS  # the renderers read it from here
 

@@ -29,8 +29,8 @@ import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass
 
-from ..journal import STATE_FLIP
-from ..redact import redact_url
+from ..state.journal import STATE_FLIP
+from ..core.redact import redact_url
 from .gather import NONE, _group, _unregistered, bot_figures
 from .model import REASONS, BotRow, DriftWarning, Report
 

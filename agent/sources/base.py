@@ -24,13 +24,13 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..journal import JournalError
+from ..state.journal import JournalError
 from . import registry
 
 if TYPE_CHECKING:
-    from ..config import LoadedEstate
-    from ..journal import Journal
-    from ..state import EstateState
+    from ..config.estate import LoadedEstate
+    from ..state.journal import Journal
+    from ..state.runtime import EstateState
 
 log = logging.getLogger("botwatch.sources")
 

@@ -45,10 +45,10 @@ from functools import partial
 from pathlib import Path
 from typing import get_args
 
-from ..config import LoadedEstate, LogSpec
-from ..journal import Journal, JournalError
+from ..config.estate import LoadedEstate, LogSpec
+from ..state.journal import Journal, JournalError
 from ..parsers.base import IncompleteFile, ParseError, make_parser
-from ..state import EstateState
+from ..state.runtime import EstateState
 from .base import Source
 from .tailer import CHUNK, COMPRESSED, Position, Tailer, identify, norm_path, regular_file_stat
 

@@ -11,7 +11,7 @@ The agent did not start these processes, so their exit status is unknowable: a r
 outcome `unknown`, never a guessed success. A bot that also has `watch.logs` gets its outcome
 from its log instead: the watcher then records no run end at all (see docs/processes.md).
 
-Processes of known RPA runtimes and bot launchers (`botwatch.shadow`), and scripts run from
+Processes of known RPA runtimes and bot launchers (`botwatch.sources.runtimes`), and scripts run from
 `agent.bot_folders`, that belong to no registered bot are shadow bots: counted per platform
 and listed, with their command lines redacted.
 
@@ -35,11 +35,11 @@ from typing import Callable, Iterable
 
 import psutil
 
-from .. import shadow
-from ..config import BotConfig, Estate
-from ..events import ResourceSample, RunFinished, RunStarted
-from ..journal import JournalError
-from ..redact import redact
+from . import runtimes as shadow
+from ..config.estate import BotConfig, Estate
+from ..core.events import ResourceSample, RunFinished, RunStarted
+from ..state.journal import JournalError
+from ..core.redact import redact
 from .base import Source
 
 log = logging.getLogger("botwatch.sources.processes")

@@ -18,9 +18,9 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from ..config import LoadedEstate
-    from ..journal import Journal
-    from ..state import EstateState
+    from ..config.estate import LoadedEstate
+    from ..state.journal import Journal
+    from ..state.runtime import EstateState
     from .base import PeriodicTask
 
 

@@ -36,7 +36,7 @@ import stat
 import threading
 from pathlib import Path
 
-from ..journal import JournalError
+from ..state.journal import JournalError
 from ..ui.probe import EXTENSIONS
 from .base import Source
 

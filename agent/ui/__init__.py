@@ -11,7 +11,7 @@ The engine modules import lxml, numpy and Pillow; nothing here is imported on th
 `botwatch run`, and the agent imports them on the first snapshot it checks.
 """
 
-from .. import vocabulary
+from ..core import vocabulary
 
 KINDS = vocabulary.SNAPSHOT_KINDS
 

@@ -20,8 +20,8 @@ import time
 
 import click
 
-from ..config import BOT_NAME, ConfigError, config_path, load_estate
-from ..vocabulary import SNAPSHOT_KINDS
+from ..config.estate import BOT_NAME, ConfigError, config_path, load_estate
+from ..core.vocabulary import SNAPSHOT_KINDS
 
 _config = click.option("--config", type=click.Path(), help="Estate file (default $BOTWATCH_CONFIG or ./botwatch.yaml).")
 _kind = click.option("--kind", type=click.Choice(SNAPSHOT_KINDS),
@@ -43,7 +43,7 @@ def _fail(cmd: str, message: str, code: int = 2):
 
 
 def _setup(cmd: str, config, bot: str, screen: str, file: str, kind: str | None, readonly: bool):
-    from ..journal import Journal, JournalError
+    from ..state.journal import Journal, JournalError
     from . import SnapshotError
     from .probe import DriftProbe, kind_for
 
@@ -109,7 +109,7 @@ def check(config, kind, as_json, bot, screen, file) -> None:
     """Score snapshot FILE of BOT's SCREEN against its baseline; print the score, each declared
     selector's match count and what changed. Exit 0 below the warning score, 1 at or above it,
     2 on bad input or without a baseline."""
-    from ..journal import JournalError
+    from ..state.journal import JournalError
     from . import SnapshotError
     from .probe import NoBaseline
 
@@ -133,7 +133,7 @@ def check(config, kind, as_json, bot, screen, file) -> None:
 
 
 def _set(cmd: str, config, kind, as_json, bot, screen, file, *, force: bool, accept: bool) -> None:
-    from ..journal import JournalError
+    from ..state.journal import JournalError
     from . import SnapshotError
     from .probe import BaselineExists
 

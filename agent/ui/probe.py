@@ -445,7 +445,7 @@ class DriftProbe:
                source: str = "api") -> Report:
         """Check a snapshot and apply the result to the estate state (a UiSnapshot event);
         SnapshotError for an unreadable snapshot, JournalError when the journal cannot be written."""
-        from ..events import UiSnapshot
+        from ..core.events import UiSnapshot
 
         report = self.check(bot, screen, kind, data, run_id=run_id, bootstrap=True, source=source)
         state.apply([UiSnapshot(bot=bot, time=report.time, screen=screen, kind=kind, score=report.score,
@@ -458,7 +458,7 @@ class DriftProbe:
         """Take a snapshot as the screen's baseline (`drift baseline`; `replace` for --force) or
         accept it in place of the current one (`drift accept`). Replacing or accepting records a
         flip of kind "ui"; the screen's latest drift becomes 0 against the new baseline."""
-        from ..journal import UI_FLIP, Flip
+        from ..state.journal import UI_FLIP, Flip
 
         settings = self.settings(bot, screen)
         with _reading:

@@ -14,7 +14,7 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports(include=["botwatch"]):
-    from botwatch.config import ConfigError, parse_estate_text
+    from botwatch.config.estate import ConfigError, parse_estate_text
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SEEDS = [p.read_text(encoding="utf-8") for p in sorted((ROOT / "examples").rglob("*.yaml"))

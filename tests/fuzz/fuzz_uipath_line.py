@@ -14,8 +14,8 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports(include=["botwatch"]):
-    from botwatch.classify import Classifier
-    from botwatch.config import BotConfig, LogSpec
+    from botwatch.core.classify import Classifier
+    from botwatch.config.estate import BotConfig, LogSpec
     from botwatch.parsers.base import ParseError, make_parser
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus" / "uipath"

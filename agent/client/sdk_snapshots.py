@@ -83,7 +83,7 @@ def post_snapshot(bot_name: str, screen: str, kind: str, body: bytes, run_id: st
     if key:
         headers["X-Botwatch-Key"] = key
     req = urllib.request.Request(url, data=body, method="POST", headers=headers)
-    from .redact import redact_url  # for the warnings: the agent URL may carry user:password@
+    from ..core.redact import redact_url  # for the warnings: the agent URL may carry user:password@
 
     try:
         with urllib.request.urlopen(req, timeout=SNAPSHOT_TIMEOUT) as resp:

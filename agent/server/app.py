@@ -1,6 +1,6 @@
 """The agent's HTTP surface (FastAPI on uvicorn).
 
-  /metrics, /healthz, /                   scrape, liveness, the status page (botwatch.status_page)
+  /metrics, /healthz, /                   scrape, liveness, the status page (botwatch.server.status_page)
   /sd                                     Prometheus HTTP service discovery: this agent and agent.sd_targets
   /ping/<key>/<bot>[/start|/fail|/log|/<0-255>][?rid=]   check-ins, Healthchecks.io protocol (GET, POST,
                                           HEAD; every answer carries Ping-Body-Limit and
@@ -41,20 +41,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from botwatch.exporters.exposition import CachedExposition
 
-from . import __version__
-from .events import EVENT_TYPES, LogNoted, RunFinished, RunStarted, from_wire
-from .config import parse_listen
-from .journal import JournalError
+from .. import __version__
+from ..core.events import EVENT_TYPES, LogNoted, RunFinished, RunStarted, from_wire
+from ..config.estate import parse_listen
+from ..state.journal import JournalError
 from .limits import BodyLimit, RateLimiter, discard_body
-from .state import EstateState
-from .vocabulary import BOT_NAME as _BOT_NAME
-from .vocabulary import BOT_NAME_PATTERN as _NAME
-from .vocabulary import LookupKind as _LOOKUP_KIND
-from .vocabulary import Reason as _REASON
-from .vocabulary import SnapshotKind as _SNAPSHOT_KIND
-from .vocabulary import RUN_ID_PATTERN as _RUN_ID
-from .webconfig import BasicAuth, BasicAuthGate, HostCheck, SecurityHeaders, default_host_names, keys_match
-from .runrecord import new_run_id
+from ..state.runtime import EstateState
+from ..core.vocabulary import BOT_NAME as _BOT_NAME
+from ..core.vocabulary import BOT_NAME_PATTERN as _NAME
+from ..core.vocabulary import LookupKind as _LOOKUP_KIND
+from ..core.vocabulary import Reason as _REASON
+from ..core.vocabulary import SnapshotKind as _SNAPSHOT_KIND
+from ..core.vocabulary import RUN_ID_PATTERN as _RUN_ID
+from ..config.web import BasicAuth, BasicAuthGate, HostCheck, SecurityHeaders, default_host_names, keys_match
+from ..client.runrecord import new_run_id
 
 HARD_MAX_BATCH = 100_000
 MAX_TIME = 32_503_680_000.0  # 3000-01-01 UTC: a later time is a client's bug (and beyond Windows' gmtime)
@@ -329,7 +329,7 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
     latest findings the status page counts (none shown without it)."""
     security = security or Security()
     if probe is None:
-        from .ui.probe import DriftProbe
+        from ..ui.probe import DriftProbe
 
         probe = DriftProbe(state.estate, state.journal)
     agent = state.estate.agent
@@ -560,8 +560,8 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
         return _refuse_bot(bot, "snapshot", "too many snapshots")
 
     def _snapshot(bot, screen, kind, run_id, content_type, body) -> Response:
-        from .ui import SnapshotError
-        from .ui.probe import ScreenLimitReached, kind_for
+        from ..ui import SnapshotError
+        from ..ui.probe import ScreenLimitReached, kind_for
 
         try:
             snap_kind = kind_for(explicit=kind, content_type=content_type, data=body)
@@ -606,7 +606,7 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
         now = time.time()
         excerpt = _excerpt(tail, size, limits.log_excerpt_bytes)
         if excerpt:
-            from .redact import redact
+            from ..core.redact import redact
 
             excerpt = redact(excerpt)
         if action == "start":
@@ -668,7 +668,7 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
             page = get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} - API")
             return HTMLResponse(page.body, headers={"Content-Security-Policy": _DOCS_POLICY})
 
-    # -- the status page (botwatch.status_page) ----------------------------------------------------
+    # -- the status page (botwatch.server.status_page) ----------------------------------------------------
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:
         from .status_page import page_for_state

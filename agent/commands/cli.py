@@ -10,10 +10,10 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "run" and not _asks_help(argv[1:]):
-        from .wrapper import main as run_main
+        from ..client.wrapper import main as run_main
 
         return run_main(argv[1:])
-    from .commands import cli
+    from .group import cli
 
     return cli.main(args=argv, prog_name="botwatch", standalone_mode=True)
 

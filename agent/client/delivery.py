@@ -33,12 +33,12 @@ import urllib.error
 import urllib.request
 
 from . import runrecord
-from ._platform import create_private, lock_exclusive
-from .redact import redact_url
+from .._platform import create_private, lock_exclusive
+from ..core.redact import redact_url
 from .spool import Spool, default_spool_path
-from .vocabulary import DURATION_BUCKETS, REASONS, count_finished_run
+from ..core.vocabulary import DURATION_BUCKETS, REASONS, count_finished_run
 
-log = logging.getLogger("botwatch.delivery")
+log = logging.getLogger("botwatch.client.delivery")
 DEFAULT_AGENT_URL = "http://127.0.0.1:9464"
 MAX_BACKOFF = 60.0
 PROBE_EVERY = 5.0  # seconds: how often new events may try a target that is backing off (it may be back)
@@ -63,7 +63,7 @@ def _estate(config: str | None):
     cached = _estates.get(config)
     if cached is None or cached[0] != mtime:
         try:
-            from .config import load_estate
+            from ..config.estate import load_estate
 
             loaded = load_estate(config)
         except Exception as exc:
@@ -96,7 +96,7 @@ def agent_key_for(config: str | None, bot: str) -> str | None:
     if loaded is None:
         return None
     try:
-        from .config import resolve_secret
+        from ..config.estate import resolve_secret
 
         key = resolve_secret(getattr(loaded.estate.agent, "ping_key", None))
         if key:
@@ -539,12 +539,12 @@ class _RedactingFormatter(logging.Formatter):
 
 
 def main(argv: list[str] | None = None, lock=None) -> int:
-    """`python -m botwatch.deliver [--spool PATH] [--patience SECONDS]` (started by the wrapper)."""
+    """`python -m botwatch.client.deliver [--spool PATH] [--patience SECONDS]` (started by the wrapper)."""
     args = sys.argv[1:] if argv is None else argv
     opts = {"--spool": default_spool_path(), "--patience": os.environ.get("BOTWATCH_DELIVERY_PATIENCE", "600")}
     for flag, value in zip(args[::2], args[1::2]):
         if flag not in opts:
-            print("usage: python -m botwatch.deliver [--spool PATH] [--patience SECONDS]", file=sys.stderr)
+            print("usage: python -m botwatch.client.deliver [--spool PATH] [--patience SECONDS]", file=sys.stderr)
             return 2
         opts[flag] = value
     spool_path = opts["--spool"]

@@ -168,7 +168,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def pick_listen(preferred: str) -> str:
     """`preferred` (HOST:PORT) if nothing listens there, else a free port on the same host."""
-    from .config import parse_listen
+    from ..config.estate import parse_listen
 
     host, port = parse_listen(preferred)
     if address_free(host, port):

@@ -4,7 +4,7 @@ Registered bots come from the estate file; their state and last success from the
 (`/api/v1/status`) or, when it cannot be reached, from its journal as `botwatch status` does.
 Discovered bots are the shadow processes the running agent last saw (`/api/v1/unregistered`;
 only a running agent sweeps processes). Fragility is computed locally from the journal
-(botwatch.fragility says which components it can see); governance findings locally from the
+(botwatch.state.fragility says which components it can see); governance findings locally from the
 estate file and the bots' sources (botwatch.governance).
 """
 
@@ -18,9 +18,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from http.client import HTTPException  # a malformed URL (control characters in it)
 
-from .config import BotConfig, LoadedEstate
-from .redact import redact_url
-from .safe_output import csv_cell
+from ..config.estate import BotConfig, LoadedEstate
+from ..core.redact import redact_url
+from ..core.safe_output import csv_cell
 
 COLUMNS = ("bot", "registered", "owner", "team", "platform", "lifecycle", "criticality", "state", "last_success",
            "fragility", "governance_findings", "pid", "user", "command")
@@ -42,9 +42,9 @@ def _get_json(url: str, timeout: float = 5.0):
 
 
 def build_inventory(loaded: LoadedEstate, agent_url: str, now: float | None = None) -> Inventory:
-    from .fragility import estate_fragility
-    from .governance import CHECKS, Governance, failed_checks
-    from .journal import Journal, JournalError
+    from ..state.fragility import estate_fragility
+    from ..governance import CHECKS, Governance, failed_checks
+    from ..state.journal import Journal, JournalError
 
     now = time.time() if now is None else now
     inv = Inventory()
@@ -71,7 +71,7 @@ def build_inventory(loaded: LoadedEstate, agent_url: str, now: float | None = No
                          + ("" if status else ", no state"))
     try:
         if journal is not None and not status:
-            from .state import EstateState
+            from ..state.runtime import EstateState
 
             st = EstateState(loaded.estate, journal, clock=lambda: now)
             status = {v.name: v.to_json() for v in st.views(now)}

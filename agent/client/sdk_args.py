@@ -11,7 +11,7 @@ from typing import Any
 
 from . import runrecord
 from .sdk_log import warn
-from .vocabulary import BOT_NAME, LOOKUP_KINDS, REASONS, RUN_ID
+from ..core.vocabulary import BOT_NAME, LOOKUP_KINDS, REASONS, RUN_ID
 
 MAX_STEP_NAME = 200
 MAX_SCREEN = 64
@@ -58,7 +58,7 @@ def text(value: Any, limit: int, *, redacted: bool = False) -> str:
     """`value` as text (redacted first when it may hold a secret), at most `limit` characters."""
     result = value if isinstance(value, str) else str(value)
     if redacted:
-        from .redact import redact
+        from ..core.redact import redact
 
         result = redact(result)
     return result[:limit]

@@ -1,4 +1,4 @@
-"""How the SDK reports a problem of its own: a warning on the `botwatch.sdk` logger the first
+"""How the SDK reports a problem of its own: a warning on the `botwatch.client.sdk` logger the first
 time, debug after, and never an exception into the bot."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Hashable
 
-log = logging.getLogger("botwatch.sdk")
+log = logging.getLogger("botwatch.client.sdk")
 
 MAX_KEYS = 1024  # problems remembered as said; beyond them a new one is logged as a warning each time
 

@@ -13,11 +13,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from .classify import Classifier, clip
-from .config import BotConfig
-from .events import RunFinished, StepFinished
-from .redact import redact
-from .ui.selectors import LOCATOR_PREFIX
+from ..core.classify import Classifier, clip
+from ..config.estate import BotConfig
+from ..core.events import RunFinished, StepFinished
+from ..core.redact import redact
+from ..ui.selectors import LOCATOR_PREFIX
 
 # "locator 'id:submit'", "selector: #send": a selector named in a Selenium or Robot Framework failure
 _LOCATOR = re.compile(r"""(?:locator|selector)[:\s]+['"]?(?P<sel>[^'"\n]{1,300})""", re.I)
@@ -87,7 +87,7 @@ def ui_culprit(run: RunFinished, ctx: BotContext) -> RunFinished:
             body = LOCATOR_PREFIX.sub("", sel, count=1).strip()
             if sel in text or (len(body) >= 3 and body in text):
                 return replace(run, screen=screen, selector=run.selector or sel)
-    from .parsers.uipath import selector_in  # on the first such failure: not at the agent's start
+    from ..parsers.uipath import selector_in  # on the first such failure: not at the agent's start
 
     text = clip(text)
     found = selector_in(text)

@@ -124,7 +124,7 @@ def monitoring_help(prom: Server | None, am: Server | None) -> str:
 
 def run_demo(listen: str, state_dir: str, duration: float | None, prometheus_listen: str = DEFAULT_PROMETHEUS,
              alertmanager_listen: str = DEFAULT_ALERTMANAGER) -> int:
-    from .config import load_estate
+    from ..config.estate import load_estate
 
     sd = Path(state_dir).resolve()
     estate_path = prepare(sd, listen)

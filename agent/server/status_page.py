@@ -17,8 +17,8 @@ import re
 import time
 from typing import Callable, Iterable, Mapping, Sequence
 
-from .durations import format_duration
-from .readmodel import BotView
+from ..core.durations import format_duration
+from ..state.readmodel import BotView
 
 REFRESH_SECONDS = 30  # how often the browser reloads the page
 MAX_BOTS = 200  # bot cards rendered (the most urgent first); the counts cover every bot

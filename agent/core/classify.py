@@ -86,7 +86,7 @@ def _compile(item: dict) -> Pattern:
 def default_patterns() -> list[Pattern]:
     import yaml
 
-    raw = resources.files("botwatch").joinpath("failure_patterns.yaml").read_text(encoding="utf-8")
+    raw = resources.files("botwatch.core").joinpath("failure_patterns.yaml").read_text(encoding="utf-8")
     return [_compile(item) for item in yaml.safe_load(raw)]
 
 

@@ -27,8 +27,8 @@ from pydantic import (
     model_validator,
 )
 
-from .durations import parse_duration
-from .vocabulary import BOT_NAME, LookupKind, Reason
+from ..core.durations import parse_duration
+from ..core.vocabulary import BOT_NAME, LookupKind, Reason
 
 PLATFORMS = (
     "uipath", "robotframework", "python", "powerautomate", "blueprism",
@@ -145,7 +145,7 @@ def _selector(v: Any) -> str:
     if not isinstance(v, str):
         raise ValueError("a selector is a string: CSS, XPath (starting with / or '('), or with a prefix css:, "
                          "xpath:, id:, name:")
-    from .ui.selectors import to_xpath  # imports lxml and cssselect: only for estates that declare selectors
+    from ..ui.selectors import to_xpath  # imports lxml and cssselect: only for estates that declare selectors
 
     to_xpath(v)
     return v

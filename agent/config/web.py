@@ -31,8 +31,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 
-from .config import ConfigError
-from .limits import RateLimiter, discard_body
+from .estate import ConfigError
+from ..server.limits import RateLimiter, discard_body
 
 log = logging.getLogger("botwatch.agent")
 

@@ -6,10 +6,10 @@ import logging
 import signal
 import sys
 
-from .config import ConfigError, LoadedEstate
-from .journal import Journal, JournalError
-from .sources.base import PeriodicTask
-from .state import EstateState
+from ..config.estate import ConfigError, LoadedEstate
+from ..state.journal import Journal, JournalError
+from ..sources.base import PeriodicTask
+from ..state.runtime import EstateState
 
 log = logging.getLogger("botwatch.agent")
 
@@ -37,7 +37,7 @@ def build_sources(loaded: LoadedEstate, state: EstateState, journal: Journal, pr
     also finds the shadow bots nobody registered), log watching when a bot has `watch.logs`, the
     snapshot folder when `agent.snapshots` is set (checked with `probe`, the DriftProbe the API
     uses), and those of the modules named in `agent.source_modules`."""
-    from .sources import registry
+    from ..sources import registry
 
     load_source_modules(loaded)
     sources = []
@@ -51,7 +51,7 @@ def build_sources(loaded: LoadedEstate, state: EstateState, journal: Journal, pr
 
 def load_source_modules(loaded: LoadedEstate) -> None:
     """Imports the modules of `agent.source_modules` (their sources register themselves)."""
-    from .sources import registry
+    from ..sources import registry
 
     try:
         registry.load_modules(loaded.estate.agent.source_modules)
@@ -74,11 +74,11 @@ def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None) -> int:
 
     from botwatch.exporters.prometheus import estate_registry
 
-    from .server import create_app
+    from .app import create_app
 
-    from .config import resolve_secret
-    from .server import Security
-    from .webconfig import BasicAuth, load_web_config
+    from ..config.estate import resolve_secret
+    from .app import Security
+    from ..config.web import BasicAuth, load_web_config
 
     host, port = listen or loaded.listen
     otlp_wanted = otlp_settings(loaded)
@@ -94,12 +94,12 @@ def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None) -> int:
                     "check-ins are refused")
     journal = Journal(loaded.journal_path)
     state = EstateState(loaded.estate, journal)
-    from .governance import GovernanceRefresher, governance_for_state
+    from ..governance import GovernanceRefresher, governance_for_state
 
     governance = governance_for_state(state, loaded)  # checked in the background, off the scrape path
     refresher = GovernanceRefresher(governance, loaded.estate.agent.governance_interval)
     refresher.start()
-    from .ui.probe import DriftProbe
+    from ..ui.probe import DriftProbe
 
     probe = DriftProbe(loaded.estate, journal)  # UI snapshots: the API and the snapshot folder share it
     registry = estate_registry(state, governance=governance)

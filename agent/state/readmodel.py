@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .config import BotConfig
+from ..config.estate import BotConfig
 
 if TYPE_CHECKING:
-    from .state import BotRuntime, UiScreen
+    from .runtime import BotRuntime, UiScreen
 
 
 @dataclass(frozen=True, slots=True)

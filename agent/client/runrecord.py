@@ -16,13 +16,13 @@ from _thread import allocate_lock  # threading.Lock, without loading threading o
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING
 
-from . import _platform
-from .vocabulary import hostname
+from .. import _platform
+from ..core.vocabulary import hostname
 
 if TYPE_CHECKING:
     import subprocess
 
-    from .classify import Classifier
+    from ..core.classify import Classifier
 
 __all__ = ["CLASSIFIED_CHARS", "STORED_TAIL_CHARS", "Warn", "agent_url", "classifier_for", "delivery_wanted",
            "error_tail", "estate_file", "failure_reason", "host", "new_run_id", "output_tail", "start_deliverer"]
@@ -80,7 +80,7 @@ def output_tail(output: str | None) -> str | None:
     recognise). None when nothing is left."""
     if not output:
         return None
-    from .redact import redact
+    from ..core.redact import redact
 
     window = output[-STORED_TAIL_CHARS * 2:]
     if len(output) > len(window):
@@ -110,7 +110,7 @@ MAX_CLASSIFIERS = 16
 def classifier_for(config: str | None, warn: Warn) -> Classifier:
     """The estate's failure patterns when its file is readable (parsed once per change of the
     file), else the built-in ones; an unusable estate file is warned about."""
-    from .classify import Classifier
+    from ..core.classify import Classifier
 
     key = None
     if config:
@@ -124,7 +124,7 @@ def classifier_for(config: str | None, warn: Warn) -> Classifier:
         return found
     if key is not None:
         try:
-            from .config import load_estate
+            from ..config.estate import load_estate
 
             found = Classifier.for_estate(load_estate(key[0]).estate)
         except Exception as exc:
@@ -159,7 +159,7 @@ def delivery_wanted() -> bool:
 
 
 def start_deliverer(spool_path: str, warn: Warn, *, reap: bool = False) -> subprocess.Popen[bytes] | None:
-    """Start a detached deliverer (`python -m botwatch.deliver`) for what was just spooled; it
+    """Start a detached deliverer (`python -m botwatch.client.deliver`) for what was just spooled; it
     outlives the caller, and the one already at work (the spool's lock) takes the events in its
     place. Never raises: a problem is warned about and the events wait in the spool.
 
@@ -170,9 +170,9 @@ def start_deliverer(spool_path: str, warn: Warn, *, reap: bool = False) -> subpr
     exe = sys.executable or ""
     if not os.path.basename(exe).lower().startswith(("python", "pypy")):
         warn("no-python", f"cannot start the deliverer from this interpreter ({exe!r}); events wait in "
-             f"{spool_path} until the next `botwatch run` or `python -m botwatch.deliver`")
+             f"{spool_path} until the next `botwatch run` or `python -m botwatch.client.deliver`")
         return None
-    argv = [exe, "-m", "botwatch.deliver", "--spool", spool_path]
+    argv = [exe, "-m", "botwatch.client.deliver", "--spool", spool_path]
     try:
         if os.name == "nt" or not reap:
             _platform.spawn_detached(argv)

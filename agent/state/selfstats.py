@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from .sources import registry
+from ..sources import registry
 
 
 class SelfStats:

@@ -11,7 +11,8 @@ result never changes.
 import os
 import time
 
-from . import _platform, runrecord
+from .. import _platform
+from . import runrecord
 from .runrecord import new_run_id
 from .spool import Spool, default_spool_path
 
@@ -79,7 +80,7 @@ def parse_args(argv: list[str]) -> dict:
             raise UsageError(f"--{key.replace('_', '-')} needs a value")
     for key in ("timeout", "kill_grace"):
         if opts[key] is not None:
-            from .durations import parse_duration
+            from ..core.durations import parse_duration
 
             try:
                 opts[key] = parse_duration(opts[key])

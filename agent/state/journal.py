@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ._platform import create_private, narrow_private, private_dir
-from .events import RunFinished
+from .._platform import create_private, narrow_private, private_dir
+from ..core.events import RunFinished
 
 Row = dict[str, Any]  # a row by column name: SQLite values, as the table declares them
 JsonObject = dict[str, Any]  # a decoded JSON object (a checkpoint's state)

@@ -6,10 +6,10 @@ import sys
 
 import click
 
-from . import __version__
-from .config import ConfigError, config_path, load_estate, parse_listen
-from .redact import redact_url
-from .safe_output import for_terminal
+from .. import __version__
+from ..config.estate import ConfigError, config_path, load_estate, parse_listen
+from ..core.redact import redact_url
+from ..core.safe_output import for_terminal
 
 
 def _echo(message, err: bool = False) -> None:
@@ -59,7 +59,7 @@ def run(bot, config, timeout, kill_grace, agent, pushgateway, textfile_dir, comm
       0 7 * * 1-5  botwatch run --bot invoice-recon --timeout 30m -- python recon.py
       0 7 * * 1-5  botwatch run --bot invoice-recon --pushgateway http://pgw:9091 -- python recon.py
     """
-    from .wrapper import main as run_main
+    from ..client.wrapper import main as run_main
 
     argv = ["--bot", bot]
     for flag, value in (("--config", config), ("--timeout", timeout), ("--kill-grace", kill_grace), ("--agent", agent),
@@ -84,8 +84,8 @@ def agent(config, listen) -> None:
     """Run the agent: /metrics, /healthz and the events API, with the journal."""
     import logging
 
-    from .daemon import serve
-    from .journal import JournalError
+    from ..server.daemon import serve
+    from ..state.journal import JournalError
 
     logging.basicConfig(level=logging.INFO, format="botwatch agent: %(levelname)s %(message)s")
     loaded = _load_or_exit(config_path(config))
@@ -111,7 +111,7 @@ def agent(config, listen) -> None:
               help="List shadow bots instead: processes of known bot runtimes that no registered bot claims.")
 def status(agent_url, config, as_json, unregistered) -> None:
     """Show the estate: bot, team, state, last run, last success, failures in a row, next due."""
-    from .status_view import fetch_status, fetch_unregistered, render_status, render_unregistered
+    from .status import fetch_status, fetch_unregistered, render_status, render_unregistered
 
     fetch, render = (fetch_unregistered, render_unregistered) if unregistered else (fetch_status, render_status)
     data, source = fetch(agent_url, config)
@@ -132,7 +132,7 @@ def governance(config, as_json) -> None:
     Prints the failed checks per bot with FILE:LINE (never a secret itself). Exit 1 if any
     check fails, 0 if none, 2 if the estate file or its alert routing file is invalid.
     """
-    from .governance import CHECKS, Governance, RoutingError, routing_for
+    from ..governance import CHECKS, Governance, RoutingError, routing_for
 
     loaded = _load_or_exit(config_path(config))
     try:
@@ -169,14 +169,14 @@ def inventory(fmt, config, agent_url) -> None:
     processes only from a running agent. Where the data came from is said on stderr.
     """
     from .inventory import build_inventory, to_csv, to_json
-    from .status_view import _agent_url
+    from .status import _agent_url
 
     path = config_path(config)
     loaded = _load_or_exit(path)
     inv = build_inventory(loaded, _agent_url(agent_url, str(path)))
     for note in inv.notes:
         _echo(f"botwatch inventory: {note}", err=True)
-    # CSV cells are escaped one by one (botwatch.safe_output.csv_cell); JSON escapes control characters
+    # CSV cells are escaped one by one (botwatch.core.safe_output.csv_cell); JSON escapes control characters
     click.echo(to_csv(inv.rows) if fmt == "csv" else to_json(inv.rows), nl=fmt == "json")
 
 
@@ -204,9 +204,9 @@ def report(since, until, journal, prometheus, config, agent_url, slo, fmt, out) 
     """
     from pathlib import Path
 
-    from .durations import parse_duration
-    from .journal import JournalError
-    from .report import gather
+    from ..core.durations import parse_duration
+    from ..state.journal import JournalError
+    from ..report import gather
 
     if prometheus and journal:
         raise click.BadParameter("give either --prometheus or --journal, not both", param_hint="--prometheus")
@@ -223,7 +223,7 @@ def report(since, until, journal, prometheus, config, agent_url, slo, fmt, out) 
     path = config_path(config)
     loaded = _load_or_exit(path) if config or path.exists() else None
     if prometheus:
-        from .report.prom import PrometheusError, gather_prometheus
+        from ..report.prom import PrometheusError, gather_prometheus
 
         try:
             rep = gather_prometheus(prometheus, window, end, slo, loaded=loaded, agent_url=agent_url)
@@ -250,7 +250,7 @@ def report(since, until, journal, prometheus, config, agent_url, slo, fmt, out) 
 def _write_report(rep, fmt: str, out: str) -> None:
     from pathlib import Path
 
-    from .report import render
+    from ..report import render
 
     text = render(rep, fmt)  # the renderers escape what they take from outside
     if out == "-":
@@ -290,8 +290,8 @@ def demo(listen, state_dir, duration, prometheus_listen, alertmanager_listen) ->
     When they are installed (on PATH or in /usr/bin), Prometheus runs beside it with botwatch's
     alert rules, and Alertmanager with its example routing (receivers that send nothing).
     """
-    from .demo_runner import run_demo
-    from .durations import parse_duration
+    from .demo import run_demo
+    from ..core.durations import parse_duration
 
     try:
         seconds = parse_duration(duration) if duration else None
@@ -337,7 +337,7 @@ def grafana_push(url, token_file, folder, insecure) -> None:
 
 
 def _drift_group():
-    from .ui.commands import drift
+    from ..ui.commands import drift
 
     return drift
 

@@ -24,7 +24,7 @@ import os
 import sqlite3
 import time
 
-from ._platform import create_private, narrow_private, private_dir
+from .._platform import create_private, narrow_private, private_dir
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the hot path)
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ def default_spool_path() -> str:
     env = os.environ.get("BOTWATCH_SPOOL")
     if env:
         return env
-    from ._platform import user_state_dir
+    from .._platform import user_state_dir
 
     return os.path.join(user_state_dir(), "spool.db")
 

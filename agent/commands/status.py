@@ -2,7 +2,7 @@
 
 Everything shown comes from outside (an agent's answer, process names and command lines, error
 messages): it goes into the table as rich Text, never as markup, with its control characters
-escaped (botwatch.safe_output), and URLs lose their user:password@.
+escaped (botwatch.core.safe_output), and URLs lose their user:password@.
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ import urllib.error
 import urllib.request
 from http.client import HTTPException  # a malformed URL (control characters in it)
 
-from .durations import format_duration
-from .redact import redact_url
-from .safe_output import for_terminal
+from ..core.durations import format_duration
+from ..core.redact import redact_url
+from ..core.safe_output import for_terminal
 
 STATE_STYLE = {"up": "green", "new": "cyan", "late": "yellow", "down": "bold red", "failing": "red", "paused": "dim"}
 
 
 def _agent_url(explicit: str | None, config: str | None) -> str:
-    from .delivery import agent_url_for
-    from .config import config_path
+    from ..client.delivery import agent_url_for
+    from ..config.estate import config_path
 
     path = config_path(config)
     return agent_url_for(explicit, str(path) if path.exists() else None)
@@ -38,9 +38,9 @@ def fetch_status(agent_url: str | None, config: str | None) -> tuple[dict, str]:
             return json.loads(resp.read()), f"agent {redact_url(url)}"
     except (OSError, ValueError, HTTPException) as exc:
         reason = exc
-    from .config import ConfigError, config_path, load_estate
-    from .journal import Journal, JournalError
-    from .state import EstateState
+    from ..config.estate import ConfigError, config_path, load_estate
+    from ..state.journal import Journal, JournalError
+    from ..state.runtime import EstateState
 
     path = config_path(config)
     try:

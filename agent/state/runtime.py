@@ -21,19 +21,19 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from .classify import Classifier
-from .config import BotConfig, Estate, Limits
+from ..core.classify import Classifier
+from ..config.estate import BotConfig, Estate, Limits
 from .enrich import RUN_FINISHED, STEP_FINISHED, BotContext, enriched
-from .events import (Event, FailureNoted, LogNoted, ResourceSample, RunFinished, RunStarted, SpoolDropped,
+from ..core.events import (Event, FailureNoted, LogNoted, ResourceSample, RunFinished, RunStarted, SpoolDropped,
                      StepFinished, UiLookup, UiSnapshot)
 from .journal import Flip, Journal
 from .readmodel import BotView
 from .registries import ProcessSweep, SpoolBacklogs
-from .schedule import maintenance_at, next_due
+from ..core.schedule import maintenance_at, next_due
 from .selfstats import SelfStats
-from .sources import registry
-from . import vocabulary
-from .vocabulary import DURATION_BUCKETS, LOOKUP_KINDS, REASONS, UI_WAIT_BUCKETS, bucket_index, count_finished_run
+from ..sources import registry
+from ..core import vocabulary
+from ..core.vocabulary import DURATION_BUCKETS, LOOKUP_KINDS, REASONS, UI_WAIT_BUCKETS, bucket_index, count_finished_run
 
 STATES = vocabulary.STATES
 UI_FAILURE_KINDS = LOOKUP_KINDS
@@ -49,7 +49,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-log = logging.getLogger("botwatch.state")
+log = logging.getLogger("botwatch.state.runtime")
 
 
 def bounded_label(value: str, max_length: int) -> str:

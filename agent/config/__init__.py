@@ -1,0 +1,1 @@
+"""The estate file and the agent's web configuration: validated, with FILE:LINE errors."""

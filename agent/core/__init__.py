@@ -1,0 +1,1 @@
+"""The words, events and pure rules every other part shares (standard library only)."""

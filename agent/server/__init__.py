@@ -1,0 +1,1 @@
+"""The agent daemon: its HTTP app, its security and its status page."""
