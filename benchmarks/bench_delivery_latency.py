@@ -4,7 +4,7 @@ is away, against the same delivery from a spool with no target away.
 One spool serves every bot of a host user, and bots may name different targets. Here the spool
 also holds runs for a dead agent URL (a loopback port bound by this benchmark that never listens,
 so every connection is refused at once) that have failed for over a minute: their attempts are
-set to 6 and a deliverer process (`python -m botwatch.client.deliver`) is started on the spool; its
+set to 6 and a deliverer process (`python -m botwatch.deliver`) is started on the spool; its
 next failure puts that target in its longest backoff (about `MAX_BACKOFF`, 60 s), which is waited
 for (the rows show attempts = 7). That deliverer holds the spool's lock for the whole benchmark.
 
@@ -138,7 +138,7 @@ def estate(port: int, journal: Path) -> dict:
 # -- deliverers ------------------------------------------------------------------------------------
 
 def deliverers(spools: set[str]) -> list:
-    """Deliverer processes (`python -m botwatch.client.deliver --spool S`) working on our spools only."""
+    """Deliverer processes (`python -m botwatch.deliver --spool S`) working on our spools only."""
     import psutil
 
     found = []
@@ -146,7 +146,7 @@ def deliverers(spools: set[str]) -> list:
         cmd = p.info.get("cmdline") or []
         if p.info.get("status") == psutil.STATUS_ZOMBIE:
             continue
-        if "botwatch.client.deliver" in cmd and "--spool" in cmd:
+        if "botwatch.deliver" in cmd and "--spool" in cmd:
             i = cmd.index("--spool")
             if i + 1 < len(cmd) and cmd[i + 1] in spools:
                 found.append(p)
@@ -202,7 +202,7 @@ def measure(runs: int, reps: int, warmup: int) -> dict:
             db.execute("UPDATE outbox SET attempts = ?, next_attempt = 0", (ATTEMPTS_AFTER_A_MINUTE,))
         db.close()
         env = {k: clean_env(BOTWATCH_SPOOL=str(p), BOTWATCH_DELIVERY_PATIENCE="600") for k, p in spool.items()}
-        resting = subprocess.Popen([PYTHON, "-m", "botwatch.client.deliver", "--spool", str(spool["measured"])],
+        resting = subprocess.Popen([PYTHON, "-m", "botwatch.deliver", "--spool", str(spool["measured"])],
                                    env=env["measured"], cwd=rundir, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                    preexec_fn=common.die_with_parent)

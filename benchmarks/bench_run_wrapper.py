@@ -71,13 +71,13 @@ def compile_package() -> None:
 # -- background deliverers -----------------------------------------------------------------------
 
 def deliverers(spools: set[str]) -> list:
-    """Deliverer processes (`python -m botwatch.client.deliver --spool S`) working on our spools only."""
+    """Deliverer processes (`python -m botwatch.deliver --spool S`) working on our spools only."""
     import psutil
 
     found = []
     for p in psutil.process_iter(["cmdline"]):
         cmd = p.info.get("cmdline") or []
-        if "botwatch.client.deliver" in cmd and "--spool" in cmd:
+        if "botwatch.deliver" in cmd and "--spool" in cmd:
             i = cmd.index("--spool")
             if i + 1 < len(cmd) and cmd[i + 1] in spools:
                 found.append(p)

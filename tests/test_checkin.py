@@ -419,7 +419,7 @@ def test_the_deliverer_buries_only_the_invalid_event_and_delivers_the_runs_aroun
     spool.add_finished("beta", "b-1", started=now - 5, ended=now, outcome="failure", exit_status=2, **where)
     spool.close()
     env = {k: v for k, v in os.environ.items() if k not in ("BOTWATCH_AGENT_URL", "BOTWATCH_CONFIG")}
-    proc = subprocess.run([sys.executable, "-m", "botwatch.client.deliver", "--spool", str(path), "--patience", "5"],
+    proc = subprocess.run([sys.executable, "-m", "botwatch.deliver", "--spool", str(path), "--patience", "5"],
                           env=env | {"TEST_PING_KEY": KEY}, capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert sorted((r["bot"], r["run_id"]) for r in runs(agent)) == [("alpha", "a-1"), ("beta", "b-1")]

@@ -65,7 +65,7 @@ def rows(spool: Path, sql: str, *args) -> list[tuple]:
 
 def start_deliverer(spool: Path, tmp_path: Path) -> subprocess.Popen:
     env = run_env(spool, BOTWATCH_DELIVERY_PATIENCE="600")
-    return subprocess.Popen([sys.executable, "-m", "botwatch.client.deliver", "--spool", str(spool)], env=env,
+    return subprocess.Popen([sys.executable, "-m", "botwatch.deliver", "--spool", str(spool)], env=env,
                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -175,7 +175,7 @@ def test_an_agent_that_takes_smaller_batches_gets_every_run_in_smaller_batches(t
     for i in range(7):
         s.add_finished("alpha", f"r{i}", agent_url=live.url, ended=1.0 + i, outcome="success")
     s.close()
-    proc = subprocess.run([sys.executable, "-m", "botwatch.client.deliver", "--spool", str(spool)],
+    proc = subprocess.run([sys.executable, "-m", "botwatch.deliver", "--spool", str(spool)],
                           env=run_env(spool, BOTWATCH_DELIVERY_PATIENCE="30"), cwd=tmp_path, timeout=120)
     assert proc.returncode == 0
     assert live.metrics()['botwatch_runs_total{bot="alpha"}'] == 7  # the 413 split the batch, buried nothing

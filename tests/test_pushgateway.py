@@ -110,7 +110,7 @@ def deliverers(spool: Path) -> list[psutil.Process]:
     found = []
     for p in psutil.process_iter(["cmdline"]):
         cmd = p.info["cmdline"] or []
-        if "botwatch.client.deliver" in cmd and str(spool) in cmd:
+        if "botwatch.deliver" in cmd and str(spool) in cmd:
             found.append(p)
     return found
 
@@ -429,7 +429,7 @@ def test_textfile_dir_that_cannot_be_written_keeps_the_totals_until_it_can(tmp_p
 
 def run_deliverer(spool: Path, patience: str = "5") -> None:
     env = run_env(spool, BOTWATCH_DELIVERY_PATIENCE=patience)
-    proc = subprocess.run([sys.executable, "-m", "botwatch.client.deliver", "--spool", str(spool)], env=env,
+    proc = subprocess.run([sys.executable, "-m", "botwatch.deliver", "--spool", str(spool)], env=env,
                           capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
 
@@ -532,7 +532,7 @@ def test_agent_that_wants_a_key_gets_the_estates_key_and_a_missing_key_loses_no_
         assert "401" in db.execute("SELECT last_error FROM outbox").fetchone()[0]
         db.close()
         env = run_env(spool, TEST_AGENT_KEY="k-7f3a", BOTWATCH_DELIVERY_PATIENCE="30")
-        proc = subprocess.run([sys.executable, "-m", "botwatch.client.deliver", "--spool", str(spool)], env=env,
+        proc = subprocess.run([sys.executable, "-m", "botwatch.deliver", "--spool", str(spool)], env=env,
                               capture_output=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
     finally:

@@ -204,7 +204,7 @@ def spawned(monkeypatch) -> list[list[str]]:
 
 def test_a_deliverer_is_started_for_the_spool_with_this_interpreter(spawned, warnings):
     assert runrecord.start_deliverer("/spools/spool.db", warnings) is None
-    assert spawned == [[PY, "-m", "botwatch.client.deliver", "--spool", "/spools/spool.db"]]
+    assert spawned == [[PY, "-m", "botwatch.deliver", "--spool", "/spools/spool.db"]]
     assert warnings.said == []
 
 

@@ -72,7 +72,7 @@ def only(path: Path, type_: str) -> dict:
 
 
 def sdk_warnings(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "botwatch.client.sdk" and r.levelno >= logging.WARNING]
+    return [r.getMessage() for r in caplog.records if r.name == "botwatch.sdk" and r.levelno >= logging.WARNING]
 
 
 # -- the package --------------------------------------------------------------------------------

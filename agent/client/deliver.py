@@ -1,9 +1,10 @@
-"""Entry point of the detached deliverer (`python -m botwatch.client.deliver`).
+"""Entry point of the detached deliverer (`python -m botwatch.deliver`).
 
 Every wrapped run starts one; most find another deliverer already at work. So the spool lock
 is tried before anything heavy (HTTP, JSON, logging) is imported, and a loser exits at once.
 """
 
+import os
 import sys
 
 from .._platform import lock_exclusive
@@ -13,6 +14,8 @@ from .spool import default_spool_path
 def main() -> int:
     args = sys.argv[1:]
     spool = args[args.index("--spool") + 1] if "--spool" in args[:-1] else default_spool_path()
+    if not os.path.isdir(os.path.dirname(os.path.abspath(spool))):
+        return 0  # no spool folder: nothing was ever spooled here
     lock = lock_exclusive(spool + ".lock")
     if lock is None:
         return 0  # the holder will deliver our events too

@@ -38,7 +38,7 @@ from ..core.redact import redact_url
 from .spool import Spool, default_spool_path
 from ..core.vocabulary import DURATION_BUCKETS, REASONS, count_finished_run
 
-log = logging.getLogger("botwatch.client.delivery")
+log = logging.getLogger("botwatch.delivery")
 DEFAULT_AGENT_URL = "http://127.0.0.1:9464"
 MAX_BACKOFF = 60.0
 PROBE_EVERY = 5.0  # seconds: how often new events may try a target that is backing off (it may be back)
@@ -539,12 +539,12 @@ class _RedactingFormatter(logging.Formatter):
 
 
 def main(argv: list[str] | None = None, lock=None) -> int:
-    """`python -m botwatch.client.deliver [--spool PATH] [--patience SECONDS]` (started by the wrapper)."""
+    """`python -m botwatch.deliver [--spool PATH] [--patience SECONDS]` (started by the wrapper)."""
     args = sys.argv[1:] if argv is None else argv
     opts = {"--spool": default_spool_path(), "--patience": os.environ.get("BOTWATCH_DELIVERY_PATIENCE", "600")}
     for flag, value in zip(args[::2], args[1::2]):
         if flag not in opts:
-            print("usage: python -m botwatch.client.deliver [--spool PATH] [--patience SECONDS]", file=sys.stderr)
+            print("usage: python -m botwatch.deliver [--spool PATH] [--patience SECONDS]", file=sys.stderr)
             return 2
         opts[flag] = value
     spool_path = opts["--spool"]

@@ -159,7 +159,7 @@ def delivery_wanted() -> bool:
 
 
 def start_deliverer(spool_path: str, warn: Warn, *, reap: bool = False) -> subprocess.Popen[bytes] | None:
-    """Start a detached deliverer (`python -m botwatch.client.deliver`) for what was just spooled; it
+    """Start a detached deliverer (`python -m botwatch.deliver`) for what was just spooled; it
     outlives the caller, and the one already at work (the spool's lock) takes the events in its
     place. Never raises: a problem is warned about and the events wait in the spool.
 
@@ -170,9 +170,9 @@ def start_deliverer(spool_path: str, warn: Warn, *, reap: bool = False) -> subpr
     exe = sys.executable or ""
     if not os.path.basename(exe).lower().startswith(("python", "pypy")):
         warn("no-python", f"cannot start the deliverer from this interpreter ({exe!r}); events wait in "
-             f"{spool_path} until the next `botwatch run` or `python -m botwatch.client.deliver`")
+             f"{spool_path} until the next `botwatch run` or `python -m botwatch.deliver`")
         return None
-    argv = [exe, "-m", "botwatch.client.deliver", "--spool", spool_path]
+    argv = [exe, "-m", "botwatch.deliver", "--spool", spool_path]
     try:
         if os.name == "nt" or not reap:
             _platform.spawn_detached(argv)

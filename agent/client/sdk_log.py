@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Hashable
 
-log = logging.getLogger("botwatch.client.sdk")
+log = logging.getLogger("botwatch.sdk")
 
 MAX_KEYS = 1024  # problems remembered as said; beyond them a new one is logged as a warning each time
 
