@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client.registry import CollectorRegistry
 
@@ -12,15 +13,21 @@ from botwatch.state.runtime import EstateState
 
 from .otlp_settings import OtlpSettings
 
+if TYPE_CHECKING:  # the OpenTelemetry packages load only when an export is switched on
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from .otlp_metrics import MetricsPusher
+    from .otlp_traces import RunTracer, SpanQueue
+
 log = logging.getLogger("botwatch.exporters.otlp")
 
 
 @dataclass
 class OtlpExports:
-    metrics: object | None = None  # otlp_metrics.MetricsPusher
-    traces: object | None = None  # otlp_traces.SpanQueue
-    provider: object | None = None  # the TracerProvider the run tracer uses
-    tracer: object | None = None  # otlp_traces.RunTracer, a state listener
+    metrics: MetricsPusher | None = None
+    traces: SpanQueue | None = None
+    provider: TracerProvider | None = None  # the one the run tracer uses
+    tracer: RunTracer | None = None  # a state listener
 
     def stop(self, state: EstateState | None = None) -> None:
         """Stop pushing, after one last push of each (bounded by the timeouts)."""

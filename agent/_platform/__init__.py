@@ -13,3 +13,11 @@ else:
 
 __all__ = ["Child", "create_private", "install_forwarding", "lock_exclusive", "narrow_private", "private_dir",
            "spawn_detached", "user_state_dir"]
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the hot path)
+if TYPE_CHECKING:  # what terminate_tree and kill_tree take of a descendant: for annotations only
+    if sys.platform == "win32":
+        from .windows import Signallable
+    else:
+        from .posix import Signallable
+    __all__ += ["Signallable"]

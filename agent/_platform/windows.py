@@ -2,11 +2,24 @@
 is pumped by reader threads, and the tree is ended through psutil (Windows has no process
 groups to signal). Not exercised by the Linux test suite; kept small on purpose."""
 
+from __future__ import annotations
+
 import os
 import queue
 import signal
 import subprocess
 import threading
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the hot path)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from io import BufferedIOBase
+    from typing import IO, Protocol
+
+    class Signallable(Protocol):
+        """A descendant process to end (a psutil.Process)."""
+
+        def kill(self) -> None: ...
 
 CREATE_NEW_PROCESS_GROUP = 0x00000200
 DETACHED_PROCESS = 0x00000008
@@ -14,23 +27,23 @@ CREATE_NO_WINDOW = 0x08000000
 
 
 class Child:
-    def __init__(self, argv: list[str]):
+    def __init__(self, argv: list[str]) -> None:
         self._proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       creationflags=CREATE_NEW_PROCESS_GROUP)
         self.pid = self._proc.pid
-        self._q: queue.Queue = queue.Queue()
+        self._q: queue.Queue[tuple[int, bytes | None]] = queue.Queue()  # (stream, data; None at its end)
         self._open = 2
         for stream, pipe in ((1, self._proc.stdout), (2, self._proc.stderr)):
             threading.Thread(target=self._reader, args=(stream, pipe), daemon=True).start()
-        self.status = None
+        self.status: int | None = None
         self.rusage = None
 
-    def _reader(self, stream, pipe):
+    def _reader(self, stream: int, pipe: BufferedIOBase) -> None:
         for chunk in iter(lambda: pipe.read1(65536), b""):
             self._q.put((stream, chunk))
         self._q.put((stream, None))
 
-    def pump(self, sink, timeout: float) -> None:
+    def pump(self, sink: Callable[[int, bytes], object], timeout: float) -> None:
         try:
             stream, data = self._q.get(timeout=max(0.0, min(timeout, 0.05)))
             while True:
@@ -55,10 +68,10 @@ class Child:
     def close_output(self) -> None:
         self._open = 0
 
-    def exit_code(self):
+    def exit_code(self) -> tuple[int, int | None]:
         return (self.status or 0) & 0xFFFFFFFF if (self.status or 0) >= 0 else 1, None
 
-    def rusage_cpu(self):
+    def rusage_cpu(self) -> float | None:
         return None
 
     def forward(self, sig: int) -> None:
@@ -67,11 +80,11 @@ class Child:
         except OSError:
             pass
 
-    def terminate_tree(self, descendants):
+    def terminate_tree(self, descendants: Iterable[Signallable]) -> None:
         self.forward(signal.SIGTERM)
 
-    def kill_tree(self, descendants):
-        import psutil
+    def kill_tree(self, descendants: Iterable[Signallable]) -> None:
+        import psutil  # type: ignore[import-untyped]  # psutil ships no type hints
 
         try:
             procs = [psutil.Process(self.pid), *descendants]
@@ -87,7 +100,7 @@ class Child:
         return self._proc.poll() is None
 
 
-def install_forwarding(handler) -> None:
+def install_forwarding(handler: Callable[[int], object]) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGBREAK", None)):
         if sig is not None:
             signal.signal(sig, lambda signum, _frame: handler(signum))
@@ -98,7 +111,7 @@ def spawn_detached(argv: list[str]) -> None:
                      close_fds=True, creationflags=DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW)
 
 
-def lock_exclusive(path: str):
+def lock_exclusive(path: str) -> IO[bytes] | None:
     import msvcrt
 
     f = open(path, "a+b")

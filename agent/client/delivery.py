@@ -31,12 +31,28 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from typing import TYPE_CHECKING, cast
 
 from . import runrecord
 from .._platform import create_private, lock_exclusive
 from ..core.redact import redact_url
 from .spool import Spool, default_spool_path
 from ..core.vocabulary import DURATION_BUCKETS, REASONS, count_finished_run
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+    from typing import IO, Any, Literal
+
+    from ..config.estate import LoadedEstate
+    from .spool import ReadyRow, Totals
+
+    AgentTarget = tuple[Literal["agent"], str, str | None]  # ("agent", its URL, its key)
+    TotalsTarget = tuple[Literal["totals"], str]  # ("totals", "pushgateway:<URL>")
+    Target = AgentTarget | TotalsTarget
+    AgentAnswer = tuple[dict[str, Any], bool]  # _post_batch: (the agent's answer, whether it took the drops)
+    AgentCarried = tuple[list[ReadyRow], int]  # (the batch, the dropped events reported with it)
+    TotalsAnswer = tuple[int, Exception | None]  # _publish_rows: (how many were published, the error)
+    InFlight = tuple[Future[AgentAnswer], AgentCarried] | tuple[Future[TotalsAnswer], list[Totals]]
 
 log = logging.getLogger("botwatch.delivery")
 DEFAULT_AGENT_URL = "http://127.0.0.1:9464"
@@ -49,10 +65,10 @@ def backoff(attempts: int) -> float:
     return min(MAX_BACKOFF, 2.0 ** attempts) * random.uniform(0.8, 1.2)
 
 
-_estates: dict[str, tuple[int, object]] = {}
+_estates: dict[str, tuple[int, LoadedEstate | None]] = {}
 
 
-def _estate(config: str | None):
+def _estate(config: str | None) -> LoadedEstate | None:
     """The estate file a run was given, parsed once per change; None if there is none or it is unusable."""
     if not config:
         return None
@@ -65,7 +81,7 @@ def _estate(config: str | None):
         try:
             from ..config.estate import load_estate
 
-            loaded = load_estate(config)
+            loaded: LoadedEstate | None = load_estate(config)
         except Exception as exc:
             log.warning("estate file %s unusable (%s); delivering without its agent address and key (to %s "
                         "unless the run named its agent)", config, str(exc).splitlines()[0],
@@ -118,7 +134,7 @@ class TooLarge(Exception):
 
 
 def post_events(url: str, events: list[str], timeout: float = 10.0, key: str | None = None,
-                spool: tuple[str, int] | None = None) -> dict:
+                spool: tuple[str, int] | None = None) -> dict[str, Any]:
     """POST a batch; `spool` is (spool id, runs left in it once the batch is delivered), which the
     agent exports as its spool backlog."""
     body = ('{"events":[' + ",".join(events) + "]}").encode("utf-8")
@@ -130,7 +146,8 @@ def post_events(url: str, events: list[str], timeout: float = 10.0, key: str | N
     req = urllib.request.Request(url + "/api/v1/events", data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return json.loads(resp.read() or b"{}")
+            answer: dict[str, Any] = json.loads(resp.read() or b"{}")
+            return answer
     except urllib.error.HTTPError as exc:
         detail = exc.read()[:500].decode("utf-8", "replace")
         if exc.code == 413:
@@ -153,16 +170,16 @@ class Deliverer:
 
     LEASE = 30.0  # events in flight are not picked again before this (a crash mid-request retries them)
 
-    def __init__(self, spool: Spool, workers: int = 8):
+    def __init__(self, spool: Spool, workers: int = 8) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self.spool = spool
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="botwatch-delivery")
-        self.inflight: dict[tuple, tuple] = {}  # target -> (future, what it carries)
-        self.held: dict[tuple, list[int]] = {}  # target -> its events spooled while a request was in flight
-        self.resting: dict[tuple, float] = {}   # target -> when it may be tried again (its backoff)
-        self.probed: dict[tuple, float] = {}    # target -> when a new event last probed it while resting
-        self.batch_size: dict[tuple, int] = {}  # agent -> the largest batch it takes (halved at each 413)
+        self.inflight: dict[Target, InFlight] = {}  # target -> (future, what it carries)
+        self.held: dict[AgentTarget, list[int]] = {}  # target -> its events spooled while a request was in flight
+        self.resting: dict[AgentTarget, float] = {}   # target -> when it may be tried again (its backoff)
+        self.probed: dict[AgentTarget, float] = {}    # target -> when a new event last probed it while resting
+        self.batch_size: dict[AgentTarget, int] = {}  # agent -> the largest batch it takes (halved at each 413)
         self.delivered = self.failed = 0
         self.last_progress = time.time()
         self.newest = 0  # the latest event spooled that this deliverer has seen
@@ -183,17 +200,22 @@ class Deliverer:
         publish_local(self.spool, now)
         self._publish_remote(now)
 
-    def collect(self, timeout: float = 0.0) -> bool:
+    def collect(self, timeout: float | None = 0.0) -> bool:
         """Apply the answers of finished requests (waiting up to `timeout` for one); True if any."""
         from concurrent.futures import FIRST_COMPLETED, wait
 
         if not self.inflight:
             return False
-        done, _ = wait([f for f, _ in self.inflight.values()], timeout=timeout, return_when=FIRST_COMPLETED)
+        futures: list[Future[Any]] = [f for f, _ in self.inflight.values()]  # of both kinds: only waited for
+        done, _ = wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
         for target, (future, carried) in list(self.inflight.items()):
             if future in done:
                 del self.inflight[target]
-                (self._events_answered if target[0] == "agent" else self._totals_answered)(target, future, carried)
+                # a target's kind says what its request carries
+                if target[0] == "agent":
+                    self._events_answered(target, cast("Future[AgentAnswer]", future), cast("AgentCarried", carried))
+                else:
+                    self._totals_answered(target, cast("Future[TotalsAnswer]", future), cast("list[Totals]", carried))
         return bool(done)
 
     def drain(self) -> None:
@@ -208,10 +230,10 @@ class Deliverer:
 
     # -- agents -----------------------------------------------------------------------------------
     def _send_events(self, now: float) -> None:
-        by_target: dict[tuple, list[tuple]] = {}
+        by_target: dict[AgentTarget, list[ReadyRow]] = {}
         for row in self.spool.ready(now):
             seq, bot, run_id, agent_url, config, event, attempts, kind = row
-            target = ("agent", agent_url_for(agent_url, config), agent_key_for(config, bot))
+            target: AgentTarget = ("agent", agent_url_for(agent_url, config), agent_key_for(config, bot))
             by_target.setdefault(target, []).append(row)
         left = self.spool.pending()  # runs in the spool: each batch, once delivered, takes its own off
         for target, batch in by_target.items():
@@ -240,7 +262,7 @@ class Deliverer:
                                       (spool_id(self.spool), max(left - runs, 0)), dropped, dropped_at)
             self.inflight[target] = (future, (batch, dropped))
 
-    def _events_answered(self, target: tuple, future, carried) -> None:
+    def _events_answered(self, target: AgentTarget, future: Future[AgentAnswer], carried: AgentCarried) -> None:
         batch, dropped = carried
         _, url, _key = target
         seqs = [r[0] for r in batch]
@@ -251,17 +273,17 @@ class Deliverer:
                 self.batch_size[target] = len(batch) // 2
                 self.spool.defer(seqs, 0.0)
                 log.info("agent %s takes smaller batches (%s): sending at most %d events at a time",
-                         redact_url(url), redact_url(exc), self.batch_size[target])
+                         redact_url(url), redact_url(str(exc)), self.batch_size[target])
             else:  # one event larger than the agent takes: it never will
                 self.spool.bury(seqs[0], str(exc))
                 log.warning("agent %s refused an event of bot %r run %s for its size: %s", redact_url(url),
-                            batch[0][1], batch[0][2], redact_url(exc))
+                            batch[0][1], batch[0][2], redact_url(str(exc)))
             self._release(target, 0.0)
             return
         except Rejected as exc:
             for seq in seqs:
                 self.spool.bury(seq, str(exc))
-            log.warning("agent %s refused %d event(s): %s", redact_url(url), len(batch), redact_url(exc))
+            log.warning("agent %s refused %d event(s): %s", redact_url(url), len(batch), redact_url(str(exc)))
             self._release(target, 0.0)
             return
         except Exception as exc:  # unreachable, timed out, a broken answer: all retried later
@@ -271,7 +293,7 @@ class Deliverer:
             self.failed += len(batch)
             if attempts == 0:
                 log.warning("agent %s did not take the events (%s); %d event(s) wait in %s and will be retried",
-                            redact_url(url), redact_url(exc), len(batch), self.spool.path)
+                            redact_url(url), redact_url(str(exc)), len(batch), self.spool.path)
             self._release(target, time.time() + delay)
             return
         refused = {item.get("index"): item.get("error") for item in answer.get("rejected", [])}
@@ -288,11 +310,12 @@ class Deliverer:
                         dropped, self.spool.path, redact_url(url))
         self._release(target, 0.0)
 
-    def _pull_forward(self, target: tuple) -> None:
+    def _pull_forward(self, target: AgentTarget) -> None:
         """The target answered: its events still waiting out a backoff (this deliverer's or an
         earlier one's, which gave up) are due now, not at the end of a backoff it no longer needs."""
-        in_flight = {r[0] for t, (_f, carried) in self.inflight.items() if t[0] == "agent" for r in carried[0]}
-        targets: dict[tuple, tuple] = {}
+        in_flight = {r[0] for t, (_f, carried) in self.inflight.items() if t[0] == "agent"
+                     for r in cast("AgentCarried", carried)[0]}
+        targets: dict[tuple[str | None, str | None, str], AgentTarget] = {}
         due = []
         for seq, bot, agent_url, config in self.spool.waiting(time.time()):
             key = (agent_url, config, bot)
@@ -306,9 +329,10 @@ class Deliverer:
 
     def _drops_in_flight(self) -> bool:
         """The count of dropped events goes with one request at a time (else it could be counted twice)."""
-        return any(t[0] == "agent" and carried[1] > 0 for t, (_f, carried) in self.inflight.items())
+        return any(t[0] == "agent" and cast("AgentCarried", carried)[1] > 0
+                   for t, (_f, carried) in self.inflight.items())
 
-    def _release(self, target: tuple, resting_until: float) -> None:
+    def _release(self, target: AgentTarget, resting_until: float) -> None:
         """The target's request ended: its events held back meanwhile are due at `resting_until`
         (0: now; else the end of the target's backoff)."""
         if resting_until:  # a failed probe does not shorten the backoff the target is in
@@ -319,12 +343,12 @@ class Deliverer:
 
     # -- Pushgateways -------------------------------------------------------------------------------
     def _publish_remote(self, now: float) -> None:
-        due: dict[str, list[dict]] = {}
+        due: dict[str, list[Totals]] = {}
         for totals in self.spool.totals_due(now):
             if not totals["target"].startswith("textfile:"):
                 due.setdefault(totals["target"], []).append(totals)
         for name, rows in due.items():
-            target = ("totals", name)
+            target: TotalsTarget = ("totals", name)
             if target in self.inflight:
                 continue
             if any(r["attempts"] for r in rows):
@@ -335,7 +359,7 @@ class Deliverer:
             self.spool.defer_totals(name, [r["bot"] for r in rows], now + self.LEASE)
             self.inflight[target] = (self.pool.submit(_publish_rows, name, rows), rows)
 
-    def _totals_answered(self, target: tuple, future, rows: list[dict]) -> None:
+    def _totals_answered(self, target: TotalsTarget, future: Future[TotalsAnswer], rows: list[Totals]) -> None:
         name = target[1]
         published, error = future.result()
         for totals in rows[:published]:
@@ -355,11 +379,11 @@ class Deliverer:
         self.failed += len(waiting)
         if attempts == 0:
             log.warning("%s unreachable (%s); the totals of %d bot(s) wait in %s and will be published again",
-                        redact_url(name), redact_url(error), len(waiting), self.spool.path)
+                        redact_url(name), redact_url(str(error)), len(waiting), self.spool.path)
 
 
 def _post_batch(url: str, key: str | None, events: list[str], spool: tuple[str, int], dropped: int,
-                dropped_at: float | None) -> tuple[dict, bool]:
+                dropped_at: float | None) -> AgentAnswer:
     """(the agent's answer, whether it took the count of dropped events). Runs in a worker.
 
     The drops go alone, after the batch: an agent that does not know the event must not refuse
@@ -373,12 +397,12 @@ def _post_batch(url: str, key: str | None, events: list[str], spool: tuple[str, 
         post_events(url, [json.dumps(event)], key=key)
     except (Rejected, OSError, ValueError) as exc:
         log.warning("could not report %d dropped event(s) to the agent %s (%s); the count is kept", dropped,
-                    redact_url(url), redact_url(exc))
+                    redact_url(url), redact_url(str(exc)))
         return answer, False
     return answer, True
 
 
-def _publish_rows(target: str, rows: list[dict]) -> tuple[int, Exception | None]:
+def _publish_rows(target: str, rows: list[Totals]) -> TotalsAnswer:
     """Publish totals rows in order until one fails: (how many were published, the error). Runs in a worker."""
     for i, totals in enumerate(rows):
         try:
@@ -394,8 +418,8 @@ def publish_local(spool: Spool, now: float | None = None, target: str | None = N
     the same file take turns and the newest totals are written last. Returns the files written."""
     now = time.time() if now is None else now
 
-    def mine(totals: dict) -> bool:
-        name = totals["target"]
+    def mine(totals: Totals) -> bool:
+        name: str = totals["target"]
         return name.startswith("textfile:") and (target is None or name == target)
 
     if not any(mine(t) for t in spool.totals_due(now)):
@@ -410,7 +434,7 @@ def publish_local(spool: Spool, now: float | None = None, target: str | None = N
                 spool.publish_later(name, [totals["bot"]], f"{type(exc).__name__}: {exc}", backoff(totals["attempts"]))
                 if not totals["attempts"]:
                     log.warning("%s not writable (%s); the totals of %r wait in %s and will be written again",
-                                name, redact_url(exc), totals["bot"] or "the spool", spool.path)
+                                name, redact_url(str(exc)), totals["bot"] or "the spool", spool.path)
                 continue
             spool.published(name, totals["bot"], totals)
             written += 1
@@ -432,7 +456,7 @@ def deliver_once(spool: Spool, now: float | None = None) -> tuple[int, int]:
 
 # -- targets without an agent: totals -------------------------------------------------------
 
-def apply_finished(totals: dict, event_json: str) -> None:
+def apply_finished(totals: Totals, event_json: str) -> None:
     """Fold one finished run into its bot's totals, as the agent's state does (state.BotRuntime)."""
     ev = json.loads(event_json)
     failures = totals["failures"]
@@ -447,15 +471,17 @@ def apply_finished(totals: dict, event_json: str) -> None:
         totals["last_exit_status"] = ev.get("exit_status")
 
 
-def publish(target: str, totals: dict) -> None:
+def publish(target: str, totals: Totals) -> None:
     """Publish one bot's totals (or the spool's own) to a Pushgateway or a textfile directory."""
     kind, _, where = target.partition(":")
     if kind == "pushgateway":
-        from botwatch.exporters.pushgateway import push_totals
+        # botwatch.exporters is exporters/, mapped in by the install: a checker reading agent/ as the
+        # package `agent` cannot find it
+        from botwatch.exporters.pushgateway import push_totals  # type: ignore[import-not-found]
 
         push_totals(where, totals, runrecord.host())
     elif kind == "textfile":
-        from botwatch.exporters.textfile import write_totals
+        from botwatch.exporters.textfile import write_totals  # type: ignore[import-not-found]
 
         write_totals(where, totals)
     else:
@@ -468,7 +494,7 @@ def spool_id(spool: Spool) -> str:
     return f"{runrecord.host()}:{hashlib.sha1(os.path.abspath(spool.path).encode()).hexdigest()[:12]}"
 
 
-def run_deliverer(spool_path: str, patience: float, lock=None) -> int:
+def run_deliverer(spool_path: str, patience: float, lock: IO[bytes] | None = None) -> int:
     """Deliver until the spool is empty or nothing succeeded for `patience` seconds."""
     lock = lock or lock_exclusive(spool_path + ".lock")
     while lock is not None:
@@ -538,7 +564,7 @@ class _RedactingFormatter(logging.Formatter):
         return redact_url(super().format(record))
 
 
-def main(argv: list[str] | None = None, lock=None) -> int:
+def main(argv: list[str] | None = None, lock: IO[bytes] | None = None) -> int:
     """`python -m botwatch.deliver [--spool PATH] [--patience SECONDS]` (started by the wrapper)."""
     args = sys.argv[1:] if argv is None else argv
     opts = {"--spool": default_spool_path(), "--patience": os.environ.get("BOTWATCH_DELIVERY_PATIENCE", "600")}

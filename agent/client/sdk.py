@@ -30,6 +30,8 @@ import inspect
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 from . import runrecord
 from . import sdk_args
@@ -38,6 +40,12 @@ from . import sdk_snapshots
 from . import sdk_transport
 from ..core import vocabulary
 from ..core.classify import REASONS
+
+if TYPE_CHECKING:
+    import os
+    from contextvars import Token
+    from datetime import timedelta
+    from types import TracebackType
 
 __all__ = ["run", "bot", "fail", "ui_lookup", "snapshot", "step", "Run", "Step", "REASONS"]
 
@@ -49,6 +57,8 @@ _warn, _internal_error = sdk_log.warn, sdk_log.internal_error
 _screen, _text = sdk_args.screen, sdk_args.text
 MAX_SELECTOR, LOOKUP_KINDS = sdk_args.MAX_SELECTOR, vocabulary.LOOKUP_KINDS
 
+_BotFunction = TypeVar("_BotFunction", bound=Callable[..., Any])
+
 
 class _Active:
     """One entered run: what its events carry, and what the bot declared about it."""
@@ -56,18 +66,31 @@ class _Active:
     __slots__ = ("bot", "run_id", "started", "agent_url", "config", "declared", "reason", "message", "token",
                  "parent")
 
-    def __init__(self, bot, run_id, started, agent_url, config, parent):
+    def __init__(self, bot: str | None, run_id: str, started: float, agent_url: str | None, config: str | None,
+                 parent: _Active | None) -> None:
         self.bot, self.run_id, self.started = bot, run_id, started
         self.agent_url, self.config, self.parent = agent_url, config, parent
         self.declared = False  # botwatch.fail() was called in this run
-        self.reason = None  # the first reason declared
-        self.message = None
-        self.token = None
+        self.reason: str | None = None  # the first reason declared
+        self.message: str | None = None
+        self.token: Token[_Active | None] | None = None
 
 
 _current: contextvars.ContextVar[_Active | None] = contextvars.ContextVar("botwatch_run", default=None)
 # the innermost open step: a step opened inside it is recorded with it as `parent` (run traces)
 _open_step: contextvars.ContextVar[str | None] = contextvars.ContextVar("botwatch_step", default=None)
+
+
+class _OpenStep:
+    """One entered step until it is left: what its event records, and the open step to restore."""
+
+    __slots__ = ("active", "started", "status", "message", "parent", "token")
+
+    def __init__(self, active: _Active | None, started: float, parent: str | None,
+                 token: Token[str | None] | None) -> None:
+        self.active, self.started, self.parent, self.token = active, started, parent, token
+        self.status: str | None = None  # skip() or fail() inside the block
+        self.message: str | None = None
 
 
 # -- the SDK ---------------------------------------------------------------------------------
@@ -80,7 +103,7 @@ class Run:
     called `botwatch.fail()`. `run_id` and `bot` are readable inside the block and after it.
     """
 
-    def __init__(self, bot, *, agent_url=None, run_id=None):
+    def __init__(self, bot: str | None, *, agent_url: str | None = None, run_id: str | None = None) -> None:
         self._bot, self._agent_url, self._run_id = bot, agent_url, run_id
         self._stack: list[_Active | None] = []
         self._last: _Active | None = None  # the latest run entered, still readable after it ended
@@ -104,7 +127,8 @@ class Run:
         self._last = active
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> Literal[False]:
         try:
             active = self._stack.pop() if self._stack else None
             if active is not None:
@@ -116,11 +140,13 @@ class Run:
     async def __aenter__(self) -> "Run":
         return self.__enter__()
 
-    async def __aexit__(self, exc_type, exc, tb) -> bool:
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> Literal[False]:
         return self.__exit__(exc_type, exc, tb)
 
 
-def run(bot=None, *, agent_url=None, run_id=None, **unknown) -> Run:
+def run(bot: str | None = None, *, agent_url: str | None = None, run_id: str | None = None,
+        **unknown: object) -> Run:
     """`with botwatch.run("invoice-recon"):` measures the block as one run of the bot.
 
     agent_url: where the deliverer posts this run's events (else $BOTWATCH_AGENT_URL, else the
@@ -131,7 +157,17 @@ def run(bot=None, *, agent_url=None, run_id=None, **unknown) -> Run:
     return Run(bot, agent_url=agent_url, run_id=run_id)
 
 
-def bot(name=None, *, agent_url=None, **unknown):
+@overload
+def bot(name: _BotFunction, *, agent_url: str | None = None, **unknown: object) -> _BotFunction: ...
+
+
+@overload
+def bot(name: str | None = None, *, agent_url: str | None = None,
+        **unknown: object) -> Callable[[_BotFunction], _BotFunction]: ...
+
+
+def bot(name: str | Callable[..., Any] | None = None, *, agent_url: str | None = None,
+        **unknown: object) -> Callable[..., Any]:
     """`@botwatch.bot("invoice-recon")`: every call of the decorated function (sync or async) is a
     run of the bot. Bare `@botwatch.bot` names the bot after the function."""
     sdk_args.ignore_unknown("bot", unknown)
@@ -139,7 +175,7 @@ def bot(name=None, *, agent_url=None, **unknown):
         fn = name
         return bot(getattr(fn, "__name__", None), agent_url=agent_url)(fn)
 
-    def decorate(fn):
+    def decorate(fn: _BotFunction) -> _BotFunction:
         try:
             if not callable(fn):
                 sdk_log.warn(("not-callable", type(fn).__name__), "botwatch.bot(%r) decorates %r, which is not "
@@ -147,18 +183,18 @@ def bot(name=None, *, agent_url=None, **unknown):
                 return fn
             if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
                 @functools.wraps(fn)
-                async def run_async(*args, **kwargs):
+                async def run_async(*args: Any, **kwargs: Any) -> Any:
                     async with Run(name, agent_url=agent_url):
                         return await fn(*args, **kwargs)
 
-                return run_async
+                return cast("_BotFunction", run_async)  # functools.wraps kept fn's signature
 
             @functools.wraps(fn)
-            def run_sync(*args, **kwargs):
+            def run_sync(*args: Any, **kwargs: Any) -> Any:
                 with Run(name, agent_url=agent_url):
                     return fn(*args, **kwargs)
 
-            return run_sync
+            return cast("_BotFunction", run_sync)
         except Exception as exc:
             sdk_log.internal_error("decorating a bot function", exc)
             return fn
@@ -166,7 +202,7 @@ def bot(name=None, *, agent_url=None, **unknown):
     return decorate
 
 
-def fail(reason=None, message=None, *, bot=None, **unknown) -> None:
+def fail(reason: str | None = None, message: object = None, *, bot: str | None = None, **unknown: object) -> None:
     """The bot declares its current run failed, with a reason from the taxonomy (`ui_drift`,
     `credentials`, `business`, `data`, `timeout`, `crash`, `killed`, `unknown`) and a message.
 
@@ -179,6 +215,7 @@ def fail(reason=None, message=None, *, bot=None, **unknown) -> None:
         declared = sdk_args.reason(reason) if reason is not None else None
         text = sdk_args.message(message)
         active = _current.get()
+        target_bot: str | None
         if active is not None:
             if active.bot is None:
                 return  # a run whose bot name was unusable: nothing of it is recorded
@@ -206,8 +243,9 @@ def fail(reason=None, message=None, *, bot=None, **unknown) -> None:
         sdk_log.internal_error("botwatch.fail()", exc)
 
 
-def ui_lookup(screen=None, selector=None, found=True, *, kind=None, wait=None, healed=False, bot=None,
-              **unknown) -> None:
+def ui_lookup(screen: str | None = None, selector: str | None = None, found: bool = True, *, kind: str | None = None,
+              wait: float | timedelta | None = None, healed: bool = False, bot: str | None = None,
+              **unknown: object) -> None:
     """One look-up of a UI element: on which screen, with which selector, whether it was found
     (`kind` of failure: not_found, the default, ambiguous or wrong_app), how long it took to
     appear (`wait`, seconds) and whether a self-healing selector stepped in (`healed`).
@@ -239,7 +277,8 @@ def ui_lookup(screen=None, selector=None, found=True, *, kind=None, wait=None, h
         sdk_log.internal_error("botwatch.ui_lookup()", exc)
 
 
-def snapshot(screen=None, content=None, *, path=None, kind=None, bot=None, **unknown) -> dict | None:
+def snapshot(screen: str | None = None, content: object = None, *, path: str | os.PathLike[str] | None = None,
+             kind: str | None = None, bot: str | None = None, **unknown: object) -> dict[str, Any] | None:
     """A snapshot of a screen the bot acts on, checked at once against the screen's baseline:
     `content` is the page's HTML (`driver.page_source`, `page.content()`), an accessibility tree
     (`botwatch.integrations.playwright.accessibility_tree(page)`, a dict or its JSON) or a PNG screenshot
@@ -260,6 +299,7 @@ def snapshot(screen=None, content=None, *, path=None, kind=None, bot=None, **unk
         body, snap_kind = sdk_snapshots.snapshot_body(content, path, kind)
         if body is None:
             return None
+        assert snap_kind is not None  # snapshot_body gives every body its kind
         if screen is None or screen == "":
             sdk_log.warn("snapshot-screen", "botwatch.snapshot() without a screen name: not checked")
             return None
@@ -278,20 +318,20 @@ class Step:
     (`fail` here marks only the step, not the run: that is `botwatch.fail()`).
     """
 
-    def __init__(self, name, *, bot=None):
+    def __init__(self, name: str | None, *, bot: str | None = None) -> None:
         self._name, self._bot = name, bot
-        self._stack: list[tuple] = []
+        self._stack: list[_OpenStep] = []
 
-    def skip(self, message=None) -> None:
+    def skip(self, message: object = None) -> None:
         self._mark("skip", message)
 
-    def fail(self, message=None) -> None:
+    def fail(self, message: object = None) -> None:
         self._mark("fail", message)
 
-    def _mark(self, status, message) -> None:
+    def _mark(self, status: str, message: object) -> None:
         try:
             if self._stack:
-                self._stack[-1][2:4] = [status, sdk_args.message(message)]
+                self._stack[-1].status, self._stack[-1].message = status, sdk_args.message(message)
         except Exception as exc:
             sdk_log.internal_error("marking a step", exc)
 
@@ -299,18 +339,19 @@ class Step:
         try:
             parent = _open_step.get()
             token = _open_step.set(sdk_args.step_name(self._name))
-            self._stack.append([_current.get(), time.time(), None, None, parent, token])
+            self._stack.append(_OpenStep(_current.get(), time.time(), parent, token))
         except Exception as exc:
             sdk_log.internal_error("starting a step", exc)
-            self._stack.append([None, time.time(), None, None, None, None])
+            self._stack.append(_OpenStep(None, time.time(), None, None))
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> Literal[False]:
         try:
-            active, started, status, message, parent, token = self._stack.pop()
-            if token is not None:
-                _open_step.reset(token)
-            self._record(active, started, status, message, exc, parent)
+            entered = self._stack.pop()
+            if entered.token is not None:
+                _open_step.reset(entered.token)
+            self._record(entered.active, entered.started, entered.status, entered.message, exc, entered.parent)
         except Exception as err:
             sdk_log.internal_error("finishing a step", err)
         return False
@@ -318,10 +359,14 @@ class Step:
     async def __aenter__(self) -> "Step":
         return self.__enter__()
 
-    async def __aexit__(self, exc_type, exc, tb) -> bool:
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> Literal[False]:
         return self.__exit__(exc_type, exc, tb)
 
-    def _record(self, active, started, status, message, exc, parent=None) -> None:
+    def _record(self, active: _Active | None, started: float, status: str | None, message: str | None,
+                exc: BaseException | None, parent: str | None = None) -> None:
+        target_bot: str | None
+        run_id: str | None
         if active is not None:
             if active.bot is None:
                 return
@@ -345,7 +390,7 @@ class Step:
         sdk_transport.record("step", target_bot, run_id, event, agent_url, config)
 
 
-def step(name=None, *, bot=None, **unknown) -> Step:
+def step(name: str | None = None, *, bot: str | None = None, **unknown: object) -> Step:
     """`with botwatch.step("post invoices") as s:` records a step of the innermost current run."""
     sdk_args.ignore_unknown("step", unknown)
     return Step(name, bot=bot)
@@ -353,7 +398,7 @@ def step(name=None, *, bot=None, **unknown) -> Step:
 
 # -- runs ------------------------------------------------------------------------------------
 
-def _start_run(name, agent_url, run_id) -> _Active:
+def _start_run(name: str | None, agent_url: str | None, run_id: str | None) -> _Active:
     bot_name = sdk_args.bot_name(name)
     run_id = sdk_args.run_id(run_id)
     parent = _current.get()
@@ -369,6 +414,7 @@ def _start_run(name, agent_url, run_id) -> _Active:
 
 def _finish_run(active: _Active, exc: BaseException | None) -> None:
     ended = time.time()
+    assert active.token is not None  # set as the run was entered (_start_run)
     try:
         _current.reset(active.token)
     except (ValueError, RuntimeError):  # left in another context than it was entered in
@@ -436,7 +482,7 @@ def _classify(config: str | None, output: str | None, exit_status: int | None) -
         return "unknown"
 
 
-def _target(what: str, bot) -> tuple[str, str | None, str | None, str | None] | None:
+def _target(what: str, bot: str | None) -> tuple[str, str | None, str | None, str | None] | None:
     """(bot, run id, agent URL, estate file) that a look-up or snapshot belongs to: the innermost
     current run's, else `bot` (or $BOTWATCH_BOT) outside any run; None when there is no bot."""
     active = _current.get()

@@ -8,13 +8,37 @@ DIR) happens in a detached deliverer. Monitoring problems are warnings on stderr
 result never changes.
 """
 
+from __future__ import annotations
+
 import os
 import time
+from typing import TYPE_CHECKING, cast  # no cost: runrecord loads typing anyway
 
 from .. import _platform
 from . import runrecord
 from .runrecord import new_run_id
 from .spool import Spool, default_spool_path
+
+if TYPE_CHECKING:
+    from typing import Any, TypedDict
+
+    from .._platform import Signallable
+
+    class RunOptions(TypedDict):
+        """`botwatch run`'s options, checked (parse_args)."""
+
+        bot: str
+        config: str | None
+        timeout: float | None  # seconds
+        kill_grace: float | None  # seconds
+        agent: str | None
+        pushgateway: str | None
+        textfile_dir: str | None
+        command: list[str]
+
+    class _SpoolState(TypedDict):
+        spool: Spool | None
+        broken: bool  # it could not be opened: not tried again
 
 TAIL_BYTES = runrecord.CLASSIFIED_CHARS  # of the bot's output, kept for classification
 START_REPORT_AFTER = 1.0  # runs shorter than this are reported once, when they finish
@@ -44,9 +68,10 @@ def _warn_of_record(_key: object, msg: str) -> None:
     warn(msg)
 
 
-def parse_args(argv: list[str]) -> dict:
-    opts = {"bot": None, "config": None, "timeout": None, "kill_grace": None, "agent": None, "pushgateway": None,
-            "textfile_dir": None}
+def parse_args(argv: list[str]) -> RunOptions:
+    # each option as given, then checked and converted: a RunOptions once returned
+    opts: dict[str, Any] = {"bot": None, "config": None, "timeout": None, "kill_grace": None, "agent": None,
+                            "pushgateway": None, "textfile_dir": None}
     names = {"--bot": "bot", "--config": "config", "--timeout": "timeout", "--kill-grace": "kill_grace",
              "--agent": "agent", "--pushgateway": "pushgateway", "--textfile-dir": "textfile_dir"}
     i = 0
@@ -86,13 +111,13 @@ def parse_args(argv: list[str]) -> dict:
                 opts[key] = parse_duration(opts[key])
             except ValueError as exc:
                 raise UsageError(f"--{key.replace('_', '-')}: {exc}") from None
-    return opts
+    return cast("RunOptions", opts)
 
 
 class Tail:
     """The last TAIL_BYTES of the bot's combined output."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.buf = bytearray()
 
     def add(self, data: bytes) -> None:
@@ -126,11 +151,11 @@ class Sampler:
         self.peak_rss = 0
         self.last_rss = 0
         self.processes = 0
-        self.descendants: list = []  # psutil.Process objects: signalling them checks for pid reuse
+        self.descendants: list[Signallable] = []  # psutil.Process objects: signalling them checks for pid reuse
 
     def sample(self) -> None:
         try:
-            import psutil
+            import psutil  # type: ignore[import-untyped]  # psutil ships no type hints
 
             root = psutil.Process(self.pid)
             procs = [root, *root.children(recursive=True)]
@@ -155,16 +180,17 @@ class Sampler:
         return sum(self.cpu_by_pid.values())
 
 
-def target_of(opts: dict) -> str | None:
+def target_of(opts: RunOptions) -> str | None:
     """Where the deliverer takes the run: None for the agent, else 'pushgateway:URL' or 'textfile:DIR'."""
-    if opts.get("pushgateway"):
-        return "pushgateway:" + opts["pushgateway"].strip().rstrip("/")
-    if opts.get("textfile_dir"):
-        return "textfile:" + os.path.abspath(opts["textfile_dir"])
+    pushgateway, textfile_dir = opts.get("pushgateway"), opts.get("textfile_dir")
+    if pushgateway:
+        return "pushgateway:" + pushgateway.strip().rstrip("/")
+    if textfile_dir:
+        return "textfile:" + os.path.abspath(textfile_dir)
     return None
 
 
-def run(opts: dict) -> int:
+def run(opts: RunOptions) -> int:
     bot, cmd = opts["bot"], opts["command"]
     target = target_of(opts)
     agent_url = None if target else runrecord.agent_url(opts["agent"])
@@ -180,7 +206,7 @@ def run(opts: dict) -> int:
 
     def wall(mono: float) -> float:
         return started + (mono - t0)
-    spool_state = {"spool": None, "broken": False}
+    spool_state: _SpoolState = {"spool": None, "broken": False}
 
     def spool() -> Spool | None:
         if spool_state["spool"] is None and not spool_state["broken"]:
@@ -191,6 +217,10 @@ def run(opts: dict) -> int:
                 warn(f"cannot open the spool {spool_path}: {exc}; the run is not recorded, the bot runs on")
         return spool_state["spool"]
 
+    # a signal from here on is the bot's: one that comes before the bot exists waits for it
+    # (without a handler it would end the wrapper and leave the bot it had just started behind)
+    early_signals: list[int] = []
+    _platform.install_forwarding(early_signals.append)
     try:
         child = _platform.Child(cmd)
     except OSError as exc:
@@ -202,6 +232,8 @@ def run(opts: dict) -> int:
         return code
 
     _platform.install_forwarding(child.forward)
+    for signum in early_signals:
+        child.forward(signum)
     sampler = Sampler(child.pid)
     deadline = t0 + opts["timeout"] if opts["timeout"] else None
     kill_grace = opts["kill_grace"] if opts["kill_grace"] is not None else DEFAULT_KILL_GRACE
@@ -283,8 +315,9 @@ def run(opts: dict) -> int:
     return code
 
 
-def _record_finished(spool, bot, run_id, started, ended, code, sig, timed_out, output, host, cpu, peak,
-                     agent_url, config, target=None) -> None:
+def _record_finished(spool: Spool | None, bot: str, run_id: str, started: float, ended: float, code: int,
+                     sig: int | None, timed_out: bool, output: str, host: str, cpu: float | None, peak: int | None,
+                     agent_url: str | None, config: str | None, target: str | None = None) -> None:
     outcome = "success" if code == 0 and not timed_out else "failure"
     reason = None
     stored = runrecord.output_tail(output)
@@ -304,7 +337,7 @@ def _record_finished(spool, bot, run_id, started, ended, code, sig, timed_out, o
     runrecord.start_deliverer(spool.path, _warn_of_record)
 
 
-def _write_textfile(spool, target: str) -> None:
+def _write_textfile(spool: Spool, target: str) -> None:
     """--textfile-dir: the bot's file is written before `botwatch run` returns (a local write has
     no reason to queue); if it cannot be, the deliverer tries again."""
     try:
@@ -317,7 +350,7 @@ def _write_textfile(spool, target: str) -> None:
              f"{spool.path}")
 
 
-def _classify(config, code, sig, timed_out, output) -> str:
+def _classify(config: str | None, code: int, sig: int | None, timed_out: bool, output: str) -> str:
     """Failure reason with the estate's own patterns when its file is readable, else the defaults."""
     try:
         return runrecord.failure_reason(config, output, _warn_of_record, exit_status=code, signal=sig,

@@ -5,8 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import TYPE_CHECKING, Any, cast
 
 from . import vocabulary
+
+if TYPE_CHECKING:
+    from ..config.estate import Estate
 
 REASONS = vocabulary.REASONS  # the failure taxonomy, also read from here
 
@@ -36,7 +40,7 @@ def clip(text: str) -> str:
 @dataclass(frozen=True)
 class Pattern:
     reason: str
-    regex: re.Pattern
+    regex: re.Pattern[str]
     kind: str | None = None
     # text every match contains (lower-cased when the pattern ignores case): a plain substring
     # test rules most texts out several times faster than the regex's search
@@ -51,18 +55,23 @@ class Classification:
     evidence: str | None = None  # the matched text, for the run record
 
 
-def _required_text(regex: re.Pattern) -> str | None:
+def _required_text(regex: re.Pattern[str]) -> str | None:
     """The longest run of plain characters every match of `regex` contains (outside groups,
     alternatives and repeats), if at least 3 long: what a text must hold for a search to find
     anything. None when there is none or the pattern cannot be taken apart."""
     try:
-        from re import _constants as sre_constants, _parser as sre_parse  # the standard library's own parser
+        if TYPE_CHECKING:  # the stubs describe the parser under its older public names
+            import sre_constants
+            import sre_parse
+        else:
+            from re import _constants as sre_constants, _parser as sre_parse  # the standard library's own parser
 
         parsed = sre_parse.parse(regex.pattern, regex.flags)
-        best, run = "", []
-        for op, arg in [*parsed, (None, None)]:
+        best = ""
+        run: list[str] = []
+        for op, arg in [*parsed.data, (None, None)]:  # the parsed items, as iterating `parsed` gives them
             if op is sre_constants.LITERAL:
-                run.append(chr(arg))
+                run.append(chr(cast(int, arg)))  # a literal's argument is its code point
                 continue
             if len(run) > len(best):
                 best = "".join(run)
@@ -72,7 +81,7 @@ def _required_text(regex: re.Pattern) -> str | None:
     return best if len(best) >= 3 else None
 
 
-def _compile(item: dict) -> Pattern:
+def _compile(item: dict[str, Any]) -> Pattern:
     text = item.get("regex") or re.escape(item["contains"])
     regex = re.compile(text, re.IGNORECASE if item.get("ignore_case") else 0)
     ignore_case = bool(regex.flags & re.IGNORECASE)  # also set inline, as `(?i)...`
@@ -91,13 +100,13 @@ def default_patterns() -> list[Pattern]:
 
 
 class Classifier:
-    def __init__(self, extra: list[dict] | None = None, *, include_defaults: bool = True):
+    def __init__(self, extra: list[dict[str, Any]] | None = None, *, include_defaults: bool = True) -> None:
         self.patterns = [_compile(p) for p in (extra or [])]
         if include_defaults:
             self.patterns += default_patterns()
 
     @classmethod
-    def for_estate(cls, estate) -> "Classifier":
+    def for_estate(cls, estate: Estate) -> Classifier:
         return cls([p.model_dump(exclude_none=True) for p in estate.failure_patterns])
 
     def classify(self, *, exit_status: int | None = None, signal: int | None = None,

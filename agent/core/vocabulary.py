@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from bisect import bisect_left
-from typing import Literal, MutableMapping, Sequence, get_args
+from typing import Any, Literal, MutableMapping, Sequence, get_args
 
 # Each word list is a Literal type (for models and type checking) and a tuple of its values.
 # The failure taxonomy (DESIGN.md): every failed run gets one of these.
@@ -52,8 +52,8 @@ def hostname() -> str:
         return os.environ.get("COMPUTERNAME", "")
 
 
-def count_finished_run(counts: MutableMapping, buckets: list[int], duration: float | None, outcome: str | None,
-                       reason: str | None, ended: float | None) -> bool:
+def count_finished_run(counts: MutableMapping[str, Any], buckets: list[int], duration: float | None,
+                       outcome: str | None, reason: str | None, ended: float | None) -> bool:
     """Fold one finished run into `counts`: the counting rules the agent's state (a bot's
     attributes) and a bot host's totals (a spool row) share. `counts` holds runs_total,
     failures (by reason), duration_sum, duration_count, last_success, last_failure,

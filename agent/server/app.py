@@ -28,7 +28,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Annotated, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Literal, Union
 
 from fastapi import FastAPI, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -55,6 +55,10 @@ from ..core.vocabulary import SnapshotKind as _SNAPSHOT_KIND
 from ..core.vocabulary import RUN_ID_PATTERN as _RUN_ID
 from ..config.web import BasicAuth, BasicAuthGate, HostCheck, SecurityHeaders, default_host_names, keys_match
 from ..client.runrecord import new_run_id
+
+if TYPE_CHECKING:  # loaded when first used: the API starts without them
+    from ..governance import Governance
+    from ..ui.probe import DriftProbe
 
 HARD_MAX_BATCH = 100_000
 MAX_TIME = 32_503_680_000.0  # 3000-01-01 UTC: a later time is a client's bug (and beyond Windows' gmtime)
@@ -323,7 +327,7 @@ ScreenName = Annotated[str, Path(description="Screen name", min_length=1, max_le
 
 
 def create_app(state: EstateState, registry: CollectorRegistry, security: Security | None = None,
-               probe=None, governance=None) -> FastAPI:
+               probe: DriftProbe | None = None, governance: Governance | None = None) -> FastAPI:
     """`probe`: the botwatch.ui.probe.DriftProbe shared with the snapshot folder (one over the
     state's journal by default). `governance`: the agent's botwatch.governance.Governance, whose
     latest findings the status page counts (none shown without it)."""

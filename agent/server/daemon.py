@@ -5,11 +5,17 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from ..config.estate import ConfigError, LoadedEstate
 from ..state.journal import Journal, JournalError
 from ..sources.base import PeriodicTask
 from ..state.runtime import EstateState
+
+if TYPE_CHECKING:  # loaded only when the agent starts them
+    from botwatch.exporters.otlp_settings import OtlpSettings
+
+    from ..ui.probe import DriftProbe
 
 log = logging.getLogger("botwatch.agent")
 
@@ -20,7 +26,7 @@ class Sweeper(PeriodicTask):
     thread_name = "botwatch-sweeper"
     poll_first = False
 
-    def __init__(self, state: EstateState, interval: float):
+    def __init__(self, state: EstateState, interval: float) -> None:
         super().__init__(interval)
         self.state = state
 
@@ -32,7 +38,8 @@ class Sweeper(PeriodicTask):
             log.warning("cannot record state changes: %s", exc)
 
 
-def build_sources(loaded: LoadedEstate, state: EstateState, journal: Journal, probe=None) -> list:
+def build_sources(loaded: LoadedEstate, state: EstateState, journal: Journal,
+                  probe: DriftProbe | None = None) -> list[PeriodicTask]:
     """The sources this estate asks for (see sources/registry.py): process watching always (it
     also finds the shadow bots nobody registered), log watching when a bot has `watch.logs`, the
     snapshot folder when `agent.snapshots` is set (checked with `probe`, the DriftProbe the API
@@ -40,7 +47,7 @@ def build_sources(loaded: LoadedEstate, state: EstateState, journal: Journal, pr
     from ..sources import registry
 
     load_source_modules(loaded)
-    sources = []
+    sources: list[PeriodicTask] = []
     for cls in registry.wanted(loaded):
         try:
             sources.append(cls.from_estate(loaded, state, journal, probe=probe))
@@ -59,7 +66,7 @@ def load_source_modules(loaded: LoadedEstate) -> None:
         raise ConfigError([f"agent.source_modules: {type(exc).__name__}: {exc}"]) from None
 
 
-def otlp_settings(loaded: LoadedEstate):
+def otlp_settings(loaded: LoadedEstate) -> OtlpSettings:
     """The OTLP exports the estate file and the OTEL_* environment ask for (none by default)."""
     from botwatch.exporters.otlp_settings import resolve
 
@@ -106,7 +113,7 @@ def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None) -> int:
     app = create_app(state, registry, security, probe=probe, governance=governance)
     from botwatch.exporters import otlp as otlp_exports
 
-    otlp = otlp_exports.start(otlp_wanted, state, registry)
+    otlp: otlp_exports.OtlpExports = otlp_exports.start(otlp_wanted, state, registry)
     tls = web.tls_server_config if web else None
     scheme = "https" if tls else "http"
     sweeper = Sweeper(state, loaded.estate.agent.sweep_interval)

@@ -21,7 +21,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+if TYPE_CHECKING:
+    from ..core.events import RunFinished
+    from .journal import Flip, Journal
 
 WINDOW = 86_400.0
 WEIGHTS = {"failures": 0.40, "drift": 0.20, "heals": 0.15, "lateness": 0.15, "duration_variance": 0.10}
@@ -33,12 +37,12 @@ class Fragility:
     score: float
     components: dict[str, float | None]  # None: no data, or not computable from the journal
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, float | dict[str, float | None]]:
         return {"score": round(self.score, 4),
                 "components": {k: (None if v is None else round(v, 4)) for k, v in self.components.items()}}
 
 
-def failures_component(runs: Iterable, now: float, window: float = WINDOW) -> float | None:
+def failures_component(runs: Iterable[RunFinished], now: float, window: float = WINDOW) -> float | None:
     """Failed / finished runs that ended within (now - window, now]."""
     total = failed = 0
     for r in runs:
@@ -48,7 +52,7 @@ def failures_component(runs: Iterable, now: float, window: float = WINDOW) -> fl
     return failed / total if total else None
 
 
-def lateness_component(flips: Iterable, now: float, start: float,
+def lateness_component(flips: Iterable[Flip], now: float, start: float,
                        current: tuple[str, float] | None = None) -> float | None:
     """Share of [start, now] spent late or down. `flips`: the bot's state flips (at, old_state,
     new_state) in order; `current`: (state, since) computed now, for the time after the latest flip."""
@@ -78,7 +82,7 @@ def lateness_component(flips: Iterable, now: float, start: float,
     return min(bad / (now - start), 1.0)
 
 
-def duration_variance_component(runs: Iterable, now: float, window: float = WINDOW) -> float | None:
+def duration_variance_component(runs: Iterable[RunFinished], now: float, window: float = WINDOW) -> float | None:
     """Coefficient of variation of the latest run's duration over the window, as
     stddev_over_time / avg_over_time of botwatch_last_run_duration_seconds would see it."""
     ordered = sorted((r for r in runs if r.ended <= now), key=lambda r: r.ended)
@@ -102,7 +106,7 @@ def duration_variance_component(runs: Iterable, now: float, window: float = WIND
     return min(math.sqrt(var) / mean, 1.0)
 
 
-def fragility(runs: list, flips: list, now: float, *, first_seen: float | None = None,
+def fragility(runs: Sequence[RunFinished], flips: Iterable[Flip], now: float, *, first_seen: float | None = None,
               current: tuple[str, float] | None = None, drift: float | None = None,
               window: float = WINDOW) -> Fragility:
     """One bot's score from its runs (RunFinished-like: ended, duration, outcome), state flips,
@@ -119,14 +123,14 @@ def fragility(runs: list, flips: list, now: float, *, first_seen: float | None =
     return Fragility(min(max(score, 0.0), 1.0), comps)
 
 
-def estate_fragility(journal, bots: Iterable[str], now: float,
+def estate_fragility(journal: Journal, bots: Iterable[str], now: float,
                      current: dict[str, tuple[str, float]] | None = None,
                      window: float = WINDOW) -> dict[str, Fragility]:
     """Every named bot's score from a (read-only) journal."""
     names = set(bots)
     current = current or {}
-    runs: dict[str, list] = {n: [] for n in names}
-    latest_before: dict[str, object] = {}
+    runs: dict[str, list[RunFinished]] = {n: [] for n in names}
+    latest_before: dict[str, RunFinished] = {}
     for r in journal.iter_runs():  # ordered by end
         if r.bot not in names:
             continue
@@ -144,7 +148,7 @@ def estate_fragility(journal, bots: Iterable[str], now: float,
     return out
 
 
-def _drift_scores(journal) -> dict[str, float]:
+def _drift_scores(journal: Journal) -> dict[str, float]:
     """bot -> the highest latest drift score of its screens (what botwatch_ui_drift_score shows
     now), from journals that keep UI drift records (older ones have none)."""
     reader = getattr(journal, "ui_drift", None)

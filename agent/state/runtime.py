@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, TypedDict
 
 from ..core.classify import Classifier
 from ..config.estate import BotConfig, Estate, Limits
@@ -43,13 +43,13 @@ OTHER_SCREEN = "other"
 # this set are counted as "other", so that they cannot grow the label's values without end.
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> tuple[str, ...]:
     if name == "EVENT_SOURCES":  # read when asked: source modules loaded later add their labels
         return registry.event_labels()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-log = logging.getLogger("botwatch.state.runtime")
+log = logging.getLogger("botwatch.state")
 
 
 def bounded_label(value: str, max_length: int) -> str:
@@ -77,7 +77,7 @@ class UiScreen:
     selector_matches: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def observe_snapshot(self, kind: str, time_: float, score: float, baseline_time: float | None,
-                         selectors: dict | None) -> None:
+                         selectors: dict[str, int] | None) -> None:
         old = self.drift.get(kind)
         if old is not None and old[1] > time_:
             return  # a replayed older snapshot does not replace the latest
@@ -314,11 +314,18 @@ def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
+class Rejected(TypedDict):
+    """An event the state did not take: its index in the batch, and why."""
+
+    index: int
+    error: str
+
+
 @dataclass
 class IngestResult:
     accepted: int = 0
     duplicates: int = 0
-    rejected: list[dict] = field(default_factory=list)  # {"index": i, "error": "..."}
+    rejected: list[Rejected] = field(default_factory=list)
 
 
 class UnknownBot(Exception):
@@ -620,10 +627,10 @@ class EstateState:
                 self.bots[bot] = b
 
     # the process sweep's findings besides runs (ProcessSweep), as the process watcher reports them
-    def set_unregistered(self, processes: list[dict], counts: dict[str, int], at: float) -> None:
+    def set_unregistered(self, processes: list[dict[str, Any]], counts: dict[str, int], at: float) -> None:
         self.process_sweep.set_unregistered(processes, counts, at)
 
-    def unregistered_view(self) -> tuple[list[dict], dict[str, int], float | None]:
+    def unregistered_view(self) -> tuple[list[dict[str, Any]], dict[str, int], float | None]:
         return self.process_sweep.unregistered_view()
 
     def note_cmdline_secrets(self, secrets: dict[str, int]) -> None:
