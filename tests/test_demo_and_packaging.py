@@ -101,10 +101,14 @@ def test_pip_install_puts_one_package_named_botwatch_with_its_data(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names}
     assert top == {"botwatch", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}
-    for expected in ("botwatch/exporters/prometheus.py", "botwatch/failure_patterns.yaml",
-                     "botwatch/dashboards/__init__.py", "botwatch/alerts/__init__.py",
-                     "botwatch/demo/botwatch.yaml", "botwatch/demo/bots/flaky_portal.py",
-                     "botwatch/_platform/posix.py", "botwatch/_platform/windows.py"):
+    # every module and data file of agent/ (botwatch) and exporters/ (botwatch.exporters): a folder
+    # left out of pyproject's package list is missing here
+    sources = {f"botwatch/{p.relative_to(ROOT / 'agent').as_posix()}" for p in (ROOT / "agent").rglob("*")
+               if p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts}
+    sources |= {f"botwatch/exporters/{p.name}" for p in (ROOT / "exporters").glob("*.py")}
+    assert "botwatch/core/failure_patterns.yaml" in sources and "botwatch/governance/checks.py" in sources
+    for expected in sorted(sources) + ["botwatch/dashboards/__init__.py", "botwatch/alerts/__init__.py",
+                                       "botwatch/demo/botwatch.yaml", "botwatch/demo/bots/flaky_portal.py"]:
         assert expected in names, expected
     entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "botwatch = botwatch.commands.cli:main" in entry
