@@ -24,6 +24,7 @@ from botwatch import __version__
 from botwatch.sources.runtimes import PLATFORMS as SHADOW_PLATFORMS
 from botwatch.sources import registry as sources
 from botwatch.state.runtime import EstateState
+from botwatch.state.controlplanes import REQUEST_OUTCOMES
 from botwatch.core.vocabulary import DURATION_BUCKETS, LOOKUP_KINDS, REASONS, STATES, UI_WAIT_BUCKETS
 
 from .catalogue import METRICS, cumulative_buckets
@@ -202,6 +203,23 @@ class EstateCollector:
             for source, n in sorted(counts.items()):
                 fam.add_metric([source], n)
             yield fam
+        yield from self._controlplane_metrics()
+
+    def _controlplane_metrics(self) -> Iterator[Metric]:
+        """Each control-plane connection's health and requests (every outcome from 0 on)."""
+        view = self.state.controlplanes.view()
+        up = family("botwatch_agent_controlplane_up")
+        last = family("botwatch_agent_controlplane_last_success_timestamp_seconds")
+        requests = family("botwatch_agent_controlplane_requests")
+        for name, health in sorted(view["connections"].items()):
+            labels = [health["platform"], name]
+            if health["up"] is not None:
+                up.add_metric(labels, 1 if health["up"] else 0)
+            if health["last_success"] is not None:
+                last.add_metric(labels, health["last_success"])
+            for outcome in REQUEST_OUTCOMES:
+                requests.add_metric([*labels, outcome], view["requests"].get((name, outcome), 0))
+        yield from (up, requests, last)
 
 
 def estate_registry(state: EstateState, clock: Callable[[], float] = time.time,

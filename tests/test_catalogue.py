@@ -8,9 +8,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import free_port, http_get, http_post_json, wait_for, write_estate
+from orchestrator_fake import FakeOrchestrator
 
 from botwatch.exporters.catalogue import CATALOGUE, METRICS
 from botwatch.exporters.otlp_metrics import NAMES, to_metrics
@@ -50,10 +52,25 @@ def sampled(text: str) -> set[str]:
     return names
 
 
-def a_busy_agent(tmp_path, agents):
-    """A real agent whose bot ran (a success, a failure), looked up a UI element and sent a snapshot."""
+@pytest.fixture
+def orchestrator():
+    """An Orchestrator tenant with one folder and one job: a control-plane connection that pulls."""
+    with FakeOrchestrator() as fake:
+        folder = fake.add_folder("Finance")
+        fake.add_job(folder, fake.add_release(folder, "Invoice Recon"), state="Successful")
+        yield fake
+
+
+def a_busy_agent(tmp_path, agents, orchestrator):
+    """A real agent whose bot ran (a success, a failure), looked up a UI element and sent a snapshot,
+    and which pulls an Orchestrator."""
     port = free_port()
-    agent = agents(write_estate(tmp_path / "botwatch.yaml", BOTS, port), port).start()
+    config = write_estate(tmp_path / "botwatch.yaml", BOTS, port)
+    with config.open("a", encoding="utf-8") as f:
+        f.write(f"platforms:\n  uipath:\n    - {{name: prod, url: '{orchestrator.url}', organization: {orchestrator.org}, "
+                f"tenant: {orchestrator.tenant}, client_id: {orchestrator.client_id}, "
+                f"client_secret: {orchestrator.client_secret}, auto_register: true, interval: 1s}}\n")
+    agent = agents(config, port).start()
     now = time.time()
     status, answer = http_post_json(agent.url + "/api/v1/events", {"events": [
         {"type": "run_finished", "bot": "alpha", "run_id": "r1", "started": now - 30, "ended": now - 20,
@@ -77,8 +94,8 @@ def exposition(agent) -> str:
     return body.decode()
 
 
-def test_it_serves_every_catalogue_metric_with_samples_on_a_real_agent(tmp_path, agents):
-    agent = a_busy_agent(tmp_path, agents)
+def test_it_serves_every_catalogue_metric_with_samples_on_a_real_agent(tmp_path, agents, orchestrator):
+    agent = a_busy_agent(tmp_path, agents, orchestrator)
     text = wait_for(lambda: (lambda t: t if set(METRICS) <= sampled(t) else None)(exposition(agent)),
                     what="every catalogue metric sampled")
     assert families(text) == {m.name: m.type for m in CATALOGUE}  # nothing missing, nothing outside it

@@ -33,6 +33,8 @@ def reason(output, **kw):
     ("selenium.common.exceptions.NoSuchElementException: Message: no such element", "ui_drift", "not_found"),
     ("Logon failed for user 'svc-bot'", "credentials", None),
     ("System.ComponentModel.Win32Exception (0x0000052E): The user name or password is incorrect", "credentials", None),
+    # a UiPath robot that cannot log on to its machine (the HRESULT of the same Windows error)
+    ("Could not start executor. Logon failure: unknown user name or bad password. (0x8007052E)", "credentials", None),
     ("Could not find an asset with this name.", "credentials", None),
     ("Get Credential: HTTP 401 Unauthorized", "credentials", None),
     ("Your password expired yesterday", "credentials", None),

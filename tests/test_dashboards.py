@@ -69,6 +69,8 @@ def exported_metrics() -> dict[str, str]:
                          selectors={"submit": 1}, baseline_time=1_799_000_000.0)])
     for count in (st.count_event, st.count_dropped, st.count_parse_error):
         count("api")
+    st.count_request("uipath", "prod", "ok")  # a control-plane connection pulled once
+    st.note_connection("uipath", "prod", up=True)
     text = generate_latest(estate_registry(st, clock=lambda: 1_800_000_000.0)).decode()
     return dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
 

@@ -17,9 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from cronsim import CronSim, CronSimError
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -27,8 +25,9 @@ from pydantic import (
     model_validator,
 )
 
-from ..core.durations import parse_duration
 from ..core.vocabulary import BOT_NAME, LookupKind, Reason
+from .base import Duration, _Strict
+from .platforms import Platforms
 
 PLATFORMS = (
     "uipath", "robotframework", "python", "powerautomate", "blueprism",
@@ -45,15 +44,6 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-def _duration(v: Any) -> float:
-    return parse_duration(v)
-
-
-Duration = Annotated[float, BeforeValidator(_duration)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class FailurePattern(_Strict):
@@ -400,6 +390,8 @@ class Estate(_Strict):
     agent: AgentConfig = AgentConfig()
     failure_patterns: list[FailurePattern] = []
     bots: list[BotConfig] = []
+    # RPA control planes the agent pulls runs from (docs/uipath-orchestrator.md)
+    platforms: Platforms = Platforms()
 
     def bot(self, name: str) -> BotConfig | None:
         for b in self.bots:

@@ -530,8 +530,10 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
              "bot claims (command lines redacted)")
     def unregistered() -> JSONResponse:
         processes, counts, swept_at = state.unregistered_view()
+        # and the processes the control planes run that no bot claims (their runs are not recorded)
+        control_plane = state.controlplanes.view()["unregistered"]
         return JSONResponse({"time": time.time(), "swept_at": swept_at, "counts": counts,
-                             "processes": processes})
+                             "processes": processes, "control_plane": control_plane})
 
     # -- UI snapshots ----------------------------------------------------------------------------
     @app.post("/api/v1/snapshots/{bot}/{screen}", response_model=SnapshotReportOut,

@@ -27,6 +27,7 @@ USER_AGENT = f"botwatch/{__version__}"
 TOKEN_EARLY = 60.0  # seconds before its expiry a token is replaced
 MAX_BODY = 64 * 1024 * 1024  # bytes of one response at most: a page, not a dump
 MAX_RETRY_AFTER = 3600.0  # a Retry-After beyond this is read as this
+TRANSIENT_RETRIES = (1.0, 2.0)  # seconds before trying a request that got a 5xx or no answer again
 
 
 class ApiError(Exception):
@@ -184,8 +185,22 @@ class ApiClient:
         return url
 
     def get(self, url: str, headers: dict[str, str], stopped: threading.Event) -> Response | None:
-        """The decoded JSON at `url`; None when stopped while waiting for the budget. A 401 gets
-        one new token and one more try."""
+        """The decoded JSON at `url`; None when stopped while waiting. A transient failure (a 5xx,
+        no answer) is tried again after 1 s and 2 s, each try within the budget."""
+        for pause in (*TRANSIENT_RETRIES, None):
+            try:
+                return self._get_once(url, headers, stopped)
+            except (AuthError, Throttled):
+                raise
+            except ApiError as exc:
+                if pause is None or not (exc.status == 0 or exc.status >= 500):
+                    raise
+            if stopped.wait(pause):
+                return None
+        raise AssertionError("unreachable")
+
+    def _get_once(self, url: str, headers: dict[str, str], stopped: threading.Event) -> Response | None:
+        """One try (a 401 gets one new token and one more request)."""
         for attempt in (1, 2):
             try:
                 token = self.credentials.token()

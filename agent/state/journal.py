@@ -288,10 +288,12 @@ class Journal:
         with self._lock:
             return {r["name"]: r["first_seen"] for r in self._db.execute("SELECT name, first_seen FROM bots")}
 
-    def iter_runs(self) -> Iterator[RunFinished]:
-        """All finished runs in the order they ended (for rebuilding state)."""
+    def iter_runs(self, bot: str | None = None) -> Iterator[RunFinished]:
+        """All finished runs (of `bot`, when given) in the order they ended (for rebuilding state)."""
+        where, args = ("WHERE bot = ? ", (bot,)) if bot is not None else ("", ())
         with self._lock:
-            rows = self._db.execute(f"SELECT {', '.join(self._run_columns)} FROM runs ORDER BY ended, rowid").fetchall()
+            rows = self._db.execute(f"SELECT {', '.join(self._run_columns)} FROM runs {where}ORDER BY ended, rowid",
+                                    args).fetchall()
         for r in rows:
             d = dict(r)
             d["timed_out"] = bool(d["timed_out"])

@@ -28,6 +28,7 @@ from ..core.events import (Event, FailureNoted, LogNoted, ResourceSample, RunFin
                      StepFinished, UiLookup, UiSnapshot)
 from .journal import Flip, Journal
 from .readmodel import BotView
+from .controlplanes import ControlPlanes
 from .registries import ProcessSweep, SpoolBacklogs
 from ..core.schedule import maintenance_at, next_due
 from .selfstats import SelfStats
@@ -348,6 +349,7 @@ class EstateState:
         self.stats = SelfStats(self.lock)
         self.spools = SpoolBacklogs(self.lock, clock)
         self.process_sweep = ProcessSweep(self.lock)
+        self.controlplanes = ControlPlanes(self.lock, clock)
         # called with the runs and steps of every applied batch, after they are journaled (run traces)
         self.listeners: list[Callable[[list[Event]], None]] = []
         self._ui_seq = 0  # the latest UI drift row of the journal applied (see _sync_ui)
@@ -513,6 +515,45 @@ class EstateState:
                 listener(news)
             except Exception:
                 log.exception("a state listener failed")
+
+    def register_platform_bot(self, name: str, platform: str, team: str | None) -> bool:
+        """A bot a control-plane source found (an Orchestrator process...): registered with its
+        platform and team unless the estate file has it; False when agent.limits.max_bots is
+        reached (counted as dropped). A bot registered before a restart gets its platform and
+        team back."""
+        with self.lock:
+            bot = self.bots.get(name)
+            if bot is not None:
+                if self.estate.bot(name) is None and (bot.cfg.platform, bot.cfg.team) != (platform, team):
+                    bot.cfg = BotConfig(name=name, platform=platform, team=team)
+                return True
+            if len(self.bots) >= self.estate.agent.limits.max_bots:
+                self.stats.count_dropped("bot_limit")
+                return False
+            try:
+                cfg = BotConfig(name=name, platform=platform, team=team)
+            except ValueError:
+                return False
+            now = self.clock()
+            bot = self.bots[name] = BotRuntime(cfg=cfg, first_seen=now)
+            if self.journal is not None:
+                # registered before a restart: its runs are on record (the source found it again)
+                for run in self.journal.iter_runs(name):
+                    bot.observe_finished(run)
+                if not self.journal.readonly:
+                    with self.journal.transaction() as j:
+                        j.ensure_bot(name, now)
+            return True
+
+    # the control planes' health, requests and unregistered processes (ControlPlanes)
+    def note_connection(self, platform: str, connection: str, up: bool) -> None:
+        self.controlplanes.note_connection(platform, connection, up)
+
+    def count_request(self, platform: str, connection: str, outcome: str) -> None:
+        self.controlplanes.count_request(platform, connection, outcome)
+
+    def note_unregistered_process(self, platform: str, connection: str, folder: str, process: str) -> None:
+        self.controlplanes.note_unregistered(platform, connection, folder, process)
 
     def _auto_register(self, name: str, now: float) -> BotRuntime | None:
         """A bot not in the estate file, accepted because agent.auto_register is on."""

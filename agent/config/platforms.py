@@ -1,0 +1,123 @@
+"""The `platforms:` section of the estate file: RPA control planes the agent pulls runs from.
+
+Each entry is one connection (one Orchestrator tenant...); nothing is installed on robot
+machines. Secrets are `env:NAME`, `file:/path` or literal, like the ping key, and never logged.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from ..core.vocabulary import BOT_NAME
+from .base import Duration, _Strict
+
+CONNECTION_NAME = re.compile(r"^[a-z0-9_-]{1,32}$")
+DEFAULT_UIPATH_SCOPE = "OR.Folders.Read OR.Jobs.Read OR.Execution.Read"
+
+
+def _regex(v: str | None, what: str) -> str | None:
+    if v is not None:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"{what}: {v!r} is not a regular expression ({exc})") from None
+    return v
+
+
+class ProcessRule(_Strict):
+    """Which bot an Orchestrator process (release) is: `process` and `folder` are regular
+    expressions matched in full against the process name and the folder's path."""
+
+    process: str
+    folder: str | None = None
+    bot: str
+
+    @field_validator("process", "folder")
+    @classmethod
+    def _regexes(cls, v: str | None) -> str | None:
+        return _regex(v, "processes")
+
+    @field_validator("bot")
+    @classmethod
+    def _bot(cls, v: str) -> str:
+        if not BOT_NAME.match(v):
+            raise ValueError(f"bot name {v!r} must match [a-z0-9_-] (1-64 characters)")
+        return v
+
+
+class UiPathOrchestrator(_Strict):
+    """One Orchestrator tenant: Automation Cloud (`organization` and `tenant` set) or a
+    standalone Orchestrator (neither set) with its own identity server."""
+
+    name: str  # the connection's name: checkpoints, the `connection` label of the self-metrics
+    url: str  # https://cloud.uipath.com, or the standalone Orchestrator's base URL
+    organization: str | None = None
+    tenant: str | None = None
+    identity_url: str | None = None  # the token endpoint's base; default <url>/identity_ (cloud), <url>/identity
+    client_id: str
+    client_secret: SecretStr  # of an external application with client credentials and read scopes
+    scope: str = DEFAULT_UIPATH_SCOPE
+    folders: list[str] = []  # folder paths to read (shell patterns, `Finance/*`); none: all
+    exclude_folders: list[str] = []
+    processes: list[ProcessRule] = []  # the first rule that matches names the bot
+    # a process no rule names becomes a bot of its own (platform uipath) when this is on; when
+    # off its runs are not recorded and the process is listed as unregistered
+    auto_register: bool = False
+    folder_teams: dict[str, str] = {}  # folder path pattern -> team, for bots registered from here
+    interval: Duration = 60.0  # between two pulls
+    requests_per_minute: int = Field(default=60, ge=1, le=1000)  # budget per tenant (Jobs: 100/min in the cloud)
+    page_size: int = Field(default=100, ge=1, le=1000)
+    timeout: Duration = 30.0  # per request
+    history: Duration = 86_400.0  # how far back the first pull reaches
+    stuck_pending_after: Duration = 1800.0  # a job Pending longer than this is stuck
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not CONNECTION_NAME.match(v):
+            raise ValueError(f"connection name {v!r} must match [a-z0-9_-] (1-32 characters)")
+        return v
+
+    @field_validator("url", "identity_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None:
+            parts = urlsplit(v)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{v!r} is not an http(s) URL")
+            if parts.username or parts.password:
+                raise ValueError("put credentials in client_id/client_secret, not in the URL")
+        return v
+
+    @field_validator("folder_teams")
+    @classmethod
+    def _teams(cls, v: dict[str, str]) -> dict[str, str]:
+        for team in v.values():
+            if len(team) > 64:
+                raise ValueError(f"team {team[:20]!r}... is longer than 64 characters")
+        return v
+
+    @model_validator(mode="after")
+    def _cloud_or_standalone(self) -> "UiPathOrchestrator":
+        if (self.organization is None) != (self.tenant is None):
+            raise ValueError("set both organization and tenant (Automation Cloud), or neither (standalone)")
+        return self
+
+    @property
+    def cloud(self) -> bool:
+        return self.organization is not None
+
+
+class Platforms(_Strict):
+    uipath: list[UiPathOrchestrator] = []
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "Platforms":
+        names = [c.name for c in self.uipath]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"connection names must be unique: {', '.join(dup)}")
+        return self

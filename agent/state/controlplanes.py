@@ -1,0 +1,62 @@
+"""What the agent knows of the RPA control planes it pulls: each connection's health and
+requests, and the processes they run that no bot claims (listed as unregistered)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+MAX_UNREGISTERED = 10_000  # processes remembered at most (the oldest seen is forgotten first)
+REQUEST_OUTCOMES = ("ok", "throttled", "error", "auth")
+
+
+@dataclass
+class ConnectionHealth:
+    platform: str
+    up: bool | None = None  # None: not pulled yet
+    last_success: float | None = None
+
+
+class ControlPlanes:
+    def __init__(self, lock: threading.RLock | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.lock = lock if lock is not None else threading.RLock()
+        self.clock = clock
+        self.connections: dict[str, ConnectionHealth] = {}
+        self.requests: dict[tuple[str, str], int] = {}  # (connection, outcome) -> count
+        self.unregistered: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+
+    def note_connection(self, platform: str, connection: str, up: bool) -> None:
+        with self.lock:
+            health = self.connections.setdefault(connection, ConnectionHealth(platform))
+            health.up = up
+            if up:
+                health.last_success = self.clock()
+
+    def count_request(self, platform: str, connection: str, outcome: str) -> None:
+        with self.lock:
+            self.connections.setdefault(connection, ConnectionHealth(platform))
+            key = (connection, outcome if outcome in REQUEST_OUTCOMES else "error")
+            self.requests[key] = self.requests.get(key, 0) + 1
+
+    def note_unregistered(self, platform: str, connection: str, folder: str, process: str) -> None:
+        """A run of a process no bot claims (not recorded): listed with the time it was last seen."""
+        with self.lock:
+            key = (platform, connection, folder, process)
+            seen = self.unregistered.pop(key, None) or {"platform": platform, "connection": connection,
+                                                        "folder": folder, "process": process, "runs": 0}
+            seen["runs"] += 1
+            seen["last_seen"] = self.clock()
+            self.unregistered[key] = seen  # re-inserted: the dict keeps the least recently seen first
+            while len(self.unregistered) > MAX_UNREGISTERED:
+                del self.unregistered[next(iter(self.unregistered))]
+
+    def view(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "connections": {name: {"platform": h.platform, "up": h.up, "last_success": h.last_success}
+                                for name, h in self.connections.items()},
+                "requests": dict(self.requests),
+                "unregistered": [dict(v) for v in self.unregistered.values()],
+            }
