@@ -25,8 +25,8 @@ from pydantic import (
     model_validator,
 )
 
-from ..core.vocabulary import BOT_NAME, LookupKind, Reason
-from .base import Duration, _Strict
+from ..core.vocabulary import LookupKind, Reason
+from .base import BotName, Duration, Regex, _Strict
 from .platforms import Platforms
 
 PLATFORMS = (
@@ -81,16 +81,6 @@ class Limits(_Strict):
     max_baseline_bytes: int = Field(default=1_048_576, ge=65_536)  # stored per UI baseline (compressed)
 
 
-def _regex(v: str | None) -> str | None:
-    if v is not None:
-        try:
-            re.compile(v)
-        except re.error as exc:
-            raise ValueError(f"invalid regex {v!r}: {exc}") from None
-    return v
-
-
-Regex = Annotated[str, BeforeValidator(_regex)]
 
 
 class ProcessMatch(_Strict):
@@ -316,7 +306,7 @@ class AgentConfig(_Strict):
 
 
 class BotConfig(_Strict):
-    name: str
+    name: BotName
     # labels of botwatch_bot_info (bot_owner, team): bounded, as every label value is
     owner: str | None = Field(default=None, max_length=254)  # an e-mail address at most
     team: str | None = Field(default=None, max_length=64)
@@ -340,13 +330,6 @@ class BotConfig(_Strict):
     ui: UiConfig = UiConfig()
     source: Annotated[list[str], BeforeValidator(_paths)] = []  # where the bot's code lives (governance scan)
     certified: Annotated[Certification | None, BeforeValidator(_certification)] = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not BOT_NAME.match(v):
-            raise ValueError(f"bot name {v!r} must match [a-z0-9_-] (1-64 characters)")
-        return v
 
     @field_validator("schedule")
     @classmethod

@@ -11,41 +11,19 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from ..core.vocabulary import BOT_NAME
-from .base import Duration, _Strict
+from .base import BotName, Duration, Regex, _Strict
 
 CONNECTION_NAME = re.compile(r"^[a-z0-9_-]{1,32}$")
 DEFAULT_UIPATH_SCOPE = "OR.Folders.Read OR.Jobs.Read OR.Execution.Read"
-
-
-def _regex(v: str | None, what: str) -> str | None:
-    if v is not None:
-        try:
-            re.compile(v)
-        except re.error as exc:
-            raise ValueError(f"{what}: {v!r} is not a regular expression ({exc})") from None
-    return v
 
 
 class ProcessRule(_Strict):
     """Which bot an Orchestrator process (release) is: `process` and `folder` are regular
     expressions matched in full against the process name and the folder's path."""
 
-    process: str
-    folder: str | None = None
-    bot: str
-
-    @field_validator("process", "folder")
-    @classmethod
-    def _regexes(cls, v: str | None) -> str | None:
-        return _regex(v, "processes")
-
-    @field_validator("bot")
-    @classmethod
-    def _bot(cls, v: str) -> str:
-        if not BOT_NAME.match(v):
-            raise ValueError(f"bot name {v!r} must match [a-z0-9_-] (1-64 characters)")
-        return v
+    process: Regex
+    folder: Regex | None = None
+    bot: BotName
 
 
 class UiPathOrchestrator(_Strict):

@@ -20,7 +20,8 @@ import time
 
 import click
 
-from ..config.estate import BOT_NAME, ConfigError, config_path, load_estate
+from ..config.estate import ConfigError, config_path, load_estate
+from ..core.vocabulary import BOT_NAME
 from ..core.vocabulary import SNAPSHOT_KINDS
 
 _config = click.option("--config", type=click.Path(), help="Estate file (default $BOTWATCH_CONFIG or ./botwatch.yaml).")
