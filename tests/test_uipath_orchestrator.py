@@ -4,15 +4,18 @@ filters, 429 with Retry-After, token expiry, faults) and records every job exact
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import sqlite3
+import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from botwatch.sources.uipath_orchestrator import bot_slug, odata_time, parse_time
-from conftest import free_port, http_get, metrics_when, wait_for
+from conftest import BOTWATCH, free_port, http_get, metrics_when, wait_for
 from orchestrator_fake import TERMINAL_STATES, FakeOrchestrator
 
 pytestmark = pytest.mark.integration
@@ -200,11 +203,26 @@ def test_a_process_no_rule_names_is_listed_as_unregistered_and_its_runs_not_reco
         def listed():
             status, body = http_get(agent.url + "/api/v1/unregistered")
             assert status == 200
-            import json
             return [p for p in json.loads(body).get("control_plane", []) if p["process"] == "Payroll Check"]
 
         (entry,) = wait_for(listed, what="Payroll Check listed as unregistered")
         assert entry["folder"] == "HR" and entry["platform"] == "uipath" and entry["connection"] == "prod"
+        # and so do `botwatch status --unregistered` and `botwatch inventory`
+        env = {**os.environ, "COLUMNS": "200"}
+        status = subprocess.run([*BOTWATCH, "status", "--unregistered", "--agent", agent.url], capture_output=True,
+                                text=True, timeout=60, env=env)
+        assert status.returncode == 0 and "Payroll Check" in status.stdout and "HR" in status.stdout, status
+        inventory = subprocess.run([*BOTWATCH, "inventory", "--format", "json", "--config", str(config),
+                                    "--agent", agent.url], capture_output=True, text=True, timeout=60, env=env)
+        assert inventory.returncode == 0, inventory.stderr
+        rows = {r["bot"]: r for r in json.loads(inventory.stdout)}
+        assert rows["Payroll Check"]["registered"] is False and rows["Payroll Check"]["platform"] == "uipath"
+        assert rows["invoices"]["registered"] is True
+        report = subprocess.run([*BOTWATCH, "report", "--format", "md", "--out", "-", "--config", str(config),
+                                 "--agent", agent.url], capture_output=True, text=True, timeout=60, env=env)
+        assert report.returncode == 0, report.stderr
+        unregistered = report.stdout.split("## Unregistered bots", 1)[1].split("\n## ", 1)[0]
+        assert "Payroll Check" in unregistered and "prod: folder HR" in unregistered
         assert set(journal_runs(tmp_path)) == {f"uipath:{j['Key']}" for j in fake.rows("Jobs")
                                                if j["ReleaseName"] == "Invoice Recon"}
 

@@ -50,13 +50,16 @@ def build_inventory(loaded: LoadedEstate, agent_url: str, now: float | None = No
     inv = Inventory()
     status: dict[str, dict] = {}
     unregistered: list[dict] | None = None
+    control_plane: list[dict] = []  # processes an Orchestrator runs that no bot claims
     try:
         data = _get_json(agent_url + "/api/v1/status")
         status = {b["bot"]: b for b in data.get("bots", [])}
         now = data.get("time") or now
         inv.notes.append(f"state from agent {redact_url(agent_url)}")
         try:
-            unregistered = _get_json(agent_url + "/api/v1/unregistered").get("processes") or []
+            answer = _get_json(agent_url + "/api/v1/unregistered")
+            unregistered = answer.get("processes") or []
+            control_plane = answer.get("control_plane") or []
         except (OSError, ValueError, HTTPException) as exc:
             inv.notes.append(f"unregistered processes not listed: {redact_url(exc)}")
     except (OSError, ValueError, HTTPException) as exc:
@@ -105,6 +108,14 @@ def build_inventory(loaded: LoadedEstate, agent_url: str, now: float | None = No
             "owner": None, "team": None, "platform": p.get("platform"), "lifecycle": None, "criticality": None,
             "state": "running", "last_success": None, "fragility": None, "governance_findings": None,
             "pid": p.get("pid"), "user": p.get("user"), "command": p.get("cmdline"),  # redacted by the agent
+            "fragility_components": None, "failed_checks": None,
+        })
+    for p in control_plane:
+        inv.rows.append({
+            "bot": p.get("process") or "?", "registered": False,
+            "owner": None, "team": None, "platform": p.get("platform"), "lifecycle": None, "criticality": None,
+            "state": None, "last_success": None, "fragility": None, "governance_findings": None,
+            "pid": None, "user": None, "command": f"{p.get('connection')}: folder {p.get('folder')}",
             "fragility_components": None, "failed_checks": None,
         })
     return inv

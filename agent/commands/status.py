@@ -125,6 +125,7 @@ def render_unregistered(data: dict, source: str, console=None) -> None:
     procs = data.get("processes") or []
     counts = {k: v for k, v in (data.get("counts") or {}).items() if v}
     title = f"unregistered bot processes ({source})"
+    _render_control_plane(data.get("control_plane") or [], source, now, console)
     if data.get("swept_at") is None:
         console.print(_text(f"{title}: the agent has not swept processes yet"))
         return
@@ -138,3 +139,18 @@ def render_unregistered(data: dict, source: str, console=None) -> None:
     total = sum(v for v in counts.values() if isinstance(v, (int, float)))
     summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
     console.print(_text(f"{total} unregistered bot process(es): {summary}"))
+
+
+def _render_control_plane(procs: list, source: str, now: float, console) -> None:
+    """Processes a control plane runs (an Orchestrator's) that no bot claims: their runs are not recorded."""
+    from rich.table import Table
+
+    if not procs:
+        return
+    table = Table(title=_text(f"unregistered control-plane processes ({source})"), title_justify="left")
+    for col in ("platform", "connection", "folder", "process", "runs seen", "last seen"):
+        table.add_column(col, overflow="fold")
+    for p in procs:
+        table.add_row(_text(p.get("platform") or "-"), _text(p.get("connection") or "-"), _text(p.get("folder") or "-"),
+                      _text(p.get("process") or "?"), _text(p.get("runs")), _ago(p.get("last_seen"), now))
+    console.print(table)

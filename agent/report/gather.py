@@ -205,7 +205,11 @@ def _unregistered(agent_url: str, report: Report) -> list[dict] | None:
     url = agent_url.rstrip("/") + "/api/v1/unregistered"
     try:
         with contextlib.closing(urllib.request.urlopen(url, timeout=10)) as resp:
-            return json.loads(resp.read()).get("processes") or []
+            answer = json.loads(resp.read())
+        # the processes a control plane runs that no bot claims, in the same rows as the shadow bots
+        return (answer.get("processes") or []) + [
+            {"name": p.get("process"), "platform": p.get("platform"),
+             "cmdline": f"{p.get('connection')}: folder {p.get('folder')}"} for p in answer.get("control_plane") or []]
     except (OSError, ValueError) as exc:
         report.notes.append(f"unregistered bots omitted: {redact_url(url)} not reachable ({redact_url(exc)})")
         return None
