@@ -13,7 +13,7 @@ from typing import Mapping
 
 from botwatch import __version__
 from botwatch.config.estate import Estate, resolve_secret
-from botwatch.core.vocabulary import hostname
+from botwatch.core.host import hostname
 
 DEFAULT_ENDPOINT = "http://localhost:4318"  # the OTLP/HTTP default of the specification
 DEFAULT_INTERVAL = 60.0  # seconds, OTEL_METRIC_EXPORT_INTERVAL's default

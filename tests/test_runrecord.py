@@ -5,6 +5,7 @@ only."""
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -17,7 +18,8 @@ import pytest
 from botwatch.client import runrecord
 from botwatch.exporters.textfile import path_for
 from botwatch.client.spool import Spool
-from botwatch.core.vocabulary import RUN_ID, hostname
+from botwatch.core.host import hostname
+from botwatch.core.vocabulary import RUN_ID
 
 PY = sys.executable
 
@@ -56,6 +58,20 @@ def test_the_bot_side_modules_import_nothing_beyond_the_standard_library():
     foreign, ours = proc.stdout.splitlines()
     assert foreign == "[]"
     assert "'botwatch.client.runrecord'" in ours and "'botwatch.config.estate'" not in ours  # the estate file loads lazily
+
+
+def test_the_wrappers_path_loads_no_typing_threading_json_or_logging():
+    """`botwatch run` starts thousands of times a day: what it imports is its start-up time
+    (benchmark 1c). Modules the interpreter or the editable install loaded before do not count."""
+    code = ("import sys\n"
+            "before = set(sys.modules)\n"
+            "import botwatch.commands.cli, botwatch.client.wrapper\n"
+            "print(sorted(set(sys.modules) - before))\n")
+    proc = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(ast.literal_eval(proc.stdout))
+    assert "botwatch.client.wrapper" in loaded
+    assert not loaded & {"typing", "threading", "json", "logging", "urllib.request", "botwatch.core.vocabulary"}, loaded
 
 
 # -- what identifies a run ----------------------------------------------------------------------

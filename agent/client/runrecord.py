@@ -13,23 +13,24 @@ import os
 import sys
 import time
 from _thread import allocate_lock  # threading.Lock, without loading threading on the wrapper's path
-from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING
 
 from .. import _platform
-from ..core.vocabulary import hostname
+from ..core.host import hostname
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the wrapper's path)
 if TYPE_CHECKING:
     import subprocess
+    from collections.abc import Callable, Hashable
 
     from ..core.classify import Classifier
 
-__all__ = ["CLASSIFIED_CHARS", "STORED_TAIL_CHARS", "Warn", "agent_url", "classifier_for", "delivery_wanted",
+    Warn = Callable[[Hashable, str], None]
+
+__all__ = ["CLASSIFIED_CHARS", "STORED_TAIL_CHARS", "agent_url", "classifier_for", "delivery_wanted",
            "error_tail", "estate_file", "failure_reason", "host", "new_run_id", "output_tail", "start_deliverer"]
 
-Warn = Callable[[Hashable, str], None]
-"""How a client reports a monitoring problem: (a key, so that a problem repeated on every run is
-said once; the message). The bot is never stopped for one."""
+# Warn, how a client reports a monitoring problem: (a key, so that a problem repeated on every
+# run is said once; the message). The bot is never stopped for one.
 
 CLASSIFIED_CHARS = 64 * 1024  # the end of a run's output its failure is classified from
 STORED_TAIL_CHARS = 4096  # the redacted excerpt of its output stored with a run
@@ -47,7 +48,7 @@ _host: str | None = None
 
 
 def host() -> str:
-    """The host's name as run records carry it (vocabulary.hostname), looked up once per process."""
+    """The host's name as run records carry it (core.host.hostname), looked up once per process."""
     global _host
     if _host is None:
         _host = hostname()

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, cast  # no cost: runrecord loads typing anyway
 
 from .. import _platform
 from . import runrecord
 from .runrecord import new_run_id
 from .spool import Spool, default_spool_path
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (this is the hot path)
 if TYPE_CHECKING:
     from typing import Any, TypedDict
 
@@ -111,7 +111,7 @@ def parse_args(argv: list[str]) -> RunOptions:
                 opts[key] = parse_duration(opts[key])
             except ValueError as exc:
                 raise UsageError(f"--{key.replace('_', '-')}: {exc}") from None
-    return cast("RunOptions", opts)
+    return opts  # type: ignore[return-value]  # its keys are RunOptions' (typing.cast would load typing)
 
 
 class Tail:

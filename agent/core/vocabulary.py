@@ -6,10 +6,10 @@ deliverer import it on bot hosts, where nothing heavier than the standard librar
 
 from __future__ import annotations
 
-import os
 import re
 from bisect import bisect_left
 from typing import Any, Literal, MutableMapping, Sequence, get_args
+
 
 # Each word list is a Literal type (for models and type checking) and a tuple of its values.
 # The failure taxonomy (DESIGN.md): every failed run gets one of these.
@@ -42,14 +42,6 @@ def bucket_index(value: float, buckets: Sequence[float]) -> int | None:
     if not value <= buckets[-1]:  # beyond the last bucket, or NaN
         return None
     return bisect_left(buckets, value)
-
-
-def hostname() -> str:
-    """The host's name, as bots' events record it."""
-    try:
-        return os.uname().nodename
-    except AttributeError:  # Windows
-        return os.environ.get("COMPUTERNAME", "")
 
 
 def count_finished_run(counts: MutableMapping[str, Any], buckets: list[int], duration: float | None,
