@@ -63,6 +63,9 @@ CATALOGUE: tuple[MetricSpec, ...] = (
                "botwatch.bot.hung", "1"),
     MetricSpec("botwatch_bot_processes", "gauge", "Processes in the bot's running process trees.", _B,
                "botwatch.bot.processes", "{process}"),
+    MetricSpec("botwatch_bot_stuck_runs", "gauge",
+               "Runs waiting to start for longer than their platform's limit "
+               "(Orchestrator jobs Pending past stuck_pending_after).", _B, "botwatch.bot.stuck_runs", "{run}"),
     MetricSpec("botwatch_ui_lookups", "counter", "UI element look-ups.", _S, "botwatch.ui.lookups", "{lookup}"),
     MetricSpec("botwatch_ui_lookup_failures", "counter", "UI look-ups that failed, by kind.",
                ("bot", "screen", "kind"), "botwatch.ui.lookup.failures", "{lookup}"),

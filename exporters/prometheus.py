@@ -219,7 +219,10 @@ class EstateCollector:
                 last.add_metric(labels, health["last_success"])
             for outcome in REQUEST_OUTCOMES:
                 requests.add_metric([*labels, outcome], view["requests"].get((name, outcome), 0))
-        yield from (up, requests, last)
+        stuck = family("botwatch_bot_stuck_runs")
+        for bot, n in sorted(self.state.controlplanes.stuck_runs().items()):
+            stuck.add_metric([bot], n)
+        yield from (up, requests, last, stuck)
 
 
 def estate_registry(state: EstateState, clock: Callable[[], float] = time.time,

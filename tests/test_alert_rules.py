@@ -288,6 +288,8 @@ def exported_metric_names() -> set[str]:
                  UiSnapshot("invoice-recon", t0 + 7, "login", "html", 0.1, {"submit": 1}, baseline_time=t0 - 86400),
                  RunFinished("invoice-recon", "r1", t0 + 30, "failure", started=t0, reason="credentials")])
     state.count_dropped("api")
+    state.note_connection("uipath", "prod", up=True)  # and it pulls an Orchestrator
+    state.controlplanes.note_pull("prod", {"invoice-recon"}, {})
     text = generate_latest(estate_registry(state, clock=state.clock)).decode()
     return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
 

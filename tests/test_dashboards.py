@@ -71,6 +71,7 @@ def exported_metrics() -> dict[str, str]:
         count("api")
     st.count_request("uipath", "prod", "ok")  # a control-plane connection pulled once
     st.note_connection("uipath", "prod", up=True)
+    st.controlplanes.note_pull("prod", {"b"}, {"b": 1})
     text = generate_latest(estate_registry(st, clock=lambda: 1_800_000_000.0)).decode()
     return dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
 

@@ -65,6 +65,7 @@ import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import NamedTuple
@@ -75,6 +76,7 @@ import yaml
 from botwatch.commands import stack
 from botwatch.dashboards import build
 from conftest import AgentProcess, LocalHTTPServer, free_port, http_post_json, require, wait_for
+from orchestrator_fake import FakeOrchestrator
 from promql import selectors
 
 PROMETHEUS = "/usr/bin/prometheus"
@@ -136,6 +138,7 @@ FIRING = {
     "BotRunFailed", "BotFailing", "BotDown", "BotHung", "BotFailureRatioHigh1h", "BotFailureRatioHigh6h",
     "BotDurationRegression", "BotUiDriftHigh", "BotUiDeclaredSelectorBroken", "BotUiSelectorBroken",
     "BotUiHealedLookupsRising", "BotCredentialFailures", "BotwatchAgentDown", "BotwatchEventsDropped",
+    "BotRunsStuck", "BotwatchControlPlaneDown",
 }
 # Alerts whose condition is false in this scenario, and why.
 QUIET = {
@@ -263,11 +266,26 @@ def ping(agent_url: str, bot: str, action: str = "", body: str | None = None, ri
         return e.code
 
 
-def estate(port: int, journal: Path) -> dict:
+def estate(port: int, journal: Path, orchestrator: FakeOrchestrator, dead_target: str) -> dict:
+    """The bots of the story; and two Orchestrator connections: one answers (a job of vendor-sync
+    waits to start for two hours), one never does (its port is bound, nothing listens)."""
+    fake = orchestrator
     return {"agent": {"listen": f"127.0.0.1:{port}", "journal": str(journal), "sweep_interval": "1s",
                       "ping_key": PING_KEY, "limits": {"max_batch": MAX_BATCH}},
             "bots": [{"name": name, **settings, "runbook": f"https://wiki.example.com/bots/{name}"}
-                     for name, settings in BOTS.items()]}
+                     for name, settings in BOTS.items()],
+            "platforms": {"uipath": [
+                {"name": "prod", "url": fake.url, "organization": fake.org, "tenant": fake.tenant,
+                 "client_id": fake.client_id, "client_secret": fake.client_secret, "auto_register": True,
+                 "folder_teams": {"Procurement": "procurement"}, "interval": "1s"},
+                {"name": "legacy", "url": f"http://{dead_target}", "client_id": "x", "client_secret": "y",
+                 "interval": "1s", "timeout": "2s"}]}}
+
+
+def stuck_job(fake: FakeOrchestrator) -> None:
+    folder = fake.add_folder("Procurement")
+    fake.add_job(folder, fake.add_release(folder, "Vendor Sync"), state="Pending",
+                 created=datetime.now(timezone.utc) - timedelta(hours=2))
 
 
 def backfill(tsdb: Path, instance: str, work: Path) -> None:
@@ -290,7 +308,7 @@ def backfill(tsdb: Path, instance: str, work: Path) -> None:
 def play_scenario(s: Stack) -> None:
     """Feed the agent the runs, check-ins and UI look-ups of the estate's story."""
     # every counter of the bots, and the agent's dropped-event and parse-error counters, start at 0
-    s.scraped('count(botwatch_runs_total{job="botwatch"}) == %d' % len(BOTS))
+    s.scraped('count(botwatch_runs_total{job="botwatch"}) == %d' % (len(BOTS) + 1))  # and vendor-sync, from Orchestrator
     s.scraped('botwatch_agent_events_dropped_total{job="botwatch", source="api"} == 0')
     s.scraped('botwatch_agent_parse_errors_total{job="botwatch", source="ping"} == 0')
     now = time.time()
@@ -359,7 +377,11 @@ def e2e(tmp_path_factory):
     try:
         port = free_port()
         config = tmp / "botwatch.yaml"
-        config.write_text(yaml.safe_dump(estate(port, tmp / "journal.db"), sort_keys=False), encoding="utf-8")
+        orchestrator = FakeOrchestrator().start()
+        started.append(orchestrator)
+        stuck_job(orchestrator)
+        config.write_text(yaml.safe_dump(estate(port, tmp / "journal.db", orchestrator, dead_target), sort_keys=False),
+                          encoding="utf-8")
         agent = AgentProcess(config, port)
         started.append(agent)
         agent.start()

@@ -243,3 +243,22 @@ def test_bad_items_are_counted_and_the_rest_recorded(tmp_path, agents):
                          and runs_total(m) == 1, "the good job recorded, the two bad ones counted")
         assert set(journal_runs(tmp_path)) == {f"uipath:{good['Key']}"}
         assert m['botwatch_agent_controlplane_up{connection="prod",platform="uipath"}'] == 1
+
+
+def test_a_job_pending_past_the_limit_is_a_stuck_run_of_its_bot(tmp_path, agents):
+    now = datetime.now(timezone.utc)
+    with FakeOrchestrator() as fake:
+        folder = fake.add_folder("Finance")
+        invoices, payments = fake.add_release(folder, "Invoice Recon"), fake.add_release(folder, "Payments")
+        stuck = fake.add_job(folder, invoices, state="Pending", created=now - timedelta(hours=2))
+        fake.add_job(folder, invoices, state="Pending", created=now - timedelta(minutes=1))  # just queued
+        fake.add_job(folder, payments, state="Successful")
+        port = free_port()
+        agent = agents(estate(tmp_path, fake, port, "auto_register: true\nstuck_pending_after: 30m"), port,
+                       env={"UIPATH_SECRET": fake.client_secret}).start()
+        m = metrics_when(agent, lambda m: 'botwatch_bot_stuck_runs{bot="invoice-recon"}' in m, "the stuck run")
+        assert m['botwatch_bot_stuck_runs{bot="invoice-recon"}'] == 1
+        assert m['botwatch_bot_stuck_runs{bot="payments"}'] == 0
+        assert m['botwatch_run_in_progress{bot="invoice-recon"}'] == 2  # both are runs in progress
+        fake.update_job(stuck, state="Running")  # a robot took it
+        metrics_when(agent, lambda m: m['botwatch_bot_stuck_runs{bot="invoice-recon"}'] == 0, "no stuck run")

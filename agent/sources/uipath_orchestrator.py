@@ -127,6 +127,8 @@ class UiPathOrchestratorSource(Source):
         the connection is tried again after its interval (or a 429's Retry-After)."""
         cfg = conn.cfg
         failed: list[str] = []
+        seen: set[str] = set()  # the bots of this pull's jobs
+        stuck: dict[str, int] = {}  # per bot, its jobs Pending past stuck_pending_after
         try:
             if time.monotonic() - conn.folders_read_at >= FOLDERS_EVERY:
                 conn.folders = self.read_folders(conn)
@@ -135,7 +137,7 @@ class UiPathOrchestratorSource(Source):
                 if self.stopped.is_set():
                     return
                 try:
-                    self.pull_jobs(conn, folder)
+                    self.pull_jobs(conn, folder, seen, stuck)
                 except (AuthError, Throttled):
                     raise
                 except ApiError as exc:  # one folder's failure (its access removed...) spares the others
@@ -157,6 +159,7 @@ class UiPathOrchestratorSource(Source):
             log.warning("uipath %s: reachable again after %.0f s", cfg.name, time.monotonic() - conn.down_since)
             conn.down_since = None
         self.state.note_connection(LABEL, cfg.name, up=True)
+        self.state.controlplanes.note_pull(cfg.name, seen, stuck)
         conn.next_pull = time.monotonic() + cfg.interval
 
     def _failed(self, conn: Connection, why: str) -> None:
@@ -185,7 +188,8 @@ class UiPathOrchestratorSource(Source):
         return folders
 
     # -- jobs -----------------------------------------------------------------------------
-    def pull_jobs(self, conn: Connection, folder: Folder) -> None:
+    def pull_jobs(self, conn: Connection, folder: Folder, seen: set[str] | None = None,
+                  stuck: dict[str, int] | None = None) -> None:
         cfg = conn.cfg
         key = f"{cfg.name}:{folder.id}"
         saved = self.load_checkpoint(key) or {}
@@ -206,6 +210,12 @@ class UiPathOrchestratorSource(Source):
                 if ev is None:
                     continue
                 events.append(ev)
+                if seen is not None:
+                    seen.add(ev.bot)
+                created = parse_time(job.get("CreationTime"))
+                if (stuck is not None and job.get("State") == "Pending" and created is not None
+                        and date - created > cfg.stuck_pending_after):  # on the server's clock
+                    stuck[ev.bot] = stuck.get(ev.bot, 0) + 1
                 if isinstance(ev, RunFinished):
                     latest_end = max(latest_end, ev.ended)
             if events:
@@ -216,7 +226,7 @@ class UiPathOrchestratorSource(Source):
             latest_end = min(latest_end, began - 1.0)
         self.save_checkpoint(key, {"ended_since": max(cursor, latest_end)})
 
-    def event_for(self, conn: Connection, folder: Folder, job: Any) -> Event | None:
+    def event_for(self, conn: Connection, folder: Folder, job: Any) -> RunStarted | RunFinished | None:
         """The run a job is, None when it is not recorded (an unregistered process, a bad item:
         counted and warned)."""
         cfg = conn.cfg

@@ -26,6 +26,9 @@ class ControlPlanes:
         self.connections: dict[str, ConnectionHealth] = {}
         self.requests: dict[tuple[str, str], int] = {}  # (connection, outcome) -> count
         self.unregistered: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        # per connection: the bots its latest full pull saw, and their runs stuck waiting to start
+        self.bots_seen: dict[str, set[str]] = {}
+        self.stuck: dict[str, dict[str, int]] = {}
 
     def note_connection(self, platform: str, connection: str, up: bool) -> None:
         with self.lock:
@@ -51,6 +54,22 @@ class ControlPlanes:
             self.unregistered[key] = seen  # re-inserted: the dict keeps the least recently seen first
             while len(self.unregistered) > MAX_UNREGISTERED:
                 del self.unregistered[next(iter(self.unregistered))]
+
+    def note_pull(self, connection: str, bots: set[str], stuck: dict[str, int]) -> None:
+        """What a full pull of `connection` saw: its bots and, per bot, the runs stuck waiting to
+        start (an Orchestrator job Pending past the connection's limit)."""
+        with self.lock:
+            self.bots_seen[connection] = set(bots)
+            self.stuck[connection] = {bot: n for bot, n in stuck.items() if n}
+
+    def stuck_runs(self) -> dict[str, int]:
+        """Per bot any connection saw: its stuck runs (0 included)."""
+        with self.lock:
+            out = {bot: 0 for bots in self.bots_seen.values() for bot in bots}
+            for counts in self.stuck.values():
+                for bot, n in counts.items():
+                    out[bot] = out.get(bot, 0) + n
+            return out
 
     def view(self) -> dict[str, Any]:
         with self.lock:
