@@ -123,6 +123,10 @@ def test_it_records_every_job_of_every_folder_once_with_outcome_reason_machine_a
         assert m['botwatch_agent_controlplane_up{connection="prod",platform="uipath"}'] == 1
         assert m['botwatch_agent_controlplane_requests_total{connection="prod",outcome="error",platform="uipath"}'] >= 1
         assert fake.faults_served >= 1
+        # each job is one event, however often the pulls read it again
+        ok = 'botwatch_agent_controlplane_requests_total{connection="prod",outcome="ok",platform="uipath"}'
+        later = metrics_when(agent, lambda later: later[ok] >= m[ok] + 12, "a few more pulls")
+        assert later['botwatch_agent_events_total{source="uipath"}'] == n + live
 
 
 def test_a_restart_mid_pull_loses_and_repeats_nothing_and_a_late_ending_job_is_recorded(tmp_path, agents):

@@ -42,6 +42,7 @@ log = logging.getLogger("botwatch.sources.uipath")
 LABEL = "uipath"
 FOLDERS_EVERY = 600.0  # seconds between two readings of the folder list
 MAX_PAGES = 10_000  # pages of one query at most: a server that never stops paging is cut off
+MAX_REMEMBERED = 10_000  # run ids kept with a cursor (those that ended at or after it)
 # a finished job: outcome and reason (None: classified from its Info by the estate state)
 FINISHED: dict[str, tuple[Outcome, str | None]] = {
     "Successful": ("success", None), "Faulted": ("failure", None), "Stopped": ("failure", "killed")}
@@ -90,6 +91,7 @@ class Connection:
     folders: list[Folder] = field(default_factory=list)
     folders_read_at: float = float("-inf")
     next_pull: float = 0.0
+    running: dict[int, set[str]] = field(default_factory=dict)  # per folder, the run ids in progress last pull
     down_since: float | None = None  # monotonic time of the first failed pull of an outage
 
 
@@ -190,15 +192,22 @@ class UiPathOrchestratorSource(Source):
     # -- jobs -----------------------------------------------------------------------------
     def pull_jobs(self, conn: Connection, folder: Folder, seen: set[str] | None = None,
                   stuck: dict[str, int] | None = None) -> None:
+        """The folder's jobs that ended since its cursor, as finished runs, and those not ended,
+        as runs in progress. What this folder's previous pull already applied is not applied again:
+        the runs that ended at or after the cursor (kept with it) and the runs in progress (kept in
+        memory: after a restart they are applied once more, which the state takes as it is)."""
         cfg = conn.cfg
         key = f"{cfg.name}:{folder.id}"
         saved = self.load_checkpoint(key) or {}
         cursor = saved.get("ended_since")
         if not isinstance(cursor, (int, float)):
             cursor = time.time() - cfg.history
+        recorded = set(saved.get("recorded") or ())  # run ids that ended at or after the cursor
+        running = conn.running.get(folder.id, set())
         params = {"$filter": f"EndTime ge {odata_time(cursor)} or EndTime eq null", "$orderby": "Id asc",
                   "$expand": "Robot"}
-        latest_end = cursor
+        finished: dict[str, float] = {}  # run id -> ended, of this pull
+        now_running: set[str] = set()
         began: float | None = None
         for page, date in self.page_batches(conn, "odata/Jobs", params,
                                             {"X-UIPATH-OrganizationUnitId": str(folder.id)}):
@@ -209,7 +218,6 @@ class UiPathOrchestratorSource(Source):
                 ev = self.event_for(conn, folder, job)
                 if ev is None:
                     continue
-                events.append(ev)
                 if seen is not None:
                     seen.add(ev.bot)
                 created = parse_time(job.get("CreationTime"))
@@ -217,14 +225,25 @@ class UiPathOrchestratorSource(Source):
                         and date - created > cfg.stuck_pending_after):  # on the server's clock
                     stuck[ev.bot] = stuck.get(ev.bot, 0) + 1
                 if isinstance(ev, RunFinished):
-                    latest_end = max(latest_end, ev.ended)
+                    finished[ev.run_id] = ev.ended
+                    if ev.run_id in recorded:
+                        continue
+                else:
+                    now_running.add(ev.run_id)
+                    if ev.run_id in running:
+                        continue
+                events.append(ev)
             if events:
                 self.state.apply(events)
-        # not past the start of this pull on the server's clock: a job that ended while the pull
-        # paged past it has an EndTime after that
+        conn.running[folder.id] = now_running
+        # the latest end read, but not past the start of this pull on the server's clock: a job
+        # that ended while the pull paged past it has an EndTime after that
+        new_cursor = max(finished.values(), default=cursor)
         if began is not None:
-            latest_end = min(latest_end, began - 1.0)
-        self.save_checkpoint(key, {"ended_since": max(cursor, latest_end)})
+            new_cursor = min(new_cursor, began - 1.0)
+        new_cursor = max(cursor, new_cursor)
+        again = sorted(r for r, ended in finished.items() if ended >= new_cursor)[:MAX_REMEMBERED]
+        self.save_checkpoint(key, {"ended_since": new_cursor, "recorded": again})
 
     def event_for(self, conn: Connection, folder: Folder, job: Any) -> RunStarted | RunFinished | None:
         """The run a job is, None when it is not recorded (an unregistered process, a bad item:
