@@ -25,6 +25,7 @@ class MetricSpec:
 
 _B = ("bot",)
 _S = ("bot", "screen")
+_Q = ("platform", "connection", "folder", "queue")
 
 CATALOGUE: tuple[MetricSpec, ...] = (
     MetricSpec("botwatch_bot_info", "gauge", "Ownership and kind of a bot, to join into alerts.",
@@ -66,6 +67,39 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     MetricSpec("botwatch_bot_stuck_runs", "gauge",
                "Runs waiting to start for longer than their platform's limit "
                "(Orchestrator jobs Pending past stuck_pending_after).", _B, "botwatch.bot.stuck_runs", "{run}"),
+    MetricSpec("botwatch_queue_info", "gauge",
+               "A work queue of an RPA control plane (1), with the team that owns it (the connection's folder_teams).",
+               (*_Q, "team"), "botwatch.queue.info", "1"),
+    MetricSpec("botwatch_queue_items", "gauge",
+               "Open items of a work queue: waiting (new) or being processed (in_progress), at its latest pull.",
+               (*_Q, "status"), "botwatch.queue.items", "{item}"),
+    MetricSpec("botwatch_queue_oldest_item_age_seconds", "gauge",
+               "Age of the oldest item waiting in a work queue, 0 if none waits.", _Q,
+               "botwatch.queue.oldest_item.age", "s"),
+    MetricSpec("botwatch_queue_items_past_sla", "gauge",
+               "Open items of a work queue past their due date or the queue's SLA (breached), "
+               "or past their risk SLA only (at_risk).", (*_Q, "sla"), "botwatch.queue.items.past_sla", "{item}"),
+    MetricSpec("botwatch_queue_items_processed", "counter",
+               "Items of a work queue that ended, by status (successful, failed).", (*_Q, "status"),
+               "botwatch.queue.items.processed", "{item}"),
+    MetricSpec("botwatch_queue_item_failures", "counter",
+               "Items of a work queue that failed, by exception (business, application, unknown).",
+               (*_Q, "exception"), "botwatch.queue.item.failures", "{item}"),
+    MetricSpec("botwatch_queue_item_retries", "counter", "Items of a work queue that ended and were retries.", _Q,
+               "botwatch.queue.item.retries", "{item}"),
+    MetricSpec("botwatch_queue_item_processing_seconds", "counter",
+               "Time spent processing the items of a work queue that ended (divide by the items processed "
+               "for the mean).", _Q, "botwatch.queue.item.processing.time", "s"),
+    MetricSpec("botwatch_robot_sessions", "gauge",
+               "Robot sessions of a machine by state (available, busy, disconnected, unknown, unresponsive), "
+               "as the control plane last reported them.", ("platform", "connection", "machine", "state"),
+               "botwatch.robot.sessions", "{session}"),
+    MetricSpec("botwatch_robot_unattended_capacity", "gauge",
+               "Unattended robot sessions connected to a control plane (available or busy).",
+               ("platform", "connection"), "botwatch.robot.unattended.capacity", "{session}"),
+    MetricSpec("botwatch_robot_unattended_busy", "gauge",
+               "Unattended robot sessions running a job.", ("platform", "connection"),
+               "botwatch.robot.unattended.busy", "{session}"),
     MetricSpec("botwatch_ui_lookups", "counter", "UI element look-ups.", _S, "botwatch.ui.lookups", "{lookup}"),
     MetricSpec("botwatch_ui_lookup_failures", "counter", "UI look-ups that failed, by kind.",
                ("bot", "screen", "kind"), "botwatch.ui.lookup.failures", "{lookup}"),

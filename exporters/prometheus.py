@@ -24,7 +24,8 @@ from botwatch import __version__
 from botwatch.sources.runtimes import PLATFORMS as SHADOW_PLATFORMS
 from botwatch.sources import registry as sources
 from botwatch.state.runtime import EstateState
-from botwatch.state.controlplanes import REQUEST_OUTCOMES
+from botwatch.state.controlplanes import REQUEST_OUTCOMES, SESSION_STATES
+from botwatch.state.workqueues import EXCEPTIONS, PROCESSED_STATUSES, SLA_STATES
 from botwatch.core.vocabulary import DURATION_BUCKETS, LOOKUP_KINDS, REASONS, STATES, UI_WAIT_BUCKETS
 
 from .catalogue import METRICS, cumulative_buckets
@@ -223,6 +224,49 @@ class EstateCollector:
         for bot, n in sorted(self.state.controlplanes.stuck_runs().items()):
             stuck.add_metric([bot], n)
         yield from (up, requests, last, stuck)
+        yield from self._queue_metrics()
+        yield from self._robot_metrics()
+
+    def _queue_metrics(self) -> Iterator[Metric]:
+        """Each work queue's backlog (from its latest pull) and its items processed (every status
+        and exception from 0 on, for every queue either knows)."""
+        backlogs, processed = self.state.workqueues.view()
+        now = self.clock()
+        info, items, oldest = family("botwatch_queue_info"), family("botwatch_queue_items"), \
+            family("botwatch_queue_oldest_item_age_seconds")
+        past_sla = family("botwatch_queue_items_past_sla")
+        for key, b in sorted(backlogs.items()):
+            labels = list(key)
+            info.add_metric([*labels, b.team or ""], 1)
+            items.add_metric([*labels, "new"], b.new)
+            items.add_metric([*labels, "in_progress"], b.in_progress)
+            oldest.add_metric(labels, max(0.0, now - b.oldest_new) if b.oldest_new is not None else 0)
+            for sla in SLA_STATES:
+                past_sla.add_metric([*labels, sla], getattr(b, sla))
+        done, failures = family("botwatch_queue_items_processed"), family("botwatch_queue_item_failures")
+        retries, seconds = family("botwatch_queue_item_retries"), family("botwatch_queue_item_processing_seconds")
+        for key in sorted(set(backlogs) | set(processed)):
+            labels = list(key)
+            p = processed.get(key)
+            counts = p.items if p is not None else {}
+            for status in PROCESSED_STATUSES:
+                done.add_metric([*labels, status], sum(n for (s, _), n in counts.items() if s == status))
+            for exception in EXCEPTIONS:
+                failures.add_metric([*labels, exception], counts.get(("failed", exception), 0))
+            retries.add_metric(labels, p.retries if p is not None else 0)
+            seconds.add_metric(labels, p.seconds if p is not None else 0.0)
+        yield from (info, items, oldest, past_sla, done, failures, retries, seconds)
+
+    def _robot_metrics(self) -> Iterator[Metric]:
+        sessions = family("botwatch_robot_sessions")
+        capacity, busy = family("botwatch_robot_unattended_capacity"), family("botwatch_robot_unattended_busy")
+        for name, robots in sorted(self.state.controlplanes.robots_view().items()):
+            for machine, states in sorted(robots.machines.items()):
+                for state in SESSION_STATES:
+                    sessions.add_metric([robots.platform, name, machine, state], states.get(state, 0))
+            capacity.add_metric([robots.platform, name], robots.unattended_capacity)
+            busy.add_metric([robots.platform, name], robots.unattended_busy)
+        yield from (sessions, capacity, busy)
 
 
 def estate_registry(state: EstateState, clock: Callable[[], float] = time.time,

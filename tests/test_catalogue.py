@@ -54,10 +54,14 @@ def sampled(text: str) -> set[str]:
 
 @pytest.fixture
 def orchestrator():
-    """An Orchestrator tenant with one folder and one job: a control-plane connection that pulls."""
+    """An Orchestrator tenant with one folder, one job, a queue with an item and a robot session:
+    a control-plane connection that pulls."""
     with FakeOrchestrator() as fake:
         folder = fake.add_folder("Finance")
-        fake.add_job(folder, fake.add_release(folder, "Invoice Recon"), state="Successful")
+        release = fake.add_release(folder, "Invoice Recon")
+        fake.add_job(folder, release, state="Successful")
+        fake.add_queue_item(fake.add_queue(folder, "Invoices", sla_minutes=60, release=release), status="Successful")
+        fake.add_session(fake.add_robot(folder, "fin-unattended-1", machine_name="RPA-FIN-VM01"), folder)
         yield fake
 
 

@@ -67,6 +67,9 @@ def terminal_jobs(fake: FakeOrchestrator) -> dict[str, dict]:
     return {f"uipath:{j['Key']}": j for j in fake.rows("Jobs") if j["State"] in TERMINAL_STATES}
 
 
+UP = 'botwatch_agent_controlplane_up{connection="prod",platform="uipath"}'
+
+
 def runs_total(m: dict[str, float]) -> float:
     return sum(v for k, v in m.items() if k.startswith("botwatch_runs_total{"))
 
@@ -108,7 +111,8 @@ def test_it_records_every_job_of_every_folder_once_with_outcome_reason_machine_a
                                               "folder_teams: {'Finance*': finance}")
         agent = agents(config, port, env={"UIPATH_SECRET": fake.client_secret}).start()
         n = len(terminal_jobs(fake))
-        m = metrics_when(agent, lambda m: runs_total(m) == n, f"the {n} ended jobs as runs", timeout=120)
+        m = metrics_when(agent, lambda m: runs_total(m) == n and m.get(UP) == 1,
+                         f"the {n} ended jobs as runs and a whole pull done", timeout=120)
         assert_each_job_once(tmp_path, fake)
         # the jobs not ended are runs in progress
         live = sum(1 for j in fake.rows("Jobs") if j["State"] not in TERMINAL_STATES)
@@ -120,7 +124,6 @@ def test_it_records_every_job_of_every_folder_once_with_outcome_reason_machine_a
         for bot in finance:
             info = [k for k in m if k.startswith("botwatch_bot_info{") and f'bot="{bot}"' in k]
             assert info and 'platform="uipath"' in info[0] and 'team="finance"' in info[0], info
-        assert m['botwatch_agent_controlplane_up{connection="prod",platform="uipath"}'] == 1
         assert m['botwatch_agent_controlplane_requests_total{connection="prod",outcome="error",platform="uipath"}'] >= 1
         assert fake.faults_served >= 1
         # each job is one event, however often the pulls read it again
@@ -243,10 +246,10 @@ def test_bad_items_are_counted_and_the_rest_recorded(tmp_path, agents):
         port = free_port()
         agent = agents(estate(tmp_path, fake, port, "auto_register: true"), port,
                        env={"UIPATH_SECRET": fake.client_secret}).start()
-        m = metrics_when(agent, lambda m: m.get('botwatch_agent_parse_errors_total{source="uipath"}', 0) >= 2
-                         and runs_total(m) == 1, "the good job recorded, the two bad ones counted")
+        metrics_when(agent, lambda m: m.get('botwatch_agent_parse_errors_total{source="uipath"}', 0) >= 2
+                         and runs_total(m) == 1 and m.get(UP) == 1,
+                         "the good job recorded, the two bad ones counted, the pull done")
         assert set(journal_runs(tmp_path)) == {f"uipath:{good['Key']}"}
-        assert m['botwatch_agent_controlplane_up{connection="prod",platform="uipath"}'] == 1
 
 
 def test_a_job_pending_past_the_limit_is_a_stuck_run_of_its_bot(tmp_path, agents):

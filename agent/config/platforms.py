@@ -14,7 +14,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from .base import BotName, Duration, Regex, _Strict
 
 CONNECTION_NAME = re.compile(r"^[a-z0-9_-]{1,32}$")
-DEFAULT_UIPATH_SCOPE = "OR.Folders.Read OR.Jobs.Read OR.Execution.Read"
+DEFAULT_UIPATH_SCOPE = "OR.Folders.Read OR.Jobs.Read OR.Execution.Read OR.Queues.Read OR.Robots.Read"
 
 
 class ProcessRule(_Strict):
@@ -51,6 +51,9 @@ class UiPathOrchestrator(_Strict):
     timeout: Duration = 30.0  # per request
     history: Duration = 86_400.0  # how far back the first pull reaches
     stuck_pending_after: Duration = 1800.0  # a job Pending longer than this is stuck
+    queues: bool = True  # read the folders' work queues (QueueDefinitions, QueueItems; scope OR.Queues.Read)
+    robots: bool = True  # read the robot sessions (Sessions; scope OR.Robots.Read)
+    max_backoff: Duration = 900.0  # while unreachable, the wait between pulls doubles up to this
 
     @field_validator("name")
     @classmethod

@@ -2,8 +2,9 @@
 budget per tenant, JSON GETs that honour 429/Retry-After, and one readable error per failure.
 
 A control plane is somebody else's production API with published limits (UiPath Automation
-Cloud: 100 GET/min on Jobs and QueueItems per tenant). So every request first takes a slot of
-the connection's budget (a sliding minute), a 429 holds the whole connection until its
+Cloud: 100 GET/min on Jobs and QueueItems per tenant). So every request to a rate-limited
+endpoint first takes a slot of the connection's budget (a sliding minute), a 429 holds the
+whole connection (every endpoint) until its
 `Retry-After` has passed, and a token is fetched again shortly before it expires. Secrets are
 sent, never logged: errors carry the API's own message (its error envelope), not the request.
 """
@@ -104,6 +105,16 @@ class RequestBudget:
             wait = max(wait, 60.0 - (now - self.sent[0]))
         return wait
 
+    def wait_held(self, stopped: threading.Event) -> bool:
+        """Waits while held (a request outside the budget still respects a 429); False if
+        `stopped` was set meanwhile."""
+        while True:
+            wait = self.held_until - self.clock()
+            if wait <= 0:
+                return True
+            if stopped.wait(min(wait, 5.0)):
+                return False
+
     def take(self, stopped: threading.Event) -> bool:
         """Waits for a slot and takes it; False if `stopped` was set meanwhile."""
         while True:
@@ -184,12 +195,13 @@ class ApiClient:
             url += "?" + urllib.parse.urlencode(params, quote_via=urllib.parse.quote, safe="$,'/:")
         return url
 
-    def get(self, url: str, headers: dict[str, str], stopped: threading.Event) -> Response | None:
+    def get(self, url: str, headers: dict[str, str], stopped: threading.Event, budgeted: bool = True) -> Response | None:
         """The decoded JSON at `url`; None when stopped while waiting. A transient failure (a 5xx,
-        no answer) is tried again after 1 s and 2 s, each try within the budget."""
+        no answer) is tried again after 1 s and 2 s. `budgeted`: the request takes a slot of the
+        budget (the endpoints the control plane rate-limits); any request waits out a 429's hold."""
         for pause in (*TRANSIENT_RETRIES, None):
             try:
-                return self._get_once(url, headers, stopped)
+                return self._get_once(url, headers, stopped, budgeted)
             except (AuthError, Throttled):
                 raise
             except ApiError as exc:
@@ -199,7 +211,8 @@ class ApiClient:
                 return None
         raise AssertionError("unreachable")
 
-    def _get_once(self, url: str, headers: dict[str, str], stopped: threading.Event) -> Response | None:
+    def _get_once(self, url: str, headers: dict[str, str], stopped: threading.Event,
+                  budgeted: bool = True) -> Response | None:
         """One try (a 401 gets one new token and one more request)."""
         for attempt in (1, 2):
             try:
@@ -214,7 +227,7 @@ class ApiClient:
             except ApiError:
                 self.on_request("error")
                 raise
-            if not self.budget.take(stopped):
+            if not (self.budget.take(stopped) if budgeted else self.budget.wait_held(stopped)):
                 return None
             req = urllib.request.Request(url, headers={**headers, "Authorization": f"Bearer {token}",
                                                        "Accept": "application/json", "User-Agent": USER_AGENT})

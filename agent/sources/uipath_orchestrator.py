@@ -24,10 +24,13 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..config.estate import resolve_secret
 from ..core.events import Event, Outcome, RunFinished, RunStarted
+from ..state.controlplanes import Robots
+from ..state.journal import JournalError
+from ..state.workqueues import Backlog, ItemTotals
 from .base import Source
 from .controlplane import ApiClient, ApiError, AuthError, ClientCredentials, RequestBudget, Throttled
 
@@ -46,6 +49,15 @@ MAX_REMEMBERED = 10_000  # run ids kept with a cursor (those that ended at or af
 # a finished job: outcome and reason (None: classified from its Info by the estate state)
 FINISHED: dict[str, tuple[Outcome, str | None]] = {
     "Successful": ("success", None), "Faulted": ("failure", None), "Stopped": ("failure", "killed")}
+RATE_LIMITED = {"odata/Jobs", "odata/QueueItems"}  # 100 GET/min per tenant in Automation Cloud
+PAGE_LIMITS = {"odata/QueueItems": 100}  # a larger $top is refused (error 1009)
+# a queue item that ended: its status on the metrics (Retried: a failed try that got a retry copy)
+ITEM_ENDED = {"Successful": "successful", "Failed": "failed", "Retried": "failed"}
+ITEM_OPEN = {"New", "InProgress"}
+ITEM_OTHER = {"Abandoned", "Deleted"}  # neither open nor counted as processed
+EXCEPTION_KINDS = {"BusinessException": "business", "ApplicationException": "application"}
+UNATTENDED = {"Unattended", "NonProduction", "TestAutomation"}  # robot types that run jobs unattended
+SESSION_STATES = {"Available": "available", "Busy": "busy", "Disconnected": "disconnected", "Unknown": "unknown"}
 IN_PROGRESS = {"Pending", "Running", "Suspended", "Resumed", "Resuming", "Stopping", "Terminating"}
 _FRACTION = re.compile(r"(\.\d{6})\d+")  # .NET writes 7 digits of a second; Python reads 6
 _SLUG = re.compile(r"[^a-z0-9_-]+")
@@ -93,6 +105,9 @@ class Connection:
     next_pull: float = 0.0
     running: dict[int, set[str]] = field(default_factory=dict)  # per folder, the run ids in progress last pull
     down_since: float | None = None  # monotonic time of the first failed pull of an outage
+    failures: int = 0  # pulls failed in a row: the wait before the next one doubles with each
+    # capabilities the credentials turned out not to have (403: scope not granted): not asked again
+    off: set[str] = field(default_factory=set)
 
 
 class UiPathOrchestratorSource(Source):
@@ -140,10 +155,14 @@ class UiPathOrchestratorSource(Source):
                     return
                 try:
                     self.pull_jobs(conn, folder, seen, stuck)
+                    if cfg.queues:
+                        self.optional(conn, "queues", lambda: self.pull_queues(conn, folder))
                 except (AuthError, Throttled):
                     raise
                 except ApiError as exc:  # one folder's failure (its access removed...) spares the others
                     failed.append(f"folder {folder.path!r}: {exc}")
+            if cfg.robots and not self.stopped.is_set():
+                self.optional(conn, "robots", lambda: self.pull_robots(conn))
         except Throttled as exc:
             conn.next_pull = time.monotonic() + max(exc.retry_after, 1.0)
             self.warn((cfg.name, "throttled"), "uipath %s: %s", cfg.name, exc)
@@ -160,17 +179,37 @@ class UiPathOrchestratorSource(Source):
         if conn.down_since is not None:
             log.warning("uipath %s: reachable again after %.0f s", cfg.name, time.monotonic() - conn.down_since)
             conn.down_since = None
+        conn.failures = 0
         self.state.note_connection(LABEL, cfg.name, up=True)
         self.state.controlplanes.note_pull(cfg.name, seen, stuck)
         conn.next_pull = time.monotonic() + cfg.interval
 
     def _failed(self, conn: Connection, why: str) -> None:
-        self.state.count_parse_error(LABEL)
-        self.state.note_connection(LABEL, conn.cfg.name, up=False)
+        """A failed pull: the connection is down (its metric says so, one log line per outage)
+        and is tried again after a wait that doubles with each failure, up to max_backoff."""
+        cfg = conn.cfg
+        self.state.note_connection(LABEL, cfg.name, up=False)
+        conn.failures += 1
+        wait = min(cfg.interval * 2 ** min(conn.failures - 1, 20), max(cfg.max_backoff, cfg.interval))
         if conn.down_since is None:
             conn.down_since = time.monotonic()
-            log.warning("uipath %s: %s; trying again every %.0f s", conn.cfg.name, why, conn.cfg.interval)
-        conn.next_pull = time.monotonic() + conn.cfg.interval
+            log.warning("uipath %s: %s; trying again in %.0f s, then less and less often (at most every %.0f s)",
+                        cfg.name, why, wait, max(cfg.max_backoff, cfg.interval))
+        conn.next_pull = time.monotonic() + wait
+
+    def optional(self, conn: Connection, what: str, pull: Callable[[], None]) -> None:
+        """Runs the pull of a capability the credentials may lack: a 403 (scope not granted)
+        turns it off for this connection, said once, without failing the connection."""
+        if what in conn.off:
+            return
+        try:
+            pull()
+        except AuthError as exc:
+            if exc.status != 403:
+                raise
+            conn.off.add(what)
+            log.warning("uipath %s: no access to %s (%s); add the scope it needs or set %s: false",
+                        conn.cfg.name, what, exc, what)
 
     # -- folders --------------------------------------------------------------------------
     def read_folders(self, conn: Connection) -> list[Folder]:
@@ -314,18 +353,151 @@ class UiPathOrchestratorSource(Source):
                 return team
         return None
 
+    # -- work queues ----------------------------------------------------------------------
+    def pull_queues(self, conn: Connection, folder: Folder) -> None:
+        """The folder's queues: their backlog (the items New or InProgress now) and the items
+        that ended since the folder's queue cursor, added to the totals with the new cursor in
+        one journal transaction. Like the jobs' cursor, it is the server's clock and not past the
+        start of the pull; the items that ended at or after it are kept with it, not counted twice."""
+        cfg = conn.cfg
+        headers = {"X-UIPATH-OrganizationUnitId": str(folder.id)}
+        queues: dict[int, dict[str, Any]] = {}
+        for q in self.pages(conn, "odata/QueueDefinitions", {"$orderby": "Id asc"}, headers):
+            if isinstance(q, dict) and isinstance(q.get("Id"), int) and isinstance(q.get("Name"), str) and q["Name"]:
+                queues[q["Id"]] = q
+            else:
+                self._bad(cfg.name, "a queue without Id or Name", q)
+        team = self.team_for(cfg, folder)
+        backlogs = {q["Name"][:128]: Backlog(team=team) for q in queues.values()}
+        if not queues:  # no request to the rate-limited QueueItems for a folder without queues
+            self.state.workqueues.note_backlogs(LABEL, cfg.name, folder.path, backlogs)
+            return
+        key = f"{cfg.name}:{folder.id}:queue-items"
+        saved = self.load_checkpoint(key) or {}
+        cursor = saved.get("ended_since")
+        if not isinstance(cursor, (int, float)):
+            cursor = time.time() - cfg.history
+        recorded = set(saved.get("recorded") or ())
+        params = {"$filter": f"Status eq 'New' or Status eq 'InProgress' or EndProcessing ge {odata_time(cursor)}",
+                  "$orderby": "Id asc"}
+        ended: dict[str, float] = {}  # item id -> its end, of this pull
+        totals: dict[tuple[str, str, str, str], list[float]] = {}  # (queue, day, status, exception) -> n, retries, s
+        began: float | None = None
+        for page, date in self.page_batches(conn, "odata/QueueItems", params, headers):
+            if began is None:
+                began = date
+            skew = time.time() - date  # the agent's clock minus the server's
+            for item in page:
+                qid = item.get("QueueDefinitionId") if isinstance(item, dict) else None
+                q = queues.get(qid) if isinstance(qid, int) else None
+                if q is None or not isinstance(item.get("Id"), int):
+                    self._bad(cfg.name, "a queue item without Id or a queue of this folder", item)
+                    continue
+                name, status = q["Name"][:128], item.get("Status")
+                if status in ITEM_OPEN:
+                    self._open_item(backlogs[name], q, item, status, date, skew)
+                elif status in ITEM_ENDED:
+                    end = parse_time(item.get("EndProcessing"))
+                    if end is None:
+                        self._bad(cfg.name, f"a {status} queue item without EndProcessing", item)
+                        continue
+                    item_id = str(item["Id"])
+                    ended[item_id] = end
+                    if item_id in recorded or end < cursor:
+                        continue
+                    outcome = ITEM_ENDED[status]
+                    exception = EXCEPTION_KINDS.get(item.get("ProcessingExceptionType"), "unknown") \
+                        if outcome == "failed" else ""
+                    start = parse_time(item.get("StartProcessing"))
+                    row = totals.setdefault((name, time.strftime("%Y-%m-%d", time.gmtime(end)), outcome, exception),
+                                            [0, 0, 0.0])
+                    row[0] += 1
+                    row[1] += 1 if (item.get("RetryNumber") or 0) > 0 or (item.get("ManualRetryNumber") or 0) > 0 else 0
+                    row[2] += max(0.0, end - start) if start is not None else 0.0
+                elif status not in ITEM_OTHER:
+                    self._bad(cfg.name, f"a queue item in an unknown status {status!r}", item)
+        new_cursor = max(ended.values(), default=cursor)
+        if began is not None:
+            new_cursor = min(new_cursor, began - 1.0)
+        new_cursor = max(cursor, new_cursor)
+        again = sorted(i for i, end in ended.items() if end >= new_cursor)[:MAX_REMEMBERED]
+        rows = [ItemTotals((LABEL, cfg.name, folder.path, queue), day, status, exception, int(n), int(r), sec)
+                for (queue, day, status, exception), (n, r, sec) in sorted(totals.items())]
+        try:
+            self.state.record_queue_items(rows, (self.name, key, {"ended_since": new_cursor, "recorded": again}))
+        except JournalError as exc:  # not counted now: read again next time
+            self.warn(("queue-items-write",), "uipath %s: cannot record queue items: %s", cfg.name, exc)
+        self.state.workqueues.note_backlogs(LABEL, cfg.name, folder.path, backlogs)
+
+    @staticmethod
+    def _open_item(backlog: Backlog, queue: dict[str, Any], item: dict[str, Any], status: str, server_now: float,
+                   skew: float) -> None:
+        """Counts an open item in its queue's backlog: waiting or in progress, its age, its SLA."""
+        created = parse_time(item.get("CreationTime"))
+        if status == "New":
+            backlog.new += 1
+            if created is not None:  # on the agent's clock
+                backlog.oldest_new = min(backlog.oldest_new or float("inf"), created + skew)
+        else:
+            backlog.in_progress += 1
+
+        def deadline(date_field: str, minutes_field: str) -> float | None:
+            at = parse_time(item.get(date_field))
+            minutes = queue.get(minutes_field)
+            if at is None and created is not None and isinstance(minutes, int) and minutes > 0:
+                at = created + 60.0 * minutes
+            return at
+
+        due, risk = deadline("DueDate", "SlaInMinutes"), deadline("RiskSlaDate", "RiskSlaInMinutes")
+        if due is not None and due < server_now:
+            backlog.breached += 1
+        elif risk is not None and risk < server_now:
+            backlog.at_risk += 1
+
+    # -- robots ---------------------------------------------------------------------------
+    def pull_robots(self, conn: Connection) -> None:
+        """The robot sessions of the folders read, each once: per machine by state, and the
+        unattended capacity connected and in use."""
+        cfg = conn.cfg
+        machines: dict[str, dict[str, int]] = {}
+        seen: set[int] = set()
+        capacity = busy = 0
+        for folder in conn.folders:
+            if self.stopped.is_set():
+                return
+            for session in self.pages(conn, "odata/Sessions", {"$expand": "Robot", "$orderby": "Id asc"},
+                                      {"X-UIPATH-OrganizationUnitId": str(folder.id)}):
+                if not isinstance(session, dict) or not isinstance(session.get("Id"), int):
+                    self._bad(cfg.name, "a session without Id", session)
+                    continue
+                if session["Id"] in seen:
+                    continue
+                seen.add(session["Id"])
+                machine = session.get("HostMachineName") or session.get("MachineName")
+                machine = machine[:128] if isinstance(machine, str) and machine else "unknown"
+                state = "unresponsive" if session.get("IsUnresponsive") is True else \
+                    SESSION_STATES.get(str(session.get("State")), "unknown")
+                counts = machines.setdefault(machine, {})
+                counts[state] = counts.get(state, 0) + 1
+                robot = session.get("Robot")
+                if isinstance(robot, dict) and robot.get("Type") in UNATTENDED and state in ("available", "busy"):
+                    capacity += 1
+                    busy += state == "busy"
+        self.state.controlplanes.note_robots(cfg.name, Robots(LABEL, machines, capacity, busy))
+
     # -- paging ---------------------------------------------------------------------------
     def page_batches(self, conn: Connection, path: str, params: dict[str, str],
                      headers: dict[str, str]) -> Iterator[tuple[list[Any], float]]:
         """Each page's items and the server's Date: `@odata.nextLink` when the server sends one,
-        else `$top`/`$skip` until a short page."""
-        size = conn.cfg.page_size
+        else `$top`/`$skip` until a short page. Jobs and QueueItems take slots of the budget."""
+        size = min(conn.cfg.page_size, PAGE_LIMITS.get(path, conn.cfg.page_size))
+        budgeted = path in RATE_LIMITED
         url: str | None = conn.client.url(path, {**params, "$top": str(size), "$skip": "0"})
         skip = 0
         for _ in range(MAX_PAGES):
             if url is None:
                 return
-            answer = conn.client.get(url, headers, self.stopped)
+            answer = conn.client.get(url, headers, self.stopped, budgeted)
             if answer is None:  # stopped
                 return
             data = answer.data

@@ -10,6 +10,20 @@ from typing import Any, Callable
 
 MAX_UNREGISTERED = 10_000  # processes remembered at most (the oldest seen is forgotten first)
 REQUEST_OUTCOMES = ("ok", "throttled", "error", "auth")
+# a robot session's state as metrics label it: Orchestrator's Available, Busy, Disconnected and
+# Unknown, and unresponsive for a session that stopped reporting (IsUnresponsive)
+SESSION_STATES = ("available", "busy", "disconnected", "unknown", "unresponsive")
+MAX_MACHINES = 10_000  # machines remembered per connection at most
+
+
+@dataclass
+class Robots:
+    """A connection's robot sessions as its latest pull saw them."""
+
+    platform: str
+    machines: dict[str, dict[str, int]]  # machine -> session state -> sessions
+    unattended_capacity: int  # unattended sessions connected (available or busy)
+    unattended_busy: int  # of those, running a job
 
 
 @dataclass
@@ -29,6 +43,7 @@ class ControlPlanes:
         # per connection: the bots its latest full pull saw, and their runs stuck waiting to start
         self.bots_seen: dict[str, set[str]] = {}
         self.stuck: dict[str, dict[str, int]] = {}
+        self.robots: dict[str, Robots] = {}  # per connection
 
     def note_connection(self, platform: str, connection: str, up: bool) -> None:
         with self.lock:
@@ -61,6 +76,17 @@ class ControlPlanes:
         with self.lock:
             self.bots_seen[connection] = set(bots)
             self.stuck[connection] = {bot: n for bot, n in stuck.items() if n}
+
+    def note_robots(self, connection: str, robots: Robots) -> None:
+        with self.lock:
+            if len(robots.machines) > MAX_MACHINES:
+                robots.machines = dict(sorted(robots.machines.items())[:MAX_MACHINES])
+            self.robots[connection] = robots
+
+    def robots_view(self) -> dict[str, Robots]:
+        with self.lock:
+            return {name: Robots(r.platform, {m: dict(s) for m, s in r.machines.items()}, r.unattended_capacity,
+                                 r.unattended_busy) for name, r in self.robots.items()}
 
     def stuck_runs(self) -> dict[str, int]:
         """Per bot any connection saw: its stuck runs (0 included)."""

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 from .._platform import create_private, narrow_private, private_dir
 from ..core.events import RunFinished
+from .workqueues import ItemTotals
 
 Row = dict[str, Any]  # a row by column name: SQLite values, as the table declares them
 JsonObject = dict[str, Any]  # a decoded JSON object (a checkpoint's state)
@@ -85,6 +86,19 @@ CREATE TABLE IF NOT EXISTS ui_drift (
     source TEXT,
     UNIQUE (bot, screen, kind)
 );
+CREATE TABLE IF NOT EXISTS queue_item_days (
+    platform TEXT NOT NULL,
+    connection TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    day TEXT NOT NULL,
+    status TEXT NOT NULL,
+    exception TEXT NOT NULL,
+    items INTEGER NOT NULL,
+    retries INTEGER NOT NULL,
+    seconds REAL NOT NULL,
+    PRIMARY KEY (platform, connection, folder, queue, day, status, exception)
+);
 """
 # Columns added after the first release, created on open when an older journal lacks them.
 _MIGRATIONS = (
@@ -145,7 +159,7 @@ class Journal:
                 self._db.executescript(SCHEMA)
                 self._migrate()
             self._columns = {t: {r[1] for r in self._db.execute(f"PRAGMA table_info({t})")}
-                             for t in ("runs", "flips", "ui_baselines", "ui_drift", "checkpoints")}
+                             for t in ("runs", "flips", "ui_baselines", "ui_drift", "checkpoints", "queue_item_days")}
         except (sqlite3.Error, OSError) as exc:
             raise JournalError(f"{self.path}: cannot open journal: {exc}") from exc
         self._db.row_factory = sqlite3.Row
@@ -275,6 +289,15 @@ class Journal:
         self._db.execute("INSERT OR REPLACE INTO checkpoints (source, identity, state, updated) VALUES (?, ?, ?, ?)",
                          (source, identity, json.dumps(state, sort_keys=True), time.time() if now is None else now))
 
+    def add_queue_items(self, rows: list[ItemTotals]) -> None:
+        """Adds items of work queues that ended to their days' totals."""
+        self._db.executemany(
+            "INSERT INTO queue_item_days (platform, connection, folder, queue, day, status, exception, items, "
+            "retries, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT "
+            "(platform, connection, folder, queue, day, status, exception) DO UPDATE SET items = items + "
+            "excluded.items, retries = retries + excluded.retries, seconds = seconds + excluded.seconds",
+            [(*r.queue, r.day, r.status, r.exception, r.items, r.retries, r.seconds) for r in rows])
+
     def delete_checkpoint(self, source: str, identity: str) -> None:
         self._db.execute("DELETE FROM checkpoints WHERE source = ? AND identity = ?", (source, identity))
 
@@ -394,6 +417,17 @@ class Journal:
                 "SELECT run_id, started, ended, exit_status, outcome, reason FROM runs WHERE bot = ? "
                 "ORDER BY ended DESC LIMIT ?", (bot, limit)).fetchall()
         return [dict(r) for r in rows]
+
+    def queue_item_days(self, since_day: str = "") -> list[ItemTotals]:
+        """The work queues' daily totals from `since_day` (YYYY-MM-DD) on."""
+        if not self._columns.get("queue_item_days"):
+            return []  # a read-only journal older than work queues
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT platform, connection, folder, queue, day, status, exception, items, retries, seconds "
+                "FROM queue_item_days WHERE day >= ? ORDER BY platform, connection, folder, queue, day",
+                (since_day,)).fetchall()
+        return [ItemTotals((r[0], r[1], r[2], r[3]), r[4], r[5], r[6], r[7], r[8], r[9]) for r in rows]
 
     def get_checkpoint(self, source: str, identity: str) -> JsonObject | None:
         """The state last put for (source, identity); None when there is none (or it is unreadable)."""

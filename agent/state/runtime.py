@@ -29,6 +29,7 @@ from ..core.events import (Event, FailureNoted, LogNoted, ResourceSample, RunFin
 from .journal import Flip, Journal
 from .readmodel import BotView
 from .controlplanes import ControlPlanes
+from .workqueues import ItemTotals, WorkQueues
 from .registries import ProcessSweep, SpoolBacklogs
 from ..core.schedule import maintenance_at, next_due
 from .selfstats import SelfStats
@@ -350,6 +351,7 @@ class EstateState:
         self.spools = SpoolBacklogs(self.lock, clock)
         self.process_sweep = ProcessSweep(self.lock)
         self.controlplanes = ControlPlanes(self.lock, clock)
+        self.workqueues = WorkQueues(self.lock, clock)
         # called with the runs and steps of every applied batch, after they are journaled (run traces)
         self.listeners: list[Callable[[list[Event]], None]] = []
         self._ui_seq = 0  # the latest UI drift row of the journal applied (see _sync_ui)
@@ -371,6 +373,7 @@ class EstateState:
             bot = self.bots.get(run.bot)
             if bot is not None:  # runs of bots since removed from the estate stay in the journal
                 bot.observe_finished(run)
+        self.workqueues.restore(self.journal.queue_item_days())
         for name, n in self.journal.flip_counts("down").items():
             if name in self.bots:
                 self.bots[name].missed_runs_total = n
@@ -554,6 +557,18 @@ class EstateState:
 
     def note_unregistered_process(self, platform: str, connection: str, folder: str, process: str) -> None:
         self.controlplanes.note_unregistered(platform, connection, folder, process)
+
+    def record_queue_items(self, rows: list[ItemTotals], checkpoint: tuple[str, str, dict[str, Any]] | None) -> None:
+        """Work-queue items that ended, with the checkpoint (source, identity, state) of the pull
+        that read them, in one journal transaction: a restart neither loses nor repeats them.
+        Raises JournalError when the journal cannot be written (then nothing is counted)."""
+        if self.journal is not None and not self.journal.readonly:
+            with self.journal.transaction() as j:
+                if rows:
+                    j.add_queue_items(rows)
+                if checkpoint is not None:
+                    j.put_checkpoint(*checkpoint)
+        self.workqueues.add_processed(rows)
 
     def _auto_register(self, name: str, now: float) -> BotRuntime | None:
         """A bot not in the estate file, accepted because agent.auto_register is on."""
