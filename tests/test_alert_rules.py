@@ -290,6 +290,11 @@ def exported_metric_names() -> set[str]:
     state.count_dropped("api")
     state.note_connection("uipath", "prod", up=True)  # and it pulls an Orchestrator
     state.controlplanes.note_pull("prod", {"invoice-recon"}, {})
+    from botwatch.state.controlplanes import Robots
+    from botwatch.state.workqueues import Backlog
+
+    state.workqueues.note_backlogs("uipath", "prod", "Finance", {"Invoices": Backlog(team="finance", new=3)})
+    state.controlplanes.note_robots("prod", Robots("uipath", {"RPA-FIN-VM01": {"available": 1}}, 1, 0))
     text = generate_latest(estate_registry(state, clock=state.clock)).decode()
     return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
 

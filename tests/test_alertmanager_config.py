@@ -44,7 +44,7 @@ def test_amtool_check_config_accepts_the_example():
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "SUCCESS" in r.stdout, r.stdout
-    assert "2 inhibit rules" in r.stdout and "9 receivers" in r.stdout, r.stdout
+    assert "3 inhibit rules" in r.stdout and "9 receivers" in r.stdout, r.stdout
 
 
 def test_every_team_of_the_demo_estate_has_its_own_routes():
@@ -124,18 +124,26 @@ def test_an_unscrapable_agent_and_a_failing_bot_inhibit_the_alerts_they_explain(
          **agent_b, **procurement},
         {"alertname": "BotRunFailed", "severity": "info", "bot": "slow-report", "reason": "timeout",
          **agent_b, "team": "controlling"},
+        # an Orchestrator connection of agent-b that cannot be pulled, and what it explains
+        {"alertname": "BotwatchControlPlaneDown", "severity": "critical", "platform": "uipath",
+         "connection": "prod", **agent_b},
+        {"alertname": "BotwatchQueueItemsOutOfSla", "severity": "warning", "platform": "uipath",
+         "connection": "prod", "folder": "Finance", "queue": "Invoices", "team": "finance", **agent_b},
+        {"alertname": "BotwatchRobotDisconnected", "severity": "warning", "platform": "uipath",
+         "connection": "test", "machine": "RPA-FIN-VM01", **agent_b},
     )])
+    explained = (("BotFailing", "healthy-invoices"), ("BotRunFailed", "flaky-portal"), ("BotwatchQueueItemsOutOfSla", ""))
 
     def inhibitions_applied():
         states = alert_states(alertmanager)
-        if len(states) == 5 and all(states[k]["inhibitedBy"] for k in
-                                    (("BotFailing", "healthy-invoices"), ("BotRunFailed", "flaky-portal"))):
+        if len(states) == 8 and all(states[k]["inhibitedBy"] for k in explained):
             return states
         return None
 
     states = wait_for(inhibitions_applied, timeout=60, interval=0.1, what="the inhibitions to apply")
-    assert states[("BotFailing", "healthy-invoices")]["state"] == "suppressed"
-    assert states[("BotRunFailed", "flaky-portal")]["state"] == "suppressed"
-    # the sources themselves, and alerts of other agents and bots, stay active
-    for key in (("BotwatchAgentDown", ""), ("BotFailing", "flaky-portal"), ("BotRunFailed", "slow-report")):
+    for key in explained:
+        assert states[key]["state"] == "suppressed", (key, states[key])
+    # the sources themselves, and alerts of other agents, bots and connections, stay active
+    for key in (("BotwatchAgentDown", ""), ("BotFailing", "flaky-portal"), ("BotRunFailed", "slow-report"),
+                ("BotwatchControlPlaneDown", ""), ("BotwatchRobotDisconnected", "")):
         assert states[key]["state"] == "active" and not states[key]["inhibitedBy"], (key, states[key])

@@ -146,6 +146,9 @@ QUIET = {
     "BotwatchAgentNotScraped": "both targets are scraped every second and none is dropped from the configuration",
     "BotwatchSpoolBacklog": "runs are delivered straight to the agent: no spool reports runs waiting",
     "BotwatchUnregisteredBots": "shadow bots are processes of RPA runtimes outside the estate; none runs here",
+    "BotwatchQueueBacklogGrowing": "it needs an hour of a growing backlog; promtool tests it (controlplane-alerts)",
+    "BotwatchQueueItemsOutOfSla": "the scenario's Orchestrator has no queue yet",
+    "BotwatchRobotDisconnected": "the scenario's Orchestrator has no robot session yet",
 }
 
 
