@@ -287,6 +287,9 @@ class Board:
 
 ALL_BOTS = 'bot=~"$bot"'
 IN_TEAM = 'and on (bot) botwatch_bot_info{team=~"$team"}'
+# the work queues of the selected teams (a queue's team comes from its folder: folder_teams)
+QUEUE_IN_TEAM = ('and on (platform, connection, folder, queue, instance, job) '
+                 'botwatch_queue_info{team=~"$team"}')
 COE_INFO = 'botwatch_bot_info{team=~"$team", lifecycle=~"$lifecycle"}'
 # One series per bot with its team and lifecycle, whatever the number of scrape jobs: safe for group_left.
 COE_BY_BOT = f"max by (bot, team, lifecycle) ({COE_INFO})"
@@ -391,6 +394,53 @@ def estate_overview() -> dict:
                      "Unregistered processes of bot runtimes over time, by platform (UiPath, Power Automate, ...).",
                      "none", targets(("sum by (platform) (botwatch_unregistered_bot_processes)", "{{platform}}"))),
           8, 8)
+
+    b.row("Work queues and robots")
+    b.add(stat("Queue items waiting",
+               "Items waiting in the work queues of the control planes the agents pull (Orchestrator queues), "
+               "for the queues of the selected teams (a queue's team comes from its folder).", "none",
+               f'sum(botwatch_queue_items{{status="new"}} {QUEUE_IN_TEAM}) or vector(0)'), 6, 4)
+    b.add(stat("Queue items past SLA",
+               "Open items past their due date or their queue's SLA (breached). Items only past their risk SLA "
+               "are in the panel below.", "none",
+               f'sum(botwatch_queue_items_past_sla{{sla="breached"}} {QUEUE_IN_TEAM}) or vector(0)',
+               steps=OK_AT_ZERO), 6, 4)
+    b.add(stat("Robot sessions disconnected",
+               "Robot sessions Disconnected or Unresponsive, as the control planes report them: their machines "
+               "take no jobs.", "none",
+               'sum(botwatch_robot_sessions{state=~"disconnected|unresponsive"}) or vector(0)', steps=OK_AT_ZERO),
+          6, 4)
+    b.add(stat("Unattended capacity in use",
+               "Unattended robot sessions running a job, out of those connected. Near 100 % for long, jobs queue "
+               "up (Pending) and queues grow.", "percentunit",
+               "sum(botwatch_robot_unattended_busy) / (sum(botwatch_robot_unattended_capacity) > 0)",
+               steps=thresholds((None, "green"), (0.8, "orange"), (0.95, "red"))), 6, 4)
+    b.add(timeseries("Queue backlog by queue",
+                     "Items waiting in each work queue (folder / queue). A line that only climbs means the robots "
+                     "do not keep up.", "none",
+                     targets((f'sum by (folder, queue) (botwatch_queue_items{{status="new"}} {QUEUE_IN_TEAM})',
+                              "{{folder}} / {{queue}}"))), 12, 8)
+    b.add(bargauge("Oldest waiting item by queue",
+                   "How long the oldest waiting item of each queue has waited: the ten longest.", "s",
+                   f"topk(10, max by (folder, queue) (botwatch_queue_oldest_item_age_seconds {QUEUE_IN_TEAM}))",
+                   "{{folder}} / {{queue}}", steps=thresholds((None, "green"), (3600, "orange"), (14400, "red"))),
+          12, 8)
+    b.add(timeseries("Queue items processed per hour",
+                     "Items that ended per hour, successful and failed, and the failures by exception: business "
+                     "exceptions go to the process owner, application exceptions (retried) to IT.", "short",
+                     targets((f"sum by (status) (rate(botwatch_queue_items_processed_total[$__rate_interval]) "
+                              f"{QUEUE_IN_TEAM}) * 3600", "{{status}}"),
+                             (f"sum by (exception) (rate(botwatch_queue_item_failures_total[$__rate_interval]) "
+                              f"{QUEUE_IN_TEAM}) * 3600", "failed: {{exception}}"))), 12, 8)
+    b.add(timeseries("Items past SLA and at risk",
+                     "Open items past their due date or SLA (breached) and past their risk SLA only (at risk), "
+                     "over all selected queues.", "none",
+                     targets((f"sum by (sla) (botwatch_queue_items_past_sla {QUEUE_IN_TEAM})", "{{sla}}"))), 12, 8)
+    b.add(timeseries("Robot sessions by state",
+                     "Robot sessions of all machines by state (available, busy, disconnected, unknown, "
+                     "unresponsive), and the unattended capacity connected.", "none",
+                     targets(("sum by (state) (botwatch_robot_sessions)", "{{state}}"),
+                             ("sum(botwatch_robot_unattended_capacity)", "unattended capacity"))), 24, 8)
     return b.to_json()
 
 

@@ -4,15 +4,17 @@ the items processed survive a restart, none counted twice, none lost."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
+import subprocess
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from botwatch.sources.uipath_orchestrator import parse_time
-from conftest import free_port, metrics_when
+from conftest import BOTWATCH, free_port, metrics_when
 from orchestrator_fake import FakeOrchestrator
 from test_uipath_orchestrator import UP, estate
 
@@ -175,3 +177,26 @@ def test_a_scope_without_queues_and_robots_turns_them_off_and_keeps_the_jobs(tmp
         agent.stop()
         log = agent.log.read_text(encoding="utf-8")
         assert log.count("no access to queues") == 1 and log.count("no access to robots") == 1, log
+
+
+def test_the_coe_report_has_a_work_queue_section_from_the_journal(tmp_path, agents):
+    with FakeOrchestrator(seed=5) as fake:
+        folder = fake.add_folder("Finance")
+        queue = fake.add_queue(folder, "Invoices", release=fake.add_release(folder, "Invoice Recon"))
+        for _ in range(3):
+            fake.add_queue_item(queue, status="Successful")
+        fake.add_queue_item(queue, status="Failed", exception_type="BusinessException", reason="Invoice on hold")
+        port = free_port()
+        config = estate(tmp_path, fake, port, "folder_teams: {'Fin*': finance}")
+        agent = agents(config, port, env={"UIPATH_SECRET": fake.client_secret}).start()
+        metrics_when(agent, lambda m: processed_total(m) == 4, "the four items")
+        agent.stop()
+        env = {**os.environ, "UIPATH_SECRET": fake.client_secret, "COLUMNS": "200"}
+        report = subprocess.run([*BOTWATCH, "report", "--format", "md", "--out", "-", "--config", str(config)],
+                                capture_output=True, text=True, timeout=60, env=env)
+        assert report.returncode == 0, report.stderr
+        section = report.stdout.split("## Work queues", 1)[1].split("\n## ", 1)[0]
+        (row,) = [line for line in section.splitlines() if "Invoices" in line]
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[:8] == ["uipath", "prod", "Finance", "Invoices", "finance", "3", "1", "75.00%"], cells
+        assert cells[8:11] == ["1", "0", "0"], cells  # business, application exceptions, retries

@@ -1,4 +1,4 @@
-"""Number and time formatting shared by the renderers."""
+"""Number and time formatting shared by the renderers, and the rows they share."""
 
 from __future__ import annotations
 
@@ -26,3 +26,14 @@ def dur(seconds: float | None) -> str:
 
 def iso(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts))
+
+
+QUEUE_HEAD = ["platform", "connection", "folder", "queue", "team", "successful", "failed", "success ratio",
+              "business exceptions", "application exceptions", "retries", "mean processing"]
+
+
+def queue_cells(q) -> list:
+    """A work queue's row of the report (a model.QueueRow)."""
+    return [q.platform, q.connection, q.folder, q.queue, q.team, q.successful, q.failed, pct(q.success_ratio),
+            q.failed_by_exception.get("business", 0), q.failed_by_exception.get("application", 0), q.retries,
+            dur(q.mean_seconds)]

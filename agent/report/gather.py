@@ -18,6 +18,9 @@ Definitions (also in docs/report.md). The window is (end - since, end]; a run co
   `failing`, over the failures that began in the window and had an earlier recovery.
 - groups (team, platform, lifecycle): sums of their bots' counts; ratios and means are of the
   pooled counts (every run or incident weighs the same), not means of the bots' figures.
+- work queues: the items of each control-plane queue (Orchestrator) that ended on the UTC days
+  the window touches (the journal keeps daily totals), successful and failed, failures by
+  exception, retries and mean processing time.
 - fragility: the score of botwatch.state.fragility (the last day up to the end of the window, as the
   recording rule computes it); top 10.
 """
@@ -25,6 +28,7 @@ Definitions (also in docs/report.md). The window is (end - since, end]; a run co
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import sys
 import time
@@ -33,7 +37,7 @@ from collections import defaultdict
 
 from ..state.journal import STATE_FLIP, Journal
 from ..core.redact import redact_url
-from .model import REASONS, BotRow, DriftWarning, Figures, GroupRow, Report
+from .model import REASONS, BotRow, DriftWarning, Figures, GroupRow, QueueRow, Report
 
 NONE = "(none)"
 DIMENSIONS = ("team", "platform", "lifecycle")
@@ -156,6 +160,7 @@ def gather(journal_path, loaded=None, *, since: float, slo: float = 0.95, end: f
                                                               d["time"], threshold))
             if not drift_rows:
                 report.notes.append("no UI drift records in the journal")
+            report.queues = _queues(journal, loaded, start, end)
             if loaded is not None:
                 gov = bar.task("governance checks", 1)
                 report.governance = _governance(loaded)
@@ -188,6 +193,30 @@ def _group(report: Report) -> None:
     report.estate = Figures(slo=report.slo)
     for row in report.bots:
         report.estate.add(row.figures)
+
+
+def _queues(journal: Journal, loaded, start: float, end: float) -> list[QueueRow]:
+    """The work queues' items that ended in the window, from the journal's daily totals (the
+    days the window touches, UTC), with each queue's team from its connection's folder_teams."""
+    first, last = (time.strftime("%Y-%m-%d", time.gmtime(t)) for t in (start, end))
+    teams = {c.name: c.folder_teams for c in loaded.estate.platforms.uipath} if loaded is not None else {}
+    rows: dict[tuple[str, str, str, str], QueueRow] = {}
+    for t in journal.queue_item_days(first):
+        if t.day > last:
+            continue
+        platform, connection, folder, queue = t.queue
+        row = rows.get(t.queue)
+        if row is None:
+            team = next((v for k, v in teams.get(connection, {}).items() if fnmatch.fnmatchcase(folder, k)), NONE)
+            row = rows[t.queue] = QueueRow(platform, connection, folder, queue, team)
+        if t.status == "successful":
+            row.successful += t.items
+        else:
+            row.failed += t.items
+            row.failed_by_exception[t.exception] = row.failed_by_exception.get(t.exception, 0) + t.items
+        row.retries += t.retries
+        row.seconds += t.seconds
+    return [rows[k] for k in sorted(rows)]
 
 
 def _governance(loaded) -> dict[str, list[tuple[str, str, str]]]:

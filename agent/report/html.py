@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape as _html_escape
 
 from ..core.safe_output import for_terminal
-from .fmt import iso, pct
+from .fmt import QUEUE_HEAD, iso, pct, queue_cells
 from .md import FIG_HEAD, _fig
 from .model import REASONS, Report
 
@@ -124,6 +124,13 @@ def render_html(report: Report) -> str:
                              p.get("user") or "", p.get("cmdline") or ""] for p in r.unregistered]))
     else:
         body.append("<p>None seen by the agent.</p>")
+    body.append("<h2>Work queues</h2>")
+    if r.queues is None:
+        body.append("<p class=note>Not in this source (the agent's journal keeps them).</p>")
+    elif r.queues:
+        body.append(_table(QUEUE_HEAD, [queue_cells(q) for q in r.queues]))
+    else:
+        body.append("<p>No queue items ended in the window.</p>")
     body.append("<h2>Governance findings</h2>")
     if r.governance is None:
         body.append("<p class=note>Not checked (no estate file).</p>")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..core.safe_output import for_terminal
-from .fmt import dur, iso, pct
+from .fmt import QUEUE_HEAD, dur, iso, pct, queue_cells
 from .model import REASONS, Figures, Report
 
 
@@ -59,6 +59,13 @@ def render_md(report: Report) -> str:
                           p.get("user") or "", p.get("cmdline") or ""] for p in r.unregistered])
     else:
         lines += ["None seen by the agent.", ""]
+    lines += ["## Work queues", ""]
+    if r.queues is None:
+        lines += ["Not in this source (the agent's journal keeps them).", ""]
+    elif r.queues:
+        lines += _table(QUEUE_HEAD, [queue_cells(q) for q in r.queues])
+    else:
+        lines += ["No queue items ended in the window.", ""]
     lines += ["## Governance findings", ""]
     if r.governance is None:
         lines += ["Not checked (no estate file).", ""]

@@ -84,6 +84,32 @@ class DriftWarning:
 
 
 @dataclass
+class QueueRow:
+    """A work queue of a control plane: its items that ended in the window (whole UTC days)."""
+
+    platform: str
+    connection: str
+    folder: str
+    queue: str
+    team: str
+    successful: int = 0
+    failed: int = 0
+    failed_by_exception: dict[str, int] = field(default_factory=dict)  # business, application, unknown
+    retries: int = 0
+    seconds: float = 0.0
+
+    @property
+    def success_ratio(self) -> float | None:
+        done = self.successful + self.failed
+        return self.successful / done if done else None
+
+    @property
+    def mean_seconds(self) -> float | None:
+        done = self.successful + self.failed
+        return self.seconds / done if done else None
+
+
+@dataclass
 class Report:
     start: float
     end: float
@@ -97,6 +123,7 @@ class Report:
     prototypes_on_schedule: list[tuple[str, str]] = field(default_factory=list)  # (bot, schedule)
     unregistered: list[dict] | None = None  # None: not asked (no --agent) or not reachable
     governance: dict[str, list[tuple[str, str, str]]] | None = None  # bot -> [(check, detail, where)]
+    queues: list[QueueRow] | None = None  # None: the source keeps no work-queue history (Prometheus)
     notes: list[str] = field(default_factory=list)
 
     def group(self, dimension: str) -> list[GroupRow]:
