@@ -24,7 +24,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from ..config.estate import resolve_secret
 from ..core.events import Event, Outcome, RunFinished, RunStarted
@@ -345,6 +345,33 @@ class UiPathOrchestratorSource(Source):
 
     def pages(self, conn: Connection, path: str, params: dict[str, str], headers: dict[str, str]) -> list[Any]:
         return [item for page, _date in self.page_batches(conn, path, params, headers) for item in page]
+
+    # -- webhooks (uipath_webhooks.py) -----------------------------------------------------
+    def connection(self, name: str) -> Connection | None:
+        return next((c for c in self.connections if c.cfg.name == name), None)
+
+    def receives(self, connection: str) -> bool:
+        """Webhooks are taken for a connection whose webhook_secret resolves to a secret."""
+        conn = self.connection(connection)
+        if conn is None or conn.cfg.webhook_secret is None:
+            return False
+        if resolve_secret(conn.cfg.webhook_secret) is None:
+            self.warn((connection, "webhook-secret"), "uipath %s: a webhook refused: webhook_secret is set but "
+                      "resolves to nothing (an unset variable, an unreadable file)", connection)
+            return False
+        return True
+
+    def receive(self, connection: str, headers: Mapping[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+        from .uipath_webhooks import receive
+
+        conn = self.connection(connection)
+        if conn is None:
+            return 404, {"error": "no receiver", "detail": f"no uipath connection {connection!r}"}
+        return receive(self, conn, headers, body)
+
+    def request_pull(self, conn: Connection) -> None:
+        """Pull `conn` at the next look (within `default_interval`) rather than after its interval."""
+        conn.next_pull = min(conn.next_pull, time.monotonic())
 
 
 def client_for(cfg: UiPathOrchestrator, state: EstateState) -> ApiClient:
