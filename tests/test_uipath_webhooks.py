@@ -268,3 +268,32 @@ def test_the_webhook_route_is_in_the_api_description(tmp_path, agents):
         assert status == 200
         operation = json.loads(body)["paths"]["/api/v1/webhooks/{platform}/{connection}"]["post"]
         assert {"200", "202", "400", "401", "404", "413"} <= set(operation["responses"])
+
+
+def test_webhooks_need_no_password_when_basic_auth_is_on(tmp_path, agents):
+    import bcrypt
+
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
+    (tmp_path / "web.yml").write_text(f"basic_auth_users:\n  prom: '{hashed}'\n", encoding="utf-8")
+    with FakeOrchestrator() as fake:
+        folder, release, _ = tenant(fake)
+        port = free_port()
+        agent = agents(estate(tmp_path, fake, port, agent=f"  web_config: {tmp_path / 'web.yml'}\n"), port,
+                       env={"UIPATH_SECRET": fake.client_secret, "UIPATH_WEBHOOK_SECRET": SECRET}).start()
+        assert http_get_status(agent.url + "/metrics") == 401  # the password guards the rest
+        job = fake.add_job(folder, release, state="Faulted")
+        # before the first pull has read the folders a job is left to it (202); then recorded at once (200)
+        wait_for(lambda: fake.send_webhook(hook_url(agent), SECRET, fake.job_event(job, "job.faulted")) == 200,
+                 what="the webhook taken without a password")
+        assert journal_runs(tmp_path)[f"uipath:{job['Key']}"]["outcome"] == "failure"
+        status, answer = signed_post(hook_url(agent), b"{}", secret="wrong")
+        assert (status, answer) == (401, {"error": "missing or wrong X-UiPath-Signature"})
+
+
+def http_get_status(url: str) -> int:
+    import urllib.error
+
+    try:
+        return http_get(url)[0]
+    except urllib.error.HTTPError as exc:
+        return exc.code
