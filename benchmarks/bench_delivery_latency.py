@@ -26,7 +26,6 @@ Run alone:  .venv/bin/python benchmarks/bench_delivery_latency.py [--runs N] [--
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import sqlite3
@@ -57,12 +56,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOTWATCH_", "OTEL_"))}
-    env.update(extra)
-    return env
 
 
 def wait_until(fn, what: str, timeout: float = TIMEOUT, interval: float = 0.05):
@@ -99,7 +92,7 @@ class Agent:
         self.log = log
         self._logf = open(log, "wb")
         self.proc = subprocess.Popen([PYTHON, "-m", "botwatch", "agent", "--config", str(config)],
-                                     cwd=config.parent, env=clean_env(), stdin=subprocess.DEVNULL,
+                                     cwd=config.parent, env=common.clean_env(), stdin=subprocess.DEVNULL,
                                      stdout=self._logf, stderr=subprocess.STDOUT, preexec_fn=common.die_with_parent)
 
     def wait_ready(self) -> None:
@@ -201,7 +194,7 @@ def measure(runs: int, reps: int, warmup: int) -> dict:
         with db:
             db.execute("UPDATE outbox SET attempts = ?, next_attempt = 0", (ATTEMPTS_AFTER_A_MINUTE,))
         db.close()
-        env = {k: clean_env(BOTWATCH_SPOOL=str(p), BOTWATCH_DELIVERY_PATIENCE="600") for k, p in spool.items()}
+        env = {k: common.clean_env(BOTWATCH_SPOOL=str(p), BOTWATCH_DELIVERY_PATIENCE="600") for k, p in spool.items()}
         resting = subprocess.Popen([PYTHON, "-m", "botwatch.deliver", "--spool", str(spool["measured"])],
                                    env=env["measured"], cwd=rundir, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -341,6 +341,14 @@ def end_processes(procs: list, grace: float) -> None:
             pass
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without botwatch's and OpenTelemetry's variables, plus `extra`: for the
+    agents and runs a benchmark starts, which must not reach an agent of the host."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOTWATCH_", "OTEL_"))}
+    env.update(extra)
+    return env
+
+
 def die_with_parent() -> None:
     """In a child, before exec (preexec_fn, Linux): end with the benchmark, even if it is killed."""
     import ctypes

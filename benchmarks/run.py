@@ -35,6 +35,8 @@ BENCHMARKS = [
      ["--runs", "5", "--reps", "1", "--warmup", "1"]),
     ("bench_delivery_latency.py", "9. Delivery beside a target that is away",
      ["--runs", "5", "--reps", "2", "--warmup", "1"]),
+    ("bench_webhook_latency.py", "10. Orchestrator webhook: job faulted to the metric",
+     ["--runs", "5", "--reps", "2", "--warmup", "1"]),
 ]
 
 

@@ -150,6 +150,10 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     MetricSpec("botwatch_agent_controlplane_requests", "counter",
                "Requests to an RPA control plane's API, by outcome (ok, throttled, error, auth).",
                ("platform", "connection", "outcome"), "botwatch.agent.controlplane.requests", "{request}"),
+    MetricSpec("botwatch_agent_webhooks", "counter",
+               "Webhooks an RPA control plane sent to the agent, by outcome (accepted, deferred, ignored: each item "
+               "a webhook carries; bad_signature, malformed, unknown: the webhook).",
+               ("platform", "connection", "outcome"), "botwatch.agent.webhooks", "{webhook}"),
     MetricSpec("botwatch_agent_controlplane_last_success_timestamp_seconds", "gauge",
                "When a pull of an RPA control-plane connection last succeeded.", ("platform", "connection"),
                "botwatch.agent.controlplane.last_success.timestamp", "s"),

@@ -24,7 +24,7 @@ from botwatch import __version__
 from botwatch.sources.runtimes import PLATFORMS as SHADOW_PLATFORMS
 from botwatch.sources import registry as sources
 from botwatch.state.runtime import EstateState
-from botwatch.state.controlplanes import REQUEST_OUTCOMES, SESSION_STATES
+from botwatch.state.controlplanes import REQUEST_OUTCOMES, SESSION_STATES, WEBHOOK_OUTCOMES
 from botwatch.state.workqueues import EXCEPTIONS, PROCESSED_STATUSES, SLA_STATES
 from botwatch.core.vocabulary import DURATION_BUCKETS, LOOKUP_KINDS, REASONS, STATES, UI_WAIT_BUCKETS
 
@@ -207,11 +207,12 @@ class EstateCollector:
         yield from self._controlplane_metrics()
 
     def _controlplane_metrics(self) -> Iterator[Metric]:
-        """Each control-plane connection's health and requests (every outcome from 0 on)."""
+        """Each control-plane connection's health, requests and webhooks (every outcome from 0 on)."""
         view = self.state.controlplanes.view()
         up = family("botwatch_agent_controlplane_up")
         last = family("botwatch_agent_controlplane_last_success_timestamp_seconds")
         requests = family("botwatch_agent_controlplane_requests")
+        webhooks = family("botwatch_agent_webhooks")
         for name, health in sorted(view["connections"].items()):
             labels = [health["platform"], name]
             if health["up"] is not None:
@@ -220,10 +221,12 @@ class EstateCollector:
                 last.add_metric(labels, health["last_success"])
             for outcome in REQUEST_OUTCOMES:
                 requests.add_metric([*labels, outcome], view["requests"].get((name, outcome), 0))
+            for outcome in WEBHOOK_OUTCOMES:
+                webhooks.add_metric([*labels, outcome], view["webhooks"].get((name, outcome), 0))
         stuck = family("botwatch_bot_stuck_runs")
         for bot, n in sorted(self.state.controlplanes.stuck_runs().items()):
             stuck.add_metric([bot], n)
-        yield from (up, requests, last, stuck)
+        yield from (up, requests, webhooks, last, stuck)
         yield from self._queue_metrics()
         yield from self._robot_metrics()
 

@@ -37,6 +37,9 @@ class UiPathOrchestrator(_Strict):
     identity_url: str | None = None  # the token endpoint's base; default <url>/identity_ (cloud), <url>/identity
     client_id: str
     client_secret: SecretStr  # of an external application with client credentials and read scopes
+    # the secret of Orchestrator webhooks sent to this agent (POST /api/v1/webhooks/uipath/<name>);
+    # none: the receiver is off, since an unsigned webhook cannot be trusted
+    webhook_secret: SecretStr | None = None
     scope: str = DEFAULT_UIPATH_SCOPE
     folders: list[str] = []  # folder paths to read (shell patterns, `Finance/*`); none: all
     exclude_folders: list[str] = []

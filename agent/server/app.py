@@ -13,6 +13,8 @@
   GET  /api/v1/status                     every bot's state, for `botwatch status`
   GET  /api/v1/unregistered               shadow bots: processes of bot runtimes no bot claims
   POST /api/v1/snapshots/<bot>/<screen>   a UI snapshot (HTML, accessibility tree, PNG): its drift report
+  POST /api/v1/webhooks/<platform>/<connection>  a control plane's webhook, for the source of that
+                                          platform (botwatch.server.webhooks); signed, not keyed
   /api/v1/openapi.json                    the API description (Swagger UI at /api/v1/docs with agent.api_docs)
 
 Handlers that write the journal run in FastAPI's thread pool, off the event loop. What a client
@@ -59,6 +61,7 @@ from ..client.runrecord import new_run_id
 if TYPE_CHECKING:  # loaded when first used: the API starts without them
     from ..governance import Governance
     from ..ui.probe import DriftProbe
+    from .webhooks import Receivers
 
 HARD_MAX_BATCH = 100_000
 MAX_TIME = 32_503_680_000.0  # 3000-01-01 UTC: a later time is a client's bug (and beyond Windows' gmtime)
@@ -327,10 +330,14 @@ ScreenName = Annotated[str, Path(description="Screen name", min_length=1, max_le
 
 
 def create_app(state: EstateState, registry: CollectorRegistry, security: Security | None = None,
-               probe: DriftProbe | None = None, governance: Governance | None = None) -> FastAPI:
+               probe: DriftProbe | None = None, governance: Governance | None = None,
+               receivers: Receivers | None = None) -> FastAPI:
     """`probe`: the botwatch.ui.probe.DriftProbe shared with the snapshot folder (one over the
     state's journal by default). `governance`: the agent's botwatch.governance.Governance, whose
-    latest findings the status page counts (none shown without it)."""
+    latest findings the status page counts (none shown without it). `receivers`: where the
+    daemon hands over the sources that take webhooks, once it has built them."""
+    from .webhooks import PREFIX as WEBHOOKS, Receivers, add_routes as add_webhook_routes
+
     security = security or Security()
     if probe is None:
         from ..ui.probe import DriftProbe
@@ -379,8 +386,9 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
             log.warning("basic auth is on and no ping key is set: the events and snapshot APIs ask for the "
                         "password, which wrapped runs and SDKs do not send; set agent.ping_key")
 
-        def protected(path: str) -> bool:
-            return (path == "/" or path.startswith(_BASIC_AUTH_PREFIXES)) and not keyed(path)
+        def protected(path: str) -> bool:  # webhooks are signed: a control plane sends no password
+            return (path == "/" or path.startswith(_BASIC_AUTH_PREFIXES)) and not keyed(path) \
+                and not path.startswith(WEBHOOKS)
 
         app.add_middleware(BasicAuthGate, auth=security.basic_auth, protects=protected)
     listen_host = parse_listen(agent.listen)[0]
@@ -534,6 +542,12 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
         control_plane = state.controlplanes.view()["unregistered"]
         return JSONResponse({"time": time.time(), "swept_at": swept_at, "counts": counts,
                              "processes": processes, "control_plane": control_plane})
+
+    # -- control planes' webhooks (botwatch.server.webhooks) ----------------------------------------
+    if receivers is None:  # an app without sources takes no webhooks
+        receivers = Receivers()
+        receivers.attach(())
+    add_webhook_routes(app, state, receivers)
 
     # -- UI snapshots ----------------------------------------------------------------------------
     @app.post("/api/v1/snapshots/{bot}/{screen}", response_model=SnapshotReportOut,

@@ -85,6 +85,7 @@ def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None) -> int:
 
     from ..config.estate import resolve_secret
     from .app import Security
+    from .webhooks import Receivers
     from ..config.web import BasicAuth, load_web_config
 
     host, port = listen or loaded.listen
@@ -110,7 +111,8 @@ def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None) -> int:
 
     probe = DriftProbe(loaded.estate, journal)  # UI snapshots: the API and the snapshot folder share it
     registry = estate_registry(state, governance=governance)
-    app = create_app(state, registry, security, probe=probe, governance=governance)
+    receivers = Receivers()  # the sources that take webhooks, handed over once built
+    app = create_app(state, registry, security, probe=probe, governance=governance, receivers=receivers)
     from botwatch.exporters import otlp as otlp_exports
 
     otlp: otlp_exports.OtlpExports = otlp_exports.start(otlp_wanted, state, registry)
@@ -121,6 +123,7 @@ def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None) -> int:
     sources = build_sources(loaded, state, journal, probe)
     for source in sources:
         source.start()
+    receivers.attach(sources)
     print(f"botwatch agent: {len(state.bots)} bot(s), journal {loaded.journal_path}, "
           f"{journal.count_runs()} run(s) on record; listening on {scheme}://{host}:{port}", file=sys.stderr, flush=True)
     # access_log stays off: check-in URLs carry the ping key, which is never logged

@@ -14,6 +14,11 @@ An exception out of `poll_once()` is counted in `botwatch_agent_parse_errors_tot
 as long before polling again, at most `MAX_BACKOFF` seconds (or the interval, when longer);
 the first poll that succeeds goes back to the interval.
 
+A source may also take pushes (a control plane's webhooks): `receives(connection)` says, before
+the body is read, whether it takes them for that connection, and `receive(connection, headers,
+body)` gets the raw body (bounded, not parsed) and answers an HTTP status and a JSON object. The
+agent routes `POST /api/v1/webhooks/<source name>/<connection>` to it.
+
 `PeriodicTask` is the same loop without the estate: the agent's sweeper and governance checks.
 """
 
@@ -22,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from ..state.journal import JournalError
 from . import registry
@@ -171,6 +176,17 @@ class Source(PeriodicTask):
 
     def on_crash(self, exc: BaseException) -> None:
         self.state.count_parse_error(self.label)
+
+    # -- pushes (webhooks) -----------------------------------------------------------------
+    def receives(self, connection: str) -> bool:
+        """Whether pushes for `connection` are taken, decided before their body is read."""
+        return False
+
+    def receive(self, connection: str, headers: Mapping[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+        """One push: its headers (names in lower case) and raw body, which the source authenticates
+        before it parses it. The HTTP status and JSON object to answer. Runs in the server's
+        threads, beside `poll_once()` in the source's own."""
+        return 404, {"error": "this source takes no pushes"}
 
     # -- checkpoints -----------------------------------------------------------------------
     def load_checkpoint(self, identity: str) -> dict[str, Any] | None:

@@ -84,26 +84,29 @@ def retry_after(value: str | None, default: float = 60.0) -> float:
 
 
 class RequestBudget:
-    """At most `per_minute` requests in any 60 s, and none while held (after a 429)."""
+    """At most `per_minute` requests in any 60 s, and none while held (after a 429). Shared by a
+    source's pulls and the webhooks it receives (two threads)."""
 
     def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic):
         self.per_minute = per_minute
         self.clock = clock
         self.sent: collections.deque[float] = collections.deque()
         self.held_until = 0.0
+        self.lock = threading.RLock()
 
     def hold(self, seconds: float) -> None:
         self.held_until = max(self.held_until, self.clock() + seconds)
 
     def wait_needed(self) -> float:
         """Seconds until the next request may go (0: now)."""
-        now = self.clock()
-        while self.sent and now - self.sent[0] >= 60.0:
-            self.sent.popleft()
-        wait = max(0.0, self.held_until - now)
-        if len(self.sent) >= self.per_minute:
-            wait = max(wait, 60.0 - (now - self.sent[0]))
-        return wait
+        with self.lock:
+            now = self.clock()
+            while self.sent and now - self.sent[0] >= 60.0:
+                self.sent.popleft()
+            wait = max(0.0, self.held_until - now)
+            if len(self.sent) >= self.per_minute:
+                wait = max(wait, 60.0 - (now - self.sent[0]))
+            return wait
 
     def wait_held(self, stopped: threading.Event) -> bool:
         """Waits while held (a request outside the budget still respects a 429); False if
@@ -118,12 +121,18 @@ class RequestBudget:
     def take(self, stopped: threading.Event) -> bool:
         """Waits for a slot and takes it; False if `stopped` was set meanwhile."""
         while True:
-            wait = self.wait_needed()
-            if wait <= 0:
-                self.sent.append(self.clock())
+            if self.try_take():
                 return True
-            if stopped.wait(min(wait, 5.0)):
+            if stopped.wait(min(self.wait_needed(), 5.0)):
                 return False
+
+    def try_take(self) -> bool:
+        """Takes a slot if one is free now."""
+        with self.lock:
+            if self.wait_needed() > 0:
+                return False
+            self.sent.append(self.clock())
+            return True
 
 
 @dataclass
@@ -211,9 +220,15 @@ class ApiClient:
                 return None
         raise AssertionError("unreachable")
 
-    def _get_once(self, url: str, headers: dict[str, str], stopped: threading.Event,
-                  budgeted: bool = True) -> Response | None:
-        """One try (a 401 gets one new token and one more request)."""
+    def get_now(self, url: str, headers: dict[str, str], timeout: float) -> Response | None:
+        """One try within `timeout`, for an answer wanted at once (a webhook's): None when the
+        budget has no slot free now (or a 429's hold is on), rather than waiting for one."""
+        return self._get_once(url, headers, None, True, timeout)
+
+    def _get_once(self, url: str, headers: dict[str, str], stopped: threading.Event | None,
+                  budgeted: bool = True, timeout: float | None = None) -> Response | None:
+        """One try (a 401 gets one new token and one more request); `stopped` None: without
+        waiting for the budget."""
         for attempt in (1, 2):
             try:
                 token = self.credentials.token()
@@ -227,12 +242,16 @@ class ApiClient:
             except ApiError:
                 self.on_request("error")
                 raise
-            if not (self.budget.take(stopped) if budgeted else self.budget.wait_held(stopped)):
+            if stopped is None:
+                ready = self.budget.try_take() if budgeted else self.budget.held_until <= self.budget.clock()
+            else:
+                ready = self.budget.take(stopped) if budgeted else self.budget.wait_held(stopped)
+            if not ready:
                 return None
             req = urllib.request.Request(url, headers={**headers, "Authorization": f"Bearer {token}",
                                                        "Accept": "application/json", "User-Agent": USER_AGENT})
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                with urllib.request.urlopen(req, timeout=timeout or self.timeout) as r:
                     raw = r.read(MAX_BODY + 1)
                     date = r.headers.get("Date")
             except urllib.error.HTTPError as exc:

@@ -24,7 +24,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from ..config.estate import resolve_secret
 from ..core.events import Event, Outcome, RunFinished, RunStarted
@@ -105,6 +105,7 @@ class Connection:
     next_pull: float = 0.0
     running: dict[int, set[str]] = field(default_factory=dict)  # per folder, the run ids in progress last pull
     down_since: float | None = None  # monotonic time of the first failed pull of an outage
+    pull_requested: bool = False  # request_pull() since the current pull began
     failures: int = 0  # pulls failed in a row: the wait before the next one doubles with each
     # capabilities the credentials turned out not to have (403: scope not granted): not asked again
     off: set[str] = field(default_factory=set)
@@ -137,6 +138,7 @@ class UiPathOrchestratorSource(Source):
             if self.stopped.is_set():
                 return
             if time.monotonic() >= conn.next_pull:
+                conn.pull_requested = False
                 self.pull(conn)
 
     def pull(self, conn: Connection) -> None:
@@ -182,7 +184,8 @@ class UiPathOrchestratorSource(Source):
         conn.failures = 0
         self.state.note_connection(LABEL, cfg.name, up=True)
         self.state.controlplanes.note_pull(cfg.name, seen, stuck)
-        conn.next_pull = time.monotonic() + cfg.interval
+        # a pull asked for while this one ran (a queue item's webhook) is not put off by it
+        conn.next_pull = time.monotonic() + (0.0 if conn.pull_requested else cfg.interval)
 
     def _failed(self, conn: Connection, why: str) -> None:
         """A failed pull: the connection is down (its metric says so, one log line per outage)
@@ -517,6 +520,34 @@ class UiPathOrchestratorSource(Source):
 
     def pages(self, conn: Connection, path: str, params: dict[str, str], headers: dict[str, str]) -> list[Any]:
         return [item for page, _date in self.page_batches(conn, path, params, headers) for item in page]
+
+    # -- webhooks (uipath_webhooks.py) -----------------------------------------------------
+    def connection(self, name: str) -> Connection | None:
+        return next((c for c in self.connections if c.cfg.name == name), None)
+
+    def receives(self, connection: str) -> bool:
+        """Webhooks are taken for a connection whose webhook_secret resolves to a secret."""
+        conn = self.connection(connection)
+        if conn is None or conn.cfg.webhook_secret is None:
+            return False
+        if resolve_secret(conn.cfg.webhook_secret) is None:
+            self.warn((connection, "webhook-secret"), "uipath %s: a webhook refused: webhook_secret is set but "
+                      "resolves to nothing (an unset variable, an unreadable file)", connection)
+            return False
+        return True
+
+    def receive(self, connection: str, headers: Mapping[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+        from .uipath_webhooks import receive
+
+        conn = self.connection(connection)
+        if conn is None:
+            return 404, {"error": "no receiver", "detail": f"no uipath connection {connection!r}"}
+        return receive(self, conn, headers, body)
+
+    def request_pull(self, conn: Connection) -> None:
+        """Pull `conn` at the next look (within `default_interval`) rather than after its interval."""
+        conn.pull_requested = True
+        conn.next_pull = min(conn.next_pull, time.monotonic())
 
 
 def client_for(cfg: UiPathOrchestrator, state: EstateState) -> ApiClient:

@@ -1,5 +1,5 @@
-"""What the agent knows of the RPA control planes it pulls: each connection's health and
-requests, and the processes they run that no bot claims (listed as unregistered)."""
+"""What the agent knows of the RPA control planes it pulls: each connection's health, requests
+and webhooks, and the processes they run that no bot claims (listed as unregistered)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,11 @@ class Robots:
     unattended_busy: int  # of those, running a job
 
 
+# what became of a webhook: accepted, deferred (left to the next pull) and ignored count each item it
+# carries (a job...); bad_signature, malformed and unknown (a type the receiver does not take) the webhook
+WEBHOOK_OUTCOMES = ("accepted", "deferred", "ignored", "bad_signature", "malformed", "unknown")
+
+
 @dataclass
 class ConnectionHealth:
     platform: str
@@ -39,6 +44,7 @@ class ControlPlanes:
         self.clock = clock
         self.connections: dict[str, ConnectionHealth] = {}
         self.requests: dict[tuple[str, str], int] = {}  # (connection, outcome) -> count
+        self.webhooks: dict[tuple[str, str], int] = {}  # (connection, outcome) -> count
         self.unregistered: dict[tuple[str, str, str, str], dict[str, Any]] = {}
         # per connection: the bots its latest full pull saw, and their runs stuck waiting to start
         self.bots_seen: dict[str, set[str]] = {}
@@ -57,6 +63,13 @@ class ControlPlanes:
             self.connections.setdefault(connection, ConnectionHealth(platform))
             key = (connection, outcome if outcome in REQUEST_OUTCOMES else "error")
             self.requests[key] = self.requests.get(key, 0) + 1
+
+    def count_webhook(self, platform: str, connection: str, outcome: str, n: int = 1) -> None:
+        if outcome not in WEBHOOK_OUTCOMES:
+            raise ValueError(f"unknown webhook outcome {outcome!r}")
+        with self.lock:
+            self.connections.setdefault(connection, ConnectionHealth(platform))
+            self.webhooks[(connection, outcome)] = self.webhooks.get((connection, outcome), 0) + n
 
     def note_unregistered(self, platform: str, connection: str, folder: str, process: str) -> None:
         """A run of a process no bot claims (not recorded): listed with the time it was last seen."""
@@ -103,5 +116,6 @@ class ControlPlanes:
                 "connections": {name: {"platform": h.platform, "up": h.up, "last_success": h.last_success}
                                 for name, h in self.connections.items()},
                 "requests": dict(self.requests),
+                "webhooks": dict(self.webhooks),
                 "unregistered": [dict(v) for v in self.unregistered.values()],
             }

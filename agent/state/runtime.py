@@ -548,12 +548,15 @@ class EstateState:
                         j.ensure_bot(name, now)
             return True
 
-    # the control planes' health, requests and unregistered processes (ControlPlanes)
+    # the control planes' health, requests, webhooks and unregistered processes (ControlPlanes)
     def note_connection(self, platform: str, connection: str, up: bool) -> None:
         self.controlplanes.note_connection(platform, connection, up)
 
     def count_request(self, platform: str, connection: str, outcome: str) -> None:
         self.controlplanes.count_request(platform, connection, outcome)
+
+    def count_webhook(self, platform: str, connection: str, outcome: str, n: int = 1) -> None:
+        self.controlplanes.count_webhook(platform, connection, outcome, n)
 
     def note_unregistered_process(self, platform: str, connection: str, folder: str, process: str) -> None:
         self.controlplanes.note_unregistered(platform, connection, folder, process)
