@@ -483,6 +483,10 @@ def bot_detail() -> dict:
     b.add(stat("Success ratio (1 d)", "Share of successful runs over the last day (recording rule "
                "bot:botwatch_run_success:ratio1d).", "percentunit",
                f"bot:botwatch_run_success:ratio1d{{{B}}}", steps=RATIO), 4, 4)
+    b.add(stat("Runs stuck waiting to start",
+               "Runs its platform has queued and no robot has started for longer than the connection's "
+               "stuck_pending_after (Orchestrator jobs Pending); 0 for a bot no control plane runs.", "none",
+               f"max(botwatch_bot_stuck_runs{{{B}}}) or vector(0)", steps=OK_AT_ZERO), 4, 4)
 
     b.row("Runs")
     b.add(timeseries("Finished and failed runs",
