@@ -201,6 +201,7 @@ def test_a_process_no_rule_names_is_listed_as_unregistered_and_its_runs_not_reco
         payroll = fake.add_release(hr, "Payroll Check")
         fake.add_job(finance, invoices, state="Successful")
         fake.add_job(hr, payroll, state="Faulted")
+        fake.add_job(hr, payroll, state="Running")  # read again at every pull: one run all the same
         port = free_port()
         config = estate(tmp_path, fake, port, "processes:\n  - {process: 'Invoice.*', folder: 'Finance', bot: invoices}",
                         bots="[{name: invoices, team: ap}]")
@@ -214,6 +215,10 @@ def test_a_process_no_rule_names_is_listed_as_unregistered_and_its_runs_not_reco
 
         (entry,) = wait_for(listed, what="Payroll Check listed as unregistered")
         assert entry["folder"] == "HR" and entry["platform"] == "uipath" and entry["connection"] == "prod"
+        pulls = fake.counts["Jobs"]
+        wait_for(lambda: fake.counts["Jobs"] >= pulls + 6, what="three more pulls of both folders")
+        (entry,) = listed()
+        assert entry["runs"] == 2, entry
         # and so do `botwatch status --unregistered` and `botwatch inventory`
         env = {**os.environ, "COLUMNS": "200"}
         status = subprocess.run([*BOTWATCH, "status", "--unregistered", "--agent", agent.url], capture_output=True,

@@ -105,6 +105,7 @@ class Connection:
     next_pull: float = 0.0
     running: dict[int, set[str]] = field(default_factory=dict)  # per folder, the run ids in progress last pull
     down_since: float | None = None  # monotonic time of the first failed pull of an outage
+    cursors: dict[str, dict[str, Any]] = field(default_factory=dict)  # the checkpoints, as last saved
     pull_requested: bool = False  # request_pull() since the current pull began
     failures: int = 0  # pulls failed in a row: the wait before the next one doubles with each
     # capabilities the credentials turned out not to have (403: scope not granted): not asked again
@@ -240,7 +241,7 @@ class UiPathOrchestratorSource(Source):
         memory: after a restart they are applied once more, which the state takes as it is)."""
         cfg = conn.cfg
         key = f"{cfg.name}:{folder.id}"
-        saved = self.load_checkpoint(key) or {}
+        saved = self.cursor(conn, key)
         cursor = saved.get("ended_since")
         if not isinstance(cursor, (int, float)):
             cursor = time.time() - cfg.history
@@ -285,7 +286,8 @@ class UiPathOrchestratorSource(Source):
             new_cursor = min(new_cursor, began - 1.0)
         new_cursor = max(cursor, new_cursor)
         again = sorted(r for r, ended in finished.items() if ended >= new_cursor)[:MAX_REMEMBERED]
-        self.save_checkpoint(key, {"ended_since": new_cursor, "recorded": again})
+        conn.cursors[key] = {"ended_since": new_cursor, "recorded": again}
+        self.save_checkpoint(key, conn.cursors[key])
 
     def event_for(self, conn: Connection, folder: Folder, job: Any) -> RunStarted | RunFinished | None:
         """The run a job is, None when it is not recorded (an unregistered process, a bad item:
@@ -298,7 +300,7 @@ class UiPathOrchestratorSource(Source):
         if not isinstance(process, str) or not process:
             self._bad(cfg.name, "a job without ReleaseName", job)
             return None
-        bot = self.bot_for(conn, folder, process)
+        bot = self.bot_for(conn, folder, process, job["Key"])
         if bot is None:
             return None
         run_id = f"uipath:{job['Key']}"[:128]
@@ -332,8 +334,15 @@ class UiPathOrchestratorSource(Source):
         self.state.count_parse_error(LABEL)
         self.warn((connection, what[:40]), "uipath %s: %s: %.200r", connection, what, item)
 
+    def cursor(self, conn: Connection, key: str) -> dict[str, Any]:
+        """Where the pulls of `key` (a folder's jobs or queue items) are: kept in memory, read
+        from the journal once (after a restart)."""
+        if key not in conn.cursors:
+            conn.cursors[key] = self.load_checkpoint(key) or {}
+        return conn.cursors[key]
+
     # -- bots -----------------------------------------------------------------------------
-    def bot_for(self, conn: Connection, folder: Folder, process: str) -> str | None:
+    def bot_for(self, conn: Connection, folder: Folder, process: str, job_key: str | None = None) -> str | None:
         """The bot a process of a folder is: the first rule that matches; else, with
         auto_register, a bot of its own; else None (listed as unregistered)."""
         cfg = conn.cfg
@@ -346,7 +355,7 @@ class UiPathOrchestratorSource(Source):
             if self.state.register_platform_bot(name, "uipath", self.team_for(cfg, folder)):
                 return name
             return None  # the estate's bot limit is reached
-        self.state.note_unregistered_process(LABEL, cfg.name, folder.path, process)
+        self.state.note_unregistered_process(LABEL, cfg.name, folder.path, process, job_key)
         return None
 
     @staticmethod
@@ -376,7 +385,7 @@ class UiPathOrchestratorSource(Source):
             self.state.workqueues.note_backlogs(LABEL, cfg.name, folder.path, backlogs)
             return
         key = f"{cfg.name}:{folder.id}:queue-items"
-        saved = self.load_checkpoint(key) or {}
+        saved = self.cursor(conn, key)
         cursor = saved.get("ended_since")
         if not isinstance(cursor, (int, float)):
             cursor = time.time() - cfg.history
@@ -428,6 +437,7 @@ class UiPathOrchestratorSource(Source):
                 for (queue, day, status, exception), (n, r, sec) in sorted(totals.items())]
         try:
             self.state.record_queue_items(rows, (self.name, key, {"ended_since": new_cursor, "recorded": again}))
+            conn.cursors[key] = {"ended_since": new_cursor, "recorded": again}
         except JournalError as exc:  # not counted now: read again next time
             self.warn(("queue-items-write",), "uipath %s: cannot record queue items: %s", cfg.name, exc)
         self.state.workqueues.note_backlogs(LABEL, cfg.name, folder.path, backlogs)

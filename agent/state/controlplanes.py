@@ -3,11 +3,13 @@ and webhooks, and the processes they run that no bot claims (listed as unregiste
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+RECENT_RUNS = 64  # run keys remembered per unregistered process
 MAX_UNREGISTERED = 10_000  # processes remembered at most (the oldest seen is forgotten first)
 REQUEST_OUTCOMES = ("ok", "throttled", "error", "auth")
 # a robot session's state as metrics label it: Orchestrator's Available, Busy, Disconnected and
@@ -46,6 +48,8 @@ class ControlPlanes:
         self.requests: dict[tuple[str, str], int] = {}  # (connection, outcome) -> count
         self.webhooks: dict[tuple[str, str], int] = {}  # (connection, outcome) -> count
         self.unregistered: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        # per unregistered process, the run keys seen lately (not counted twice)
+        self.recent_runs: dict[tuple[str, str, str, str], collections.OrderedDict[str, None]] = {}
         # per connection: the bots its latest full pull saw, and their runs stuck waiting to start
         self.bots_seen: dict[str, set[str]] = {}
         self.stuck: dict[str, dict[str, int]] = {}
@@ -71,17 +75,29 @@ class ControlPlanes:
             self.connections.setdefault(connection, ConnectionHealth(platform))
             self.webhooks[(connection, outcome)] = self.webhooks.get((connection, outcome), 0) + n
 
-    def note_unregistered(self, platform: str, connection: str, folder: str, process: str) -> None:
-        """A run of a process no bot claims (not recorded): listed with the time it was last seen."""
+    def note_unregistered(self, platform: str, connection: str, folder: str, process: str,
+                          run_key: str | None = None) -> None:
+        """A run of a process no bot claims (not recorded): listed with the time it was last seen.
+        A run read again (`run_key` seen lately: a job still running, pulled at every pull) is
+        not counted again."""
         with self.lock:
             key = (platform, connection, folder, process)
             seen = self.unregistered.pop(key, None) or {"platform": platform, "connection": connection,
                                                         "folder": folder, "process": process, "runs": 0}
-            seen["runs"] += 1
+            recent = self.recent_runs.setdefault(key, collections.OrderedDict())
+            if run_key is None or run_key not in recent:
+                seen["runs"] += 1
+            if run_key is not None:
+                recent[run_key] = None
+                recent.move_to_end(run_key)
+                while len(recent) > RECENT_RUNS:
+                    recent.popitem(last=False)
             seen["last_seen"] = self.clock()
             self.unregistered[key] = seen  # re-inserted: the dict keeps the least recently seen first
             while len(self.unregistered) > MAX_UNREGISTERED:
-                del self.unregistered[next(iter(self.unregistered))]
+                oldest = next(iter(self.unregistered))
+                del self.unregistered[oldest]
+                self.recent_runs.pop(oldest, None)
 
     def note_pull(self, connection: str, bots: set[str], stuck: dict[str, int]) -> None:
         """What a full pull of `connection` saw: its bots and, per bot, the runs stuck waiting to

@@ -558,8 +558,9 @@ class EstateState:
     def count_webhook(self, platform: str, connection: str, outcome: str, n: int = 1) -> None:
         self.controlplanes.count_webhook(platform, connection, outcome, n)
 
-    def note_unregistered_process(self, platform: str, connection: str, folder: str, process: str) -> None:
-        self.controlplanes.note_unregistered(platform, connection, folder, process)
+    def note_unregistered_process(self, platform: str, connection: str, folder: str, process: str,
+                                  run_key: str | None = None) -> None:
+        self.controlplanes.note_unregistered(platform, connection, folder, process, run_key)
 
     def record_queue_items(self, rows: list[ItemTotals], checkpoint: tuple[str, str, dict[str, Any]] | None) -> None:
         """Work-queue items that ended, with the checkpoint (source, identity, state) of the pull
