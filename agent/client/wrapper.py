@@ -219,7 +219,7 @@ def run(opts: RunOptions) -> int:
         return spool_state["spool"]
 
     # botwatch.items() called by the command outside an SDK run appends to this file (core/items.py)
-    items_path = f"{spool_path}.items-{run_id}"
+    items_path = os.path.abspath(f"{spool_path}.items-{run_id}")  # the command may change its directory
     os.environ[run_items.ITEMS_FILE_ENV] = items_path
     # a signal from here on is the bot's: one that comes before the bot exists waits for it
     # (without a handler it would end the wrapper and leave the bot it had just started behind)

@@ -2,9 +2,10 @@
 
   /metrics, /healthz, /                   scrape, liveness, the status page (botwatch.server.status_page)
   /sd                                     Prometheus HTTP service discovery: this agent and agent.sd_targets
-  /ping/<key>/<bot>[/start|/fail|/log|/<0-255>][?rid=&items=&items_failed=]   check-ins, Healthchecks.io protocol (GET, POST,
+  /ping/<key>/<bot>[/start|/fail|/log|/<0-255>][?rid=]   check-ins, Healthchecks.io protocol (GET, POST,
                                           HEAD; every answer carries Ping-Body-Limit and
-                                          Access-Control-Allow-Origin: *, as Healthchecks.io's do)
+                                          Access-Control-Allow-Origin: *, as Healthchecks.io's do); a
+                                          run's end may carry its work items: &items=N&items_failed=N
   POST /api/v1/events                     JSON event batches from the deliverer, SDKs, listeners. Only an
                                           unreadable body, a wrong key, an oversized batch (413) or the
                                           rate (429) refuse the whole batch; each event is judged alone:
