@@ -2,13 +2,13 @@
 
 The pipeline: sources -> events -> estate state (+ journal) -> exporters.
 Keep this module free of imports: `botwatch run` imports it on its hot path. The Python SDK
-(`botwatch.run`, `botwatch.bot`, `botwatch.fail`, `botwatch.ui_lookup`, `botwatch.snapshot`,
-`botwatch.step`) is loaded on first use.
+(`botwatch.run`, `botwatch.bot`, `botwatch.fail`, `botwatch.items`, `botwatch.ui_lookup`,
+`botwatch.snapshot`, `botwatch.step`) is loaded on first use.
 """
 
 __version__ = "0.1.0"
 
-_SDK = ("run", "bot", "fail", "ui_lookup", "snapshot", "step")
+_SDK = ("run", "bot", "fail", "items", "ui_lookup", "snapshot", "step")
 
 
 def __getattr__(name):

@@ -358,6 +358,17 @@ def estate_overview() -> dict:
                    f'topk(10, bot:botwatch_fragility:score{{bot=~"$bot"}} {IN_TEAM})', "{{bot}}",
                    steps=thresholds((None, "green"), (0.3, "orange"), (0.6, "red")), maximum=1, links=bot_link()),
           12, 9)
+    b.add(timeseries("Items and empty runs",
+                     "Work items the selected bots' runs reported (botwatch.items(), items of run_finished, "
+                     "?items= on check-ins), processed and failed, and empty runs: successes that processed fewer "
+                     "items than their bot's min_items (right axis; which bots: the bot detail dashboard), in each "
+                     "$__rate_interval window.", "short",
+                     targets((f'sum by (status) (increase(botwatch_bot_items_total{{bot=~"$bot"}}[$__rate_interval]) '
+                              f"{IN_TEAM})", "items {{status}}"),
+                             (f'sum(increase(botwatch_empty_runs_total{{bot=~"$bot"}}[$__rate_interval]) '
+                              f"{IN_TEAM})", "empty runs")),
+                     bars=True, overrides=[_color("items processed", "green"), _color("items failed", "red"),
+                                           _right_axis("^empty runs", "orange")]), 24, 8)
     b.add(timeseries("Success ratio by team (1 h)",
                      "Share of runs that succeeded over a sliding hour, per team (recording rule "
                      "team:botwatch_run_success:ratio1h).", "percentunit",
@@ -514,6 +525,15 @@ def bot_detail() -> dict:
                      "timeout, crash, killed, unknown.", "short",
                      targets((f"sum by (reason) (increase(botwatch_run_failures_total{{{B}}}[$__rate_interval]))",
                               "{{reason}}")), bars=True, stack=True), 12, 8)
+    b.add(timeseries("Items and empty runs",
+                     "Work items the bot's runs reported, processed and failed, and its empty runs: successes that "
+                     "processed fewer items than its min_items (estate file; right axis), in each "
+                     "$__rate_interval window.", "short",
+                     targets((f"sum by (status) (increase(botwatch_bot_items_total{{{B}}}[$__rate_interval]))",
+                              "items {{status}}"),
+                             (f"sum(increase(botwatch_empty_runs_total{{{B}}}[$__rate_interval]))", "empty runs")),
+                     bars=True, overrides=[_color("items processed", "green"), _color("items failed", "red"),
+                                           _right_axis("^empty runs", "orange")]), 24, 8)
 
     b.row("Schedule")
     b.add(timeseries("Schedule lateness",
@@ -574,6 +594,14 @@ def bot_detail() -> dict:
 def _color(series: str, color: str) -> dict:
     return {"matcher": {"id": "byName", "options": series},
             "properties": [{"id": "color", "value": {"fixedColor": color, "mode": "fixed"}}]}
+
+
+def _right_axis(pattern: str, color: str) -> dict:
+    """Series matching `pattern` on a right axis of their own (a count of runs beside a count of items)."""
+    return {"matcher": {"id": "byRegexp", "options": pattern},
+            "properties": [{"id": "custom.axisPlacement", "value": "right"},
+                           {"id": "custom.drawStyle", "value": "points"}, {"id": "custom.pointSize", "value": 8},
+                           {"id": "color", "value": {"fixedColor": color, "mode": "fixed"}}]}
 
 
 def _dashed(series: str) -> dict:

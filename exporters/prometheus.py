@@ -26,7 +26,7 @@ from botwatch.sources import registry as sources
 from botwatch.state.runtime import EstateState
 from botwatch.state.controlplanes import REQUEST_OUTCOMES, SESSION_STATES, WEBHOOK_OUTCOMES
 from botwatch.state.workqueues import EXCEPTIONS, PROCESSED_STATUSES, SLA_STATES
-from botwatch.core.vocabulary import DURATION_BUCKETS, LOOKUP_KINDS, REASONS, STATES, UI_WAIT_BUCKETS
+from botwatch.core.vocabulary import DURATION_BUCKETS, ITEM_STATUSES, LOOKUP_KINDS, REASONS, STATES, UI_WAIT_BUCKETS
 
 from .catalogue import METRICS, cumulative_buckets
 
@@ -109,14 +109,15 @@ class EstateCollector:
     def _collect(self) -> Iterator[Metric]:
         views = self.state.views(self.clock())
         (info, state, runs, failures, duration, last_dur, last_end, last_ok, last_fail, consec, in_prog, started,
-         next_exp, grace, missed, cpu, mem, hung, nprocs) = (family(n) for n in (
+         next_exp, grace, missed, cpu, mem, hung, nprocs, items, empty) = (family(n) for n in (
             "botwatch_bot_info", "botwatch_bot_state", "botwatch_runs", "botwatch_run_failures",
             "botwatch_run_duration_seconds", "botwatch_last_run_duration_seconds",
             "botwatch_last_run_end_timestamp_seconds", "botwatch_last_success_timestamp_seconds",
             "botwatch_last_failure_timestamp_seconds", "botwatch_consecutive_failures", "botwatch_run_in_progress",
             "botwatch_run_started_timestamp_seconds", "botwatch_schedule_next_expected_timestamp_seconds",
             "botwatch_schedule_grace_seconds", "botwatch_missed_runs", "botwatch_bot_cpu_seconds",
-            "botwatch_bot_resident_memory_bytes", "botwatch_bot_hung", "botwatch_bot_processes"))
+            "botwatch_bot_resident_memory_bytes", "botwatch_bot_hung", "botwatch_bot_processes", "botwatch_bot_items",
+            "botwatch_empty_runs"))
 
         for v in views:
             c = v.cfg
@@ -147,8 +148,11 @@ class EstateCollector:
             mem.add_metric(b, v.resident_memory_bytes)
             hung.add_metric(b, 1 if v.hung else 0)
             nprocs.add_metric(b, v.processes)
+            for status, n in zip(ITEM_STATUSES, (v.items_processed_total, v.items_failed_total)):
+                items.add_metric([v.name, status], n)
+            empty.add_metric(b, v.empty_runs_total)
         yield from (info, state, runs, failures, duration, last_dur, last_end, last_ok, last_fail, consec,
-                    in_prog, started, next_exp, grace, missed, cpu, mem, hung, nprocs)
+                    in_prog, started, next_exp, grace, missed, cpu, mem, hung, nprocs, items, empty)
         yield from self._ui_metrics(views)
         yield self._unregistered()
         yield from self._self_metrics()

@@ -176,7 +176,8 @@ def fake_robot(tmp_path):
 
 
 # What tells the SDK where to deliver and which run it is in: tests that need a clean SDK drop these.
-SDK_ENV = ("BOTWATCH_AGENT_URL", "BOTWATCH_CONFIG", "BOTWATCH_BOT", "BOTWATCH_RUN_ID", "BOTWATCH_NO_DELIVERY")
+SDK_ENV = ("BOTWATCH_AGENT_URL", "BOTWATCH_CONFIG", "BOTWATCH_BOT", "BOTWATCH_RUN_ID", "BOTWATCH_NO_DELIVERY",
+           "BOTWATCH_ITEMS_FILE")
 
 
 @pytest.fixture

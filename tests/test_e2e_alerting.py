@@ -89,9 +89,10 @@ HANG = 120.0  # generous bound on each wait: it stops a hang, it asserts no spee
 HOURLY = {"every": "1h", "grace": "1h"}  # never late while the tests run
 ANA, LI, SAM = "ana.diaz@example.com", "li.wei@example.com", "sam.okafor@example.com"
 BOTS = {
-    # succeeds, three times slower than its history; UI look-ups that fail and that heal
+    # succeeds, three times slower than its history; UI look-ups that fail and that heal; one of its
+    # runs processes fewer work items than its min_items: an empty run
     "invoice-recon": {"team": "finance", "owner": ANA, "criticality": "high", "lifecycle": "production",
-                      "platform": "uipath", **HOURLY, "max_runtime": "10m"},
+                      "platform": "uipath", **HOURLY, "max_runtime": "10m", "min_items": 5},
     # fails every run on credentials: failing, severity warning
     "supplier-portal": {"team": "procurement", "owner": LI, "criticality": "medium", "lifecycle": "certified",
                         "platform": "uipath", **HOURLY},
@@ -138,7 +139,7 @@ FIRING = {
     "BotRunFailed", "BotFailing", "BotDown", "BotHung", "BotFailureRatioHigh1h", "BotFailureRatioHigh6h",
     "BotDurationRegression", "BotUiDriftHigh", "BotUiDeclaredSelectorBroken", "BotUiSelectorBroken",
     "BotUiHealedLookupsRising", "BotCredentialFailures", "BotwatchAgentDown", "BotwatchEventsDropped",
-    "BotRunsStuck", "BotwatchControlPlaneDown",
+    "BotRunsStuck", "BotwatchControlPlaneDown", "BotRunsEmpty",
 }
 # Alerts whose condition is false in this scenario, and why.
 QUIET = {
@@ -316,10 +317,12 @@ def play_scenario(s: Stack) -> None:
     s.scraped('botwatch_agent_parse_errors_total{job="botwatch", source="ping"} == 0')
     now = time.time()
 
-    # invoice-recon: three successful runs of about 30 s (its history: 10 s), and UI look-ups on two
-    # screens; each screen's counters must exist and be scraped before the look-ups that fail or heal.
+    # invoice-recon: three successful runs of about 30 s (its history: 10 s), the second of them empty
+    # (no work item processed), and UI look-ups on two screens; each screen's counters must exist and
+    # be scraped before the look-ups that fail or heal.
     runs = [{"type": "run_finished", "bot": "invoice-recon", "run_id": f"recon-{i}", "outcome": "success",
-             "started": now - 40 + i - d, "ended": now - 40 + i} for i, d in enumerate((25.0, 30.0, 35.0))]
+             "started": now - 40 + i - d, "ended": now - 40 + i, "items": {"processed": p, "failed": f}}
+            for i, (d, p, f) in enumerate(((25.0, 12, 0), (30.0, 0, 2), (35.0, 9, 1)))]
     first = [{"type": "ui_lookup", "bot": "invoice-recon", "time": now, "screen": screen, "found": True, "wait": 0.4}
              for screen in ("invoice-form", "login")]
     assert s.post_events(runs + first) == 200

@@ -1,5 +1,5 @@
-"""The Python SDK: `botwatch.run`, `@botwatch.bot`, `botwatch.fail`, `botwatch.ui_lookup`,
-`botwatch.step`.
+"""The Python SDK: `botwatch.run`, `@botwatch.bot`, `botwatch.fail`, `botwatch.items`,
+`botwatch.ui_lookup`, `botwatch.step`.
 
 Its promise: every event is in the local spool when the call returns, with no agent running;
 a deliverer takes it to the agent later; the bot's results and exceptions pass through
@@ -83,10 +83,11 @@ def test_importing_botwatch_loads_no_sdk_until_it_is_used():
         assert [m for m in sys.modules if m.startswith("botwatch")] == ["botwatch"], sys.modules.keys()
         run = botwatch.run
         assert "botwatch.client.sdk" in sys.modules
-        from botwatch import bot, fail, step, ui_lookup
+        from botwatch import bot, fail, items, step, ui_lookup
         import botwatch.client.sdk as sdk
-        assert (run, bot, fail, step, ui_lookup) == (sdk.run, sdk.bot, sdk.fail, sdk.step, sdk.ui_lookup)
-        assert {"run", "bot", "fail", "step", "ui_lookup", "__version__"} <= set(dir(botwatch))
+        assert (run, bot, fail, items, step, ui_lookup) == (sdk.run, sdk.bot, sdk.fail, sdk.items, sdk.step,
+                                                            sdk.ui_lookup)
+        assert {"run", "bot", "fail", "items", "step", "ui_lookup", "__version__"} <= set(dir(botwatch))
         try:
             botwatch.no_such_thing
         except AttributeError:
@@ -289,6 +290,72 @@ def test_a_run_can_carry_the_orchestrators_own_run_id(spool):
     with botwatch.run("invoice-recon", run_id="uipath:job.4711") as r:
         assert r.run_id == "uipath:job.4711"
     assert {row["run_id"] for row in rows(spool)} == {"uipath:job.4711"}
+
+
+# -- work items ---------------------------------------------------------------------------------
+
+def test_items_add_up_within_a_run_and_travel_with_its_end(spool):
+    with botwatch.run("invoice-recon"):
+        botwatch.items(processed=3)
+        botwatch.items(processed=2, failed=1)
+        botwatch.items(failed=1)
+    assert only(spool, "run_finished")["items"] == {"processed": 5, "failed": 2}
+    assert [e["type"] for e in events(spool)] == ["run_started", "run_finished"]  # no event of their own
+
+
+def test_a_run_that_reports_no_items_carries_none_and_a_failed_run_keeps_its_items(spool):
+    with botwatch.run("invoice-recon"):
+        pass
+    with pytest.raises(RuntimeError):
+        with botwatch.run("invoice-recon"):
+            botwatch.items(processed=4, failed=1)
+            raise RuntimeError("the portal answered 502")
+    first, second = events(spool, "run_finished")
+    assert "items" not in first
+    assert (second["outcome"], second["items"]) == ("failure", {"processed": 4, "failed": 1})
+
+
+def test_items_belong_to_the_innermost_run(spool):
+    with botwatch.run("invoice-recon"):
+        botwatch.items(processed=1)
+        with botwatch.run("nightly-export"):
+            botwatch.items(processed=10)
+        botwatch.items(processed=1)
+    inner, outer = events(spool, "run_finished")
+    assert (inner["bot"], inner["items"]) == ("nightly-export", {"processed": 10, "failed": 0})
+    assert (outer["bot"], outer["items"]) == ("invoice-recon", {"processed": 2, "failed": 0})
+
+
+def test_bad_item_counts_are_dropped_or_bounded_with_a_warning_and_never_raise(spool, caplog):
+    with botwatch.run("invoice-recon"):
+        assert botwatch.items(processed=-1) is None
+        botwatch.items(processed="12", failed=2.5)
+        botwatch.items(processed=True)
+        botwatch.items(processed=3, colour="red")
+        botwatch.items(processed=10**12)
+    assert only(spool, "run_finished")["items"] == {"processed": 1_000_000_000, "failed": 0}
+    warnings = sdk_warnings(caplog)
+    for fragment in ("processed=-1", "processed='12'", "failed=2.5", "processed=True", "colour",
+                     "more than 1000000000"):
+        assert any(fragment in w for w in warnings), (fragment, warnings)
+
+
+def test_items_outside_any_run_are_not_recorded_and_say_so(spool, caplog):
+    botwatch.items(processed=5)
+    assert not spool.exists() or rows(spool) == []
+    assert any("outside any run is not recorded" in w for w in sdk_warnings(caplog))
+
+
+def test_items_outside_any_sdk_run_go_to_the_hand_off_file_botwatch_run_names(spool, tmp_path, monkeypatch):
+    hand_off = tmp_path / "state" / "spool.db.items-run-1"  # its folder made on the first call
+    monkeypatch.setenv("BOTWATCH_ITEMS_FILE", str(hand_off))
+    botwatch.items(processed=3)
+    botwatch.items(processed=4, failed=1)
+    with botwatch.run("invoice-recon"):  # inside an SDK run, the items are that run's
+        botwatch.items(processed=100)
+    assert hand_off.read_bytes() == b"3 0\n4 1\n"
+    assert hand_off.stat().st_mode & 0o077 == 0
+    assert only(spool, "run_finished")["items"] == {"processed": 100, "failed": 0}
 
 
 # -- steps and UI look-ups ----------------------------------------------------------------------
@@ -571,6 +638,10 @@ def recon(attempt):
         raise SelectorNotFoundException("Could not find the UI element for selector <webctrl id='post' />")
     if attempt == "duplicate":
         botwatch.fail(reason="business", message="Invoice already booked: INV-1")
+        botwatch.items(processed=2)
+    if attempt == "clean":
+        botwatch.items(processed=3)
+        botwatch.items(processed=2, failed=1)
     return attempt
 
 
@@ -610,6 +681,9 @@ def test_a_python_bots_runs_steps_failures_and_ui_lookups_reach_a_real_agent(tmp
     assert m['botwatch_run_failures_total{bot="invoice-recon",reason="business"}'] == 1
     assert m['botwatch_consecutive_failures{bot="invoice-recon"}'] == 2
     assert m['botwatch_run_in_progress{bot="invoice-recon"}'] == 0
+    # the items of the clean run (two calls) and of the duplicate one, added up by the agent
+    assert m['botwatch_bot_items_total{bot="invoice-recon",status="processed"}'] == 5 + 2
+    assert m['botwatch_bot_items_total{bot="invoice-recon",status="failed"}'] == 1
     # every event (starts, steps, look-ups, the declared failure) was delivered, none refused
     assert wait_for(lambda: outbox_and_dead(bot_env["BOTWATCH_SPOOL"])[0] == 0, what="an empty outbox")
     assert outbox_and_dead(bot_env["BOTWATCH_SPOOL"])[1] == []

@@ -10,6 +10,7 @@
         botwatch.snapshot("invoices", driver.page_source)   # UI drift: compared with its baseline
         if duplicate:
             botwatch.fail(reason="business", message="Invoice already booked")
+        botwatch.items(processed=len(booked), failed=len(rejected))   # work items: calls add up
 
 Every event is committed to the local spool first (the same spool `botwatch run` uses), then a
 detached deliverer posts it to the agent; so a bot needs no agent running, and a run made while
@@ -27,7 +28,9 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import os
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -38,16 +41,16 @@ from . import sdk_args
 from . import sdk_log
 from . import sdk_snapshots
 from . import sdk_transport
+from ..core import items as run_items
 from ..core import vocabulary
 from ..core.classify import REASONS
 
 if TYPE_CHECKING:
-    import os
     from contextvars import Token
     from datetime import timedelta
     from types import TracebackType
 
-__all__ = ["run", "bot", "fail", "ui_lookup", "snapshot", "step", "Run", "Step", "REASONS"]
+__all__ = ["run", "bot", "fail", "items", "ui_lookup", "snapshot", "step", "Run", "Step", "REASONS"]
 
 SOURCE = "sdk"
 
@@ -64,7 +67,7 @@ class _Active:
     """One entered run: what its events carry, and what the bot declared about it."""
 
     __slots__ = ("bot", "run_id", "started", "agent_url", "config", "declared", "reason", "message", "token",
-                 "parent")
+                 "parent", "items")
 
     def __init__(self, bot: str | None, run_id: str, started: float, agent_url: str | None, config: str | None,
                  parent: _Active | None) -> None:
@@ -74,8 +77,10 @@ class _Active:
         self.reason: str | None = None  # the first reason declared
         self.message: str | None = None
         self.token: Token[_Active | None] | None = None
+        self.items: tuple[int, int] | None = None  # (processed, failed) reported with botwatch.items()
 
 
+_items_lock = threading.Lock()  # a run's items may be reported from several threads (copy_context)
 _current: contextvars.ContextVar[_Active | None] = contextvars.ContextVar("botwatch_run", default=None)
 # the innermost open step: a step opened inside it is recorded with it as `parent` (run traces)
 _open_step: contextvars.ContextVar[str | None] = contextvars.ContextVar("botwatch_step", default=None)
@@ -241,6 +246,53 @@ def fail(reason: str | None = None, message: object = None, *, bot: str | None =
         sdk_transport.record("failure", target_bot, run_id, event, agent_url, config)
     except Exception as exc:
         sdk_log.internal_error("botwatch.fail()", exc)
+
+
+def items(processed: int = 0, failed: int = 0, **unknown: object) -> None:
+    """The current run's work items (queue items, invoices, rows): how many it processed and how
+    many failed. Calls add up; the totals are recorded with the run's end. A bot whose estate entry
+    sets `min_items` has a successful run that processed fewer flagged as an *empty* run.
+
+    Outside any SDK run, in a command started by `botwatch run`, the items belong to that
+    wrapped run; otherwise they are not recorded (a warning says so).
+    """
+    try:
+        sdk_args.ignore_unknown("items", unknown)
+        counts = sdk_args.count("processed", processed), sdk_args.count("failed", failed)
+        active = _current.get()
+        if active is not None:
+            if active.bot is None:
+                return  # a run whose bot name was unusable: nothing of it is recorded
+            with _items_lock:
+                before = active.items or (0, 0)
+                active.items = (min(before[0] + counts[0], run_items.MAX_ITEMS),
+                                min(before[1] + counts[1], run_items.MAX_ITEMS))
+            return
+        path = os.environ.get(run_items.ITEMS_FILE_ENV)
+        if not path:
+            sdk_log.warn("items-outside", "botwatch.items() outside any run is not recorded (items belong to a "
+                         "run: use botwatch.run(), @botwatch.bot() or `botwatch run`)")
+            return
+        _hand_off(path, *counts)
+    except Exception as exc:
+        sdk_log.internal_error("botwatch.items()", exc)
+
+
+def _hand_off(path: str, processed: int, failed: int) -> None:
+    """Items for the run of `botwatch run` that started this process: one line appended to its
+    hand-off file (core/items.py), which it adds up when the command has ended."""
+    try:
+        from .._platform import private_dir
+
+        private_dir(os.path.dirname(path) or ".")
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, run_items.line(processed, failed))
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        sdk_log.warn(("items-file", path), "botwatch.items(): cannot write %s (%s); these items are not "
+                     "recorded, the bot goes on", path, exc)
 
 
 def ui_lookup(screen: str | None = None, selector: str | None = None, found: bool = True, *, kind: str | None = None,
@@ -450,6 +502,8 @@ def _finish_run(active: _Active, exc: BaseException | None) -> None:
         event["exit_status"] = exit_status
     if outcome == "failure":
         event["reason"] = reason
+    if active.items is not None:
+        event["items"] = {"processed": active.items[0], "failed": active.items[1]}
     tail = runrecord.output_tail(output)
     if tail:
         event["output_tail"] = tail

@@ -11,6 +11,7 @@ from typing import Any
 
 from . import runrecord
 from .sdk_log import warn
+from ..core.items import MAX_ITEMS
 from ..core.vocabulary import BOT_NAME, LOOKUP_KINDS, REASONS, RUN_ID
 
 MAX_STEP_NAME = 200
@@ -120,6 +121,19 @@ def seconds(wait: Any) -> float | None:
         warn(("wait", repr(wait)[:50]), "botwatch.ui_lookup(wait=%r): not a number of seconds >= 0; dropped", wait)
         return None
     return result
+
+
+def count(what: str, value: Any) -> int:
+    """A number of work items (botwatch.items()): an integer >= 0, at most MAX_ITEMS; else 0
+    (dropped) with a warning."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value:
+        if value > MAX_ITEMS:
+            warn(("items-bound", what), "botwatch.items(%s=%r): more than %d; recorded as %d", what, value,
+                 MAX_ITEMS, MAX_ITEMS)
+            return MAX_ITEMS
+        return value
+    warn(("items", what, repr(value)[:50]), "botwatch.items(%s=%r): not a whole number >= 0; dropped", what, value)
+    return 0
 
 
 def ignore_unknown(where: str, unknown: dict[str, Any]) -> None:

@@ -191,10 +191,16 @@ class Spool:
             self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", ("dropped_at:" + target, now))
 
     def _add(self, kind: str, bot: str, run_id: str, agent_url: str | None, config: str | None,
-             pairs: list[tuple[str, Value]], target: str | None = None) -> None:
+             pairs: list[tuple[str, Value | dict[str, Value]]], target: str | None = None) -> None:
         args: list[Value] = []
         placeholders: list[str] = []
         for key, value in pairs:
+            if isinstance(value, dict):  # a nested object (a run's items)
+                placeholders.append(f"?, json_object({', '.join(['?, ?'] * len(value))})")
+                args.append(key)
+                for k, v in value.items():
+                    args += [k, v]
+                continue
             placeholders.append("?, ?")
             args += [key, value]
         self._insert(
@@ -218,12 +224,17 @@ class Spool:
             target)
 
     def add_finished(self, bot: str, run_id: str, *, agent_url: str | None = None, config: str | None = None,
-                     source: str = "wrapper", target: str | None = None, **fields: Value) -> None:
-        pairs: list[tuple[str, Value]] = [("type", "run_finished"), ("bot", bot), ("run_id", run_id), ("source", source)]
+                     source: str = "wrapper", target: str | None = None, items: tuple[int, int] | None = None,
+                     **fields: Value) -> None:
+        """`items`: the (processed, failed) work items the run reported, None when it reported none."""
+        pairs: list[tuple[str, Value | dict[str, Value]]] = [
+            ("type", "run_finished"), ("bot", bot), ("run_id", run_id), ("source", source)]
         for key in _FINISHED_FIELDS:
             value = fields.get(key)
             if value is not None:
                 pairs.append((key, int(value) if key == "timed_out" else value))
+        if items is not None:
+            pairs.append(("items", {"processed": items[0], "failed": items[1]}))
         self._add("finish", bot, run_id, agent_url, config, pairs, target)
 
     def add_event(self, kind: str, bot: str, run_id: str, event_json: str, *, agent_url: str | None = None,

@@ -14,6 +14,7 @@ import os
 import time
 
 from .. import _platform
+from ..core import items as run_items
 from . import runrecord
 from .runrecord import new_run_id
 from .spool import Spool, default_spool_path
@@ -217,6 +218,9 @@ def run(opts: RunOptions) -> int:
                 warn(f"cannot open the spool {spool_path}: {exc}; the run is not recorded, the bot runs on")
         return spool_state["spool"]
 
+    # botwatch.items() called by the command outside an SDK run appends to this file (core/items.py)
+    items_path = os.path.abspath(f"{spool_path}.items-{run_id}")  # the command may change its directory
+    os.environ[run_items.ITEMS_FILE_ENV] = items_path
     # a signal from here on is the bot's: one that comes before the bot exists waits for it
     # (without a handler it would end the wrapper and leave the bot it had just started behind)
     early_signals: list[int] = []
@@ -309,7 +313,7 @@ def run(opts: RunOptions) -> int:
     cpu = max(cpu or 0.0, sampler.cpu_seconds) if (cpu is not None or sampler.cpu_by_pid) else None
     peak = sampler.peak_rss or None  # rusage's maxrss is useless here: Linux carries it over exec
     _record_finished(spool(), bot, run_id, started, ended, code, sig, timed_out, tail.text(), host, cpu, peak,
-                     agent_url, config, target)
+                     agent_url, config, target, _reported_items(items_path))
     if timed_out:
         return 124  # as timeout(1) does: the bot did not end by itself
     return code
@@ -317,7 +321,8 @@ def run(opts: RunOptions) -> int:
 
 def _record_finished(spool: Spool | None, bot: str, run_id: str, started: float, ended: float, code: int,
                      sig: int | None, timed_out: bool, output: str, host: str, cpu: float | None, peak: int | None,
-                     agent_url: str | None, config: str | None, target: str | None = None) -> None:
+                     agent_url: str | None, config: str | None, target: str | None = None,
+                     items: tuple[int, int] | None = None) -> None:
     outcome = "success" if code == 0 and not timed_out else "failure"
     reason = None
     stored = runrecord.output_tail(output)
@@ -328,13 +333,38 @@ def _record_finished(spool: Spool | None, bot: str, run_id: str, started: float,
     try:
         spool.add_finished(bot, run_id, agent_url=agent_url, config=config, target=target, started=started,
                            ended=ended, outcome=outcome, exit_status=code, reason=reason, signal=sig,
-                           timed_out=timed_out, host=host, output_tail=stored, cpu_seconds=cpu, peak_rss_bytes=peak)
+                           timed_out=timed_out, host=host, output_tail=stored, cpu_seconds=cpu, peak_rss_bytes=peak,
+                           items=items)
     except Exception as exc:
         warn(f"cannot record the run in the spool {spool.path}: {exc}; the bot's exit status is unchanged")
         return
     if target is not None and target.startswith("textfile:"):
         _write_textfile(spool, target)
     runrecord.start_deliverer(spool.path, _warn_of_record)
+
+
+def _reported_items(path: str) -> tuple[int, int] | None:
+    """(processed, failed) the command reported through botwatch.items() (core/items.py), None
+    when it reported none; the file is removed once read."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # nothing reported: the usual case, one failed open
+        return None
+    try:
+        data = os.read(fd, run_items.MAX_FILE_BYTES)
+    except OSError as exc:
+        warn(f"cannot read the items the bot reported ({exc}); the run is recorded without them")
+        return None
+    finally:
+        os.close(fd)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    processed, failed, bad = run_items.total(data)
+    if bad:
+        warn(f"{bad} unreadable line(s) of reported items ignored")
+    return processed, failed
 
 
 def _write_textfile(spool: Spool, target: str) -> None:

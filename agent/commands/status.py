@@ -90,6 +90,8 @@ def render_status(data: dict, source: str, console=None) -> None:
             outcome = str(b.get("last_outcome") or "")
             if outcome == "failure" and b.get("last_reason"):
                 outcome += f" ({b['last_reason']})"
+            elif b.get("last_empty"):  # a success that processed fewer items than min_items
+                outcome += " (empty)"
             last = f"{_ago(b['last_run_end'], now)}, {outcome}"
         due = "-"
         if b.get("next_due"):

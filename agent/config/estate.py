@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from ..core.items import MAX_ITEMS
 from ..core.vocabulary import LookupKind, Reason
 from .base import BotName, Duration, Regex, _Strict
 from .platforms import Platforms
@@ -321,6 +322,8 @@ class BotConfig(_Strict):
     failure_threshold: int = Field(default=1, ge=1)
     recovery_threshold: int = Field(default=1, ge=1)  # successes in a row before `failing` clears
     min_runtime: Duration | None = None  # a successful run shorter than this did nothing: a failure
+    # a successful run that processed fewer work items than this is an empty run (still a success)
+    min_items: int | None = Field(default=None, ge=1, le=MAX_ITEMS)
     maintenance: list[MaintenanceWindow] = []
     paused: bool = False
     runbook: str | None = None

@@ -43,6 +43,9 @@ class RunFinished:
     source: str = "wrapper"
     screen: str | None = None  # a ui_drift failure: the screen and selector that failed, when known
     selector: str | None = None
+    items_processed: int | None = None  # work items the run reported (None: it reported none)
+    items_failed: int | None = None
+    empty: bool = False  # set by the agent: a success that processed fewer items than the bot's min_items
     type: Literal["run_finished"] = "run_finished"
 
     @property
@@ -162,11 +165,24 @@ EVENT_TYPES: dict[str, type[Event]] = {
 
 
 def to_wire(event: Event) -> dict[str, Any]:  # JSON values
-    return {k: v for k, v in asdict(event).items() if v is not None}
+    """The event as the events API takes it: a run's items as `items: {processed, failed}`;
+    `empty` left out (the agent decides it)."""
+    data = {k: v for k, v in asdict(event).items() if v is not None}
+    if isinstance(event, RunFinished):
+        data.pop("empty", None)
+        processed, failed = data.pop("items_processed", None), data.pop("items_failed", None)
+        if processed is not None or failed is not None:
+            data["items"] = {"processed": processed or 0, "failed": failed or 0}
+    return data
 
 
 def from_wire(data: dict[str, Any]) -> Event:
-    """Build an event from an already validated wire dict (unknown keys are ignored)."""
+    """Build an event from an already validated wire dict (unknown keys are ignored; a run's
+    `empty` is the agent's to decide, never taken from the wire)."""
     cls = EVENT_TYPES[data["type"]]
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in names})
+    names = {f.name for f in fields(cls)} - {"empty"}
+    values = {k: v for k, v in data.items() if k in names}
+    items = data.get("items")
+    if cls is RunFinished and isinstance(items, dict):
+        values["items_processed"], values["items_failed"] = items.get("processed", 0), items.get("failed", 0)
+    return cls(**values)

@@ -24,6 +24,9 @@ LOOKUP_KINDS: tuple[str, ...] = get_args(LookupKind)
 # A screen snapshot: an HTML page, an accessibility tree (JSON) or a screenshot.
 SnapshotKind = Literal["html", "a11y", "png"]
 SNAPSHOT_KINDS: tuple[str, ...] = get_args(SnapshotKind)
+# The `status` of a run's work items (botwatch_bot_items_total).
+ItemStatus = Literal["processed", "failed"]
+ITEM_STATUSES: tuple[str, ...] = get_args(ItemStatus)
 
 BOT_NAME_PATTERN = r"^[a-z0-9_-]{1,64}$"
 RUN_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"

@@ -4,7 +4,8 @@
   /sd                                     Prometheus HTTP service discovery: this agent and agent.sd_targets
   /ping/<key>/<bot>[/start|/fail|/log|/<0-255>][?rid=]   check-ins, Healthchecks.io protocol (GET, POST,
                                           HEAD; every answer carries Ping-Body-Limit and
-                                          Access-Control-Allow-Origin: *, as Healthchecks.io's do)
+                                          Access-Control-Allow-Origin: *, as Healthchecks.io's do); a
+                                          run's end may carry its work items: &items=N&items_failed=N
   POST /api/v1/events                     JSON event batches from the deliverer, SDKs, listeners. Only an
                                           unreadable body, a wrong key, an oversized batch (413) or the
                                           rate (429) refuse the whole batch; each event is judged alone:
@@ -44,6 +45,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from botwatch.exporters.exposition import CachedExposition
 
 from .. import __version__
+from ..core.items import MAX_ITEMS
 from ..core.events import EVENT_TYPES, LogNoted, RunFinished, RunStarted, from_wire
 from ..config.estate import parse_listen
 from ..state.journal import JournalError
@@ -89,6 +91,15 @@ class RunStartedIn(_Wire):
     host: str | None = Field(default=None, max_length=255)
 
 
+class ItemsIn(BaseModel):
+    """The work items of a run (queue items, invoices, rows): what it processed and what failed."""
+
+    model_config = ConfigDict(extra="ignore")
+    # strict: a count is a JSON integer, not "12" or 12.5
+    processed: int = Field(default=0, ge=0, le=MAX_ITEMS, strict=True, description="Items processed")
+    failed: int = Field(default=0, ge=0, le=MAX_ITEMS, strict=True, description="Items that failed")
+
+
 class RunFinishedIn(_Wire):
     type: Literal["run_finished"]
     run_id: str = Field(pattern=_RUN_ID)
@@ -105,6 +116,8 @@ class RunFinishedIn(_Wire):
     peak_rss_bytes: int | None = Field(default=None, ge=0, le=MAX_BYTES)
     screen: str | None = Field(default=None, min_length=1, max_length=64, description="ui_drift: the screen")
     selector: str | None = Field(default=None, max_length=1024, description="ui_drift: the selector that failed")
+    items: ItemsIn | None = Field(default=None, description=(
+        "Work items the run reported; a success of a bot with min_items that processed fewer is an empty run"))
 
 
 class ResourceSampleIn(_Wire):
@@ -192,6 +205,8 @@ Key = Annotated[str, Path(description="The estate's or this bot's ping key", min
 # the name rule is checked by the handlers (400, as for any bad check-in), after the key
 Bot = Annotated[str, Path(description="Bot name", max_length=64, json_schema_extra={"pattern": _NAME})]
 Rid = Annotated[str | None, Query(description="Run id, pairs a start with its end", pattern=_RUN_ID)]
+ItemsQ = Annotated[int | None, Query(ge=0, le=MAX_ITEMS, description="Work items the run processed (its end only)")]
+ItemsFailedQ = Annotated[int | None, Query(ge=0, le=MAX_ITEMS, description="Work items that failed (its end only)")]
 Action = Annotated[str, Path(description="start, fail, log, or an exit status 0-255", max_length=16)]
 XKey = Annotated[str | None, Header(description="The estate's (or the bots') ping key, required when one is configured")]
 
@@ -601,15 +616,17 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
                       403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 413: {"model": ErrorOut},
                       429: {"model": ErrorOut}, 503: {"model": ErrorOut}}
 
-    async def check_in(request: Request, key: str, bot: str, action: str | None, rid: str | None) -> Response:
-        refused = await run_in_threadpool(_admit_check_in, key, bot, action)
+    async def check_in(request: Request, key: str, bot: str, action: str | None, rid: str | None,
+                       items: tuple[int | None, int | None] = (None, None)) -> Response:
+        refused = await run_in_threadpool(_admit_check_in, key, bot, action, items)
         if refused is not None:
             await discard_body(request.receive)
             return refused
         tail, size = await _tail(request, limits.log_excerpt_bytes) if request.method == "POST" else (b"", 0)
-        return await run_in_threadpool(_check_in, bot, action, rid, tail, size)
+        return await run_in_threadpool(_check_in, bot, action, rid, tail, size, items)
 
-    def _admit_check_in(key: str, bot: str, action: str | None) -> JSONResponse | None:
+    def _admit_check_in(key: str, bot: str, action: str | None,
+                        items: tuple[int | None, int | None]) -> JSONResponse | None:
         """The refusal of a check-in, decided before its body is read; None when it is taken."""
         if not security.any_key:
             return _refuse("ping", 403, "check-ins are disabled", "set agent.ping_key in the estate file")
@@ -619,9 +636,13 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
             return _refuse("ping", 400, "invalid bot name", "a bot name is 1-64 characters of [a-z0-9_-]")
         if action not in (None, "start", "fail", "log") and not _exit_status(action):
             return _refuse("ping", 400, "unknown check-in", "use /start, /fail, /log or an exit status 0-255")
+        if action in ("start", "log") and items != (None, None):
+            return _refuse("ping", 400, "items belong to a run's end",
+                           f"items and items_failed are reported when the run ends, not with /{action}")
         return _refuse_bot(bot, "ping", "too many check-ins")
 
-    def _check_in(bot: str, action: str | None, rid: str | None, tail: bytes, size: int) -> Response:
+    def _check_in(bot: str, action: str | None, rid: str | None, tail: bytes, size: int,
+                  items: tuple[int | None, int | None]) -> Response:
         exit_status = int(action) if action not in (None, "start", "fail", "log") else None
         now = time.time()
         excerpt = _excerpt(tail, size, limits.log_excerpt_bytes)
@@ -638,7 +659,7 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
             run_id, started = state.match_start(bot, rid)
             events = [RunFinished(bot=bot, run_id=run_id or f"ping-{new_run_id()}", ended=now, started=started,
                                   outcome="failure" if failed else "success", exit_status=exit_status,
-                                  output_tail=excerpt, source="ping")]
+                                  output_tail=excerpt, source="ping", **_items_of(items))]
             return _apply(events)
         return _apply([event])
 
@@ -651,11 +672,13 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
             return _error(400, "check-in refused", result.rejected[0]["error"])
         return PlainTextResponse("OK")
 
-    async def ping(request: Request, key: Key, bot: Bot, rid: Rid = None):
-        return await check_in(request, key, bot, None, rid)
+    async def ping(request: Request, key: Key, bot: Bot, rid: Rid = None, items: ItemsQ = None,
+                   items_failed: ItemsFailedQ = None):
+        return await check_in(request, key, bot, None, rid, (items, items_failed))
 
-    async def ping_action(request: Request, key: Key, bot: Bot, action: Action, rid: Rid = None):
-        return await check_in(request, key, bot, action, rid)
+    async def ping_action(request: Request, key: Key, bot: Bot, action: Action, rid: Rid = None,
+                          items: ItemsQ = None, items_failed: ItemsFailedQ = None):
+        return await check_in(request, key, bot, action, rid, (items, items_failed))
 
     # one route per method, so that each operation of the API description has its own id
     for method in ("GET", "POST", "HEAD"):
@@ -697,6 +720,14 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
                             headers={"Cache-Control": "no-store"})
 
     return app
+
+
+def _items_of(items: tuple[int | None, int | None]) -> dict[str, int]:
+    """A check-in's `?items=&items_failed=` as a run's items (one given: the other is 0)."""
+    processed, failed = items
+    if processed is None and failed is None:
+        return {}
+    return {"items_processed": processed or 0, "items_failed": failed or 0}
 
 
 def _exit_status(action: str) -> bool:

@@ -88,14 +88,24 @@ def _runs(runs: Sequence[Mapping] | None, now: float) -> str:
         outcome = r.get("outcome") or "unknown"
         cls = {"success": "ok", "failure": "bad"}.get(outcome, "unk")
         text = outcome if outcome != "failure" else f"failure: {r.get('reason') or 'unknown'}"
+        if r.get("empty"):  # a success that processed fewer items than min_items
+            cls, text = "empty", "success, empty"
         dur = ""
         if r.get("started") is not None and r.get("ended") is not None and r["ended"] >= r["started"]:
             dur = f", took {format_duration(r['ended'] - r['started'])}"
         exit_status = f", exit {int(r['exit_status'])}" if r.get("exit_status") is not None else ""
+        work = _items(r.get("items_processed"), r.get("items_failed"))
         items.append(f"<li class='run {cls}'><span class='outcome'>{_e(text)}</span> "
                      f"<span class='muted' title='{_e(_iso(r['ended']))}'>{_e(_ago(r['ended'], now))}"
-                     f"{_e(dur)}{_e(exit_status)}</span></li>")
+                     f"{_e(dur)}{_e(exit_status)}{_e(work)}</span></li>")
     return "<h3>recent runs</h3><ul class='runs'>" + "".join(items) + "</ul>"
+
+
+def _items(processed: int | None, failed: int | None) -> str:
+    """A run's work items as listed: ", 120 items, 3 failed"; nothing when it reported none."""
+    if processed is None and failed is None:
+        return ""
+    return f", {int(processed or 0)} item{'s' if processed != 1 else ''}" + (f", {int(failed)} failed" if failed else "")
 
 
 def _ui_warnings(v: BotView) -> list[str]:
@@ -131,6 +141,9 @@ def _card(v: BotView, now: float, runs: Sequence[Mapping] | None, failed_checks:
         facts.append(f"<dt>next due</dt><dd>{_e(due)}</dd>")
     if v.consecutive_failures:
         facts.append(f"<dt>failures in a row</dt><dd>{v.consecutive_failures}</dd>")
+    if v.empty_runs_total:  # successes that processed fewer items than min_items
+        under = f" (fewer than {c.min_items} items)" if c.min_items else ""
+        facts.append(f"<dt>empty runs</dt><dd class='warn'>{v.empty_runs_total}{_e(under)}</dd>")
     if v.runs_in_progress:
         facts.append(f"<dt>running</dt><dd>{v.runs_in_progress} run(s)"
                      f"{' <b class=hung>hung</b>' if v.hung else ''}</dd>")
@@ -158,7 +171,7 @@ def render_status_page(views: Iterable[BotView], *, now: float | None = None,
                        findings: Mapping[str, Iterable] | None = None,
                        refresh: int = REFRESH_SECONDS, max_bots: int = MAX_BOTS, version: str = "") -> str:
     """The page. `recent_runs(bot)`: its latest runs (dicts with outcome, reason, started, ended,
-    exit_status), asked for the cards shown only; `findings`: governance findings per bot (objects
+    exit_status, items_processed, items_failed, empty), asked for the cards shown only; `findings`: governance findings per bot (objects
     with `check` and `ok`), None when not computed yet; `refresh`: seconds, 0 for none."""
     now = time.time() if now is None else now
     views = sorted(views, key=lambda v: (URGENCY.index(v.state) if v.state in URGENCY else 0, v.cfg.team or "", v.name))
@@ -245,6 +258,8 @@ dd{margin:0;min-width:0}
 .run.ok::before{background:#2e7d32}
 .run.bad::before{background:#c62828}
 .run.bad .outcome{color:#b71c1c;font-weight:600}
+.run.empty::before{background:#f9a825}
+.run.empty .outcome{color:#7a3300;font-weight:600}
 .warnings{margin:.5rem 0 0;padding:.4rem .6rem .4rem 1.4rem;background:#fff4e5;border-radius:4px;
  font-size:.9rem;color:#7a3300}
 .warn,.hung{color:#b71c1c}

@@ -1,7 +1,7 @@
 """Enrichment: what the agent adds to a finished run or step before the state aggregates it.
 
 Each step is a small function `(event, context) -> event`; the lists below are the order they run
-in. A run is failed when it finished too fast, redacted, given its reason (the one the bot noted,
+in. A run is failed when it finished too fast, flagged empty when it processed too few items, redacted, given its reason (the one the bot noted,
 else the failure taxonomy's) and, for a UI failure, the screen and selector that failed. The
 journal never holds a secret: clients redact too, the agent redacts again.
 """
@@ -46,6 +46,15 @@ def fail_too_fast(run: RunFinished, ctx: BotContext) -> RunFinished:
     note = f"finished in {dur:.1f}s, under min_runtime {min_runtime:g}s: did it do anything?"
     return replace(run, outcome="failure", reason="unknown",
                    output_tail=(run.output_tail + "\n" if run.output_tail else "") + note)
+
+
+def flag_empty(run: RunFinished, ctx: BotContext) -> RunFinished:
+    """A success that processed fewer items than `min_items` is an empty run: still a success,
+    flagged. A run that reported no items at all processed none."""
+    min_items = ctx.cfg.min_items
+    if min_items is None or run.outcome != "success" or (run.items_processed or 0) >= min_items:
+        return run
+    return replace(run, empty=True)
 
 
 def redact_output(run: RunFinished, ctx: BotContext) -> RunFinished:
@@ -113,7 +122,7 @@ def redact_message(step: StepFinished, ctx: BotContext) -> StepFinished:
 
 
 RUN_FINISHED: tuple[Step[RunFinished], ...] = (
-    fail_too_fast, redact_output, reason_noted, reason_classified, ui_culprit, redact_selector,
+    fail_too_fast, flag_empty, redact_output, reason_noted, reason_classified, ui_culprit, redact_selector,
 )
 STEP_FINISHED: tuple[Step[StepFinished], ...] = (redact_message,)
 

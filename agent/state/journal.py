@@ -105,6 +105,9 @@ _MIGRATIONS = (
     ("flips", "kind", "ALTER TABLE flips ADD COLUMN kind TEXT NOT NULL DEFAULT 'state'"),
     ("runs", "screen", "ALTER TABLE runs ADD COLUMN screen TEXT"),
     ("runs", "selector", "ALTER TABLE runs ADD COLUMN selector TEXT"),
+    ("runs", "items_processed", "ALTER TABLE runs ADD COLUMN items_processed INTEGER"),
+    ("runs", "items_failed", "ALTER TABLE runs ADD COLUMN items_failed INTEGER"),
+    ("runs", "empty", "ALTER TABLE runs ADD COLUMN empty INTEGER NOT NULL DEFAULT 0"),
 )
 # Where the agent's sources are (table checkpoints): the log offsets of journals written before
 # it kept them in table log_offsets, moved there on open (see _move_log_offsets).
@@ -115,8 +118,11 @@ STATE_FLIP = "state"  # flips of the bot state machine (new, up, late, down, fai
 UI_FLIP = "ui"  # a UI baseline accepted: kept in the history, never read as a bot state
 
 _RUN_COLUMNS = ("bot", "run_id", "host", "started", "ended", "exit_status", "outcome", "reason", "signal",
-                "timed_out", "output_tail", "cpu_seconds", "peak_rss_bytes", "source", "screen", "selector")
-_OLD_RUN_COLUMNS = _RUN_COLUMNS[:-2]  # a journal written before runs had screen and selector
+                "timed_out", "output_tail", "cpu_seconds", "peak_rss_bytes", "source", "screen", "selector",
+                "items_processed", "items_failed", "empty")
+_FLAG_COLUMNS = ("timed_out", "empty")  # booleans, stored as 0 or 1
+_RECENT_COLUMNS = ("run_id", "started", "ended", "exit_status", "outcome", "reason", "items_processed", "items_failed",
+                   "empty")  # what the status page lists of a run
 
 
 class JournalError(Exception):
@@ -163,7 +169,8 @@ class Journal:
         except (sqlite3.Error, OSError) as exc:
             raise JournalError(f"{self.path}: cannot open journal: {exc}") from exc
         self._db.row_factory = sqlite3.Row
-        self._run_columns = _RUN_COLUMNS if {"screen", "selector"} <= self._columns["runs"] else _OLD_RUN_COLUMNS
+        # a read-only journal written before some columns existed is read without them
+        self._run_columns = tuple(c for c in _RUN_COLUMNS if c in self._columns["runs"])
         # a state flip: every flip of a journal older than flip kinds
         self._state_only = " AND kind = 'state'" if "kind" in self._columns["flips"] else ""
         self._flip_kind = ", kind" if "kind" in self._columns["flips"] else ""
@@ -238,11 +245,11 @@ class Journal:
     def insert_run(self, run: RunFinished, received: float) -> bool:
         """Store a finished run; False if this (bot, run_id) is already recorded."""
         columns = self._run_columns
-        values = [getattr(run, c) for c in columns]
+        values = [int(bool(getattr(run, c))) if c in _FLAG_COLUMNS else getattr(run, c) for c in columns]
         cur = self._db.execute(
             f"INSERT OR IGNORE INTO runs ({', '.join(columns)}, received) "
             f"VALUES ({', '.join('?' * len(columns))}, ?)",
-            [*values[:9], int(bool(run.timed_out)), *values[10:], received],
+            [*values, received],
         )
         return cur.rowcount == 1
 
@@ -319,7 +326,9 @@ class Journal:
                                     args).fetchall()
         for r in rows:
             d = dict(r)
-            d["timed_out"] = bool(d["timed_out"])
+            for c in _FLAG_COLUMNS:
+                if c in d:
+                    d[c] = bool(d[c])
             yield RunFinished(**d)
 
     def last_flips(self) -> dict[str, Flip]:
@@ -414,7 +423,7 @@ class Journal:
     def recent_runs(self, bot: str, limit: int = 10) -> list[Row]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT run_id, started, ended, exit_status, outcome, reason FROM runs WHERE bot = ? "
+                f"SELECT {', '.join(c for c in _RECENT_COLUMNS if c in self._run_columns)} FROM runs WHERE bot = ? "
                 "ORDER BY ended DESC LIMIT ?", (bot, limit)).fetchall()
         return [dict(r) for r in rows]
 

@@ -44,6 +44,10 @@ class BotView:
     hung: bool = False  # an active run is older than max_runtime
     processes: int = 0  # processes in the active runs' trees
     last_ui_failure: tuple[str | None, str | None] | None = None  # (screen, selector) of the latest ui_drift failure
+    items_processed_total: int = 0
+    items_failed_total: int = 0
+    empty_runs_total: int = 0
+    last_empty: bool = False  # the latest run was a success that processed fewer items than min_items
 
     @classmethod
     def of(cls, bot: BotRuntime, now: float) -> BotView:
@@ -57,6 +61,8 @@ class BotView:
             bot.resident_memory_bytes, {k: v.copy() for k, v in bot.ui.items()} if bot.ui else {},
             bot.ui_screens_overflowed, hung=bot.hung(now), processes=bot.processes,
             last_ui_failure=bot.last_ui_failure if bot.last_reason == "ui_drift" else None,
+            items_processed_total=bot.items_processed_total, items_failed_total=bot.items_failed_total,
+            empty_runs_total=bot.empty_runs_total, last_empty=bot.last_empty,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -73,6 +79,8 @@ class BotView:
             "next_due": self.next_due, "grace": c.grace if (c.schedule or c.every) else None,
             "missed_runs_total": self.missed_runs_total,
             "hung": self.hung, "processes": self.processes,
+            "items_processed_total": self.items_processed_total, "items_failed_total": self.items_failed_total,
+            "empty_runs_total": self.empty_runs_total, "last_empty": self.last_empty, "min_items": c.min_items,
             **({"last_failure_screen": self.last_ui_failure[0], "last_failure_selector": self.last_ui_failure[1]}
                if self.last_ui_failure else {}),
         }

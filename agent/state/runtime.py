@@ -155,6 +155,10 @@ class BotRuntime:
     ui_misses: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # run id -> last failed look-up
     last_ui_failure: tuple[str | None, str | None] | None = None  # (screen, selector) of the latest ui_drift failure
     steps_total: int = 0
+    items_processed_total: int = 0  # work items the runs reported (botwatch_bot_items)
+    items_failed_total: int = 0
+    empty_runs_total: int = 0  # successes that processed fewer items than min_items
+    last_empty: bool = False  # the latest run was an empty one
     last_log: str | None = None
     missed_runs_total: int = 0
     recorded_state: str = "new"
@@ -228,9 +232,14 @@ class BotRuntime:
         elif last_cpu:  # sampled while running, its end unmeasured (a log, a check-in): the counter keeps it
             self.cpu_seconds_done += last_cpu
         self.ui_misses.pop(run.run_id, None)
+        self.items_processed_total += run.items_processed or 0
+        self.items_failed_total += run.items_failed or 0
+        if run.empty:
+            self.empty_runs_total += 1
         # the counting rules a bot host's totals share; a replayed older run does not rewrite "last"
         if count_finished_run(vars(self), self.bucket_counts, run.duration, run.outcome, run.reason, run.ended):
             self.last_reason = run.reason if run.outcome == "failure" else None
+            self.last_empty = run.empty
             if run.outcome == "failure" and run.reason == "ui_drift":
                 self.last_ui_failure = (run.screen, run.selector)
             if run.started is not None:
