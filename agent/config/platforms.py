@@ -26,36 +26,25 @@ class ProcessRule(_Strict):
     bot: BotName
 
 
-class UiPathOrchestrator(_Strict):
-    """One Orchestrator tenant: Automation Cloud (`organization` and `tenant` set) or a
-    standalone Orchestrator (neither set) with its own identity server."""
+class PlatformConnection(_Strict):
+    """What every control-plane connection has: its name, where it is, which bot each of its
+    automations is, and how often and how hard it is asked. A platform's own settings (auth,
+    tenant...) are in its subclass."""
 
     name: str  # the connection's name: checkpoints, the `connection` label of the self-metrics
-    url: str  # https://cloud.uipath.com, or the standalone Orchestrator's base URL
-    organization: str | None = None
-    tenant: str | None = None
-    identity_url: str | None = None  # the token endpoint's base; default <url>/identity_ (cloud), <url>/identity
-    client_id: str
-    client_secret: SecretStr  # of an external application with client credentials and read scopes
-    # the secret of Orchestrator webhooks sent to this agent (POST /api/v1/webhooks/uipath/<name>);
-    # none: the receiver is off, since an unsigned webhook cannot be trusted
-    webhook_secret: SecretStr | None = None
-    scope: str = DEFAULT_UIPATH_SCOPE
-    folders: list[str] = []  # folder paths to read (shell patterns, `Finance/*`); none: all
-    exclude_folders: list[str] = []
+    url: str  # the API's base URL
     processes: list[ProcessRule] = []  # the first rule that matches names the bot
-    # a process no rule names becomes a bot of its own (platform uipath) when this is on; when
-    # off its runs are not recorded and the process is listed as unregistered
+    # an automation no rule names becomes a bot of its own (its platform) when this is on; when
+    # off its runs are not recorded and it is listed as unregistered
     auto_register: bool = False
-    folder_teams: dict[str, str] = {}  # folder path pattern -> team, for bots registered from here
+    # folder pattern -> team, for bots registered from here; "folder" is the platform's grouping
+    # (an Orchestrator folder, a Power Automate environment, a Blue Prism process group...)
+    folder_teams: dict[str, str] = {}
     interval: Duration = 60.0  # between two pulls
-    requests_per_minute: int = Field(default=60, ge=1, le=1000)  # budget per tenant (Jobs: 100/min in the cloud)
+    requests_per_minute: int = Field(default=60, ge=1, le=1000)  # budget on the rate-limited endpoints
     page_size: int = Field(default=100, ge=1, le=1000)
     timeout: Duration = 30.0  # per request
     history: Duration = 86_400.0  # how far back the first pull reaches
-    stuck_pending_after: Duration = 1800.0  # a job Pending longer than this is stuck
-    queues: bool = True  # read the folders' work queues (QueueDefinitions, QueueItems; scope OR.Queues.Read)
-    robots: bool = True  # read the robot sessions (Sessions; scope OR.Robots.Read)
     max_backoff: Duration = 900.0  # while unreachable, the wait between pulls doubles up to this
 
     @field_validator("name")
@@ -65,16 +54,10 @@ class UiPathOrchestrator(_Strict):
             raise ValueError(f"connection name {v!r} must match [a-z0-9_-] (1-32 characters)")
         return v
 
-    @field_validator("url", "identity_url")
+    @field_validator("url")
     @classmethod
-    def _http_url(cls, v: str | None) -> str | None:
-        if v is not None:
-            parts = urlsplit(v)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"{v!r} is not an http(s) URL")
-            if parts.username or parts.password:
-                raise ValueError("put credentials in client_id/client_secret, not in the URL")
-        return v
+    def _url(cls, v: str) -> str:
+        return http_url(v)
 
     @field_validator("folder_teams")
     @classmethod
@@ -83,6 +66,39 @@ class UiPathOrchestrator(_Strict):
             if len(team) > 64:
                 raise ValueError(f"team {team[:20]!r}... is longer than 64 characters")
         return v
+
+
+def http_url(v: str) -> str:
+    """An http(s) URL with a host and no credentials in it."""
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{v!r} is not an http(s) URL")
+    if parts.username or parts.password:
+        raise ValueError("put credentials in the connection's secret settings, not in the URL")
+    return v
+
+
+class UiPathOrchestrator(PlatformConnection):
+    """One Orchestrator tenant: Automation Cloud (`organization` and `tenant` set) or a
+    standalone Orchestrator (neither set) with its own identity server."""
+
+    organization: str | None = None
+    tenant: str | None = None
+    identity_url: str | None = None  # the token endpoint's base; default <url>/identity_ (cloud), <url>/identity
+    client_id: str
+    client_secret: SecretStr  # of an external application with client credentials and read scopes
+    scope: str = DEFAULT_UIPATH_SCOPE
+    folders: list[str] = []  # folder paths to read (shell patterns, `Finance/*`); none: all
+    exclude_folders: list[str] = []
+    stuck_pending_after: Duration = 1800.0  # a job Pending longer than this is stuck
+    queues: bool = True  # read the folders' work queues (QueueDefinitions, QueueItems; scope OR.Queues.Read)
+    robots: bool = True  # read the robot sessions (Sessions; scope OR.Robots.Read)
+    webhook_secret: SecretStr | None = None  # takes Orchestrator's webhooks when set (docs/uipath-orchestrator.md)
+
+    @field_validator("identity_url")
+    @classmethod
+    def _identity_url(cls, v: str | None) -> str | None:
+        return None if v is None else http_url(v)
 
     @model_validator(mode="after")
     def _cloud_or_standalone(self) -> "UiPathOrchestrator":

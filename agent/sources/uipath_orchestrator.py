@@ -20,32 +20,27 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
-import logging
 import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from ..config.estate import resolve_secret
 from ..core.events import Event, Outcome, RunFinished, RunStarted
 from ..state.controlplanes import Robots
 from ..state.journal import JournalError
 from ..state.workqueues import Backlog, ItemTotals
-from .base import Source
 from .controlplane import ApiClient, ApiError, AuthError, ClientCredentials, RequestBudget, Throttled
+from .platform import Connection, PlatformSource, advance
 
 if TYPE_CHECKING:
-    from ..config.estate import LoadedEstate
     from ..config.platforms import UiPathOrchestrator
-    from ..state.journal import Journal
     from ..state.runtime import EstateState
 
-log = logging.getLogger("botwatch.sources.uipath")
 
 LABEL = "uipath"
 FOLDERS_EVERY = 600.0  # seconds between two readings of the folder list
 MAX_PAGES = 10_000  # pages of one query at most: a server that never stops paging is cut off
-MAX_REMEMBERED = 10_000  # run ids kept with a cursor (those that ended at or after it)
 # a finished job: outcome and reason (None: classified from its Info by the estate state)
 FINISHED: dict[str, tuple[Outcome, str | None]] = {
     "Successful": ("success", None), "Faulted": ("failure", None), "Stopped": ("failure", "killed")}
@@ -60,7 +55,6 @@ UNATTENDED = {"Unattended", "NonProduction", "TestAutomation"}  # robot types th
 SESSION_STATES = {"Available": "available", "Busy": "busy", "Disconnected": "disconnected", "Unknown": "unknown"}
 IN_PROGRESS = {"Pending", "Running", "Suspended", "Resumed", "Resuming", "Stopping", "Terminating"}
 _FRACTION = re.compile(r"(\.\d{6})\d+")  # .NET writes 7 digits of a second; Python reads 6
-_SLUG = re.compile(r"[^a-z0-9_-]+")
 
 
 def parse_time(value: Any) -> float | None:
@@ -83,11 +77,6 @@ def odata_time(ts: float) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
-def bot_slug(process: str) -> str:
-    """A bot name for a process no rule names: lower case, [a-z0-9_-], at most 64 characters."""
-    return _SLUG.sub("-", process.lower()).strip("-")[:64] or "process"
-
-
 @dataclass
 class Folder:
     id: int
@@ -95,128 +84,58 @@ class Folder:
 
 
 @dataclass
-class Connection:
-    """One Orchestrator tenant and what the source keeps of it between pulls."""
+class OrchestratorConnection(Connection["UiPathOrchestrator"]):
+    """One Orchestrator tenant: its folders and the jobs in progress at the last pull."""
 
-    cfg: UiPathOrchestrator
-    client: ApiClient
     folders: list[Folder] = field(default_factory=list)
     folders_read_at: float = float("-inf")
-    next_pull: float = 0.0
     running: dict[int, set[str]] = field(default_factory=dict)  # per folder, the run ids in progress last pull
-    down_since: float | None = None  # monotonic time of the first failed pull of an outage
-    cursors: dict[str, dict[str, Any]] = field(default_factory=dict)  # the checkpoints, as last saved
-    pull_requested: bool = False  # request_pull() since the current pull began
-    failures: int = 0  # pulls failed in a row: the wait before the next one doubles with each
-    # capabilities the credentials turned out not to have (403: scope not granted): not asked again
-    off: set[str] = field(default_factory=set)
 
 
-class UiPathOrchestratorSource(Source):
+class UiPathOrchestratorSource(PlatformSource["UiPathOrchestrator"]):
     name = "uipath"
+    platform = LABEL
+    config_key = "uipath"
     event_labels = (LABEL,)
     error_labels = (LABEL,)
     config_keys = ("platforms.uipath",)
-    default_interval = 1.0  # how often it looks whether a connection is due (each has its own interval)
-
-    def __init__(self, state: EstateState, journal: Journal | None, connections: list[Connection]):
-        super().__init__(state, journal)
-        self.connections = connections
+    credentials_hint = "check client_id, client_secret and scope"
+    connections: list[OrchestratorConnection]  # type: ignore[assignment]
 
     @classmethod
-    def wanted(cls, loaded: LoadedEstate) -> bool:
-        return bool(loaded.estate.platforms.uipath)
+    def connect(cls, cfg: UiPathOrchestrator, state: EstateState) -> OrchestratorConnection:
+        return OrchestratorConnection(cfg, client_for(cfg, state))
 
-    @classmethod
-    def from_estate(cls, loaded: LoadedEstate, state: EstateState, journal: Journal | None,
-                    **deps: object) -> UiPathOrchestratorSource:
-        connections = [Connection(cfg, client_for(cfg, state)) for cfg in loaded.estate.platforms.uipath]
-        return cls(state, journal, connections)
-
-    # -- the loop -------------------------------------------------------------------------
-    def poll_once(self) -> None:
-        for conn in self.connections:
-            if self.stopped.is_set():
-                return
-            if time.monotonic() >= conn.next_pull:
-                conn.pull_requested = False
-                self.pull(conn)
-
-    def pull(self, conn: Connection) -> None:
-        """One pull of every folder of `conn`. A failure is counted and logged once per outage;
-        the connection is tried again after its interval (or a 429's Retry-After)."""
+    # -- a pull ---------------------------------------------------------------------------
+    def pull_connection(self, conn: Connection[UiPathOrchestrator]) -> None:
+        """Every folder of `conn`: its jobs, its queues; then the robots. One folder's failure
+        (its access removed...) spares the others, and fails the pull."""
+        assert isinstance(conn, OrchestratorConnection)
         cfg = conn.cfg
         failed: list[str] = []
         seen: set[str] = set()  # the bots of this pull's jobs
         stuck: dict[str, int] = {}  # per bot, its jobs Pending past stuck_pending_after
-        try:
-            if time.monotonic() - conn.folders_read_at >= FOLDERS_EVERY:
-                conn.folders = self.read_folders(conn)
-                conn.folders_read_at = time.monotonic()
-            for folder in conn.folders:
-                if self.stopped.is_set():
-                    return
-                try:
-                    self.pull_jobs(conn, folder, seen, stuck)
-                    if cfg.queues:
-                        self.optional(conn, "queues", lambda: self.pull_queues(conn, folder))
-                except (AuthError, Throttled):
-                    raise
-                except ApiError as exc:  # one folder's failure (its access removed...) spares the others
-                    failed.append(f"folder {folder.path!r}: {exc}")
-            if cfg.robots and not self.stopped.is_set():
-                self.optional(conn, "robots", lambda: self.pull_robots(conn))
-        except Throttled as exc:
-            conn.next_pull = time.monotonic() + max(exc.retry_after, 1.0)
-            self.warn((cfg.name, "throttled"), "uipath %s: %s", cfg.name, exc)
-            return
-        except AuthError as exc:
-            self._failed(conn, f"credentials refused: {exc} (check client_id, client_secret and scope)")
-            return
-        except ApiError as exc:
-            self._failed(conn, str(exc))
-            return
-        if failed:
-            self._failed(conn, "; ".join(failed[:3]) + (f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""))
-            return
-        if conn.down_since is not None:
-            log.warning("uipath %s: reachable again after %.0f s", cfg.name, time.monotonic() - conn.down_since)
-            conn.down_since = None
-        conn.failures = 0
-        self.state.note_connection(LABEL, cfg.name, up=True)
-        self.state.controlplanes.note_pull(cfg.name, seen, stuck)
-        # a pull asked for while this one ran (a queue item's webhook) is not put off by it
-        conn.next_pull = time.monotonic() + (0.0 if conn.pull_requested else cfg.interval)
-
-    def _failed(self, conn: Connection, why: str) -> None:
-        """A failed pull: the connection is down (its metric says so, one log line per outage)
-        and is tried again after a wait that doubles with each failure, up to max_backoff."""
-        cfg = conn.cfg
-        self.state.note_connection(LABEL, cfg.name, up=False)
-        conn.failures += 1
-        wait = min(cfg.interval * 2 ** min(conn.failures - 1, 20), max(cfg.max_backoff, cfg.interval))
-        if conn.down_since is None:
-            conn.down_since = time.monotonic()
-            log.warning("uipath %s: %s; trying again in %.0f s, then less and less often (at most every %.0f s)",
-                        cfg.name, why, wait, max(cfg.max_backoff, cfg.interval))
-        conn.next_pull = time.monotonic() + wait
-
-    def optional(self, conn: Connection, what: str, pull: Callable[[], None]) -> None:
-        """Runs the pull of a capability the credentials may lack: a 403 (scope not granted)
-        turns it off for this connection, said once, without failing the connection."""
-        if what in conn.off:
-            return
-        try:
-            pull()
-        except AuthError as exc:
-            if exc.status != 403:
+        if time.monotonic() - conn.folders_read_at >= FOLDERS_EVERY:
+            conn.folders = self.read_folders(conn)
+            conn.folders_read_at = time.monotonic()
+        for folder in conn.folders:
+            if self.stopped.is_set():
+                return
+            try:
+                self.pull_jobs(conn, folder, seen, stuck)
+                if cfg.queues:
+                    self.optional(conn, "queues", lambda: self.pull_queues(conn, folder))
+            except (AuthError, Throttled):
                 raise
-            conn.off.add(what)
-            log.warning("uipath %s: no access to %s (%s); add the scope it needs or set %s: false",
-                        conn.cfg.name, what, exc, what)
+            except ApiError as exc:
+                failed.append(f"folder {folder.path!r}: {exc}")
+        if cfg.robots and not self.stopped.is_set():
+            self.optional(conn, "robots", lambda: self.pull_robots(conn))
+        self.partial_failure(failed)
+        self.state.controlplanes.note_pull(cfg.name, seen, stuck)
 
     # -- folders --------------------------------------------------------------------------
-    def read_folders(self, conn: Connection) -> list[Folder]:
+    def read_folders(self, conn: OrchestratorConnection) -> list[Folder]:
         cfg = conn.cfg
         folders = []
         for item in self.pages(conn, "odata/Folders", {"$orderby": "Id asc"}, {}):
@@ -233,7 +152,7 @@ class UiPathOrchestratorSource(Source):
         return folders
 
     # -- jobs -----------------------------------------------------------------------------
-    def pull_jobs(self, conn: Connection, folder: Folder, seen: set[str] | None = None,
+    def pull_jobs(self, conn: OrchestratorConnection, folder: Folder, seen: set[str] | None = None,
                   stuck: dict[str, int] | None = None) -> None:
         """The folder's jobs that ended since its cursor, as finished runs, and those not ended,
         as runs in progress. What this folder's previous pull already applied is not applied again:
@@ -242,9 +161,7 @@ class UiPathOrchestratorSource(Source):
         cfg = conn.cfg
         key = f"{cfg.name}:{folder.id}"
         saved = self.cursor(conn, key)
-        cursor = saved.get("ended_since")
-        if not isinstance(cursor, (int, float)):
-            cursor = time.time() - cfg.history
+        cursor = self.since(conn, saved)
         recorded = set(saved.get("recorded") or ())  # run ids that ended at or after the cursor
         running = conn.running.get(folder.id, set())
         params = {"$filter": f"EndTime ge {odata_time(cursor)} or EndTime eq null", "$orderby": "Id asc",
@@ -279,28 +196,21 @@ class UiPathOrchestratorSource(Source):
             if events:
                 self.state.apply(events)
         conn.running[folder.id] = now_running
-        # the latest end read, but not past the start of this pull on the server's clock: a job
-        # that ended while the pull paged past it has an EndTime after that
-        new_cursor = max(finished.values(), default=cursor)
-        if began is not None:
-            new_cursor = min(new_cursor, began - 1.0)
-        new_cursor = max(cursor, new_cursor)
-        again = sorted(r for r, ended in finished.items() if ended >= new_cursor)[:MAX_REMEMBERED]
-        conn.cursors[key] = {"ended_since": new_cursor, "recorded": again}
-        self.save_checkpoint(key, conn.cursors[key])
+        new_cursor, again = advance(cursor, finished, began)
+        self.save_cursor(conn, key, {"ended_since": new_cursor, "recorded": again})
 
-    def event_for(self, conn: Connection, folder: Folder, job: Any) -> RunStarted | RunFinished | None:
+    def event_for(self, conn: OrchestratorConnection, folder: Folder, job: Any) -> RunStarted | RunFinished | None:
         """The run a job is, None when it is not recorded (an unregistered process, a bad item:
         counted and warned)."""
         cfg = conn.cfg
         if not isinstance(job, dict) or not isinstance(job.get("Key"), str) or not job["Key"]:
-            self._bad(cfg.name, "a job without Key", job)
+            self.bad(cfg.name, "a job without Key", job)
             return None
         process = job.get("ReleaseName") or ""
         if not isinstance(process, str) or not process:
-            self._bad(cfg.name, "a job without ReleaseName", job)
+            self.bad(cfg.name, "a job without ReleaseName", job)
             return None
-        bot = self.bot_for(conn, folder, process, job["Key"])
+        bot = self.bot_for(conn, folder.path, process, job["Key"])
         if bot is None:
             return None
         run_id = f"uipath:{job['Key']}"[:128]
@@ -312,7 +222,7 @@ class UiPathOrchestratorSource(Source):
         if state in FINISHED:
             ended = parse_time(job.get("EndTime"))
             if ended is None:
-                self._bad(cfg.name, f"a {state} job without EndTime", job)
+                self.bad(cfg.name, f"a {state} job without EndTime", job)
                 return None
             outcome, reason = FINISHED[state]
             info = job.get("Info") if isinstance(job.get("Info"), str) else None
@@ -324,49 +234,14 @@ class UiPathOrchestratorSource(Source):
         if state in IN_PROGRESS:
             since = started or parse_time(job.get("CreationTime"))
             if since is None:
-                self._bad(cfg.name, f"a {state} job without StartTime or CreationTime", job)
+                self.bad(cfg.name, f"a {state} job without StartTime or CreationTime", job)
                 return None
             return RunStarted(bot=bot, run_id=run_id, time=since, host=host, source=LABEL)
-        self._bad(cfg.name, f"a job in an unknown state {state!r}", job)
-        return None
-
-    def _bad(self, connection: str, what: str, item: Any) -> None:
-        self.state.count_parse_error(LABEL)
-        self.warn((connection, what[:40]), "uipath %s: %s: %.200r", connection, what, item)
-
-    def cursor(self, conn: Connection, key: str) -> dict[str, Any]:
-        """Where the pulls of `key` (a folder's jobs or queue items) are: kept in memory, read
-        from the journal once (after a restart)."""
-        if key not in conn.cursors:
-            conn.cursors[key] = self.load_checkpoint(key) or {}
-        return conn.cursors[key]
-
-    # -- bots -----------------------------------------------------------------------------
-    def bot_for(self, conn: Connection, folder: Folder, process: str, job_key: str | None = None) -> str | None:
-        """The bot a process of a folder is: the first rule that matches; else, with
-        auto_register, a bot of its own; else None (listed as unregistered)."""
-        cfg = conn.cfg
-        for rule in cfg.processes:
-            if re.fullmatch(rule.process, process) and (rule.folder is None or re.fullmatch(rule.folder, folder.path)):
-                self.state.register_platform_bot(rule.bot, "uipath", self.team_for(cfg, folder))
-                return rule.bot
-        if cfg.auto_register:
-            name = bot_slug(process)
-            if self.state.register_platform_bot(name, "uipath", self.team_for(cfg, folder)):
-                return name
-            return None  # the estate's bot limit is reached
-        self.state.note_unregistered_process(LABEL, cfg.name, folder.path, process, job_key)
-        return None
-
-    @staticmethod
-    def team_for(cfg: UiPathOrchestrator, folder: Folder) -> str | None:
-        for pattern, team in cfg.folder_teams.items():
-            if fnmatch.fnmatchcase(folder.path, pattern):
-                return team
+        self.bad(cfg.name, f"a job in an unknown state {state!r}", job)
         return None
 
     # -- work queues ----------------------------------------------------------------------
-    def pull_queues(self, conn: Connection, folder: Folder) -> None:
+    def pull_queues(self, conn: OrchestratorConnection, folder: Folder) -> None:
         """The folder's queues: their backlog (the items New or InProgress now) and the items
         that ended since the folder's queue cursor, added to the totals with the new cursor in
         one journal transaction. Like the jobs' cursor, it is the server's clock and not past the
@@ -378,17 +253,15 @@ class UiPathOrchestratorSource(Source):
             if isinstance(q, dict) and isinstance(q.get("Id"), int) and isinstance(q.get("Name"), str) and q["Name"]:
                 queues[q["Id"]] = q
             else:
-                self._bad(cfg.name, "a queue without Id or Name", q)
-        team = self.team_for(cfg, folder)
+                self.bad(cfg.name, "a queue without Id or Name", q)
+        team = self.team_for(cfg, folder.path)
         backlogs = {q["Name"][:128]: Backlog(team=team) for q in queues.values()}
         if not queues:  # no request to the rate-limited QueueItems for a folder without queues
             self.state.workqueues.note_backlogs(LABEL, cfg.name, folder.path, backlogs)
             return
         key = f"{cfg.name}:{folder.id}:queue-items"
         saved = self.cursor(conn, key)
-        cursor = saved.get("ended_since")
-        if not isinstance(cursor, (int, float)):
-            cursor = time.time() - cfg.history
+        cursor = self.since(conn, saved)
         recorded = set(saved.get("recorded") or ())
         params = {"$filter": f"Status eq 'New' or Status eq 'InProgress' or EndProcessing ge {odata_time(cursor)}",
                   "$orderby": "Id asc"}
@@ -403,7 +276,7 @@ class UiPathOrchestratorSource(Source):
                 qid = item.get("QueueDefinitionId") if isinstance(item, dict) else None
                 q = queues.get(qid) if isinstance(qid, int) else None
                 if q is None or not isinstance(item.get("Id"), int):
-                    self._bad(cfg.name, "a queue item without Id or a queue of this folder", item)
+                    self.bad(cfg.name, "a queue item without Id or a queue of this folder", item)
                     continue
                 name, status = q["Name"][:128], item.get("Status")
                 if status in ITEM_OPEN:
@@ -411,7 +284,7 @@ class UiPathOrchestratorSource(Source):
                 elif status in ITEM_ENDED:
                     end = parse_time(item.get("EndProcessing"))
                     if end is None:
-                        self._bad(cfg.name, f"a {status} queue item without EndProcessing", item)
+                        self.bad(cfg.name, f"a {status} queue item without EndProcessing", item)
                         continue
                     item_id = str(item["Id"])
                     ended[item_id] = end
@@ -427,12 +300,8 @@ class UiPathOrchestratorSource(Source):
                     row[1] += 1 if (item.get("RetryNumber") or 0) > 0 or (item.get("ManualRetryNumber") or 0) > 0 else 0
                     row[2] += max(0.0, end - start) if start is not None else 0.0
                 elif status not in ITEM_OTHER:
-                    self._bad(cfg.name, f"a queue item in an unknown status {status!r}", item)
-        new_cursor = max(ended.values(), default=cursor)
-        if began is not None:
-            new_cursor = min(new_cursor, began - 1.0)
-        new_cursor = max(cursor, new_cursor)
-        again = sorted(i for i, end in ended.items() if end >= new_cursor)[:MAX_REMEMBERED]
+                    self.bad(cfg.name, f"a queue item in an unknown status {status!r}", item)
+        new_cursor, again = advance(cursor, ended, began)
         rows = [ItemTotals((LABEL, cfg.name, folder.path, queue), day, status, exception, int(n), int(r), sec)
                 for (queue, day, status, exception), (n, r, sec) in sorted(totals.items())]
         try:
@@ -468,7 +337,7 @@ class UiPathOrchestratorSource(Source):
             backlog.at_risk += 1
 
     # -- robots ---------------------------------------------------------------------------
-    def pull_robots(self, conn: Connection) -> None:
+    def pull_robots(self, conn: OrchestratorConnection) -> None:
         """The robot sessions of the folders read, each once: per machine by state, and the
         unattended capacity connected and in use."""
         cfg = conn.cfg
@@ -481,7 +350,7 @@ class UiPathOrchestratorSource(Source):
             for session in self.pages(conn, "odata/Sessions", {"$expand": "Robot", "$orderby": "Id asc"},
                                       {"X-UIPATH-OrganizationUnitId": str(folder.id)}):
                 if not isinstance(session, dict) or not isinstance(session.get("Id"), int):
-                    self._bad(cfg.name, "a session without Id", session)
+                    self.bad(cfg.name, "a session without Id", session)
                     continue
                 if session["Id"] in seen:
                     continue
@@ -499,7 +368,7 @@ class UiPathOrchestratorSource(Source):
         self.state.controlplanes.note_robots(cfg.name, Robots(LABEL, machines, capacity, busy))
 
     # -- paging ---------------------------------------------------------------------------
-    def page_batches(self, conn: Connection, path: str, params: dict[str, str],
+    def page_batches(self, conn: OrchestratorConnection, path: str, params: dict[str, str],
                      headers: dict[str, str]) -> Iterator[tuple[list[Any], float]]:
         """Each page's items and the server's Date: `@odata.nextLink` when the server sends one,
         else `$top`/`$skip` until a short page. Jobs and QueueItems take slots of the budget."""
@@ -528,13 +397,10 @@ class UiPathOrchestratorSource(Source):
                 url = conn.client.url(path, {**params, "$top": str(size), "$skip": str(skip)})
         raise ApiError(f"{path}: more than {MAX_PAGES} pages; the rest is read next time")
 
-    def pages(self, conn: Connection, path: str, params: dict[str, str], headers: dict[str, str]) -> list[Any]:
+    def pages(self, conn: OrchestratorConnection, path: str, params: dict[str, str], headers: dict[str, str]) -> list[Any]:
         return [item for page, _date in self.page_batches(conn, path, params, headers) for item in page]
 
     # -- webhooks (uipath_webhooks.py) -----------------------------------------------------
-    def connection(self, name: str) -> Connection | None:
-        return next((c for c in self.connections if c.cfg.name == name), None)
-
     def receives(self, connection: str) -> bool:
         """Webhooks are taken for a connection whose webhook_secret resolves to a secret."""
         conn = self.connection(connection)
@@ -550,14 +416,9 @@ class UiPathOrchestratorSource(Source):
         from .uipath_webhooks import receive
 
         conn = self.connection(connection)
-        if conn is None:
+        if not isinstance(conn, OrchestratorConnection):
             return 404, {"error": "no receiver", "detail": f"no uipath connection {connection!r}"}
         return receive(self, conn, headers, body)
-
-    def request_pull(self, conn: Connection) -> None:
-        """Pull `conn` at the next look (within `default_interval`) rather than after its interval."""
-        conn.pull_requested = True
-        conn.next_pull = min(conn.next_pull, time.monotonic())
 
 
 def client_for(cfg: UiPathOrchestrator, state: EstateState) -> ApiClient:

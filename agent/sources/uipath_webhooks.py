@@ -33,7 +33,7 @@ from ..state.journal import JournalError
 from .controlplane import ApiError
 
 if TYPE_CHECKING:
-    from .uipath_orchestrator import Connection, Folder, UiPathOrchestratorSource
+    from .uipath_orchestrator import Folder, OrchestratorConnection, UiPathOrchestratorSource
 
 SIGNATURE = "x-uipath-signature"
 FETCH_TIMEOUT = 5.0  # seconds for one job's fetch: Orchestrator waits for the answer to its POST
@@ -91,7 +91,7 @@ def job_refs(doc: dict[str, Any]) -> list[tuple[int, int, str]]:
     return refs
 
 
-def receive(source: UiPathOrchestratorSource, conn: Connection, headers: Mapping[str, str],
+def receive(source: UiPathOrchestratorSource, conn: OrchestratorConnection, headers: Mapping[str, str],
             body: bytes) -> tuple[int, dict[str, Any]]:
     """One webhook for `conn`: the HTTP status and answer (every outcome counted)."""
     name = conn.cfg.name
@@ -123,11 +123,11 @@ def receive(source: UiPathOrchestratorSource, conn: Connection, headers: Mapping
     return 200, {"unknown": kind}
 
 
-def _folder(conn: Connection, folder_id: int) -> Folder | None:
+def _folder(conn: OrchestratorConnection, folder_id: int) -> Folder | None:
     return next((f for f in conn.folders if f.id == folder_id), None)
 
 
-def _queue_item(source: UiPathOrchestratorSource, conn: Connection, folder_id: int) -> tuple[int, dict[str, Any]]:
+def _queue_item(source: UiPathOrchestratorSource, conn: OrchestratorConnection, folder_id: int) -> tuple[int, dict[str, Any]]:
     """The connection is pulled soon (its queues with it); a folder it does not read is ignored."""
     if conn.folders_read_at != float("-inf") and _folder(conn, folder_id) is None:
         source.state.count_webhook(source.name, conn.cfg.name, "ignored")
@@ -137,7 +137,7 @@ def _queue_item(source: UiPathOrchestratorSource, conn: Connection, folder_id: i
     return 202, {"accepted": 1, "pull": "requested"}
 
 
-def _jobs(source: UiPathOrchestratorSource, conn: Connection,
+def _jobs(source: UiPathOrchestratorSource, conn: OrchestratorConnection,
           refs: list[tuple[int, int, str]]) -> tuple[int, dict[str, Any]]:
     """Each job fetched and recorded at once; what cannot be fetched is left to the next pull."""
     name = conn.cfg.name
