@@ -20,7 +20,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from .. import __version__
 
@@ -141,8 +141,22 @@ class Response:
     date: float | None  # the server's clock (Date header), Unix seconds
 
 
+class Credentials(Protocol):
+    """What a request carries to prove who asks: an OAuth2 bearer token, a platform's own
+    token header (Automation Anywhere's X-Authorization), a static key (Robocorp's RC-WSKEY)."""
+
+    def headers(self) -> dict[str, str]:
+        """The headers to send (may fetch a token: raises AuthError, Throttled or ApiError)."""
+        ...
+
+    def invalidate(self) -> None:
+        """The server refused what headers() gave (401): get a new one next time."""
+        ...
+
+
 class ClientCredentials:
-    """An OAuth2 access token for `client_id`/`secret` at `token_url`, fetched again before expiry."""
+    """An OAuth2 access token for `client_id`/`secret` at `token_url`, fetched again before expiry
+    (UiPath's identity server, Microsoft Entra ID, Blue Prism's authentication server)."""
 
     def __init__(self, token_url: str, client_id: str, secret: Callable[[], str | None], scope: str,
                  timeout: float):
@@ -153,6 +167,9 @@ class ClientCredentials:
 
     def invalidate(self) -> None:
         self._token = None
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token()}"}
 
     def token(self) -> str:
         if self._token is not None and time.monotonic() < self._expires - TOKEN_EARLY:
@@ -188,9 +205,9 @@ class ClientCredentials:
 
 
 class ApiClient:
-    """JSON GETs against one tenant's API, within its budget, with its token."""
+    """JSON requests against one tenant's API, within its budget, with its credentials."""
 
-    def __init__(self, base_url: str, credentials: ClientCredentials, budget: RequestBudget, timeout: float,
+    def __init__(self, base_url: str, credentials: Credentials, budget: RequestBudget, timeout: float,
                  on_request: Callable[[str], None] = lambda outcome: None):
         self.base_url = base_url.rstrip("/")
         self.credentials = credentials
@@ -208,9 +225,15 @@ class ApiClient:
         """The decoded JSON at `url`; None when stopped while waiting. A transient failure (a 5xx,
         no answer) is tried again after 1 s and 2 s. `budgeted`: the request takes a slot of the
         budget (the endpoints the control plane rate-limits); any request waits out a 429's hold."""
+        return self.request("GET", url, headers, stopped, budgeted)
+
+    def request(self, method: str, url: str, headers: dict[str, str], stopped: threading.Event,
+                budgeted: bool = True, json_body: Any = None) -> Response | None:
+        """`get`, for any method; `json_body` is sent as JSON (a query in a POST body: Automation
+        Anywhere's activity list)."""
         for pause in (*TRANSIENT_RETRIES, None):
             try:
-                return self._get_once(url, headers, stopped, budgeted)
+                return self._get_once(url, headers, stopped, budgeted, method=method, json_body=json_body)
             except (AuthError, Throttled):
                 raise
             except ApiError as exc:
@@ -226,12 +249,14 @@ class ApiClient:
         return self._get_once(url, headers, None, True, timeout)
 
     def _get_once(self, url: str, headers: dict[str, str], stopped: threading.Event | None,
-                  budgeted: bool = True, timeout: float | None = None) -> Response | None:
+                  budgeted: bool = True, timeout: float | None = None, method: str = "GET",
+                  json_body: Any = None) -> Response | None:
         """One try (a 401 gets one new token and one more request); `stopped` None: without
         waiting for the budget."""
+        payload = None if json_body is None else json.dumps(json_body).encode("utf-8")
         for attempt in (1, 2):
             try:
-                token = self.credentials.token()
+                auth = self.credentials.headers()
             except Throttled as exc:
                 self.budget.hold(exc.retry_after)
                 self.on_request("throttled")
@@ -248,8 +273,10 @@ class ApiClient:
                 ready = self.budget.take(stopped) if budgeted else self.budget.wait_held(stopped)
             if not ready:
                 return None
-            req = urllib.request.Request(url, headers={**headers, "Authorization": f"Bearer {token}",
-                                                       "Accept": "application/json", "User-Agent": USER_AGENT})
+            sent = {**headers, **auth, "Accept": "application/json", "User-Agent": USER_AGENT}
+            if payload is not None:
+                sent["Content-Type"] = "application/json"
+            req = urllib.request.Request(url, data=payload, method=method, headers=sent)
             try:
                 with urllib.request.urlopen(req, timeout=timeout or self.timeout) as r:
                     raw = r.read(MAX_BODY + 1)
