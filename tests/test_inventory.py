@@ -91,13 +91,16 @@ def test_inventory_lists_registered_bots_and_an_unregistered_robot_from_a_real_a
     assert f"state from agent {agent.url}" in r.stderr
     rows = list(csv.DictReader(io.StringIO(r.stdout)))
     assert list(rows[0]) == ["bot", "registered", "owner", "team", "platform", "lifecycle", "criticality", "state",
-                             "last_success", "fragility", "governance_findings", "pid", "user", "command"]
+                             "last_run", "last_success", "success_ratio", "scheduled", "fragility",
+                             "governance_findings", "pid", "user", "command"]
     by_bot = {row["bot"]: row for row in rows if row["registered"] == "yes"}
     recon = by_bot["invoice-recon"]
     assert (recon["owner"], recon["team"], recon["platform"], recon["lifecycle"], recon["criticality"]) == (
         "ana.diaz@example.com", "finance", "python", "production", "high")
     assert recon["state"] == "failing"
     assert recon["last_success"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 90))
+    assert recon["last_run"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 40))
+    assert recon["success_ratio"] == "0.500" and recon["scheduled"] == "yes"
     assert recon["fragility"] == "0.200"  # 0.40 x half the runs failed; no lateness, no duration variance
     assert recon["governance_findings"] == "0"
     scratch = by_bot["scratch"]

@@ -275,3 +275,38 @@ def test_a_job_pending_past_the_limit_is_a_stuck_run_of_its_bot(tmp_path, agents
         assert m['botwatch_run_in_progress{bot="invoice-recon"}'] == 2  # both are runs in progress
         fake.update_job(stuck, state="Running")  # a robot took it
         metrics_when(agent, lambda m: m['botwatch_bot_stuck_runs{bot="invoice-recon"}'] == 0, "no stuck run")
+
+
+def test_the_inventory_lists_the_automations_orchestrator_runs_with_team_last_run_ratio_and_schedule(tmp_path, agents):
+    now = datetime.now(timezone.utc)
+    with FakeOrchestrator() as fake:
+        finance = fake.add_folder("Finance")
+        invoices, adhoc = fake.add_release(finance, "Invoice Recon"), fake.add_release(finance, "Adhoc Export")
+        fake.add_job(finance, invoices, state="Successful", source_type="Schedule", ended=now - timedelta(minutes=30))
+        last = fake.add_job(finance, invoices, state="Faulted", source_type="Schedule", ended=now - timedelta(minutes=5))
+        fake.add_job(finance, adhoc, state="Successful", source_type="Manual", ended=now - timedelta(minutes=9))
+        port = free_port()
+        config = estate(tmp_path, fake, port, "auto_register: true\nfolder_teams: {'Finance': finance}")
+        agent = agents(config, port, env={"UIPATH_SECRET": fake.client_secret}).start()
+        metrics_when(agent, lambda m: runs_total(m) == 3, "the three jobs")
+        inventory = subprocess.run([*BOTWATCH, "inventory", "--format", "json", "--config", str(config),
+                                    "--agent", agent.url], capture_output=True, text=True, timeout=60,
+                                   env={**os.environ, "UIPATH_SECRET": fake.client_secret})
+        assert inventory.returncode == 0, inventory.stderr
+        rows = {r["bot"]: r for r in json.loads(inventory.stdout)}
+        recon, export = rows["invoice-recon"], rows["adhoc-export"]
+        assert (recon["platform"], recon["team"], recon["scheduled"], recon["success_ratio"]) == (
+            "uipath", "finance", True, 0.5)
+        assert recon["last_run"] == datetime.fromtimestamp(parse_time(last["EndTime"]), timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%SZ")
+        assert (export["platform"], export["scheduled"], export["success_ratio"]) == ("uipath", False, 1.0)
+        # and the CoE report lists them the same way
+        report = subprocess.run([*BOTWATCH, "report", "--format", "md", "--out", "-", "--config", str(config),
+                                 "--agent", agent.url], capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "UIPATH_SECRET": fake.client_secret})
+        assert report.returncode == 0, report.stderr
+        bots = report.stdout.split("## Bots", 1)[1].split("\n## ", 1)[0]
+        (row,) = [line for line in bots.splitlines() if line.startswith("| invoice-recon ")]
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1:3] == ["finance", "uipath"] and cells[-1] == "yes", cells
+        assert cells[-2] == recon["last_run"].replace("T", " "), cells

@@ -22,8 +22,8 @@ from ..config.estate import BotConfig, LoadedEstate
 from ..core.redact import redact_url
 from ..core.safe_output import csv_cell
 
-COLUMNS = ("bot", "registered", "owner", "team", "platform", "lifecycle", "criticality", "state", "last_success",
-           "fragility", "governance_findings", "pid", "user", "command")
+COLUMNS = ("bot", "registered", "owner", "team", "platform", "lifecycle", "criticality", "state", "last_run",
+           "last_success", "success_ratio", "scheduled", "fragility", "governance_findings", "pid", "user", "command")
 
 
 @dataclass
@@ -80,7 +80,7 @@ def build_inventory(loaded: LoadedEstate, agent_url: str, now: float | None = No
             status = {v.name: v.to_json() for v in st.views(now)}
         configs: dict[str, BotConfig] = {b.name: b for b in loaded.estate.bots}
         extra = [n for n in status if n not in configs]  # auto-registered, or the agent's estate differs
-        bots = list(configs.values()) + [BotConfig(name=n) for n in extra]
+        bots = list(configs.values()) + [_config_of(n, status[n]) for n in extra]
         current = {n: (s["state"], s.get("state_since") or now) for n, s in status.items() if s.get("state")}
         frag = estate_fragility(journal, [b.name for b in bots], now, current) if journal is not None else {}
     finally:
@@ -95,7 +95,9 @@ def build_inventory(loaded: LoadedEstate, agent_url: str, now: float | None = No
         inv.rows.append({
             "bot": b.name, "registered": b.name in configs,
             "owner": b.owner, "team": b.team, "platform": b.platform, "lifecycle": b.lifecycle,
-            "criticality": b.criticality, "state": s.get("state"), "last_success": iso(s.get("last_success")),
+            "criticality": b.criticality, "state": s.get("state"), "last_run": iso(s.get("last_run_end")),
+            "last_success": iso(s.get("last_success")), "success_ratio": _success_ratio(s),
+            "scheduled": s["scheduled"] if "scheduled" in s else bool(b.schedule or b.every),
             "fragility": round(f.score, 4) if f else None,
             "governance_findings": sum(failed.values()),
             "pid": None, "user": None, "command": None,
@@ -106,7 +108,8 @@ def build_inventory(loaded: LoadedEstate, agent_url: str, now: float | None = No
         inv.rows.append({
             "bot": p.get("name") or p.get("runtime") or "?", "registered": False,
             "owner": None, "team": None, "platform": p.get("platform"), "lifecycle": None, "criticality": None,
-            "state": "running", "last_success": None, "fragility": None, "governance_findings": None,
+            "state": "running", "last_run": None, "last_success": None, "success_ratio": None, "scheduled": None,
+            "fragility": None, "governance_findings": None,
             "pid": p.get("pid"), "user": p.get("user"), "command": p.get("cmdline"),  # redacted by the agent
             "fragility_components": None, "failed_checks": None,
         })
@@ -114,11 +117,31 @@ def build_inventory(loaded: LoadedEstate, agent_url: str, now: float | None = No
         inv.rows.append({
             "bot": p.get("process") or "?", "registered": False,
             "owner": None, "team": None, "platform": p.get("platform"), "lifecycle": None, "criticality": None,
-            "state": None, "last_success": None, "fragility": None, "governance_findings": None,
+            "state": None, "last_run": iso(p.get("last_seen")), "last_success": None, "success_ratio": None,
+            "scheduled": None, "fragility": None, "governance_findings": None,
             "pid": None, "user": None, "command": f"{p.get('connection')}: folder {p.get('folder')}",
             "fragility_components": None, "failed_checks": None,
         })
     return inv
+
+
+def _config_of(name: str, status: dict) -> BotConfig:
+    """A bot the agent knows and the estate file does not (registered from a control plane):
+    its platform, team and owner as the agent has them."""
+    try:
+        return BotConfig(name=name, platform=status.get("platform") or "other", team=status.get("team"),
+                         owner=status.get("owner"))
+    except ValueError:
+        return BotConfig(name=name)
+
+
+def _success_ratio(status: dict) -> float | None:
+    """Successful runs over all runs the agent has on record for the bot (None: no run)."""
+    runs = status.get("runs_total") or 0
+    if not runs:
+        return None
+    failed = status.get("failures") or {}
+    return round(1 - sum(failed.values()) / runs, 4) if isinstance(failed, dict) else None
 
 
 def to_csv(rows: list[dict]) -> str:
@@ -135,7 +158,9 @@ def to_csv(rows: list[dict]) -> str:
 def _cell(col: str, v):
     if col == "registered":
         return "yes" if v else "no"
-    if col == "fragility" and v is not None:
+    if col == "scheduled" and v is not None:
+        return "yes" if v else "no"
+    if col in ("fragility", "success_ratio") and v is not None:
         return f"{v:.3f}"
     return v
 

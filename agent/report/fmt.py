@@ -37,3 +37,8 @@ def queue_cells(q) -> list:
     return [q.platform, q.connection, q.folder, q.queue, q.team, q.successful, q.failed, pct(q.success_ratio),
             q.failed_by_exception.get("business", 0), q.failed_by_exception.get("application", 0), q.retries,
             dur(q.mean_seconds)]
+
+
+def last_run_cells(b) -> list:
+    """A bot's "last run" and "scheduled" cells (a model.BotRow)."""
+    return [iso(b.last_run) if b.last_run else "never", "n/a" if b.scheduled is None else ("yes" if b.scheduled else "no")]

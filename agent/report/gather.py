@@ -167,7 +167,14 @@ def gather(journal_path, loaded=None, *, since: float, slo: float = 0.95, end: f
                 for row in report.bots:
                     row.governance_failed = sorted({c for c, _, _ in report.governance.get(row.bot, [])})
                 bar.advance(gov)
+            for row in report.bots:
+                ended = [r.ended for r in runs.get(row.bot, ())]
+                row.last_run = max(ended) if ended else None
+                cfg = configs.get(row.bot)
+                if cfg is not None:
+                    row.scheduled = bool(cfg.schedule or cfg.every)
             if agent_url:
+                _from_agent(agent_url, report, set(configs))
                 report.unregistered = _unregistered(agent_url, report)
             else:
                 report.notes.append("unregistered bots omitted: give --agent URL to list the processes "
@@ -228,6 +235,28 @@ def _governance(loaded) -> dict[str, list[tuple[str, str, str]]]:
         if failed:
             out[bot] = failed
     return out
+
+
+def _from_agent(agent_url: str, report: Report, in_estate: set[str]) -> None:
+    """What the running agent knows of the bots the estate file does not describe (registered
+    from a control plane): their team, platform and owner, and whether a schedule starts them."""
+    url = agent_url.rstrip("/") + "/api/v1/status"
+    try:
+        with contextlib.closing(urllib.request.urlopen(url, timeout=10)) as resp:
+            status = {b.get("bot"): b for b in json.loads(resp.read()).get("bots") or [] if isinstance(b, dict)}
+    except (OSError, ValueError, AttributeError) as exc:
+        report.notes.append(f"bots registered from control planes without team and platform: {redact_url(url)} "
+                            f"not reachable ({redact_url(exc)})")
+        return
+    for row in report.bots:
+        s = status.get(row.bot)
+        if s is None:
+            continue
+        row.scheduled = s.get("scheduled") if isinstance(s.get("scheduled"), bool) else row.scheduled
+        if row.bot not in in_estate:
+            row.team = s.get("team") or row.team
+            row.platform = s.get("platform") or row.platform
+            row.owner = s.get("owner") or row.owner
 
 
 def _unregistered(agent_url: str, report: Report) -> list[dict] | None:

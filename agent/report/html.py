@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape as _html_escape
 
 from ..core.safe_output import for_terminal
-from .fmt import QUEUE_HEAD, iso, pct, queue_cells
+from .fmt import QUEUE_HEAD, iso, last_run_cells, pct, queue_cells
 from .md import FIG_HEAD, _fig
 from .model import REASONS, Report
 
@@ -140,9 +140,9 @@ def render_html(report: Report) -> str:
     else:
         body.append("<p>Every check passes.</p>")
     body += ["<h2>Bots</h2>",
-             _table(["bot", "team", "platform", "lifecycle", *FIG_HEAD, "fragility"],
+             _table(["bot", "team", "platform", "lifecycle", *FIG_HEAD, "fragility", "last run", "scheduled"],
                     [[b.bot, b.team, b.platform, b.lifecycle, *_fig_cells(b.figures),
-                      "n/a" if b.fragility is None else f"{b.fragility:.3f}"] for b in r.bots])]
+                      "n/a" if b.fragility is None else f"{b.fragility:.3f}", *last_run_cells(b)] for b in r.bots])]
     if r.notes:
         body += ["<h2>Notes</h2><ul>", *(f"<li>{escape(n)}</li>" for n in r.notes), "</ul>"]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..core.safe_output import for_terminal
-from .fmt import QUEUE_HEAD, dur, iso, pct, queue_cells
+from .fmt import QUEUE_HEAD, dur, iso, last_run_cells, pct, queue_cells
 from .model import REASONS, Figures, Report
 
 
@@ -75,9 +75,9 @@ def render_md(report: Report) -> str:
     else:
         lines += ["Every check passes.", ""]
     lines += ["## Bots", ""]
-    lines += _table(["bot", "team", "platform", "lifecycle", *FIG_HEAD, "fragility"],
+    lines += _table(["bot", "team", "platform", "lifecycle", *FIG_HEAD, "fragility", "last run", "scheduled"],
                     [[b.bot, b.team, b.platform, b.lifecycle, *_fig(b.figures),
-                      "n/a" if b.fragility is None else f"{b.fragility:.3f}"] for b in r.bots])
+                      "n/a" if b.fragility is None else f"{b.fragility:.3f}", *last_run_cells(b)] for b in r.bots])
     if r.notes:
         lines += ["## Notes", ""] + [f"- {for_terminal(n)}" for n in r.notes] + [""]
     return "\n".join(lines)

@@ -63,6 +63,8 @@ class BotRow:
     figures: Figures
     fragility: float | None = None
     governance_failed: list[str] = field(default_factory=list)
+    last_run: float | None = None  # end of its latest finished run, whenever that was
+    scheduled: bool | None = None  # on a schedule (the estate file's or its control plane's); None: not known
 
 
 @dataclass

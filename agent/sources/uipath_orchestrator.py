@@ -210,7 +210,8 @@ class UiPathOrchestratorSource(PlatformSource["UiPathOrchestrator"]):
         if not isinstance(process, str) or not process:
             self.bad(cfg.name, "a job without ReleaseName", job)
             return None
-        bot = self.bot_for(conn, folder.path, process, job["Key"])
+        bot = self.bot_for(conn, folder.path, process, job["Key"],
+                           scheduled=job.get("SourceType") == "Schedule" or None)
         if bot is None:
             return None
         run_id = f"uipath:{job['Key']}"[:128]

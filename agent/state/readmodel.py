@@ -48,6 +48,7 @@ class BotView:
     items_failed_total: int = 0
     empty_runs_total: int = 0
     last_empty: bool = False  # the latest run was a success that processed fewer items than min_items
+    scheduled: bool = False  # on a schedule: the estate file's, or its control plane's
 
     @classmethod
     def of(cls, bot: BotRuntime, now: float) -> BotView:
@@ -63,6 +64,7 @@ class BotView:
             last_ui_failure=bot.last_ui_failure if bot.last_reason == "ui_drift" else None,
             items_processed_total=bot.items_processed_total, items_failed_total=bot.items_failed_total,
             empty_runs_total=bot.empty_runs_total, last_empty=bot.last_empty,
+            scheduled=bool(bot.cfg.schedule or bot.cfg.every) or bot.platform_scheduled,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -81,6 +83,7 @@ class BotView:
             "hung": self.hung, "processes": self.processes,
             "items_processed_total": self.items_processed_total, "items_failed_total": self.items_failed_total,
             "empty_runs_total": self.empty_runs_total, "last_empty": self.last_empty, "min_items": c.min_items,
+            "scheduled": self.scheduled,
             **({"last_failure_screen": self.last_ui_failure[0], "last_failure_selector": self.last_ui_failure[1]}
                if self.last_ui_failure else {}),
         }

@@ -142,6 +142,7 @@ class BotRuntime:
     consecutive_failures: int = 0
     consecutive_successes: int = 0
     failing_latched: bool = False  # failing until `recovery_threshold` successes in a row
+    platform_scheduled: bool = False  # its control plane starts it on a schedule
     active: dict[str, float] = field(default_factory=dict)  # run id -> start time
     active_cpu: dict[str, float] = field(default_factory=dict)  # run id -> cpu seconds so far
     active_rss: dict[str, int] = field(default_factory=dict)
@@ -528,26 +529,37 @@ class EstateState:
             except Exception:
                 log.exception("a state listener failed")
 
-    def register_platform_bot(self, name: str, platform: str, team: str | None) -> bool:
+    def register_platform_bot(self, name: str, platform: str, team: str | None, owner: str | None = None,
+                              scheduled: bool | None = None) -> bool:
         """A bot a control-plane source found (an Orchestrator process...): registered with its
-        platform and team unless the estate file has it; False when agent.limits.max_bots is
-        reached (counted as dropped). A bot registered before a restart gets its platform and
-        team back."""
+        platform, team and owner unless the estate file has it; False when agent.limits.max_bots
+        is reached (counted as dropped). A bot registered before a restart gets them back.
+        `scheduled`: whether the platform starts it on a schedule (None: not known from this)."""
         with self.lock:
             bot = self.bots.get(name)
             if bot is not None:
-                if self.estate.bot(name) is None and (bot.cfg.platform, bot.cfg.team) != (platform, team):
-                    bot.cfg = BotConfig(name=name, platform=platform, team=team)
+                if scheduled is not None:
+                    bot.platform_scheduled = scheduled or bot.platform_scheduled
+                if self.estate.bot(name) is None and (bot.cfg.platform, bot.cfg.team, bot.cfg.owner) != (
+                        platform, team, owner or bot.cfg.owner):
+                    try:
+                        bot.cfg = BotConfig(name=name, platform=platform, team=team, owner=owner or bot.cfg.owner)
+                    except ValueError:  # an owner the estate file would refuse: kept without it
+                        bot.cfg = BotConfig(name=name, platform=platform, team=team)
                 return True
             if len(self.bots) >= self.estate.agent.limits.max_bots:
                 self.stats.count_dropped("bot_limit")
                 return False
             try:
-                cfg = BotConfig(name=name, platform=platform, team=team)
+                cfg = BotConfig(name=name, platform=platform, team=team, owner=owner)
             except ValueError:
-                return False
+                try:
+                    cfg = BotConfig(name=name, platform=platform, team=team)
+                except ValueError:
+                    return False
             now = self.clock()
             bot = self.bots[name] = BotRuntime(cfg=cfg, first_seen=now)
+            bot.platform_scheduled = bool(scheduled)
             if self.journal is not None:
                 # registered before a restart: its runs are on record (the source found it again)
                 for run in self.journal.iter_runs(name):
