@@ -322,6 +322,7 @@ class UiPathOrchestratorSource(Source):
         size = conn.cfg.page_size
         url: str | None = conn.client.url(path, {**params, "$top": str(size), "$skip": "0"})
         skip = 0
+        window = 0  # items since the last $top/$skip request: a server may page its $top with nextLinks
         for _ in range(MAX_PAGES):
             if url is None:
                 return
@@ -333,13 +334,15 @@ class UiPathOrchestratorSource(Source):
             if not isinstance(items, list):
                 raise ApiError(f"{path}: an answer without a 'value' list")
             yield items, answer.date if answer.date is not None else time.time() - 60.0
+            window += len(items)
             next_link = data.get("@odata.nextLink")
             if isinstance(next_link, str) and next_link:
                 url = next_link if next_link.startswith(("http://", "https://")) else conn.client.url(next_link)
-            elif len(items) < size:
+            elif window < size:
                 url = None
             else:
-                skip += len(items)
+                skip += window
+                window = 0
                 url = conn.client.url(path, {**params, "$top": str(size), "$skip": str(skip)})
         raise ApiError(f"{path}: more than {MAX_PAGES} pages; the rest is read next time")
 
