@@ -35,6 +35,8 @@ BENCHMARKS = [
      ["--runs", "5", "--reps", "1", "--warmup", "1"]),
     ("bench_delivery_latency.py", "9. Delivery beside a target that is away",
      ["--runs", "5", "--reps", "2", "--warmup", "1"]),
+    ("bench_orchestrator_tenant.py", "10. A large UiPath Orchestrator tenant: 2,000 processes, 200 folders, "
+     "100,000 jobs", ["--runs", "5", "--folders", "20", "--processes", "200", "--jobs", "10000", "--window", "30"]),
 ]
 
 
