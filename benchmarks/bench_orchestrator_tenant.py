@@ -372,7 +372,7 @@ def measure(runs: int, reps: int, warmup: int, folders: int = 200, processes: in
         f"the whole benchmark, first sync included: {busiest_minute(requests_all)}",
         f"a pull of every folder takes {pull_s:.0f} s (median of the full pulls measured) plus the interval "
         f"({INTERVAL_S:g} s): one request per folder, {n_folders} folders at {BUDGET} a minute",
-        f"the tenant went on meanwhile: {feeder.added} jobs ended during the steady state (100,000 a day), "
+        f"the tenant went on meanwhile: {feeder.added} jobs ended during the steady state ({jobs:,} a day), "
         f"all recorded once; parse errors counted: {parse_errors:.0f}",
     ]
     fig_c = common.figure(

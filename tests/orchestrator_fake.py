@@ -1035,7 +1035,8 @@ class FakeOrchestrator:
                 folder = self.add_folder(FOLDER_NAMES[n % len(FOLDER_NAMES)] + (f" {lap + 1}" if lap else ""),
                                          key=self._uuid(rng))
                 robots[folder["Id"]] = [self.add_robot(folder, f"f{n + 1}-unattended-{k}",
-                                                       machine_name=f"RPA-F{n + 1:03d}-VM{k:02d}") for k in (1, 2)]
+                                                       machine_name=f"RPA-F{n + 1:03d}-VM{k:02d}",
+                                                       created=anchor - timedelta(days=120)) for k in (1, 2)]
             folders = [self._index["Folders"][fid] for fid in robots]
             for p in range(n_processes):
                 folder = folders[p % len(folders)]
