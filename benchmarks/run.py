@@ -37,6 +37,8 @@ BENCHMARKS = [
      ["--runs", "5", "--reps", "2", "--warmup", "1"]),
     ("bench_webhook_latency.py", "10. Orchestrator webhook: job faulted to the metric",
      ["--runs", "5", "--reps", "2", "--warmup", "1"]),
+    ("bench_orchestrator_tenant.py", "11. A large UiPath Orchestrator tenant: 2,000 processes, 200 folders, "
+     "100,000 jobs", ["--runs", "5", "--folders", "20", "--processes", "200", "--jobs", "10000", "--window", "30"]),
 ]
 
 

@@ -253,6 +253,7 @@ class RecordedRequest:
     path: str
     query: dict[str, str]  # decoded; a token request's form, its client_secret replaced by ***
     headers: dict[str, str]  # as sent, the bearer token replaced by ***
+    at: float = 0.0  # when it arrived, on the fake's `clock`
 
     def header(self, name: str) -> str | None:
         """A header's value, its name matched ignoring case as HTTP does."""
@@ -327,6 +328,7 @@ class FakeOrchestrator:
         self._revoked = False
         self._odata_seen = 0
         self._queued_errors: list[tuple[str, int, int]] = []
+        self._queued_bodies: list[list[Any]] = []  # [path fragment, requests to let pass, body, content type]
         self._windows: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
         self._rows: dict[str, list[Record]] = {name: [] for name in SETS}
         self._index: dict[str, dict[int, Record]] = {name: {} for name in SETS}
@@ -388,6 +390,14 @@ class FakeOrchestrator:
         with self._lock:
             self._queued_errors.append((path_fragment, status, retry_after))
 
+    def answer_once(self, path_fragment: str, body: bytes, *, after: int = 0,
+                    content_type: str = "application/json; charset=utf-8") -> None:
+        """A 200 with `body` as it is (not JSON, a `value` that is no list... as a broken proxy or
+        a schema change might send) for one request whose path contains `path_fragment`: the one
+        after `after` such requests have been answered normally."""
+        with self._lock:
+            self._queued_bodies.append([path_fragment, after, body, content_type])
+
     @property
     def throttled_total(self) -> int:
         return sum(self.throttled.values())
@@ -415,7 +425,7 @@ class FakeOrchestrator:
             if name.lower() == "authorization":
                 scheme = shown[name].partition(" ")[0]
                 shown[name] = f"{scheme} ***"
-        self.requests.append(RecordedRequest(method, path, query, shown))
+        self.requests.append(RecordedRequest(method, path, query, shown, self.clock()))
 
     def _respond(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> _Reply:
         params = urllib.parse.parse_qsl(query, keep_blank_values=True)
@@ -433,7 +443,7 @@ class FakeOrchestrator:
             return _json(404, _envelope("The requested resource was not found."))
         es = SETS[name]
         self.counts[name] += 1
-        queued = self._queued_error(path)
+        queued = self._queued_error(path) or self._queued_body(path)
         if queued:
             return queued
         self._odata_seen += 1
@@ -468,6 +478,17 @@ class FakeOrchestrator:
                 if status == 401:
                     return _Reply(401, b"", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
                 return self._fault(status)
+        return None
+
+    def _queued_body(self, path: str) -> _Reply | None:
+        for i, queued in enumerate(self._queued_bodies):
+            if queued[0] in path:
+                if queued[1] > 0:
+                    queued[1] -= 1
+                    return None
+                del self._queued_bodies[i]
+                self.faults_served += 1
+                return _Reply(200, queued[2], {"Content-Type": queued[3]})
         return None
 
     @staticmethod
@@ -996,6 +1017,58 @@ class FakeOrchestrator:
                         self.add_queue_item(queue, status=rng.choice(("Successful", "Failed", "New")),
                                             reference=reference, created=created + timedelta(minutes=2),
                                             exception_type=kind, reason=reason, retry_number=1, ancestor=first)
+
+    def populate_jobs(self, n_folders: int, n_processes: int, n_jobs: int, seed: int = 1, *,
+                      anchor: datetime | None = None, history: timedelta = timedelta(hours=23)) -> None:
+        """A large tenant, quickly (a benchmark's 100,000 jobs in seconds): `n_folders` folders with
+        two robots each, `n_processes` processes of distinct names spread over them, and `n_jobs`
+        jobs made by `add_job` as `populate` makes them: every robot runs one job at `anchor`, every
+        folder has one Pending, the others ended over `history` before it (Successful, Faulted
+        with realistic `Info`, Stopped). No sessions, queues or robot logs."""
+        rng = random.Random(seed)
+        anchor = anchor or POPULATE_ANCHOR
+        with self._lock:
+            robots: dict[int, list[Record]] = {}
+            releases: list[tuple[Record, Record]] = []
+            for n in range(n_folders):
+                lap = n // len(FOLDER_NAMES)
+                folder = self.add_folder(FOLDER_NAMES[n % len(FOLDER_NAMES)] + (f" {lap + 1}" if lap else ""),
+                                         key=self._uuid(rng))
+                robots[folder["Id"]] = [self.add_robot(folder, f"f{n + 1}-unattended-{k}",
+                                                       machine_name=f"RPA-F{n + 1:03d}-VM{k:02d}",
+                                                       created=anchor - timedelta(days=120)) for k in (1, 2)]
+            folders = [self._index["Folders"][fid] for fid in robots]
+            for p in range(n_processes):
+                folder = folders[p % len(folders)]
+                name = f"{PROCESS_NAMES[p % len(PROCESS_NAMES)]}_{p // len(PROCESS_NAMES) + 1:03d}"
+                releases.append((folder, self.add_release(folder, name, created=anchor - timedelta(days=90))))
+            plans = []  # (created, state, duration, folder, release, robot)
+            for folder in folders if releases else []:
+                own = [rel for f, rel in releases if f is folder] or [releases[0][1]]
+                for robot in robots[folder["Id"]]:
+                    plans.append((anchor - timedelta(seconds=rng.randint(30, 1800)), "Running", None, folder,
+                                  rng.choice(own), robot))
+                plans.append((anchor - timedelta(seconds=rng.randint(1, 300)), "Pending", None, folder,
+                              rng.choice(own), None))
+            for _ in range(max(0, n_jobs - len(plans)) if releases else 0):
+                folder, rel = rng.choice(releases)
+                state = rng.choices(("Successful", "Faulted", "Stopped"), (80, 15, 5))[0]
+                duration = timedelta(seconds=rng.randint(20, 2400))
+                created = anchor - duration - timedelta(seconds=rng.randint(60, int(history.total_seconds())))
+                plans.append((created, state, duration, folder, rel, rng.choice(robots[folder["Id"]])))
+            for created, state, duration, folder, rel, robot in sorted(plans, key=lambda plan: plan[0]):
+                started = created + timedelta(seconds=rng.randint(1, 20))
+                info, strategy = None, None
+                if state == "Faulted":
+                    info = rng.choice(FAULTED_INFOS).format(n=rng.randint(10000, 99999), process=rel["Name"])
+                elif state == "Stopped":
+                    strategy = rng.choice(("SoftStop", "SoftStop", "Kill"))
+                    info = "Job canceled" if strategy == "SoftStop" else "Job stopped"
+                self.add_job(folder, rel, state=state, robot=robot, created=created,
+                             started=started if state != "Pending" else None,
+                             ended=started + duration if duration else None, info=info,
+                             source_type=rng.choice(("Schedule", "Schedule", "Queue", "Manual")),
+                             stop_strategy=strategy, key=self._uuid(rng))
 
     # --------------------------------------------------------------------------------- webhooks
     def job_event(self, job: Ref, event_type: str) -> dict[str, Any]:

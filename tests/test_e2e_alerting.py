@@ -219,6 +219,7 @@ class Stack:
     prometheus: stack.Server
     alertmanager: stack.Server
     webhook: Webhook
+    orchestrator: FakeOrchestrator
 
     def query(self, expr: str, at: float | None = None) -> dict:
         """/api/v1/query now (or at time `at`); the JSON answer, errors included."""
@@ -412,7 +413,7 @@ def e2e(tmp_path_factory):
         am.wait_ready(timeout=HANG)
         prom.wait_ready(timeout=HANG)
 
-        s = Stack(agent, prom, am, webhook)
+        s = Stack(agent, prom, am, webhook, orchestrator)
         play_scenario(s)
         yield s
     finally:
@@ -546,6 +547,32 @@ def test_a_drift_warning_reaches_the_team_before_the_first_failed_run_of_the_dri
     wait_for(lambda: e2e.has_data(f'ALERTS{{alertname="BotRunFailed", bot="{bot}", reason="ui_drift", '
                                   'alertstate="firing"}'), timeout=HANG, interval=0.2, what=f"BotRunFailed of {bot}")
     assert e2e.has_data(f'botwatch_run_failures_total{{bot="{bot}", reason="ui_drift"}} == 1')
+
+
+def test_a_faulted_orchestrator_job_with_a_selector_error_reaches_its_folders_team_as_ui_drift(e2e):
+    # a process of the Procurement folder that no bot of the estate file names: registered from
+    # Orchestrator, its team from the connection's folder_teams
+    fake, bot, receiver = e2e.orchestrator, "supplier-invoices", "procurement-warning"
+    folder = next(f for f in fake.rows("Folders") if f["FullyQualifiedName"] == "Procurement")
+    fake.add_robot(folder, "proc-unattended-1", machine_name="RPA-PROC-VM01")
+    job = fake.add_job(folder, fake.add_release(folder, "Supplier Invoices"), state="Running")
+    wait_for(lambda: e2e.has_data(f'botwatch_run_in_progress{{bot="{bot}"}} == 1'), timeout=HANG, interval=0.2,
+             what=f"the running job of {bot} in Prometheus")
+    assert not e2e.webhook.find(receiver, "BotFailing", bot, "firing")
+    fake.update_job(job, state="Faulted", info=(
+        "Click 'Approve': UiPath.Core.Activities.SelectorNotFoundException: Could not find the user-interface (UI) "
+        "element for this action. <webctrl id='approve' tag='BUTTON' />"))
+    notification, alert, _ = wait_for(lambda: e2e.webhook.find(receiver, "BotFailing", bot, "firing"), timeout=HANG,
+                                      interval=0.2, what=f"BotFailing of {bot} at {receiver}")
+    assert notification["receiver"] == receiver
+    assert {k: alert["labels"].get(k) for k in ("bot", "team", "severity")} == {
+        "bot": bot, "team": "procurement", "severity": "warning"}
+    # its one failed run, reason ui_drift: in Prometheus and in the (unrouted) BotRunFailed
+    assert e2e.has_data(f'botwatch_run_failures_total{{bot="{bot}", reason="ui_drift"}} == 1')
+    assert e2e.has_data(f'sum(botwatch_run_failures_total{{bot="{bot}"}}) == 1')
+    assert e2e.has_data(f'botwatch_bot_info{{bot="{bot}", team="procurement", platform="uipath"}}')
+    wait_for(lambda: e2e.has_data(f'ALERTS{{alertname="BotRunFailed", bot="{bot}", reason="ui_drift", '
+                                  'alertstate="firing"}'), timeout=HANG, interval=0.2, what=f"BotRunFailed of {bot}")
 
 
 @pytest.mark.parametrize("bot,receiver,severity", [

@@ -4,6 +4,7 @@ header, OData query options, paging, limits, faults and signed webhooks."""
 from __future__ import annotations
 
 import base64
+import collections
 import hashlib
 import hmac
 import json
@@ -604,6 +605,31 @@ def test_populate_is_deterministic_and_realistic() -> None:
     failed = [i for i in items if i["Status"] in ("Failed", "Retried")]
     assert failed and all(i["ProcessingException"]["Type"] == i["ProcessingExceptionType"] for i in failed)
     assert all(i["ProcessingException"] is None for i in items if i["Status"] in ("New", "Successful"))
+
+
+def test_populate_jobs_makes_a_large_tenant_with_the_jobs_add_job_makes() -> None:
+    answers = []
+    for _ in range(2):
+        with FakeOrchestrator(jobs_per_minute=None) as orch:
+            orch.populate_jobs(4, 10, 400, seed=3)
+            folder = orch.rows("Folders")[2]["Id"]
+            _, _, jobs = odata(orch, "Jobs", {"$top": "1000", "$expand": "Robot", "$filter": "EndTime eq null"},
+                               folder=folder)
+            answers.append(jobs["value"])
+            rows, releases = orch.rows("Jobs"), orch.rows("Releases")
+    assert answers[0] == answers[1]  # the same for the same arguments
+    assert len(rows) == 400 and [j["Id"] for j in rows] == sorted(j["Id"] for j in rows)
+    assert len({r["Name"] for r in releases}) == 10  # processes of distinct names
+    by_state = collections.Counter(j["State"] for j in rows)
+    assert by_state["Running"] == 4 * 2 and by_state["Pending"] == 4  # each robot busy, one waiting per folder
+    assert {"Successful", "Faulted", "Stopped"} <= set(by_state)
+    # in a folder: its two running jobs on its two robots, and its waiting one
+    assert sorted(j["State"] for j in answers[0]) == ["Pending", "Running", "Running"]
+    assert len({j["Robot"]["Name"] for j in answers[0] if j["State"] == "Running"}) == 2
+    for job in rows:
+        if job["State"] in ("Successful", "Faulted", "Stopped"):
+            assert job["StartTime"] <= job["EndTime"] and job["Info"] and job["HostMachineName"]
+    assert all(r.at > 0 for r in orch.requests)  # when each request arrived, for rates
 
 
 # -------------------------------------------------------------------------------------- webhooks

@@ -9,11 +9,13 @@ import os
 import re
 import sqlite3
 import subprocess
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+from botwatch.core.classify import Classifier
 from botwatch.sources.platform import bot_slug
 from botwatch.sources.uipath_orchestrator import odata_time, parse_time
 from conftest import BOTWATCH, free_port, http_get, metrics_when, wait_for
@@ -21,15 +23,16 @@ from orchestrator_fake import TERMINAL_STATES, FakeOrchestrator
 
 pytestmark = pytest.mark.integration
 
-# what the built-in taxonomy makes of the Info of the stand-in's Faulted jobs
+# what the built-in taxonomy makes of the Info of the stand-in's Faulted jobs, where it is certain
 REASON_OF_INFO = [
-    (re.compile(r"SelectorNotFoundException"), "ui_drift"),
+    (re.compile(r"SelectorNotFoundException|Could not find the user-interface \(UI\) element"), "ui_drift"),
     (re.compile(r"BusinessRuleException"), "business"),
     (re.compile(r"Logon fail|user name or password|bad password"), "credentials"),
 ]
 
 
 def expected_reason(job: dict) -> str | None:
+    """The failure reason of an ended job's run; None for a success."""
     if job["State"] == "Stopped":
         return "killed"
     if job["State"] != "Faulted":
@@ -37,7 +40,8 @@ def expected_reason(job: dict) -> str | None:
     for pattern, reason in REASON_OF_INFO:
         if pattern.search(job["Info"] or ""):
             return reason
-    return None  # whatever the taxonomy says: not asserted
+    # other Infos: whatever the taxonomy says of the text the run carries (the Info reached it)
+    return Classifier().classify(output=job["Info"] or "").reason
 
 
 def estate(tmp_path: Path, fake: FakeOrchestrator, port: int, connection: str = "", bots: str = "[]") -> Path:
@@ -52,8 +56,8 @@ def estate(tmp_path: Path, fake: FakeOrchestrator, port: int, connection: str = 
     return config
 
 
-def journal_runs(tmp_path: Path) -> dict[str, dict]:
-    """The journal's runs by run id (read beside the running agent: WAL)."""
+def journal_rows(tmp_path: Path) -> list[dict]:
+    """Every run in the journal (read beside the running agent: WAL)."""
     db = sqlite3.connect(f"file:{tmp_path / 'journal.db'}?mode=ro", uri=True)
     try:
         rows = db.execute("SELECT bot, run_id, host, started, ended, outcome, reason, output_tail, source "
@@ -61,7 +65,12 @@ def journal_runs(tmp_path: Path) -> dict[str, dict]:
     finally:
         db.close()
     keys = ("bot", "run_id", "host", "started", "ended", "outcome", "reason", "output_tail", "source")
-    return {r[1]: dict(zip(keys, r)) for r in rows}
+    return [dict(zip(keys, r)) for r in rows]
+
+
+def journal_runs(tmp_path: Path) -> dict[str, dict]:
+    """The journal's runs by run id."""
+    return {r["run_id"]: r for r in journal_rows(tmp_path)}
 
 
 def terminal_jobs(fake: FakeOrchestrator) -> dict[str, dict]:
@@ -76,21 +85,31 @@ def runs_total(m: dict[str, float]) -> float:
 
 
 def assert_each_job_once(tmp_path: Path, fake: FakeOrchestrator) -> None:
-    runs, jobs = journal_runs(tmp_path), terminal_jobs(fake)
-    assert set(runs) == set(jobs)
-    folders = {f["Id"]: f["FullyQualifiedName"] for f in fake.rows("Folders")}
+    """Every ended job of the stand-in is exactly one run in the journal (no other run, none
+    twice under any bot), with its bot, outcome, reason, host, times and so duration, and its
+    Info in the run's output when it failed."""
+    rows, jobs = journal_rows(tmp_path), terminal_jobs(fake)
+    twice = [run_id for run_id, n in Counter(r["run_id"] for r in rows).items() if n > 1]
+    assert not twice, f"recorded more than once: {twice[:5]}"
+    runs = {r["run_id"]: r for r in rows}
+    assert set(runs) == set(jobs), (f"missing: {sorted(set(jobs) - set(runs))[:5]}, "
+                                    f"not an ended job: {sorted(set(runs) - set(jobs))[:5]}")
     for run_id, job in jobs.items():
         run = runs[run_id]
         assert run["bot"] == bot_slug(job["ReleaseName"]), (run, job["ReleaseName"])
-        assert run["outcome"] == ("success" if job["State"] == "Successful" else "failure")
-        want = expected_reason(job)
-        if want is not None:
-            assert run["reason"] == want, (job["Info"], run["reason"])
-        assert run["host"] == job["HostMachineName"]
-        assert run["started"] == pytest.approx(parse_time(job["StartTime"]), abs=0.001)
-        assert run["ended"] == pytest.approx(parse_time(job["EndTime"]), abs=0.001)
+        assert run["outcome"] == ("success" if job["State"] == "Successful" else "failure"), (run, job["State"])
+        assert run["reason"] == expected_reason(job), (job["State"], job["Info"], run["reason"])
+        assert run["host"] == job["HostMachineName"], (run, job["HostMachineName"])
+        started, ended = parse_time(job["StartTime"]), parse_time(job["EndTime"])
+        assert run["ended"] == pytest.approx(ended, abs=0.001)
+        if started is None:  # a Pending job canceled: it never started, its run has no duration
+            assert run["started"] is None and job["State"] == "Stopped", (run, job)
+        else:
+            assert run["started"] == pytest.approx(started, abs=0.001)
+            assert run["ended"] - run["started"] == pytest.approx(ended - started, abs=0.002)
+        if job["State"] == "Faulted":
+            assert (job["Info"] or "")[:60] in (run["output_tail"] or ""), (job["Info"], run["output_tail"])
         assert run["source"] == "uipath"
-        assert folders[job["OrganizationUnitId"]]  # every job's folder was read
 
 
 def test_it_reads_orchestrator_times_and_names_bots():

@@ -41,7 +41,9 @@ class PlatformConnection(_Strict):
     # (an Orchestrator folder, a Power Automate environment, a Blue Prism process group...)
     folder_teams: dict[str, str] = {}
     interval: Duration = 60.0  # between two pulls
-    requests_per_minute: int = Field(default=60, ge=1, le=1000)  # budget on the rate-limited endpoints
+    # budget on the rate-limited endpoints (Automation Cloud: 100 a minute on Jobs and QueueItems); a
+    # standalone Orchestrator publishes no limit: what its operators allow
+    requests_per_minute: int = Field(default=60, ge=1, le=100_000)
     page_size: int = Field(default=100, ge=1, le=1000)
     timeout: Duration = 30.0  # per request
     history: Duration = 86_400.0  # how far back the first pull reaches

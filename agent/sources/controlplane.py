@@ -29,6 +29,9 @@ TOKEN_EARLY = 60.0  # seconds before its expiry a token is replaced
 MAX_BODY = 64 * 1024 * 1024  # bytes of one response at most: a page, not a dump
 MAX_RETRY_AFTER = 3600.0  # a Retry-After beyond this is read as this
 TRANSIENT_RETRIES = (1.0, 2.0)  # seconds before trying a request that got a 5xx or no answer again
+# the budget's sliding minute, a second longer: the server counts a request when it arrives, a
+# little after it left here, so a budget equal to the server's limit would still meet its 429s
+BUDGET_WINDOW = 61.0
 
 
 class ApiError(Exception):
@@ -41,6 +44,11 @@ class ApiError(Exception):
 
 class AuthError(ApiError):
     """The identity server refused the credentials (a wrong or revoked secret, a scope not granted)."""
+
+
+class BadAnswer(ApiError):
+    """An answer that is not what the API documents (not JSON, too large, not the expected
+    shape): bad input, counted as a parse error of its source."""
 
 
 class Throttled(ApiError):
@@ -101,11 +109,11 @@ class RequestBudget:
         """Seconds until the next request may go (0: now)."""
         with self.lock:
             now = self.clock()
-            while self.sent and now - self.sent[0] >= 60.0:
+            while self.sent and now - self.sent[0] >= BUDGET_WINDOW:
                 self.sent.popleft()
             wait = max(0.0, self.held_until - now)
             if len(self.sent) >= self.per_minute:
-                wait = max(wait, 60.0 - (now - self.sent[0]))
+                wait = max(wait, BUDGET_WINDOW - (now - self.sent[0]))
             return wait
 
     def wait_held(self, stopped: threading.Event) -> bool:
@@ -299,12 +307,12 @@ class ApiClient:
                 raise ApiError(f"unreachable: {getattr(exc, 'reason', exc)}") from None
             if len(raw) > MAX_BODY:
                 self.on_request("error")
-                raise ApiError(f"answer larger than {MAX_BODY} bytes")
+                raise BadAnswer(f"answer larger than {MAX_BODY} bytes")
             try:
                 data = json.loads(raw)
             except ValueError:
                 self.on_request("error")
-                raise ApiError("answer is not JSON") from None
+                raise BadAnswer("answer is not JSON") from None
             self.on_request("ok")
             return Response(data, _http_date(date))
         raise AssertionError("unreachable")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Sequence, TypeVar
 
 from .base import Source
-from .controlplane import ApiClient, ApiError, AuthError, Throttled
+from .controlplane import ApiClient, ApiError, AuthError, BadAnswer, Throttled
 
 if TYPE_CHECKING:
     from ..config.estate import LoadedEstate
@@ -128,6 +128,7 @@ class PlatformSource(Source, Generic[C], register=False):
             self.failed(conn, f"credentials refused: {exc} ({self.credentials_hint})")
             return
         except ApiError as exc:
+            self.count_bad_answer(exc)
             self.failed(conn, str(exc))
             return
         if self.stopped.is_set():
@@ -155,6 +156,12 @@ class PlatformSource(Source, Generic[C], register=False):
             self.log.warning("%s %s: %s; trying again in %.0f s, then less and less often (at most every %.0f s)",
                              self.platform, cfg.name, why, wait, ceiling)
         conn.next_pull = time.monotonic() + wait
+
+    def count_bad_answer(self, exc: ApiError) -> None:
+        """An answer that is not what the API documents is bad input: counted as a parse error
+        (an unreachable server or a 5xx is not)."""
+        if isinstance(exc, BadAnswer):
+            self.state.count_parse_error(self.label)
 
     @staticmethod
     def partial_failure(failed: list[str]) -> None:

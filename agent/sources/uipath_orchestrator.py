@@ -30,7 +30,7 @@ from ..core.events import Event, Outcome, RunFinished, RunStarted
 from ..state.controlplanes import Robots
 from ..state.journal import JournalError
 from ..state.workqueues import Backlog, ItemTotals
-from .controlplane import ApiClient, ApiError, AuthError, ClientCredentials, RequestBudget, Throttled
+from .controlplane import ApiClient, ApiError, AuthError, BadAnswer, ClientCredentials, RequestBudget, Throttled
 from .platform import Connection, PlatformSource, advance
 
 if TYPE_CHECKING:
@@ -128,6 +128,7 @@ class UiPathOrchestratorSource(PlatformSource["UiPathOrchestrator"]):
             except (AuthError, Throttled):
                 raise
             except ApiError as exc:
+                self.count_bad_answer(exc)
                 failed.append(f"folder {folder.path!r}: {exc}")
         if cfg.robots and not self.stopped.is_set():
             self.optional(conn, "robots", lambda: self.pull_robots(conn))
@@ -377,6 +378,7 @@ class UiPathOrchestratorSource(PlatformSource["UiPathOrchestrator"]):
         budgeted = path in RATE_LIMITED
         url: str | None = conn.client.url(path, {**params, "$top": str(size), "$skip": "0"})
         skip = 0
+        window = 0  # items since the last $top/$skip request: a server may page its $top with nextLinks
         for _ in range(MAX_PAGES):
             if url is None:
                 return
@@ -386,15 +388,17 @@ class UiPathOrchestratorSource(PlatformSource["UiPathOrchestrator"]):
             data = answer.data
             items = data.get("value") if isinstance(data, dict) else None
             if not isinstance(items, list):
-                raise ApiError(f"{path}: an answer without a 'value' list")
+                raise BadAnswer(f"{path}: an answer without a 'value' list")
             yield items, answer.date if answer.date is not None else time.time() - 60.0
+            window += len(items)
             next_link = data.get("@odata.nextLink")
             if isinstance(next_link, str) and next_link:
                 url = next_link if next_link.startswith(("http://", "https://")) else conn.client.url(next_link)
-            elif len(items) < size:
+            elif window < size:
                 url = None
             else:
-                skip += len(items)
+                skip += window
+                window = 0
                 url = conn.client.url(path, {**params, "$top": str(size), "$skip": str(skip)})
         raise ApiError(f"{path}: more than {MAX_PAGES} pages; the rest is read next time")
 
