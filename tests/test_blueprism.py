@@ -323,3 +323,10 @@ def test_connection_names_are_unique_across_platforms(tmp_path):
         " client_id: c, client_secret: s}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="connection names must be unique: prod"):
         load_estate(config)
+
+
+def test_the_example_estate_file_is_valid():
+    loaded = load_estate(Path(__file__).resolve().parents[1] / "examples" / "blueprism" / "botwatch.yaml")
+    (bp,) = loaded.estate.platforms.blueprism
+    assert bp.name == "bp-prod" and bp.stuck_stage_after == 1800 and bp.scope == "bp-api bpserver"
+    assert bp.client_secret.get_secret_value() == "env:BLUEPRISM_SECRET"  # resolved when used, never stored
