@@ -15,6 +15,7 @@ from .base import BotName, Duration, Regex, _Strict
 
 CONNECTION_NAME = re.compile(r"^[a-z0-9_-]{1,32}$")
 DEFAULT_UIPATH_SCOPE = "OR.Folders.Read OR.Jobs.Read OR.Execution.Read OR.Queues.Read OR.Robots.Read"
+DEFAULT_BLUEPRISM_SCOPE = "bp-api bpserver"  # the pair every v7 endpoint requires
 
 
 class ProcessRule(_Strict):
@@ -113,12 +114,32 @@ class UiPathOrchestrator(PlatformConnection):
         return self.organization is not None
 
 
+class BluePrism(PlatformConnection):
+    """One Blue Prism environment through its API (v7.1 and later): `url` is the API's base
+    (`https://bp-api.example.com/api/v7`), `auth_url` its Authentication Server."""
+
+    auth_url: str  # the token endpoint is <auth_url>/connect/token
+    client_id: str
+    client_secret: SecretStr  # of a service account client with client credentials (docs/blueprism.md)
+    scope: str = DEFAULT_BLUEPRISM_SCOPE
+    stuck_stage_after: Duration = 1800.0  # a session on one stage (or Pending) longer than this is stuck
+    process_groups: bool = True  # read the process groups (/processes) for folder_teams and process rules
+    queues: bool = True  # read the work queues and their items (/workqueues)
+    resources: bool = True  # read the runtime resources (/resources)
+
+    @field_validator("auth_url")
+    @classmethod
+    def _auth_url(cls, v: str) -> str:
+        return http_url(v)
+
+
 class Platforms(_Strict):
     uipath: list[UiPathOrchestrator] = []
+    blueprism: list[BluePrism] = []
 
     @model_validator(mode="after")
     def _unique_names(self) -> "Platforms":
-        names = [c.name for c in self.uipath]
+        names = [c.name for c in (*self.uipath, *self.blueprism)]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"connection names must be unique: {', '.join(dup)}")
