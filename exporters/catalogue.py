@@ -72,7 +72,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
                "botwatch.bot.processes", "{process}"),
     MetricSpec("botwatch_bot_stuck_runs", "gauge",
                "Runs waiting to start for longer than their platform's limit "
-               "(Orchestrator jobs Pending past stuck_pending_after).", _B, "botwatch.bot.stuck_runs", "{run}"),
+               "(Orchestrator jobs Pending, Blue Prism sessions on one stage).", _B, "botwatch.bot.stuck_runs", "{run}"),
     MetricSpec("botwatch_queue_info", "gauge",
                "A work queue of an RPA control plane (1), with the team that owns it (the connection's folder_teams).",
                (*_Q, "team"), "botwatch.queue.info", "1"),

@@ -15,7 +15,7 @@ import pytest
 
 from botwatch.config.estate import ConfigError, load_estate
 from botwatch.sources.platform import bot_slug
-from botwatch.sources.uipath_orchestrator import parse_time
+from botwatch.sources.platform import parse_time
 from blueprism_fake import ENDED_STATUSES, FAILURES, FakeBluePrism, iso
 from conftest import free_port, http_get, metrics_when, wait_for
 

@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from botwatch.core.classify import Classifier
-from botwatch.sources.platform import bot_slug
-from botwatch.sources.uipath_orchestrator import odata_time, parse_time
+from botwatch.sources.platform import bot_slug, odata_time, parse_time
 from conftest import BOTWATCH, free_port, http_get, metrics_when, wait_for
 from orchestrator_fake import TERMINAL_STATES, FakeOrchestrator
 

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from botwatch.sources.uipath_orchestrator import parse_time
+from botwatch.sources.platform import parse_time
 from conftest import BOTWATCH, free_port, metrics_when
 from orchestrator_fake import FakeOrchestrator
 from test_uipath_orchestrator import UP, estate

@@ -30,7 +30,7 @@ from ..state.journal import JournalError
 from ..state.workqueues import Backlog, ItemTotals
 from .controlplane import ApiClient, ApiError, ClientCredentials, RequestBudget
 from .platform import Connection, PlatformSource, advance
-from .uipath_orchestrator import odata_time as iso_time, parse_time  # ISO 8601 both ways, 7 digits of a second
+from .platform import odata_time as iso_time, parse_time  # ISO 8601 both ways, 7 digits of a second
 
 if TYPE_CHECKING:
     from ..config.platforms import BluePrism

@@ -10,6 +10,7 @@ into events with the helpers here; HTTP, tokens and the request budget are contr
 
 from __future__ import annotations
 
+import datetime as dt
 import fnmatch
 import logging
 import re
@@ -26,10 +27,31 @@ if TYPE_CHECKING:
     from ..state.journal import Journal
     from ..state.runtime import EstateState
 
+_FRACTION = re.compile(r"(\.\d{6})\d+")  # .NET writes 7 digits of a second (AA 9); Python reads 6
 MAX_REMEMBERED = 10_000  # ids kept with a cursor (those that ended at or after it)
 _SLUG = re.compile(r"[^a-z0-9_-]+")
 
 C = TypeVar("C", bound="PlatformConnection")
+
+
+def parse_time(value: Any) -> float | None:
+    """An OData DateTimeOffset (`2024-05-01T10:00:00.1234567Z`) as Unix seconds; None if absent
+    or not a time."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(_FRACTION.sub(r"\1", value.strip()))
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return t.timestamp()
+
+
+def odata_time(ts: float) -> str:
+    """Unix seconds as an OData DateTimeOffset literal (UTC, milliseconds)."""
+    t = dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
 def bot_slug(process: str) -> str:
