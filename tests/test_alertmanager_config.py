@@ -72,6 +72,17 @@ def test_alerts_without_a_team_go_to_it_operations():
                  expect="it-operations") == "it-operations"
 
 
+@pytest.mark.parametrize("alertname", ["BotwatchQueueItemsOutOfSla", "BotwatchQueueBacklogGrowing"])
+def test_queue_alerts_reach_the_team_of_the_queues_folder_and_robot_alerts_it_operations(alertname):
+    queue = ("platform=uipath", "connection=prod", "folder=Procurement", "queue=Vendor_Invoices",
+             "instance=agent-a:9464", "job=botwatch", "severity=warning")
+    assert route(f"alertname={alertname}", *queue, "team=procurement",
+                 expect="procurement-warning") == "procurement-warning"
+    assert route(f"alertname={alertname}", *queue, expect="it-operations") == "it-operations"  # no folder team
+    assert route("alertname=BotwatchRobotDisconnected", "platform=uipath", "connection=prod", "machine=RPA-VM01",
+                 "severity=warning", expect="it-operations") == "it-operations"
+
+
 def test_a_team_without_routes_of_its_own_lands_at_it_operations():
     assert route("alertname=BotDown", "bot=payroll", "team=hr", "severity=critical") == "it-operations-critical"
     assert route("alertname=BotDown", "bot=payroll", "team=hr", "severity=warning") == "it-operations"

@@ -139,7 +139,8 @@ FIRING = {
     "BotRunFailed", "BotFailing", "BotDown", "BotHung", "BotFailureRatioHigh1h", "BotFailureRatioHigh6h",
     "BotDurationRegression", "BotUiDriftHigh", "BotUiDeclaredSelectorBroken", "BotUiSelectorBroken",
     "BotUiHealedLookupsRising", "BotCredentialFailures", "BotwatchAgentDown", "BotwatchEventsDropped",
-    "BotRunsStuck", "BotwatchControlPlaneDown", "BotRunsEmpty",
+    "BotRunsStuck", "BotwatchControlPlaneDown", "BotwatchQueueBacklogGrowing", "BotwatchQueueItemsOutOfSla",
+    "BotwatchRobotDisconnected", "BotRunsEmpty",
 }
 # Alerts whose condition is false in this scenario, and why.
 QUIET = {
@@ -147,9 +148,6 @@ QUIET = {
     "BotwatchAgentNotScraped": "both targets are scraped every second and none is dropped from the configuration",
     "BotwatchSpoolBacklog": "runs are delivered straight to the agent: no spool reports runs waiting",
     "BotwatchUnregisteredBots": "shadow bots are processes of RPA runtimes outside the estate; none runs here",
-    "BotwatchQueueBacklogGrowing": "it needs an hour of a growing backlog; promtool tests it (controlplane-alerts)",
-    "BotwatchQueueItemsOutOfSla": "the scenario's Orchestrator has no queue yet",
-    "BotwatchRobotDisconnected": "the scenario's Orchestrator has no robot session yet",
 }
 
 
@@ -287,10 +285,25 @@ def estate(port: int, journal: Path, orchestrator: FakeOrchestrator, dead_target
                  "interval": "1s", "timeout": "2s"}]}}
 
 
-def stuck_job(fake: FakeOrchestrator) -> None:
+def orchestrator_story(fake: FakeOrchestrator) -> None:
+    """Procurement's folder: a job of vendor-sync Pending for two hours; its queue with items
+    waiting for two hours past their one-hour SLA, and items that ended (one of each exception);
+    a robot machine disconnected beside one available."""
     folder = fake.add_folder("Procurement")
-    fake.add_job(folder, fake.add_release(folder, "Vendor Sync"), state="Pending",
-                 created=datetime.now(timezone.utc) - timedelta(hours=2))
+    release = fake.add_release(folder, "Vendor Sync")
+    two_hours_ago = datetime.now(timezone.utc) - timedelta(hours=2)
+    fake.add_job(folder, release, state="Pending", created=two_hours_ago)
+    queue = fake.add_queue(folder, "Vendor_Invoices", sla_minutes=60, risk_sla_minutes=45, release=release)
+    for _ in range(2):
+        fake.add_queue_item(queue, status="New", created=two_hours_ago)
+    fake.add_queue_item(queue, status="InProgress")
+    fake.add_queue_item(queue, status="Successful")
+    fake.add_queue_item(queue, status="Failed", exception_type="BusinessException", reason="Vendor blocked")
+    fake.add_queue_item(queue, status="Failed", exception_type="ApplicationException", reason="Portal timeout",
+                        retry_number=1)
+    for n, state in ((1, "Disconnected"), (2, "Available")):
+        robot = fake.add_robot(folder, f"proc-unattended-{n}", machine_name=f"RPA-PROC-VM0{n}")
+        fake.add_session(robot, folder, state=state)
 
 
 def backfill(tsdb: Path, instance: str, work: Path) -> None:
@@ -316,6 +329,12 @@ def play_scenario(s: Stack) -> None:
     s.scraped('count(botwatch_runs_total{job="botwatch"}) == %d' % (len(BOTS) + 1))  # and vendor-sync, from Orchestrator
     s.scraped('botwatch_agent_events_dropped_total{job="botwatch", source="api"} == 0')
     s.scraped('botwatch_agent_parse_errors_total{job="botwatch", source="ping"} == 0')
+    # Procurement's queue: scraped with its two waiting items, then one more arrives (the backlog grows)
+    waiting = 'botwatch_queue_items{job="botwatch", queue="Vendor_Invoices", status="new"}'
+    s.scraped(waiting + " == 2")
+    queue = next(q for q in s.orchestrator.rows("QueueDefinitions") if q["Name"] == "Vendor_Invoices")
+    s.orchestrator.add_queue_item(queue["Id"], status="New")
+    s.scraped(waiting + " == 3")
     now = time.time()
 
     # invoice-recon: three successful runs of about 30 s (its history: 10 s), the second of them empty
@@ -386,7 +405,7 @@ def e2e(tmp_path_factory):
         config = tmp / "botwatch.yaml"
         orchestrator = FakeOrchestrator().start()
         started.append(orchestrator)
-        stuck_job(orchestrator)
+        orchestrator_story(orchestrator)
         config.write_text(yaml.safe_dump(estate(port, tmp / "journal.db", orchestrator, dead_target), sort_keys=False),
                           encoding="utf-8")
         agent = AgentProcess(config, port)
