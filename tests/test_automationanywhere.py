@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 import urllib.error
 import urllib.request
 from datetime import datetime, timedelta, timezone
@@ -18,9 +19,10 @@ from automationanywhere_fake import TERMINAL, FakeControlRoom, parse_time as fak
 from botwatch.sources.automationanywhere import folder_of
 from botwatch.sources.platform import bot_slug
 from botwatch.sources.uipath_orchestrator import parse_time
-from conftest import free_port, http_get, metrics_when, wait_for
+from conftest import BOTWATCH, free_port, http_get, metrics_when, wait_for
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[1]
 
 UP = 'botwatch_agent_controlplane_up{connection="cr",platform="automationanywhere"}'
 ok = 'botwatch_agent_controlplane_requests_total{connection="cr",outcome="ok",platform="automationanywhere"}'
@@ -118,6 +120,22 @@ def test_it_reads_control_room_folders_and_times():
     # 9 fractional digits on startDateTime, 6 on endDateTime (the docs' sample)
     assert parse_time("2022-05-26T23:52:58.724951900Z") == pytest.approx(1653609178.724951)
     assert parse_time("2022-05-26T23:54:51.928431Z") == pytest.approx(1653609291.928431)
+
+
+def test_the_example_estate_is_valid_and_a_connection_needs_its_key_and_a_name_of_its_own(tmp_path):
+    ok = subprocess.run([*BOTWATCH, "check-config", str(ROOT / "examples/automationanywhere/botwatch.yaml")],
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("platforms:\n  uipath:\n    - {name: cr, url: 'https://cloud.uipath.com', client_id: a, "
+                   "client_secret: b}\n  automationanywhere:\n    - {name: cr, url: 'https://cr.example.com', "
+                   "username: u, api_key: k}\n    - {name: cr2, url: 'https://cr.example.com', username: u}\n",
+                   encoding="utf-8")
+    out = subprocess.run([*BOTWATCH, "check-config", str(bad)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "missing required key 'api_key'" in out.stdout + out.stderr, out
+    bad.write_text(bad.read_text().replace("username: u}", "username: u, api_key: k}"), encoding="utf-8")
+    out = subprocess.run([*BOTWATCH, "check-config", str(bad)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "connection names must be unique: cr" in out.stdout + out.stderr, out
 
 
 def test_the_stand_in_logs_in_filters_pages_and_expires_tokens_as_documented():
