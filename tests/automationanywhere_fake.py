@@ -171,6 +171,7 @@ class FakeControlRoom:
         self._api_seen = 0
         self._queued: list[tuple[str, int, int]] = []
         self._forbidden: set[str] = set()
+        self._garbled: list[tuple[str, bytes]] = []
         self._next_device = 6
         self._next_file = 14
         self._server: _Server | None = None
@@ -215,6 +216,12 @@ class FakeControlRoom:
         """The next request whose path contains `path_fragment` gets `status` (queued, in order)."""
         with self._lock:
             self._queued.append((path_fragment, status, retry_after))
+
+    def garble_once(self, path_fragment: str, body: bytes) -> None:
+        """The next request whose path contains `path_fragment` gets `body` with a 200 (a broken
+        proxy, a truncated answer)."""
+        with self._lock:
+            self._garbled.append((path_fragment, body))
 
     def forbid(self, path: str) -> None:
         """The user's role lacks the permission `path` needs: 403 there."""
@@ -279,6 +286,11 @@ class FakeControlRoom:
             return _error(400, "bad.request", str(exc))
 
     def _queued_error(self, path: str) -> _Reply | None:
+        for i, (fragment, body) in enumerate(self._garbled):
+            if fragment in path:
+                del self._garbled[i]
+                self.faults_served += 1
+                return _Reply(200, body, {"Content-Type": "application/json"})
         for i, (fragment, status, retry_after) in enumerate(self._queued):
             if fragment in path:
                 del self._queued[i]

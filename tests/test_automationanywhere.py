@@ -339,6 +339,23 @@ def test_bad_items_are_counted_and_the_rest_recorded(tmp_path, agents):
         assert set(journal_runs(tmp_path)) == {f"automationanywhere:{good['id']}"}
 
 
+def test_a_garbled_answer_is_counted_tried_again_and_nothing_is_lost(tmp_path, agents):
+    with FakeControlRoom(seed=9) as fake:
+        fake.populate(n_folders=1, n_bots=2, n_runs=30, seed=7)
+        fake.garble_once("/v3/activity/list", b'{"page": {"offset": 0, "total": 3')  # cut off mid-answer
+        fake.garble_once("/v3/activity/list", b'{"page": {"offset": 0, "total": 0, "totalFilter": 0}}')  # no list
+        port = free_port()
+        agent = agents(estate(tmp_path, fake, port, "auto_register: true\npage_size: 10"), port,
+                       env=env_for(fake)).start()
+        n = len(ended_runs(fake))
+        m = metrics_when(agent, lambda m: runs_total(m) == n and m.get(UP) == 1, f"all {n} ended executions")
+        assert m['botwatch_agent_parse_errors_total{source="automationanywhere"}'] == 1  # the answer without a list
+        assert m['botwatch_agent_controlplane_requests_total{connection="cr",outcome="error",'
+                 'platform="automationanywhere"}'] >= 1  # the one cut off, tried again at once
+        assert fake.faults_served == 2
+        assert_each_execution_once(tmp_path, fake)
+
+
 def test_a_role_without_device_access_still_records_every_run(tmp_path, agents):
     with FakeControlRoom(seed=8) as fake:
         fake.populate(n_folders=1, n_bots=2, n_runs=20, seed=4)

@@ -301,7 +301,8 @@ class AutomationAnywhereSource(PlatformSource["AutomationAnywhere"]):
                 return
             data = answer.data
             items = data.get("list") if isinstance(data, dict) else None
-            if not isinstance(items, list):
+            if not isinstance(items, list):  # counted; the pull fails and is tried again
+                self.bad(conn.cfg.name, f"{path}: an answer without a 'list'", data)
                 raise ApiError(f"{path}: an answer without a 'list'")
             yield items, answer.date if answer.date is not None else time.time() - 60.0
             page = data.get("page")
