@@ -133,13 +133,23 @@ class BluePrism(PlatformConnection):
         return http_url(v)
 
 
+class AutomationAnywhere(PlatformConnection):
+    """One Automation 360 Control Room, read as a user with an API key (docs/automationanywhere.md):
+    the key is exchanged for a token at `/v1/authentication`, sent as `X-Authorization`."""
+
+    username: str  # the Control Room user the API key belongs to
+    api_key: SecretStr  # generated in the Control Room (My settings > Generate API-Key); never logged
+    devices: bool = True  # read the devices (Bot Runners) and their status: /v2/devices/list
+
+
 class Platforms(_Strict):
     uipath: list[UiPathOrchestrator] = []
     blueprism: list[BluePrism] = []
+    automationanywhere: list[AutomationAnywhere] = []
 
     @model_validator(mode="after")
     def _unique_names(self) -> "Platforms":
-        names = [c.name for c in (*self.uipath, *self.blueprism)]
+        names = [c.name for c in (*self.uipath, *self.blueprism, *self.automationanywhere)]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"connection names must be unique: {', '.join(dup)}")
