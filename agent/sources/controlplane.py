@@ -12,8 +12,10 @@ sent, never logged: errors carry the API's own message (its error envelope), not
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import email.utils
 import json
+import re
 import threading
 import time
 import urllib.error
@@ -29,6 +31,29 @@ TOKEN_EARLY = 60.0  # seconds before its expiry a token is replaced
 MAX_BODY = 64 * 1024 * 1024  # bytes of one response at most: a page, not a dump
 MAX_RETRY_AFTER = 3600.0  # a Retry-After beyond this is read as this
 TRANSIENT_RETRIES = (1.0, 2.0)  # seconds before trying a request that got a 5xx or no answer again
+
+
+_FRACTION = re.compile(r"(\.\d{6})\d+")  # .NET writes 7 digits of a second; Python reads 6
+
+
+def parse_time(value: Any) -> float | None:
+    """An OData DateTimeOffset (`2024-05-01T10:00:00.1234567Z`) as Unix seconds; None if absent
+    or not a time."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(_FRACTION.sub(r"\1", value.strip()))
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return t.timestamp()
+
+
+def odata_time(ts: float) -> str:
+    """Unix seconds as an OData DateTimeOffset literal (UTC, milliseconds)."""
+    t = dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
 class ApiError(Exception):
@@ -208,8 +233,10 @@ class ApiClient:
     """JSON requests against one tenant's API, within its budget, with its credentials."""
 
     def __init__(self, base_url: str, credentials: Credentials, budget: RequestBudget, timeout: float,
-                 on_request: Callable[[str], None] = lambda outcome: None):
+                 on_request: Callable[[str], None] = lambda outcome: None,
+                 decode: Callable[[bytes], Any] = json.loads):
         self.base_url = base_url.rstrip("/")
+        self.decode = decode  # an answer's JSON (a platform may need a more tolerant reader)
         self.credentials = credentials
         self.budget = budget
         self.timeout = timeout
@@ -301,8 +328,8 @@ class ApiClient:
                 self.on_request("error")
                 raise ApiError(f"answer larger than {MAX_BODY} bytes")
             try:
-                data = json.loads(raw)
-            except ValueError:
+                data = self.decode(raw)
+            except (ValueError, RecursionError):
                 self.on_request("error")
                 raise ApiError("answer is not JSON") from None
             self.on_request("ok")

@@ -208,18 +208,20 @@ class PlatformSource(Source, Generic[C], register=False):
         self.warn((connection, what[:40]), "%s %s: %s: %.200r", self.platform, connection, what, item)
 
     # -- bots -----------------------------------------------------------------------------
-    def bot_for(self, conn: Connection[C], folder: str, process: str, run_key: str | None = None) -> str | None:
+    def bot_for(self, conn: Connection[C], folder: str, process: str, run_key: str | None = None,
+                owner: str | None = None) -> str | None:
         """The bot an automation (`process`) of a folder is: the first rule that matches; else,
-        with auto_register, a bot of its own; else None (listed as unregistered)."""
+        with auto_register, a bot of its own; else None (listed as unregistered). `owner`: who
+        owns the automation on the platform (a bot the estate file lists keeps its own)."""
         cfg = conn.cfg
         team = self.team_for(cfg, folder)
         for rule in cfg.processes:
             if re.fullmatch(rule.process, process) and (rule.folder is None or re.fullmatch(rule.folder, folder)):
-                self.state.register_platform_bot(rule.bot, self.platform, team)
+                self.state.register_platform_bot(rule.bot, self.platform, team, owner)
                 return rule.bot
         if cfg.auto_register:
             name = bot_slug(process)
-            if self.state.register_platform_bot(name, self.platform, team):
+            if self.state.register_platform_bot(name, self.platform, team, owner):
                 return name
             return None  # the estate's bot limit is reached
         self.state.note_unregistered_process(self.platform, cfg.name, folder, process, run_key)

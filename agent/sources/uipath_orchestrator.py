@@ -18,9 +18,7 @@ the pull pages past it is asked for again. A job asked for again is recorded onc
 
 from __future__ import annotations
 
-import datetime as dt
 import fnmatch
-import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
@@ -30,7 +28,8 @@ from ..core.events import Event, Outcome, RunFinished, RunStarted
 from ..state.controlplanes import Robots
 from ..state.journal import JournalError
 from ..state.workqueues import Backlog, ItemTotals
-from .controlplane import ApiClient, ApiError, AuthError, ClientCredentials, RequestBudget, Throttled
+from .controlplane import (ApiClient, ApiError, AuthError, ClientCredentials, RequestBudget, Throttled, odata_time,
+                           parse_time)
 from .platform import Connection, PlatformSource, advance
 
 if TYPE_CHECKING:
@@ -54,27 +53,6 @@ EXCEPTION_KINDS = {"BusinessException": "business", "ApplicationException": "app
 UNATTENDED = {"Unattended", "NonProduction", "TestAutomation"}  # robot types that run jobs unattended
 SESSION_STATES = {"Available": "available", "Busy": "busy", "Disconnected": "disconnected", "Unknown": "unknown"}
 IN_PROGRESS = {"Pending", "Running", "Suspended", "Resumed", "Resuming", "Stopping", "Terminating"}
-_FRACTION = re.compile(r"(\.\d{6})\d+")  # .NET writes 7 digits of a second; Python reads 6
-
-
-def parse_time(value: Any) -> float | None:
-    """An OData DateTimeOffset (`2024-05-01T10:00:00.1234567Z`) as Unix seconds; None if absent
-    or not a time."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        t = dt.datetime.fromisoformat(_FRACTION.sub(r"\1", value.strip()))
-    except ValueError:
-        return None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.timezone.utc)
-    return t.timestamp()
-
-
-def odata_time(ts: float) -> str:
-    """Unix seconds as an OData DateTimeOffset literal (UTC, milliseconds)."""
-    t = dt.datetime.fromtimestamp(ts, dt.timezone.utc)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
 @dataclass

@@ -528,22 +528,24 @@ class EstateState:
             except Exception:
                 log.exception("a state listener failed")
 
-    def register_platform_bot(self, name: str, platform: str, team: str | None) -> bool:
+    def register_platform_bot(self, name: str, platform: str, team: str | None, owner: str | None = None) -> bool:
         """A bot a control-plane source found (an Orchestrator process...): registered with its
-        platform and team unless the estate file has it; False when agent.limits.max_bots is
-        reached (counted as dropped). A bot registered before a restart gets its platform and
-        team back."""
+        platform, team and owner (when the platform names one: a flow's owner) unless the estate
+        file has it; False when agent.limits.max_bots is reached (counted as dropped). A bot
+        registered before a restart gets its platform, team and owner back."""
+        owner = owner[:254] if owner else None
         with self.lock:
             bot = self.bots.get(name)
             if bot is not None:
-                if self.estate.bot(name) is None and (bot.cfg.platform, bot.cfg.team) != (platform, team):
-                    bot.cfg = BotConfig(name=name, platform=platform, team=team)
+                if self.estate.bot(name) is None and \
+                        (bot.cfg.platform, bot.cfg.team, bot.cfg.owner) != (platform, team, owner):
+                    bot.cfg = BotConfig(name=name, platform=platform, team=team, owner=owner)
                 return True
             if len(self.bots) >= self.estate.agent.limits.max_bots:
                 self.stats.count_dropped("bot_limit")
                 return False
             try:
-                cfg = BotConfig(name=name, platform=platform, team=team)
+                cfg = BotConfig(name=name, platform=platform, team=team, owner=owner)
             except ValueError:
                 return False
             now = self.clock()
