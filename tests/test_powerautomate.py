@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 from botwatch.sources.controlplane import parse_time
 from botwatch.sources.platform import bot_slug
 from botwatch.sources.powerautomate import STATUSCODES, loads_lenient
-from conftest import free_port, http_get, metrics_when, wait_for
+from conftest import BOTWATCH, free_port, http_get, metrics_when, wait_for
 from powerautomate_fake import SAMPLE_FLOWS, SESSION_ENDED, SESSION_OPEN, SESSION_STATUS, FakeDataverse, corpus_sample
 
 pytestmark = pytest.mark.integration
@@ -343,3 +344,9 @@ def test_callbacks_are_refused_unless_the_connection_takes_them(tmp_path, agents
         status, answer = fake.send_callback(f"{agent.url}/api/v1/webhooks/powerautomate/prod",
                                             fake.callback_body(session))
         assert status == 404 and answer["error"] == "no receiver"
+
+
+def test_the_example_estate_is_valid():
+    example = Path(__file__).resolve().parents[1] / "examples" / "powerautomate" / "botwatch.yaml"
+    done = subprocess.run([*BOTWATCH, "check-config", str(example)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
