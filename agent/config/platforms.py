@@ -142,14 +142,49 @@ class AutomationAnywhere(PlatformConnection):
     devices: bool = True  # read the devices (Bot Runners) and their status: /v2/devices/list
 
 
+class PowerAutomate(PlatformConnection):
+    """One Power Platform environment, read through its Dataverse Web API (`url`: the
+    environment's organization URL, https://<org>.crm.dynamics.com) as an application user
+    (an Entra ID app registration with client credentials)."""
+
+    tenant_id: str  # the Entra ID tenant (directory) id or domain
+    client_id: str
+    client_secret: SecretStr  # of the app registration; never logged
+    token_url: str | None = None  # default https://login.microsoftonline.com/<tenant_id>/oauth2/v2.0/token
+    scope: str | None = None  # default <url>/.default
+    environment: str | None = None  # the "folder" of processes rules and folder_teams; default the connection's name
+    desktop_flows: bool = True  # desktop-flow runs (flowsessions)
+    cloud_flows: bool = True  # cloud-flow runs (flowruns: solution flows only, 28 days by default)
+    machines: bool = True  # machine health (flowmachines)
+    callbacks: bool = False  # take desktop-flow completion callbacks (callbackUrl), each confirmed in Dataverse
+    heartbeat_timeout: Duration = 600.0  # a machine silent longer than this is disconnected
+
+    @field_validator("token_url")
+    @classmethod
+    def _token_url(cls, v: str | None) -> str | None:
+        return None if v is None else http_url(v)
+
+    @field_validator("tenant_id")
+    @classmethod
+    def _tenant(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9.-]{1,100}", v):
+            raise ValueError(f"tenant_id {v[:40]!r} must be a directory id or domain")
+        return v
+
+    @property
+    def folder(self) -> str:
+        return self.environment or self.name
+
+
 class Platforms(_Strict):
     uipath: list[UiPathOrchestrator] = []
     blueprism: list[BluePrism] = []
     automationanywhere: list[AutomationAnywhere] = []
+    powerautomate: list[PowerAutomate] = []
 
     @model_validator(mode="after")
     def _unique_names(self) -> "Platforms":
-        names = [c.name for c in (*self.uipath, *self.blueprism, *self.automationanywhere)]
+        names = [c.name for c in (*self.uipath, *self.blueprism, *self.automationanywhere, *self.powerautomate)]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"connection names must be unique: {', '.join(dup)}")

@@ -38,7 +38,7 @@ class Receivers:
         self.sources = {s.name: s for s in sources if isinstance(s, Source)}
 
 
-Platform = Annotated[str, Path(description="The source the push is for: `uipath`", pattern=NAME)]
+Platform = Annotated[str, Path(description="The source the push is for: `uipath`, `powerautomate`", pattern=NAME)]
 Connection = Annotated[str, Path(description="The connection's `name` in the estate file", pattern=NAME)]
 
 
@@ -54,7 +54,7 @@ def add_routes(app: FastAPI, state: EstateState, receivers: Receivers) -> None:
         if source is None or not source.receives(connection):
             state.count_parse_error("api")
             return _error(404, "no receiver", f"no {platform} connection {connection!r} takes webhooks here "
-                          "(is its webhook_secret set?)")
+                          "(is its webhook_secret set, or callbacks: true?)")
         return None
 
     def _receive(platform: str, connection: str, headers: dict[str, str], body: bytes) -> JSONResponse:
@@ -71,7 +71,10 @@ def add_routes(app: FastAPI, state: EstateState, receivers: Receivers) -> None:
                   "(`platforms.<platform>` in the estate file). UiPath Orchestrator: job and queue item events, "
                   "signed with `X-UiPath-Signature` (Base64 HMAC-SHA256 of the raw body with the connection's "
                   "`webhook_secret`); a job is fetched from Orchestrator and recorded at once, what cannot be is "
-                  "left to the next pull. Answers 200 (recorded or ignored) or 202 (left to the next pull)."),
+                  "left to the next pull. Power Automate: desktop-flow completion callbacks (`callbackUrl`), unsigned by "
+                  "design, so each is confirmed by reading its flow session from Dataverse; a callback Dataverse "
+                  "does not confirm is not recorded. Answers 200 (recorded or ignored) or 202 (left to the next "
+                  "pull)."),
               openapi_extra={"requestBody": {"required": True, "content": {
                   "application/json": {"schema": {"type": "object"}}}}},
               responses={200: {"description": "Taken", **taken}, 202: {"description": "Left to the next pull", **taken},

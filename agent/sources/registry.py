@@ -51,6 +51,7 @@ BUILTIN_MODULES = (
     "botwatch.sources.uipath_orchestrator",
     "botwatch.sources.blueprism",
     "botwatch.sources.automationanywhere",
+    "botwatch.sources.powerautomate",
 )
 # what the agent's clients (HTTP API, check-ins, SDKs, deliverers, wrapper) count under
 CLIENT_EVENT_LABELS = ("api", "ping", "robot", "sdk", "spool", "wrapper")

@@ -535,6 +535,7 @@ class EstateState:
         platform, team and owner unless the estate file has it; False when agent.limits.max_bots
         is reached (counted as dropped). A bot registered before a restart gets them back.
         `scheduled`: whether the platform starts it on a schedule (None: not known from this)."""
+        owner = owner[:254] if owner else None
         with self.lock:
             bot = self.bots.get(name)
             if bot is not None:
