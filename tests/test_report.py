@@ -244,9 +244,9 @@ def test_the_markdown_has_a_table_per_group_and_per_bot(world):
 def test_the_html_parses_and_draws_the_team_ratios_against_the_slo(world):
     page = render(world["report"], "html")
     doc = lxml_html.fromstring(page)
-    svgs = doc.xpath("//svg")
-    assert len(svgs) == 2
-    team_chart = svgs[0]
+    charts = {svg.findtext("title"): svg for svg in doc.xpath("//svg")}
+    assert len(charts) == 5  # per team, by reason, and the three trend charts
+    team_chart = charts["Success ratio per team"]
     assert {t.text for t in team_chart.xpath(".//text")} >= set(TEAMS) | {"SLO 95.00%"}
     assert len(team_chart.xpath(".//rect")) == 6
     assert "@media print" in page
