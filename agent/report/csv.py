@@ -48,8 +48,8 @@ def render_csv(report: Report) -> str:
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
 
-    def row(cells) -> None:
-        w.writerow([csv_cell(c) for c in cells])
+    def row(cells) -> None:  # every row has every column (the trend columns empty on the others)
+        w.writerow([csv_cell(c) for c in cells] + [""] * (len(COLUMNS) - len(cells)))
 
     row(COLUMNS)
     for b in report.bots:

@@ -172,7 +172,8 @@ def _trends(r: Report) -> list[str]:
               stacked_chart(r.trends, platforms, lambda p, n: p.groups[("platform", n)].bots
                             if ("platform", n) in p.groups else 0, titles[2]))
     body = ["<h2>Trends</h2>", f"<p>{escape(trend_intro(r))} In the charts, * marks a partial period.</p>",
-            *(f"<figure>{chart}<figcaption>{escape(title)}</figcaption></figure>" for title, chart in zip(titles, charts))]
+            *(f"<figure>{chart}<figcaption>{escape(title)}</figcaption></figure>"
+              for title, chart in zip(titles, charts))]
     for title, table in trend_tables(r, _table):
         body += [f"<h3>{escape(title)}</h3>", table]
     return body
