@@ -43,8 +43,8 @@ def trend_cells(p: Period) -> list:
 def trend_intro(r: Report) -> str:
     """What the trend tables hold, in a sentence (Markdown and HTML)."""
     unit = "ISO week (Monday to Sunday)" if r.period == "week" else "calendar month"
-    queues = ("plus the work-queue items that ended successfully on its days"
-              if r.queues is not None else "(work-queue items are not in this source)")
+    queues = ("(work-queue items are not in this source)" if any(p.items_from_queues is None for p in r.trends)
+              else "plus the control-plane work-queue items that ended successfully in it")
     return (f"Per {unit}, UTC. A partial period is one the window cuts: its figures cover only the "
             f"window's part. Bots: those that existed by the period's end. Work items processed: the "
             f"items the runs that ended in the period reported processing, {queues}.")
