@@ -1,6 +1,7 @@
-"""`botwatch report`: a seeded 30-day simulation of 50 bots in 6 teams is written through the
-real Journal API; the report's figures must equal those the test computes from the simulation's
-own records (never from the journal)."""
+"""`botwatch report`: a seeded 30-day simulation of 56 bots in 6 teams (50 from the start, 6
+joining in its second, third and fourth weeks) is written through the real Journal API; the
+report's figures must equal those the test computes from the simulation's own records (never
+from the journal)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import subprocess
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import free_port, http_get, wait_for, write_estate
@@ -23,6 +25,7 @@ from botwatch.config.estate import load_estate
 from botwatch.core.events import RunFinished
 from botwatch.state.fragility import estate_fragility
 from botwatch.state.journal import Flip, Journal
+from botwatch.state.workqueues import ItemTotals
 from botwatch.report import gather, render
 from botwatch.report.gather import bot_figures
 from botwatch.report.model import REASONS
@@ -47,27 +50,43 @@ class SimBot:
     successes: int = 0
     failures: int = 0
     by_reason: dict = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
+    joined: float = START  # first seen by the agent
     missed: int = 0
+    missed_at: list = field(default_factory=list)
+    items: list = field(default_factory=list)  # (run ended, work items it processed)
     incidents: list = field(default_factory=list)  # (opened, recovered)
     uptimes: list = field(default_factory=list)  # (recovered, next failure)
     open_incident: float | None = None
 
 
+JOINING = 6  # bots 50..55 join two at a time, a week apart: the estate grows 50, 52, 54, 56
+# the window's ISO weeks: it starts on a Thursday evening and ends on a Saturday evening
+WEEKS = [("2026-W22", "2026-05-25", True), ("2026-W23", "2026-06-01", False), ("2026-W24", "2026-06-08", False),
+         ("2026-W25", "2026-06-15", False), ("2026-W26", "2026-06-22", True)]
+QUEUE = ("uipath", "orchestrator", "Finance", "invoices")
+
+
 def simulate(seed: int = 20261124) -> tuple[list[SimBot], list, list]:
-    """50 bots in 6 teams, a run every 2 hours for 30 days: failures with known reasons, missed
-    runs (down flips after the grace), failing -> up flips at known times."""
+    """50 bots in 6 teams, and 6 more joining later, a run every 2 hours for 30 days: failures
+    with known reasons, missed runs (down flips after the grace), failing -> up flips at known
+    times; the uipath bots' runs report work items. The late bots are flaky, so the success
+    ratio falls week by week."""
     rng = random.Random(seed)
     bots, runs, flips = [], [], []
-    for i in range(50):
+    for i in range(50 + JOINING):
         b = SimBot(f"bot-{i:02d}", TEAMS[i % 6], PLATFORMS[(i // 6) % 6], LIFECYCLES[i % 3])
         p_fail = rng.choice((0.0, 0.02, 0.05, 0.1, 0.3))
         p_miss = rng.choice((0.0, 0.01, 0.03))
+        if i >= 50:
+            b.joined = START + (9 + 7 * ((i - 50) // 2)) * DAY
+            b.platform, p_fail = "powerautomate", 0.5
         state, last_recovery = "new", None
-        slot = START + 600 + rng.randrange(0, 3600)
+        slot = b.joined + 600 + rng.randrange(0, 3600)
         n = 0
         while slot + 3 * 3600 < END:
             if rng.random() < p_miss:
                 b.missed += 1
+                b.missed_at.append(slot + GRACE)
                 flips.append(Flip(b.name, slot + GRACE, state, "down", "missed schedule"))
                 state = "down"
             else:
@@ -89,7 +108,11 @@ def simulate(seed: int = 20261124) -> tuple[list[SimBot], list, list]:
                         state = "failing"
                 else:
                     b.successes += 1
-                    runs.append(RunFinished(b.name, f"r{n}", ended, "success", started=started, exit_status=0))
+                    items = rng.randrange(0, 40) if b.platform == "uipath" else None
+                    if items is not None:
+                        b.items.append((ended, items))
+                    runs.append(RunFinished(b.name, f"r{n}", ended, "success", started=started, exit_status=0,
+                                            items_processed=items, items_failed=0 if items is not None else None))
                     if b.open_incident is not None:
                         b.incidents.append((b.open_incident, ended))
                         b.open_incident, last_recovery = None, ended
@@ -101,12 +124,21 @@ def simulate(seed: int = 20261124) -> tuple[list[SimBot], list, list]:
     return bots, runs, flips
 
 
+def queue_days() -> dict[str, int]:
+    """The successful items of a work queue per UTC day: from the day before the window (not in
+    it) to its last day, growing by 10 a day."""
+    first = datetime(2026, 5, 27, tzinfo=UTC)
+    return {(first + timedelta(days=d)).strftime("%Y-%m-%d"): 10 * d for d in range(33)}
+
+
 def write_world(tmp_path, bots, runs, flips):
     journal_path = tmp_path / "journal.db"
     j = Journal(journal_path)
     with j.transaction():
         for b in bots:
-            j.ensure_bot(b.name, START)
+            j.ensure_bot(b.name, b.joined)
+        j.add_queue_items([ItemTotals(QUEUE, day, "successful", "", n, 0, n * 2.0) for day, n in queue_days().items()]
+                          + [ItemTotals(QUEUE, day, "failed", "business", 3, 1, 6.0) for day in queue_days()])
         for r in runs:
             j.insert_run(r, r.ended)
         for f in sorted(flips, key=lambda f: f.at):
@@ -158,7 +190,7 @@ def mean_seconds(spans):
 
 def test_the_simulation_has_what_the_report_must_find(world):
     bots = world["bots"]
-    assert len(bots) == 50 and len({b.team for b in bots}) == 6
+    assert len(bots) == 50 + JOINING and len({b.team for b in bots}) == 6
     assert sum(len(b.incidents) for b in bots) > 20
     assert sum(b.missed for b in bots) > 10
     assert all(sum(b.by_reason[r] for b in bots) > 0 for r in REASONS)
@@ -187,6 +219,7 @@ def test_group_figures_pool_the_simulations_runs_and_incidents(world, dimension)
     expected = expected_by(world["bots"], dimension)
     groups = {g.name: g for g in world["report"].group(dimension)}
     assert set(groups) == set(expected)
+    assert sum(g.bots for g in groups.values()) == 50 + JOINING
     for name, e in expected.items():
         f = groups[name].figures
         assert f.success_ratio == pytest.approx(e["successes"] / (e["successes"] + e["failures"]))
@@ -238,15 +271,15 @@ def test_the_markdown_has_a_table_per_group_and_per_bot(world):
     assert "| team | bots | runs | success ratio |" in md
     for team in TEAMS:
         assert f"| {team} |" in md
-    assert md.count("| bot-") >= 50
+    assert md.count("| bot-") >= 50 + JOINING
 
 
 def test_the_html_parses_and_draws_the_team_ratios_against_the_slo(world):
     page = render(world["report"], "html")
     doc = lxml_html.fromstring(page)
-    svgs = doc.xpath("//svg")
-    assert len(svgs) == 2
-    team_chart = svgs[0]
+    charts = {svg.findtext("title"): svg for svg in doc.xpath("//svg")}
+    assert len(charts) == 5  # per team, by reason, and the three trend charts
+    team_chart = charts["Success ratio per team"]
     assert {t.text for t in team_chart.xpath(".//text")} >= set(TEAMS) | {"SLO 95.00%"}
     assert len(team_chart.xpath(".//rect")) == 6
     assert "@media print" in page
@@ -260,7 +293,7 @@ def read_csv(text):
 def test_the_csv_has_one_row_per_bot_and_group_rows_that_sum_them(world):
     rows = read_csv(render(world["report"], "csv"))
     bots = [r for r in rows if r["scope"] == "bot"]
-    assert len(bots) == 50
+    assert len(bots) == 50 + JOINING
     sim = {b.name: b for b in world["bots"]}
     for r in bots:
         assert int(r["failures"]) == sim[r["name"]].failures
@@ -327,3 +360,238 @@ def test_the_unregistered_bots_come_from_a_running_agent_when_agent_is_given(tmp
     section = proc.stdout.split("## Unregistered bots")[1].split("## Governance findings")[0]
     assert f"| {robot.pid} |" in section
     assert "hunter2-secret" not in proc.stdout
+
+
+# --- trends ---------------------------------------------------------------------------------
+
+
+def weeks():
+    """(label, first, last, partial) of each ISO week of the window: the week clipped to it."""
+    out = []
+    for label, day, partial in WEEKS:
+        a = datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()
+        out.append((label, max(a, START), min(a + 7 * DAY, END), partial))
+    return out
+
+
+def expected_period(bots, runs, first, last):
+    """A period's figures from the simulation's own records."""
+    inside = [r for r in runs if first < r.ended <= last]
+    existing = [b for b in bots if b.joined <= last]
+    recovered = [(a, z) for b in bots for a, z in b.incidents if first < z <= last]
+    open_at_end = sum(1 for b in bots for a, z in b.incidents if a <= last < z) + sum(
+        1 for b in bots if b.open_incident is not None and b.open_incident <= last)
+    by_reason = dict.fromkeys(REASONS, 0)
+    for r in inside:
+        if r.outcome == "failure":
+            by_reason[r.reason] += 1
+    queued = sum(n for day, n in queue_days().items()
+                 if first - DAY < datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp() < last)
+    return {
+        "bots": len(existing),
+        "platform": {p: sum(b.platform == p for b in existing) for p in {b.platform for b in existing}},
+        "lifecycle": {x: sum(b.lifecycle == x for b in existing) for x in {b.lifecycle for b in existing}},
+        "runs": len(inside),
+        "successes": sum(r.outcome == "success" for r in inside),
+        "failures": sum(r.outcome == "failure" for r in inside),
+        "by_reason": by_reason,
+        "missed": sum(first < t <= last for b in bots for t in b.missed_at),
+        "recoveries": len(recovered),
+        "mttr": mean_seconds(recovered),
+        "open": open_at_end,
+        "items_from_runs": sum(n for b in bots for t, n in b.items if first < t <= last),
+        "items_from_queues": queued,
+    }
+
+
+@pytest.fixture(scope="module")
+def sim_runs():
+    return simulate()[1]
+
+
+def test_the_trends_cut_the_window_into_iso_weeks_and_mark_the_partial_ones(world):
+    rep = world["report"]
+    assert rep.period == "week"  # the default for 30 days
+    assert [(p.label, p.first, p.last, p.partial) for p in rep.trends] == weeks()
+    assert [time_iso(p.start) for p in rep.trends] == [d for _, d, _ in WEEKS]
+    assert all(p.end - p.start == 7 * DAY for p in rep.trends)
+
+
+def time_iso(ts):
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+def test_each_weeks_figures_equal_the_simulations(world, sim_runs):
+    rep = world["report"]
+    for p, (label, first, last, _) in zip(rep.trends, weeks(), strict=True):
+        e = expected_period(world["bots"], sim_runs, first, last)
+        f = p.figures
+        assert (p.bots, f.runs, f.successes, f.failures, f.missed_runs) == (
+            e["bots"], e["runs"], e["successes"], e["failures"], e["missed"]), label
+        assert f.failures_by_reason == e["by_reason"], label
+        assert {g.name: g.bots for g in p.group("platform")} == e["platform"], label
+        assert {g.name: g.bots for g in p.group("lifecycle")} == e["lifecycle"], label
+        assert (f.recoveries, f.open_incidents) == (e["recoveries"], e["open"]), label
+        assert f.mttr_seconds == pytest.approx(e["mttr"], abs=1e-6), label
+        assert f.success_ratio == pytest.approx(e["successes"] / (e["successes"] + e["failures"])), label
+        assert (p.items_from_runs, p.items_from_queues) == (e["items_from_runs"], e["items_from_queues"]), label
+        assert p.items_processed == e["items_from_runs"] + e["items_from_queues"]
+
+
+def test_the_trends_show_the_estate_growing_and_its_success_ratio_falling(world):
+    rep = world["report"]
+    assert [p.bots for p in rep.trends] == [50, 52, 54, 56, 56]
+    assert [next(g.bots for g in p.group("platform") if g.name == "powerautomate") for p in rep.trends] == [
+        6, 8, 10, 12, 12]
+    full = [p.figures.success_ratio for p in rep.trends if not p.partial]
+    assert full == sorted(full, reverse=True) and full[0] - full[-1] > 0.01
+    # the queue grows by 10 items a day: each full week has 490 more than the one before
+    queued = [p.items_from_queues for p in rep.trends]
+    assert queued[2] - queued[1] == queued[3] - queued[2] == 490
+    assert len({p.items_processed for p in rep.trends}) == 5
+
+
+def test_the_periods_add_up_to_the_window(world):
+    rep = world["report"]
+    for name in ("runs", "successes", "failures", "missed_runs", "recoveries", "recovery_seconds"):
+        assert sum(getattr(p.figures, name) for p in rep.trends) == pytest.approx(getattr(rep.estate, name)), name
+    for reason in REASONS:
+        assert sum(p.figures.failures_by_reason[reason] for p in rep.trends) == rep.estate.failures_by_reason[reason]
+    assert sum(p.items_from_queues for p in rep.trends) == sum(q.successful for q in rep.queues)
+    assert rep.trends[-1].figures.open_incidents == rep.estate.open_incidents
+
+
+def test_by_month_the_window_has_two_partial_months(world, sim_runs):
+    rep = gather(world["journal"], load_estate(world["estate"]), since=30 * DAY, end=END, progress=False,
+                 period="month")
+    assert [(p.label, p.partial) for p in rep.trends] == [("2026-05", True), ("2026-06", True)]
+    june = datetime(2026, 6, 1, tzinfo=UTC).timestamp()
+    assert [(p.first, p.last) for p in rep.trends] == [(START, june), (june, END)]
+    for p in rep.trends:
+        e = expected_period(world["bots"], sim_runs, p.first, p.last)
+        assert (p.bots, p.figures.runs, p.figures.failures, p.figures.recoveries, p.items_processed) == (
+            e["bots"], e["runs"], e["failures"], e["recoveries"], e["items_from_runs"] + e["items_from_queues"])
+    # May's part of the window is the first ISO week's
+    assert rep.trends[0].figures == world["report"].trends[0].figures
+
+
+def test_an_incident_counts_in_the_week_it_recovers_in_measured_from_its_start(tmp_path):
+    monday = datetime(2026, 6, 1, tzinfo=UTC).timestamp()
+    j = Journal(tmp_path / "journal.db")
+    with j.transaction():
+        j.ensure_bot("late", monday + 9 * DAY)  # first seen in the second week
+        j.ensure_bot("steady", monday - DAY)
+        for n, (at, outcome) in enumerate([(monday + DAY, "success"), (monday + 6 * DAY, "failure"),
+                                           (monday + 8 * DAY, "success")]):
+            j.insert_run(RunFinished("steady", f"r{n}", at, outcome, reason="timeout" if outcome == "failure"
+                                     else None), at)
+        for f in (Flip("steady", monday + DAY, "new", "up"), Flip("steady", monday + 6 * DAY, "up", "failing"),
+                  Flip("steady", monday + 7 * DAY + 3600, "failing", "down"),
+                  Flip("steady", monday + 8 * DAY, "down", "up")):
+            j.insert_flip(f)
+    j.close()
+    rep = gather(tmp_path / "journal.db", since=14 * DAY, end=monday + 14 * DAY, progress=False)
+    first, second = rep.trends
+    assert (first.label, second.label, first.partial, second.partial) == ("2026-W23", "2026-W24", False, False)
+    assert (first.bots, second.bots) == (1, 2)
+    assert (first.figures.runs, first.figures.failures, first.figures.recoveries, first.figures.open_incidents) == (
+        2, 1, 0, 1)
+    assert first.figures.mttr_seconds is None
+    assert (second.figures.recoveries, second.figures.mttr_seconds, second.figures.missed_runs) == (1, 2 * DAY, 1)
+    assert second.figures.open_incidents == 0
+
+
+def test_the_period_rule_and_the_calendar():
+    from botwatch.report.trends import choose, periods
+
+    assert choose(91 * DAY, None) == "week" and choose(91 * DAY + 1, None) == "month"
+    assert choose(400 * DAY, "week") == "week"
+    with pytest.raises(ValueError, match="unknown period 'year'"):
+        choose(DAY, "year")
+    ts = lambda *d: datetime(*d, tzinfo=UTC).timestamp()  # noqa: E731
+    # ISO weeks across a new year (2026 has a week 53); a window ending at Monday 00:00 ends a whole week
+    ws = periods(ts(2026, 12, 30, 12), ts(2027, 1, 11), "week", 0.95)
+    assert [(p.label, p.partial) for p in ws] == [("2026-W53", True), ("2027-W01", False)]
+    assert ws[0].start == ts(2026, 12, 28) and ws[1].end == ts(2027, 1, 11)
+    ms = periods(ts(2026, 11, 15), ts(2027, 2, 1), "month", 0.95)
+    assert [(p.label, p.partial) for p in ms] == [("2026-11", True), ("2026-12", False), ("2027-01", False)]
+    assert ms[1].end - ms[1].start == 31 * DAY
+    # a window that starts exactly at a period's start does not touch the period before
+    assert [p.label for p in periods(ts(2026, 12, 1), ts(2026, 12, 2), "month", 0.95)] == ["2026-12"]
+
+
+def test_the_markdown_has_the_trend_tables(world):
+    md = render(world["report"], "md")
+    section = md.split("## Trends", 1)[1].split("\n## ", 1)[0]
+    for title in ("### Reliability per week", "### Failures by reason per week", "### Bots per week by platform",
+                  "### Bots per week by lifecycle"):
+        assert title in section
+    assert "| 2026-W22 (partial) | 2026-05-28 20:26:40Z | 2026-06-01 00:00:00Z |" in section
+    p = world["report"].trends[2]
+    assert f"| 2026-W24 | 2026-06-08 00:00:00Z | 2026-06-15 00:00:00Z | {p.figures.runs} |" in section
+    assert "| period | bots | excel | powerautomate | python | robotframework | shell | uipath |" in section
+    assert "| 2026-W26 (partial) | 56 | 6 | 12 | 8 | 12 | 6 | 12 |" in section
+
+
+def test_the_html_draws_the_trends(world):
+    rep = world["report"]
+    doc = lxml_html.fromstring(render(rep, "html"))
+    charts = {svg.findtext("title"): svg for svg in doc.xpath("//svg")}
+    ratio = charts["Success ratio per week against the SLO"]
+    texts = [t.text for t in ratio.xpath(".//text")]
+    assert "SLO 95.00%" in texts
+    assert [x for x in texts if x and x.startswith("2026-W")] == ["2026-W22*", "2026-W23", "2026-W24", "2026-W25",
+                                                                "2026-W26*"]
+    points = ratio.xpath(".//circle")
+    assert len(points) == 5 and sum(c.get("fill") == "#fff" for c in points) == 2  # the partial weeks hollow
+    heights = [float(c.get("cy")) for c in points if c.get("fill") != "#fff"]
+    assert heights == sorted(heights)  # the full weeks' ratio falls: each point lower on the page
+    reasons = charts["Failed runs by reason per week"]
+    bars = sum(1 for p in rep.trends for n in p.figures.failures_by_reason.values() if n)
+    assert len(reasons.xpath(".//rect[title]")) == bars
+    assert {str(p.figures.failures) for p in rep.trends} <= {t.text for t in reasons.xpath("./text")}
+    estate = charts["Bots by platform per week"]
+    assert [t.text for t in estate.xpath("./text")][:5] == ["50", "52", "54", "56", "56"]
+    assert doc.xpath("//h3[text()='Reliability per week']")
+
+
+def test_the_csv_has_a_row_per_period_and_per_period_and_platform_or_lifecycle(world):
+    rep = world["report"]
+    text = render(rep, "csv")
+    rows = read_csv(text)
+    assert text.splitlines()[0].startswith("scope,name,team,platform,lifecycle,bots,runs,successes,failures,")
+    periods = [r for r in rows if r["scope"] == "period"]
+    assert [(r["name"], r["period_start"], r["partial"]) for r in periods] == [
+        (label, f"{day}T00:00:00Z", "1" if partial else "0") for label, day, partial in WEEKS]
+    for r, p in zip(periods, rep.trends, strict=True):
+        assert (int(r["bots"]), int(r["runs"]), int(r["failures"]), int(r["missed_runs"]), int(r["recoveries"])) == (
+            p.bots, p.figures.runs, p.figures.failures, p.figures.missed_runs, p.figures.recoveries)
+        assert float(r["mttr_seconds"]) == pytest.approx(p.figures.mttr_seconds, abs=0.001)
+        assert (int(r["items_processed"]), int(r["items_from_runs"]), int(r["items_from_queues"])) == (
+            p.items_processed, p.items_from_runs, p.items_from_queues)
+        for dim in ("platform", "lifecycle"):
+            groups = [g for g in rows if g["scope"] == f"period_{dim}" and g["period_start"] == r["period_start"]]
+            assert all(g[dim] == g["name"] for g in groups)
+            assert sum(int(g["bots"]) for g in groups) == p.bots
+            assert sum(int(g["runs"]) for g in groups) == p.figures.runs
+    for r in rows:
+        if not r["scope"].startswith("period"):
+            assert r["period_start"] == r["items_processed"] == ""
+
+
+def test_the_cli_takes_the_period_and_chooses_months_beyond_13_weeks(world):
+    def report(*args):
+        return subprocess.run([*BOTWATCH, "report", "--until", str(END), "--config", str(world["estate"]),
+                               "--format", "csv", "--out", "-", *args], capture_output=True, text=True, timeout=300)
+
+    proc = report("--since", "30d", "--period", "month")
+    assert proc.returncode == 0, proc.stderr
+    by_month = gather(world["journal"], load_estate(world["estate"]), since=30 * DAY, end=END, progress=False,
+                      period="month")
+    assert proc.stdout == render(by_month, "csv")
+    proc = report("--since", "120d")
+    assert proc.returncode == 0, proc.stderr
+    assert [r["name"] for r in read_csv(proc.stdout) if r["scope"] == "period"] == [
+        "2026-02", "2026-03", "2026-04", "2026-05", "2026-06"]
+    proc = report("--since", "30d", "--period", "year")
+    assert proc.returncode == 2 and "--period" in proc.stderr

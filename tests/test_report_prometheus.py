@@ -57,13 +57,15 @@ class World:
     def scraped(self, expr: str) -> None:
         wait_for(lambda: self.query(expr), timeout=HANG, interval=0.2, what=f"Prometheus to scrape {expr}")
 
-    def run(self, bot: str, outcome: str, reason: str | None = None) -> None:
+    def run(self, bot: str, outcome: str, reason: str | None = None, items: int | None = None) -> None:
         self.n += 1
         now = time.time()
         event = {"type": "run_finished", "bot": bot, "run_id": f"{bot}-{self.n}", "outcome": outcome,
                  "started": now - 5, "ended": now}
         if reason:
             event["reason"] = reason
+        if items is not None:
+            event["items"] = {"processed": items, "failed": 0}
         status, body = http_post_json(self.agent.url + "/api/v1/events", {"events": [event]})
         assert status == 200, body
 
@@ -95,8 +97,8 @@ def play(w: World) -> None:
     series' first sample); then runs, failures and recoveries, each state seen by Prometheus."""
     w.scraped('count(botwatch_runs_total{job="botwatch"} == 0) == 4')
     w.scraped('count(botwatch_missed_runs_total{job="botwatch"} == 0) == 4')
-    for _ in range(3):
-        w.run("invoice-recon", "success")
+    for n in range(3):
+        w.run("invoice-recon", "success", items=5 + n)
     w.state("invoice-recon", "up")
     w.run("invoice-recon", "failure", "timeout")
     w.state("invoice-recon", "failing", held=3)
@@ -115,6 +117,7 @@ def play(w: World) -> None:
     w.state("ledger-close", "failing")  # stays open
     w.state("weekly-report", "down")  # never runs: one missed run
     w.scraped('sum(botwatch_runs_total{job="botwatch"}) == 11')
+    w.scraped('sum(botwatch_bot_items_total{job="botwatch", status="processed"}) == 18')
 
 
 def test_the_report_from_prometheus_agrees_with_the_report_from_the_journal(world):
@@ -146,6 +149,18 @@ def test_the_report_from_prometheus_agrees_with_the_report_from_the_journal(worl
     assert from_journal[("bot", "supplier-portal")]["failures_credentials"] == "2"
     assert from_journal[("bot", "ledger-close")]["open_incidents"] == "1"
     assert from_journal[("bot", "weekly-report")]["missed_runs"] == "1"
+    # the trends: the window (seconds long) lies in one ISO week, or two if it crosses a Monday
+    periods = [k for k in from_journal if k[0] == "period"]
+    assert 1 <= len(periods) <= 2 and {k for k in from_prom if k[0] == "period"} == set(periods)
+    estate = from_journal[("estate", "estate")]
+
+    def total(rows, col):
+        return sum(int(rows[k][col]) for k in periods)
+
+    for col in ("runs", "failures", "recoveries", "missed_runs"):  # each period row is compared above too
+        assert total(from_prom, col) == total(from_journal, col) == int(estate[col]), col
+    assert total(from_prom, "items_processed") == total(from_journal, "items_from_runs") == 5 + 6 + 7
+    assert {int(from_prom[k]["bots"]) for k in periods} == {4}
 
 
 class _Refusing(BaseHTTPRequestHandler):

@@ -323,7 +323,7 @@ def test_the_inventory_lists_the_automations_orchestrator_runs_with_team_last_ru
                                  "--agent", agent.url], capture_output=True, text=True, timeout=60,
                                 env={**os.environ, "UIPATH_SECRET": fake.client_secret})
         assert report.returncode == 0, report.stderr
-        bots = report.stdout.split("## Bots", 1)[1].split("\n## ", 1)[0]
+        bots = report.stdout.split("\n## Bots\n", 1)[1].split("\n## ", 1)[0]
         (row,) = [line for line in bots.splitlines() if line.startswith("| invoice-recon ")]
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[1:3] == ["finance", "uipath"] and cells[-1] == "yes", cells

@@ -191,12 +191,16 @@ def inventory(fmt, config, agent_url) -> None:
 @click.option("--agent", "agent_url", metavar="URL", help="Running agent to list unregistered bots from.")
 @click.option("--slo", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.95, show_default=True,
               help="Target share of successful runs.")
+@click.option("--period", type=click.Choice(["week", "month"]),
+              help="Trends per ISO week or calendar month (UTC); default week for a window up to 13 weeks, "
+              "month beyond.")
 @click.option("--format", "fmt", type=click.Choice(["html", "md", "csv"]), required=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="File to write ('-' for stdout).")
-def report(since, until, journal, prometheus, config, agent_url, slo, fmt, out) -> None:
+def report(since, until, journal, prometheus, config, agent_url, slo, period, fmt, out) -> None:
     """Write the estate reliability report: per team, platform and lifecycle, runs, success ratio
     against the SLO, error budget, failures by reason, MTTR, MTBF, missed runs, drift warnings,
-    fragile bots, prototypes on schedules, unregistered bots and governance findings.
+    fragile bots, prototypes on schedules, unregistered bots and governance findings; and the
+    trends: those figures, the estate's size and the work items per week or month.
 
     \b
     Example:
@@ -226,7 +230,8 @@ def report(since, until, journal, prometheus, config, agent_url, slo, fmt, out) 
         from ..report.prom import PrometheusError, gather_prometheus
 
         try:
-            rep = gather_prometheus(prometheus, window, end, slo, loaded=loaded, agent_url=agent_url)
+            rep = gather_prometheus(prometheus, window, end, slo, loaded=loaded, agent_url=agent_url,
+                                    period=period)
         except PrometheusError as exc:
             _echo(f"botwatch report: {exc}", err=True)
             sys.exit(2)
@@ -240,7 +245,7 @@ def report(since, until, journal, prometheus, config, agent_url, slo, fmt, out) 
         _echo(f"botwatch report: {journal_path}: no such journal", err=True)
         sys.exit(2)
     try:
-        rep = gather(journal_path, loaded, since=window, slo=slo, end=end, agent_url=agent_url)
+        rep = gather(journal_path, loaded, since=window, slo=slo, end=end, agent_url=agent_url, period=period)
     except JournalError as exc:
         _echo(f"botwatch report: {exc}", err=True)
         sys.exit(1)

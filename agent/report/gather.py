@@ -21,12 +21,19 @@ Definitions (also in docs/report.md). The window is (end - since, end]; a run co
 - work queues: the items of each control-plane queue (Orchestrator) that ended on the UTC days
   the window touches (the journal keeps daily totals), successful and failed, failures by
   exception, retries and mean processing time.
+- trends: the same figures per ISO week or calendar month (UTC) of the window (trends.py), each
+  period (start, end] clipped to the window. A bot counts in a period's estate size when it
+  existed by the period's end: its first trace in the journal (first seen, first run or first
+  flip) is at or before it. Its team, platform and lifecycle are today's (the estate file's).
+  Work items processed: the items the runs that ended in the period reported processing, plus
+  the control-plane queue items that ended successfully on its UTC days.
 - fragility: the score of botwatch.state.fragility (the last day up to the end of the window, as the
   recording rule computes it); top 10.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import fnmatch
 import json
@@ -37,6 +44,7 @@ from collections import defaultdict
 
 from ..state.journal import STATE_FLIP, Journal
 from ..core.redact import redact_url
+from . import trends
 from .model import REASONS, BotRow, DriftWarning, Figures, GroupRow, QueueRow, Report
 
 NONE = "(none)"
@@ -108,14 +116,16 @@ class _Progress:
 
 
 def gather(journal_path, loaded=None, *, since: float, slo: float = 0.95, end: float | None = None,
-           agent_url: str | None = None, progress: bool = True) -> Report:
+           agent_url: str | None = None, progress: bool = True, period: str | None = None) -> Report:
     """The report over (end - since, end] from the journal at `journal_path`; `loaded`: the
-    estate (a LoadedEstate) for teams, platforms, lifecycles and governance, or None."""
+    estate (a LoadedEstate) for teams, platforms, lifecycles and governance, or None; `period`:
+    of the trends, week | month (default trends.choose)."""
     from ..state.fragility import estate_fragility
 
     end = time.time() if end is None else end
     start = end - since
-    report = Report(start=start, end=end, slo=slo, source=f"journal {journal_path}")
+    report = Report(start=start, end=end, slo=slo, source=f"journal {journal_path}",
+                    period=trends.choose(since, period))
     configs = {b.name: b for b in loaded.estate.bots} if loaded is not None else {}
     if loaded is None:
         report.notes.append("no estate file: teams, platforms and lifecycles unknown, no governance findings")
@@ -133,7 +143,8 @@ def gather(journal_path, loaded=None, *, since: float, slo: float = 0.95, end: f
             bar.advance(reading)
             drift_rows = journal.ui_drift()
             bar.advance(reading)
-            names = sorted(set(configs) | set(runs) | set(flips) | set(journal.first_seen()))
+            first_seen = journal.first_seen()
+            names = sorted(set(configs) | set(runs) | set(flips) | set(first_seen))
             per_bot = bar.task("computing per bot", len(names))
             for name in names:
                 cfg = configs.get(name)
@@ -160,7 +171,9 @@ def gather(journal_path, loaded=None, *, since: float, slo: float = 0.95, end: f
                                                               d["time"], threshold))
             if not drift_rows:
                 report.notes.append("no UI drift records in the journal")
-            report.queues = _queues(journal, loaded, start, end)
+            queue_days = _queue_days(journal, start, end)
+            report.queues = _queues(queue_days, loaded)
+            _trends(report, runs, flips, first_seen, queue_days)
             if loaded is not None:
                 gov = bar.task("governance checks", 1)
                 report.governance = _governance(loaded)
@@ -202,15 +215,40 @@ def _group(report: Report) -> None:
         report.estate.add(row.figures)
 
 
-def _queues(journal: Journal, loaded, start: float, end: float) -> list[QueueRow]:
+def _trends(report: Report, runs, flips, first_seen: dict[str, float], queue_days) -> None:
+    """The report's figures per period (trends.py), from the runs and flips already read."""
+    report.trends = trends.periods(report.start, report.end, report.period, report.slo)
+    for row in report.bots:
+        bot_runs, bot_flips = runs.get(row.bot, []), flips.get(row.bot, [])
+        traces = [t for t in (first_seen.get(row.bot), bot_runs[0].ended if bot_runs else None,
+                              min((r.started for r in bot_runs if r.started is not None), default=None),
+                              bot_flips[0].at if bot_flips else None) if t is not None]
+        born = min(traces, default=None)
+        ends = [r.ended for r in bot_runs]  # the journal gives them in the order they ended
+        for p in report.trends:
+            inside = bot_runs[bisect.bisect_right(ends, p.first):bisect.bisect_right(ends, p.last)]
+            f = bot_figures(inside, bot_flips, p.first, p.last, report.slo)
+            trends.add_bot(p, row, f, exists=born is not None and born <= p.last,
+                           items=sum(r.items_processed or 0 for r in inside))
+    if report.trends:
+        for t in queue_days:
+            if t.status == "successful":
+                p = trends.period_of(report.trends, trends.day_start(t.day))
+                p.items_from_queues = (p.items_from_queues or 0) + t.items
+
+
+def _queue_days(journal: Journal, start: float, end: float) -> list:
+    """The work queues' daily totals (ItemTotals) of the UTC days the window touches."""
+    first, last = (time.strftime("%Y-%m-%d", time.gmtime(t)) for t in (start, end))
+    return [t for t in journal.queue_item_days(first) if t.day <= last]
+
+
+def _queues(queue_days, loaded) -> list[QueueRow]:
     """The work queues' items that ended in the window, from the journal's daily totals (the
     days the window touches, UTC), with each queue's team from its connection's folder_teams."""
-    first, last = (time.strftime("%Y-%m-%d", time.gmtime(t)) for t in (start, end))
     teams = {c.name: c.folder_teams for c in loaded.estate.platforms.uipath} if loaded is not None else {}
     rows: dict[tuple[str, str, str, str], QueueRow] = {}
-    for t in journal.queue_item_days(first):
-        if t.day > last:
-            continue
+    for t in queue_days:
         platform, connection, folder, queue = t.queue
         row = rows.get(t.queue)
         if row is None:

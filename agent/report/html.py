@@ -6,7 +6,7 @@ from html import escape as _html_escape
 
 from ..core.safe_output import for_terminal
 from .fmt import QUEUE_HEAD, iso, last_run_cells, pct, queue_cells
-from .md import FIG_HEAD, _fig
+from .md import FIG_HEAD, _fig, trend_intro, trend_tables
 from .model import REASONS, Report
 
 CSS = """
@@ -84,6 +84,101 @@ def reason_chart(by_reason: dict[str, int]) -> str:
     return "".join(parts)
 
 
+PALETTE = ("#1565c0", "#ef6c00", "#2e7d32", "#c62828", "#6a1b9a", "#00838f", "#9e9d24", "#5d4037", "#ad1457",
+           "#546e7a")
+
+
+def _x_labels(periods, x0: float, step: float, y: float) -> str:
+    """The periods' labels under a chart, a partial one with an asterisk."""
+    return "".join(f'<text x="{x0 + (i + 0.5) * step:.1f}" y="{y}" text-anchor="middle">'
+                   f'{escape(p.label + ("*" if p.partial else ""))}</text>' for i, p in enumerate(periods))
+
+
+def trend_ratio_chart(periods, slo: float, title: str) -> str:
+    """The success ratio per period as a line against a dashed SLO line; the scale starts a little
+    below the lowest value (ratios near the SLO would otherwise look flat)."""
+    left, plot_h, top, bottom = 56, 200, 20, 34
+    step = max(40.0, min(90.0, 720 / max(len(periods), 1)))
+    width = left + step * len(periods) + 20
+    ratios = [p.figures.success_ratio for p in periods]
+    low = min([r for r in ratios if r is not None] + [slo])
+    floor = max(0.0, int(low * 20) / 20 - 0.05)  # a 5% step below the lowest
+
+    def y(v: float) -> float:
+        return top + plot_h * (1 - (v - floor) / (1 - floor))
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width:.0f}" height="{top + plot_h + bottom}" '
+             f'viewBox="0 0 {width:.0f} {top + plot_h + bottom}"><title>{escape(title)}</title>',
+             f'<line x1="{left}" y1="{top + plot_h}" x2="{width - 10:.1f}" y2="{top + plot_h}" stroke="#666"/>'
+             f'<text x="{left - 4}" y="{top + plot_h}" text-anchor="end">{pct(floor)}</text>'
+             f'<text x="{left - 4}" y="{top + 8}" text-anchor="end">100%</text>']
+    sy = y(slo)
+    parts.append(f'<line x1="{left}" y1="{sy:.1f}" x2="{width - 10:.1f}" y2="{sy:.1f}" stroke="#1565c0" '
+                 f'stroke-width="2" stroke-dasharray="5,3"/>'
+                 f'<text x="{width - 10:.1f}" y="{sy - 4:.1f}" text-anchor="end" fill="#1565c0">SLO {pct(slo)}</text>')
+    points = [(left + (i + 0.5) * step, y(r), r, p) for i, (r, p) in enumerate(zip(ratios, periods)) if r is not None]
+    if len(points) > 1:
+        parts.append('<polyline fill="none" stroke="#444" stroke-width="2" points="'
+                     + " ".join(f"{x:.1f},{py:.1f}" for x, py, _, _ in points) + '"/>')
+    for x, py, r, p in points:
+        colour = "#2e7d32" if r >= slo else "#c62828"
+        fill = "#fff" if p.partial else colour  # a partial period: a hollow point
+        parts.append(f'<circle cx="{x:.1f}" cy="{py:.1f}" r="4" fill="{fill}" stroke="{colour}" stroke-width="2"/>'
+                     f'<text x="{x:.1f}" y="{py - 8:.1f}" text-anchor="middle">{pct(r)}</text>')
+    parts.append(_x_labels(periods, left, step, top + plot_h + 16) + "</svg>")
+    return "".join(parts)
+
+
+def stacked_chart(periods, series: list[str], value, title: str) -> str:
+    """Stacked bars per period, one colour per series (`value(period, name)` its height), with the
+    total above each bar and a legend."""
+    left, plot_h, top, bottom = 40, 180, 20, 34
+    step = max(40.0, min(90.0, 720 / max(len(periods), 1)))
+    width = left + step * len(periods) + 20
+    totals = [sum(value(p, n) for n in series) for p in periods]
+    most = max(totals, default=0) or 1
+    legend_y = top + plot_h + bottom
+    height = legend_y + 18 * ((len(series) + 3) // 4)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{max(width, 560):.0f}" height="{height}" '
+             f'viewBox="0 0 {max(width, 560):.0f} {height}"><title>{escape(title)}</title>']
+    for i, p in enumerate(periods):
+        x, base = left + i * step + step * 0.15, top + plot_h
+        for k, name in enumerate(series):
+            n = value(p, name)
+            if not n:
+                continue
+            h = plot_h * n / most
+            base -= h
+            parts.append(f'<rect x="{x:.1f}" y="{base:.1f}" width="{step * 0.7:.1f}" height="{h:.1f}" '
+                         f'fill="{PALETTE[k % len(PALETTE)]}"><title>{escape(f"{p.label} {name}: {n}")}</title></rect>')
+        parts.append(f'<text x="{x + step * 0.35:.1f}" y="{base - 4:.1f}" text-anchor="middle">{totals[i]}</text>')
+    parts.append(f'<line x1="{left}" y1="{top + plot_h}" x2="{width - 10:.1f}" y2="{top + plot_h}" stroke="#666"/>')
+    parts.append(_x_labels(periods, left, step, top + plot_h + 16))
+    for k, name in enumerate(series):
+        lx, ly = 10 + (k % 4) * 140, legend_y + 18 * (k // 4)
+        parts.append(f'<rect x="{lx}" y="{ly - 10}" width="10" height="10" fill="{PALETTE[k % len(PALETTE)]}"/>'
+                     f'<text x="{lx + 14}" y="{ly}">{escape(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _trends(r: Report) -> list[str]:
+    per = r.period
+    platforms = r.trend_names("platform")
+    titles = (f"Success ratio per {per} against the SLO", f"Failed runs by reason per {per}",
+              f"Bots by platform per {per}")
+    charts = (trend_ratio_chart(r.trends, r.slo, titles[0]),
+              stacked_chart(r.trends, list(REASONS), lambda p, n: p.figures.failures_by_reason.get(n, 0), titles[1]),
+              stacked_chart(r.trends, platforms, lambda p, n: p.groups[("platform", n)].bots
+                            if ("platform", n) in p.groups else 0, titles[2]))
+    body = ["<h2>Trends</h2>", f"<p>{escape(trend_intro(r))} In the charts, * marks a partial period.</p>",
+            *(f"<figure>{chart}<figcaption>{escape(title)}</figcaption></figure>"
+              for title, chart in zip(titles, charts))]
+    for title, table in trend_tables(r, _table):
+        body += [f"<h3>{escape(title)}</h3>", table]
+    return body
+
+
 def _fig_cells(f) -> list:
     cells = _fig(f)
     budget = f.error_budget_left
@@ -98,6 +193,7 @@ def render_html(report: Report) -> str:
             f"<p>Window: {iso(r.start)} to {iso(r.end)}. SLO: {pct(r.slo)} successful runs. "
             f"Source: {escape(r.source)}.</p>",
             "<h2>Estate</h2>", _table(["bots", *FIG_HEAD], [[len(r.bots), *_fig_cells(r.estate)]]),
+            *_trends(r),
             "<h2>Success ratio per team against the SLO</h2>",
             f"<figure>{ratio_chart(r.group('team'), r.slo, 'Success ratio per team')}</figure>",
             "<h2>Failures by reason</h2>",

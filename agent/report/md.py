@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..core.safe_output import for_terminal
 from .fmt import QUEUE_HEAD, dur, iso, last_run_cells, pct, queue_cells
-from .model import REASONS, Figures, Report
+from .model import REASONS, Figures, Period, Report
 
 
 def _esc(v) -> str:
@@ -26,6 +26,47 @@ def _fig(f: Figures) -> list:
 
 FIG_HEAD = ["runs", "success ratio", "error budget left", "failures", "missed runs", "MTTR", "MTBF",
             "open incidents"]
+TREND_HEAD = ["runs", "success ratio", "error budget left", "failures", "missed runs", "recoveries", "MTTR",
+              "open incidents", "work items processed"]
+
+
+def period_name(p: Period) -> str:
+    return f"{p.label} (partial)" if p.partial else p.label
+
+
+def trend_cells(p: Period) -> list:
+    f = p.figures
+    return [f.runs, pct(f.success_ratio), pct(f.error_budget_left), f.failures, f.missed_runs, f.recoveries,
+            dur(f.mttr_seconds), f.open_incidents, p.items_processed]
+
+
+def trend_intro(r: Report) -> str:
+    """What the trend tables hold, in a sentence (Markdown and HTML)."""
+    unit = "ISO week (Monday to Sunday)" if r.period == "week" else "calendar month"
+    queues = ("(work-queue items are not in this source)" if any(p.items_from_queues is None for p in r.trends)
+              else "plus the control-plane work-queue items that ended successfully in it")
+    return (f"Per {unit}, UTC. A partial period is one the window cuts: its figures cover only the "
+            f"window's part. Bots: those that existed by the period's end. Work items processed: the "
+            f"items the runs that ended in the period reported processing, {queues}.")
+
+
+def trend_tables(r: Report, table) -> list:
+    """The trend tables, drawn by `table(head, rows)` (Markdown or HTML): each a (title, table)."""
+    per = r.period
+    out = [(f"Reliability per {per}", table(["period", "from", "to", *TREND_HEAD],
+                                             [[period_name(p), iso(p.first), iso(p.last), *trend_cells(p)]
+                                              for p in r.trends])),
+           (f"Failures by reason per {per}", table(["period", *REASONS],
+                                                    [[period_name(p), *(p.figures.failures_by_reason.get(k, 0)
+                                                                         for k in REASONS)] for p in r.trends]))]
+    for dim in ("platform", "lifecycle"):
+        names = r.trend_names(dim)
+        rows = []
+        for p in r.trends:
+            by = {g.name: g.bots for g in p.group(dim)}
+            rows.append([period_name(p), p.bots, *(by.get(n, 0) for n in names)])
+        out.append((f"Bots per {per} by {dim}", table(["period", "bots", *names], rows)))
+    return out
 
 
 def render_md(report: Report) -> str:
@@ -35,6 +76,9 @@ def render_md(report: Report) -> str:
              f"Source: {for_terminal(r.source)}.", "",
              "## Estate", ""]
     lines += _table(["bots", *FIG_HEAD], [[len(r.bots), *_fig(r.estate)]])
+    lines += ["## Trends", "", trend_intro(r), ""]
+    for title, table in trend_tables(r, _table):
+        lines += [f"### {title}", "", *table]
     for dim in ("team", "platform", "lifecycle"):
         lines += [f"## By {dim}", ""]
         lines += _table([dim, "bots", *FIG_HEAD], [[g.name, g.bots, *_fig(g.figures)] for g in r.group(dim)])

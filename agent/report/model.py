@@ -112,6 +112,34 @@ class QueueRow:
 
 
 @dataclass
+class Period:
+    """One calendar week or month of the window (trends.py): the figures of what happened in it."""
+
+    label: str  # 2026-W23 (ISO week) or 2026-06
+    start: float  # the calendar period, UTC: [start, end)
+    end: float
+    first: float  # what the figures cover: (first, last], the period clipped to the window
+    last: float
+    figures: Figures
+    bots: int = 0  # the estate's size: bots that existed by the end of the period
+    groups: dict[tuple[str, str], GroupRow] = field(default_factory=dict)  # (platform | lifecycle, name)
+    items_from_runs: int = 0  # work items the bots' runs reported processing
+    items_from_queues: int | None = 0  # control-plane queue items that ended successfully; None: not in the source
+
+    @property
+    def partial(self) -> bool:
+        """The window covers only part of the period."""
+        return self.first > self.start or self.last < self.end
+
+    @property
+    def items_processed(self) -> int:
+        return self.items_from_runs + (self.items_from_queues or 0)
+
+    def group(self, dimension: str) -> list[GroupRow]:
+        return [self.groups[k] for k in sorted(self.groups) if k[0] == dimension]
+
+
+@dataclass
 class Report:
     start: float
     end: float
@@ -126,7 +154,13 @@ class Report:
     unregistered: list[dict] | None = None  # None: not asked (no --agent) or not reachable
     governance: dict[str, list[tuple[str, str, str]]] | None = None  # bot -> [(check, detail, where)]
     queues: list[QueueRow] | None = None  # None: the source keeps no work-queue history (Prometheus)
+    period: str = "week"  # of the trends: week | month
+    trends: list[Period] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def group(self, dimension: str) -> list[GroupRow]:
         return [g for g in self.groups if g.dimension == dimension]
+
+    def trend_names(self, dimension: str) -> list[str]:
+        """The platforms (or lifecycles) that have bots in any period, for the trend tables' columns."""
+        return sorted({k[1] for p in self.trends for k in p.groups if k[0] == dimension})

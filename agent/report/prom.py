@@ -16,6 +16,12 @@ figures mean is in docs/report.md; how each is read from Prometheus:
 - fragility: `bot:botwatch_fragility:score` (the recording rules) at the end of the window, or,
   when those rules are not loaded, the same formula over the raw metrics.
 - governance: the checks `botwatch_bot_governance_findings` says a bot fails at the end.
+- trends (trends.py): per period, the same increase() queries over the period (clipped to the
+  window) evaluated at its end, six instant queries a period; incidents from the same state range
+  query, cut at the periods' ends. A bot counts in a period's estate size from the first period
+  in which it exported `botwatch_bot_info` or ran. Work items: increase() of
+  `botwatch_bot_items_total{status="processed"}` plus that of
+  `botwatch_queue_items_processed_total{status="successful"}`.
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ from dataclasses import dataclass
 
 from ..state.journal import STATE_FLIP
 from ..core.redact import redact_url
+from . import trends
 from .gather import NONE, _group, _unregistered, bot_figures
-from .model import REASONS, BotRow, DriftWarning, Report
+from .model import REASONS, BotRow, DriftWarning, Figures, Report
 
 MAX_POINTS = 10_000  # Prometheus refuses range queries of more than 11,000 points per series
 # When agents disagree on a bot's state at one step, the first of these wins.
@@ -71,6 +78,51 @@ class _Flip:
     at: float
     new_state: str
     kind: str = STATE_FLIP
+
+
+class _Counts:
+    """The run counters' increase() over a range `w` at time `at`, by bot."""
+
+    def __init__(self, per_bot, w: str, at: float):
+        self.runs = per_bot(f"sum by (bot) (increase(botwatch_runs_total[{w}]))", at=at)
+        self.failures = per_bot(f"sum by (bot, reason) (increase(botwatch_run_failures_total[{w}]))", "reason", at=at)
+        self.missed = per_bot(f"sum by (bot) (increase(botwatch_missed_runs_total[{w}]))", at=at)
+
+    def fill(self, f: Figures, name: str) -> None:
+        """Sets a bot's counts, rounded to whole runs."""
+        f.missed_runs = round(self.missed.get(name, 0.0))
+        f.runs = round(self.runs.get(name, 0.0))
+        for reason in REASONS:
+            f.failures_by_reason[reason] = 0
+        for (bot, reason), n in self.failures.items():
+            if bot == name:
+                key = reason if reason in REASONS else "unknown"
+                f.failures_by_reason[key] += round(n)
+        f.failures = sum(f.failures_by_reason.values())
+        # the metrics do not tell a run of outcome `unknown` from a success (see docs/report.md)
+        f.successes = max(0, f.runs - f.failures)
+
+
+def _trends(report: Report, per_bot, prom: "Client", flips_of: dict[str, list[_Flip]], step: float) -> None:
+    """The figures per period: the counters' increase() over each period at its end, the
+    incidents from the state flips already read."""
+    report.trends = trends.periods(report.start, report.end, report.period, report.slo)
+    existed: set[str] = set()  # bots seen in this period or an earlier one
+    for p in report.trends:
+        w = _duration(p.last - p.first)
+        counts = _Counts(per_bot, w, p.last)
+        items = per_bot(f'sum by (bot) (increase(botwatch_bot_items_total{{status="processed"}}[{w}]))', at=p.last)
+        existed |= set(per_bot(f"max by (bot) (last_over_time(botwatch_bot_info[{w}]))", at=p.last))
+        existed |= {b for b, n in counts.runs.items() if round(n)}
+        queued = prom.query(f'sum(increase(botwatch_queue_items_processed_total{{status="successful"}}[{w}]))',
+                            p.last)
+        p.items_from_queues = round(float(queued[0]["value"][1])) if queued else 0
+        # the state range query begins at the window's start: a flip there opens the first period
+        first = p.first - step if p.first == report.start else p.first
+        for row in report.bots:
+            f = bot_figures((), flips_of.get(row.bot, ()), first, p.last, report.slo)
+            counts.fill(f, row.bot)
+            trends.add_bot(p, row, f, exists=row.bot in existed, items=round(items.get(row.bot, 0.0)))
 
 
 class Client:
@@ -117,28 +169,28 @@ def _duration(seconds: float) -> str:
 
 
 def gather_prometheus(url: str, since: float, until: float | None, slo: float = 0.95, *, loaded=None,
-                      agent_url: str | None = None, step: float | None = None) -> Report:
+                      agent_url: str | None = None, step: float | None = None, period: str | None = None) -> Report:
     """The report over (until - since, until] from the Prometheus at `url`; `loaded`: an estate
     (a LoadedEstate) for drift thresholds and prototypes on schedules, or None; `step`: of the
-    state range query, default step_for(since). Raises PrometheusError."""
+    state range query, default step_for(since); `period`: of the trends, week | month (default
+    trends.choose). Raises PrometheusError."""
     end = time.time() if until is None else until
     start = end - since
     step = step or step_for(since)
     prom = Client(url)
     w = _duration(since)
-    report = Report(start=start, end=end, slo=slo, source=f"Prometheus {redact_url(prom.url)}")
+    report = Report(start=start, end=end, slo=slo, source=f"Prometheus {redact_url(prom.url)}",
+                    period=trends.choose(since, period))
     configs = {b.name: b for b in loaded.estate.bots} if loaded is not None else {}
 
-    def per_bot(expr: str, *extra: str) -> dict:
+    def per_bot(expr: str, *extra: str, at: float = end) -> dict:
         out = {}
-        for s in prom.query(expr, end):
+        for s in prom.query(expr, at):
             key = tuple(s["metric"].get(x, "") for x in ("bot", *extra))
             out[key if extra else key[0]] = float(s["value"][1])
         return out
 
-    runs = per_bot(f"sum by (bot) (increase(botwatch_runs_total[{w}]))")
-    failures = per_bot(f"sum by (bot, reason) (increase(botwatch_run_failures_total[{w}]))", "reason")
-    missed = per_bot(f"sum by (bot) (increase(botwatch_missed_runs_total[{w}]))")
+    counts = _Counts(per_bot, w, end)
     info = {}
     for s in prom.query(f"max by (bot, team, bot_owner, platform, lifecycle) "
                         f"(last_over_time(botwatch_bot_info[{w}]))", end):
@@ -148,7 +200,8 @@ def gather_prometheus(url: str, since: float, until: float | None, slo: float = 
         for t, v in s["values"]:
             states[s["metric"].get("bot", "")][s["metric"].get("state", "")][float(t)] = float(v)
 
-    names = sorted((set(runs) | set(info) | set(states)) - {""})
+    names = sorted((set(counts.runs) | set(info) | set(states)) - {""})
+    flips_of: dict[str, list[_Flip]] = {}
     for name in names:
         flips, current = [], None
         times = sorted({t for by_time in states.get(name, {}).values() for t in by_time})
@@ -159,18 +212,9 @@ def gather_prometheus(url: str, since: float, until: float | None, slo: float = 
             if current is not None or now == "failing":  # an incident open at the start opens there
                 flips.append(_Flip(t, now))
             current = now
+        flips_of[name] = flips
         f = bot_figures((), flips, start - step, end, slo)
-        f.missed_runs = round(missed.get(name, 0.0))
-        f.runs = round(runs.get(name, 0.0))
-        for reason in REASONS:
-            f.failures_by_reason[reason] = 0
-        for (bot, reason), n in failures.items():
-            if bot == name:
-                key = reason if reason in REASONS else "unknown"
-                f.failures_by_reason[key] += round(n)
-        f.failures = sum(f.failures_by_reason.values())
-        # the metrics do not tell a run of outcome `unknown` from a success (see docs/report.md)
-        f.successes = max(0, f.runs - f.failures)
+        counts.fill(f, name)
         meta = info.get(name, {})
         report.bots.append(BotRow(
             bot=name, team=meta.get("team") or NONE, platform=meta.get("platform") or NONE,
@@ -179,6 +223,7 @@ def gather_prometheus(url: str, since: float, until: float | None, slo: float = 
                         "durations are exact to a step plus a scrape interval")
     if not info:
         report.notes.append("no botwatch_bot_info in Prometheus: teams, platforms and lifecycles unknown")
+    _trends(report, per_bot, prom, flips_of, step)
 
     # fragility: the recording rule's score, else the same formula over the raw metrics
     frag = per_bot("max by (bot) (bot:botwatch_fragility:score)")
