@@ -45,7 +45,7 @@ class SourceClass(Protocol):
 SourceClassT = TypeVar("SourceClassT", bound=SourceClass)
 
 BUILTIN_MODULES = ("botwatch.sources.processes", "botwatch.sources.logs", "botwatch.sources.snapshots",
-                   "botwatch.sources.uipath_orchestrator")
+                   "botwatch.sources.uipath_orchestrator", "botwatch.sources.robocorp")
 # what the agent's clients (HTTP API, check-ins, SDKs, deliverers, wrapper) count under
 CLIENT_EVENT_LABELS = ("api", "ping", "robot", "sdk", "spool", "wrapper")
 CLIENT_ERROR_LABELS = ("api", "ping")
