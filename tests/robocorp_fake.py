@@ -72,6 +72,7 @@ class FakeControlRoom:
         self.permissions: set[str] = set(PERMISSIONS)
         self.revoked = False
         self.fail_every = fail_every
+        self.newest_first = True  # the run list's order (False: oldest first, which the client must survive)
         self.processes: list[Record] = []
         self.runs: list[Record] = []
         self.steps: dict[str, list[Record]] = collections.defaultdict(list)  # run id -> step runs
@@ -335,7 +336,7 @@ class FakeControlRoom:
         rows = [r for r in self.runs
                 if (not q.get("process_id") or (r.get("process") or {}).get("id") == q["process_id"])
                 and (not q.get("state") or r.get("state") == q["state"])]
-        return sorted(rows, key=lambda r: (str(r.get("created_at")), str(r.get("id"))), reverse=True)
+        return sorted(rows, key=lambda r: (str(r.get("created_at")), str(r.get("id"))), reverse=self.newest_first)
 
     def _list_steps(self, q: dict[str, str]) -> list[Record]:
         if not q.get("process_run_id"):

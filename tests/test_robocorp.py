@@ -281,3 +281,20 @@ def test_a_key_without_a_permission_reads_the_rest_and_says_so_once(tmp_path, ag
         agent.stop()
         log = agent.log.read_text(encoding="utf-8")
         assert log.count("no access to work_items") == 1 and log.count("no access to workers") == 1, log
+
+
+def test_a_list_not_newest_first_is_read_to_its_end_and_said_once(tmp_path, agents):
+    with FakeControlRoom(seed=8) as fake:
+        fake.newest_first = False
+        fake.populate(n_processes=2, n_runs=40, seed=4)
+        port = free_port()
+        agent = agents(estate(tmp_path, fake, port, "auto_register: true\npage_size: 5"), port,
+                       env={"RC_KEY": fake.api_key}).start()
+        n = len(fake.ended_runs())
+        metrics_when(agent, lambda m: runs_total(m) == n and m.get(UP) == 1, f"all {n} ended runs")
+        fake.add_run(fake.processes[0], "completed")  # the newest: on the last page
+        n += 1
+        metrics_when(agent, lambda m: runs_total(m) == n, "the new run, from the last page")
+        assert_each_run_once(tmp_path, fake)
+        agent.stop()
+        assert agent.log.read_text(encoding="utf-8").count("not listed newest first") == 1

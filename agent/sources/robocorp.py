@@ -163,18 +163,24 @@ class RobocorpSource(PlatformSource["RobocorpControlRoom"]):
                 pull.floor = min(cutoff, max(oldest_open, date - OPEN_REACH))
                 first = False
             events: list[Event] = []
-            oldest = float("inf")
+            created_list: list[float] = []
             for run in page:
                 created = parse_time(run.get("created_at")) if isinstance(run, dict) else None
                 if created is not None:
-                    oldest = min(oldest, created)
+                    created_list.append(created)
                 ev = self.read_run(conn, pull, run, created)
                 if ev is not None:
                     seen.add(ev.bot)
                     events.append(ev)
             if events:
                 self.state.apply(events)
-            if oldest < pull.floor or self.stopped.is_set():
+            if self.stopped.is_set():
+                break
+            if any(a < b - OVERLAP for a, b in zip(created_list, created_list[1:])):
+                # not newest first (beyond the overlap): the cursor says nothing of the pages after this one
+                self.warn((cfg.name, "order"), "robocorp %s: process runs are not listed newest first; "
+                          "every page is read", cfg.name)
+            elif created_list and created_list[-1] < pull.floor:
                 break
         if self.stopped.is_set():
             return
