@@ -298,3 +298,29 @@ def test_a_list_not_newest_first_is_read_to_its_end_and_said_once(tmp_path, agen
         assert_each_run_once(tmp_path, fake)
         agent.stop()
         assert agent.log.read_text(encoding="utf-8").count("not listed newest first") == 1
+
+
+def test_without_reading_single_runs_a_long_run_is_followed_by_paging_back_to_it(tmp_path, agents):
+    now = datetime.now(timezone.utc)
+    with FakeControlRoom(seed=11) as fake:
+        fake.permissions -= {"Processes.read_processes"}  # no single runs, no step runs
+        fake.populate(n_processes=2, n_runs=30, seed=6, anchor=now)
+        long_run = fake.add_run(fake.processes[0], "in_progress", created=now - timedelta(hours=9))
+        port = free_port()
+        agent = agents(estate(tmp_path, fake, port, "auto_register: true\npage_size: 5"), port,
+                       env={"RC_KEY": fake.api_key}).start()
+        n = len(fake.ended_runs())
+        metrics_when(agent, lambda m: runs_total(m) == n and m.get(UP) == 1, f"all {n} ended runs")
+        fake.add_run(fake.processes[1], "completed")  # a newer run: the long one falls behind the cursor
+        metrics_when(agent, lambda m: runs_total(m) == n + 1, "the newer run")
+        pulled = fake.counts["process-runs"]
+        wait_for(lambda: fake.counts["process-runs"] >= pulled + 10, what="more pulls")
+        fake.end_run(long_run, "completed")
+        m = metrics_when(agent, lambda m: runs_total(m) == n + 2 and m.get(UP) == 1, "the long run's end")
+        runs = assert_each_run_once(tmp_path, fake)
+        assert runs[f"robocorp:{long_run['id']}"]["outcome"] == "success"
+        assert m[UP] == 1
+        agent.stop()
+        log = agent.log.read_text(encoding="utf-8")
+        assert log.count("no access to a single process run") == 1, log
+        assert log.count("no access to step_runs") == 1, log

@@ -50,6 +50,7 @@ OPEN_REACH = 6 * 3600.0
 ENDED = {"completed": "success", "unresolved": "failure"}
 IN_PROGRESS = {"new", "in_progress", "stopping"}
 WORKER_STATES = {"idle": "available", "busy": "busy", "offline": "disconnected"}  # as the other platforms say it
+BY_ID = "process run by id"  # a capability (Connection.off): GET /process-runs/{id}
 MAX_FAILURES_SHOWN = 5  # failed work items (and step runs) in a run's stored output
 MAX_MESSAGE = 500  # characters of one exception message kept
 
@@ -160,7 +161,8 @@ class RobocorpSource(PlatformSource["RobocorpControlRoom"]):
         for page, date in self.pages(conn, f"workspaces/{cfg.workspace_id}/process-runs", params):
             if first:  # the runs in progress at the last pull are found by paging, unless too old
                 oldest_open = min((v[0] for v in open_before.values()), default=cutoff)
-                pull.floor = min(cutoff, max(oldest_open, date - OPEN_REACH))
+                reach = float("inf") if BY_ID in conn.off else OPEN_REACH  # no other way to them
+                pull.floor = min(cutoff, max(oldest_open, date - reach))
                 first = False
             events: list[Event] = []
             created_list: list[float] = []
@@ -192,16 +194,28 @@ class RobocorpSource(PlatformSource["RobocorpControlRoom"]):
         self.save_cursor(conn, key, {"created_since": new_since, "open": still_open, "recorded": recorded})
 
     def pull_stale(self, conn: ControlRoomConnection, pull: Pull, seen: set[str]) -> None:
-        """The runs in progress at the last pull that paging did not reach, asked for one by one."""
+        """The runs in progress at the last pull that paging did not reach, asked for one by one.
+        A key that may not read one run (403: no Processes.read_processes) keeps them, to be
+        reached by paging back to them from the next pull on."""
         cfg = conn.cfg
         for run_id in sorted(set(pull.open_before) - pull.seen):
             if self.stopped.is_set():
                 return
+            if BY_ID in conn.off:
+                pull.open_now[run_id] = pull.open_before[run_id]
+                continue
             url = conn.client.url(f"workspaces/{cfg.workspace_id}/process-runs/{urllib.parse.quote(run_id, safe='')}")
             try:
                 answer = conn.client.get(url, {}, self.stopped)
-            except AuthError:
-                raise
+            except AuthError as exc:
+                if exc.status != 403:
+                    raise
+                conn.off.add(BY_ID)
+                self.log.warning("robocorp %s: no access to a single process run (%s); runs in progress are "
+                                 "followed by paging back to them instead (grant Processes.read_processes)",
+                                 cfg.name, exc)
+                pull.open_now[run_id] = pull.open_before[run_id]
+                continue
             except ApiError as exc:
                 if exc.status != 404:
                     raise
