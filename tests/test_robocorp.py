@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -14,10 +15,11 @@ import pytest
 from botwatch.config.platforms import Platforms
 from botwatch.sources.platform import bot_slug
 from botwatch.sources.robocorp import ApiKey, parse_time
-from conftest import free_port, http_get, metrics_when, wait_for
+from conftest import BOTWATCH, free_port, http_get, metrics_when, wait_for
 from robocorp_fake import FakeControlRoom
 
 pytestmark = pytest.mark.integration
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "control-planes" / "botwatch.yaml"
 
 UP = 'botwatch_agent_controlplane_up{connection="rc",platform="robocorp"}'
 
@@ -324,3 +326,30 @@ def test_without_reading_single_runs_a_long_run_is_followed_by_paging_back_to_it
         log = agent.log.read_text(encoding="utf-8")
         assert log.count("no access to a single process run") == 1, log
         assert log.count("no access to step_runs") == 1, log
+
+
+def test_the_example_estate_is_valid_and_its_entry_pulls_a_workspace(tmp_path, agents):
+    check = subprocess.run([*BOTWATCH, "check-config", str(EXAMPLE)], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    with FakeControlRoom(workspace_name="Finance") as fake:
+        invoices, payroll = fake.add_process("Invoice Processing"), fake.add_process("Payroll Run")
+        fake.add_run(invoices, "completed")
+        fake.add_run(payroll, "unresolved", failures=[{"code": "NO_TIMESHEET", "type": "business",
+                                                       "message": "No timesheet for employee 1234"}])
+        port = free_port()
+        text = EXAMPLE.read_text(encoding="utf-8")
+        text = (text.replace("https://cloud.robocorp.com/api/v1", fake.url)
+                .replace("1a2b3c4d5e6f7a8b9c0d1e2f", fake.workspace_id)
+                .replace("127.0.0.1:9464", f"127.0.0.1:{port}")
+                .replace("./botwatch-journal.db", str(tmp_path / "journal.db"))
+                .replace("interval: 60s", "interval: 1s"))
+        config = tmp_path / "botwatch.yaml"
+        config.write_text(text, encoding="utf-8")
+        agent = agents(config, port, env={"RC_API_KEY": fake.api_key}).start()
+        m = metrics_when(agent, lambda m: runs_total(m) == 2, "both runs")
+        info = {k for k in m if k.startswith("botwatch_bot_info{")}
+        assert any('bot="invoice-recon"' in k and 'bot_owner="ana.diaz@example.com"' in k
+                   and 'team="accounts-payable"' in k for k in info), info
+        assert any('bot="payroll-run"' in k and 'team="people-systems"' in k and 'platform="robocorp"' in k
+                   for k in info), info
+        assert m['botwatch_run_failures_total{bot="payroll-run",reason="business"}'] == 1
