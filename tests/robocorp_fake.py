@@ -73,6 +73,7 @@ class FakeControlRoom:
         self.revoked = False
         self.fail_every = fail_every
         self.newest_first = True  # the run list's order (False: oldest first, which the client must survive)
+        self.next_origin: str | None = None  # where `next` points (a hostile or misconfigured server: elsewhere)
         self.processes: list[Record] = []
         self.runs: list[Record] = []
         self.steps: dict[str, list[Record]] = collections.defaultdict(list)  # run id -> step runs
@@ -369,7 +370,7 @@ class FakeControlRoom:
         nxt = None
         if more and page:
             q = {**query, "cursor": base64.urlsafe_b64encode(str(page[-1].get("id")).encode()).decode()}
-            nxt = f"{self.origin}{path}?{urllib.parse.urlencode(q)}"
+            nxt = f"{self.next_origin or self.origin}{path}?{urllib.parse.urlencode(q)}"
         return {"next": nxt, "has_more": more, "data": page}
 
     def _send(self, h: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None) -> None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -353,3 +355,38 @@ def test_the_example_estate_is_valid_and_its_entry_pulls_a_workspace(tmp_path, a
         assert any('bot="payroll-run"' in k and 'team="people-systems"' in k and 'platform="robocorp"' in k
                    for k in info), info
         assert m['botwatch_run_failures_total{bot="payroll-run",reason="business"}'] == 1
+
+
+def test_a_next_page_at_another_address_is_not_followed_and_the_key_not_sent_there(tmp_path, agents):
+    asked: list[str | None] = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            asked.append(self.headers.get("Authorization"))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"next": null, "has_more": false, "data": []}')
+
+        def log_message(self, *args):
+            pass
+
+    elsewhere = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+    threading.Thread(target=elsewhere.serve_forever, daemon=True).start()
+    try:
+        with FakeControlRoom() as fake:
+            fake.next_origin = f"http://127.0.0.1:{elsewhere.server_address[1]}"
+            process = fake.add_process("Order Entry")
+            for _ in range(3):
+                fake.add_run(process, "completed")
+            port = free_port()
+            agent = agents(estate(tmp_path, fake, port, "auto_register: true\npage_size: 2"), port,
+                           env={"RC_KEY": fake.api_key}).start()
+            metrics_when(agent, lambda m: m.get(UP) == 0, "the connection down")
+            assert runs_total(agent.metrics()) == 2  # the first page is recorded
+            agent.stop()
+            log = agent.log.read_text(encoding="utf-8")
+            assert "a next page at another address" in log and fake.api_key not in log
+            assert asked == []
+    finally:
+        elsewhere.shutdown()
+        elsewhere.server_close()
