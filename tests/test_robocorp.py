@@ -266,6 +266,12 @@ def test_bad_items_and_a_broken_page_are_counted_and_the_rest_recorded(tmp_path,
                          "the good run recorded, the three bad ones counted, a pull done")
         assert m[requests("error")] >= 1  # the page that was not JSON: that pull failed, the next one read it
         assert set(journal_runs(tmp_path)) == {f"robocorp:{good['id']}"}
+        # a run created "tomorrow" (a server clock gone wrong) does not push the cursor past the runs of today
+        future = fake.add_run(process, "completed", created=datetime.now(timezone.utc) + timedelta(days=1))
+        metrics_when(agent, lambda m: runs_total(m) == 2, "the run from the future")
+        today = fake.add_run(process, "completed")
+        metrics_when(agent, lambda m: runs_total(m) == 3, "the run of today")
+        assert set(journal_runs(tmp_path)) == {f"robocorp:{r['id']}" for r in (good, future, today)}
 
 
 def test_a_key_without_a_permission_reads_the_rest_and_says_so_once(tmp_path, agents):

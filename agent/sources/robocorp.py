@@ -158,11 +158,14 @@ class RobocorpSource(PlatformSource["RobocorpControlRoom"]):
                     float(since) if isinstance(since, (int, float)) else cutoff)
         params = {"limit": str(cfg.page_size)}
         first = True
+        last: float | None = None  # the creation of the last run of the page before
+        began = time.time()  # the server's clock at the first page
         for page, date in self.pages(conn, f"workspaces/{cfg.workspace_id}/process-runs", params):
             if first:  # the runs in progress at the last pull are found by paging, unless too old
                 oldest_open = min((v[0] for v in open_before.values()), default=cutoff)
                 reach = float("inf") if BY_ID in conn.off else OPEN_REACH  # no other way to them
                 pull.floor = min(cutoff, max(oldest_open, date - reach))
+                began = date
                 first = False
             events: list[Event] = []
             created_list: list[float] = []
@@ -178,17 +181,20 @@ class RobocorpSource(PlatformSource["RobocorpControlRoom"]):
                 self.state.apply(events)
             if self.stopped.is_set():
                 break
-            if any(a < b - OVERLAP for a, b in zip(created_list, created_list[1:])):
-                # not newest first (beyond the overlap): the cursor says nothing of the pages after this one
+            # the list is newest first: a page that ends below the floor is the last one needed.
+            # A page out of that order (with the one before) says nothing of the pages after it.
+            order = ([last] if last is not None else []) + created_list
+            if any(a < b - OVERLAP for a, b in zip(order, order[1:])):
                 self.warn((cfg.name, "order"), "robocorp %s: process runs are not listed newest first; "
                           "every page is read", cfg.name)
-            elif created_list and created_list[-1] < pull.floor:
+            elif created_list and created_list[-1] < pull.floor and all(a >= b for a, b in zip(order, order[1:])):
                 break
+            last = created_list[-1] if created_list else last
         if self.stopped.is_set():
             return
         self.pull_stale(conn, pull, seen)
         conn.running = {f"{LABEL}:{i}" for i in pull.open_now}
-        new_since = pull.newest
+        new_since = min(pull.newest, began)  # a run created "in the future" does not push the cursor past now
         recorded = sorted(i for i, c in pull.ended.items() if c >= new_since - OVERLAP)[:MAX_REMEMBERED]
         still_open = dict(sorted(pull.open_now.items(), key=lambda kv: -kv[1][0])[:MAX_REMEMBERED])
         self.save_cursor(conn, key, {"created_since": new_since, "open": still_open, "recorded": recorded})
