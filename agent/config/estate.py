@@ -32,7 +32,7 @@ from .platforms import Platforms
 
 PLATFORMS = (
     "uipath", "robotframework", "python", "powerautomate", "blueprism",
-    "automationanywhere", "excel", "shell", "other",
+    "automationanywhere", "robocorp", "excel", "shell", "other",
 )
 DEFAULT_LISTEN = "127.0.0.1:9464"
 

@@ -176,15 +176,40 @@ class PowerAutomate(PlatformConnection):
         return self.environment or self.name
 
 
+class RobocorpControlRoom(PlatformConnection):
+    """One Robocorp (Sema4.ai) Control Room workspace, read with a workspace API key
+    (`Authorization: RC-WSKEY <key>`). Its "folder" (rules, folder_teams) is
+    `<workspace name>/<process name>`."""
+
+    url: str = "https://cloud.robocorp.com/api/v1"  # the Control Room API's base URL
+    workspace_id: str
+    api_key: SecretStr  # a workspace API key with Processes.read_runs (docs/robocorp.md)
+    step_runs: bool = True  # read the step runs of a run that ended unresolved (Processes.read_processes)
+    work_items: bool = True  # read the failed work items of a run that ended unresolved (Processes.read_work_items)
+    # the work items of every ended run, for its items processed and failed: one more request per run
+    item_counts: bool = False
+    workers: bool = True  # read the workers' states (Workers.read_workers)
+
+    @field_validator("workspace_id")
+    @classmethod
+    def _workspace_id(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", v):
+            raise ValueError(f"workspace_id {v[:70]!r} must be [A-Za-z0-9_-] (1-64 characters), "
+                             "as Control Room shows it")
+        return v
+
+
 class Platforms(_Strict):
     uipath: list[UiPathOrchestrator] = []
     blueprism: list[BluePrism] = []
     automationanywhere: list[AutomationAnywhere] = []
     powerautomate: list[PowerAutomate] = []
+    robocorp: list[RobocorpControlRoom] = []
 
     @model_validator(mode="after")
     def _unique_names(self) -> "Platforms":
-        names = [c.name for c in (*self.uipath, *self.blueprism, *self.automationanywhere, *self.powerautomate)]
+        names = [c.name for c in (*self.uipath, *self.blueprism, *self.automationanywhere, *self.powerautomate,
+                                  *self.robocorp)]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"connection names must be unique: {', '.join(dup)}")

@@ -52,6 +52,7 @@ BUILTIN_MODULES = (
     "botwatch.sources.blueprism",
     "botwatch.sources.automationanywhere",
     "botwatch.sources.powerautomate",
+    "botwatch.sources.robocorp",
 )
 # what the agent's clients (HTTP API, check-ins, SDKs, deliverers, wrapper) count under
 CLIENT_EVENT_LABELS = ("api", "ping", "robot", "sdk", "spool", "wrapper")
