@@ -374,6 +374,11 @@ def estate_overview() -> dict:
                      "team:botwatch_run_success:ratio1h).", "percentunit",
                      targets(('team:botwatch_run_success:ratio1h{team=~"$team"}', "{{team}}")),
                      min_zero=False, defaults={"max": 1}), 24, 8)
+    b.add(bargauge("Bots by platform",
+                   "The selected bots per platform: UiPath, Power Automate, Blue Prism, Automation Anywhere and "
+                   "Robocorp (from the estate file or registered from their control planes) and wrapped scripts.",
+                   "none", f'count by (platform) (max by (bot, platform) (botwatch_bot_info{{{ALL_BOTS}, '
+                   'team=~"$team"}))', "{{platform}}"), 24, 6)
 
     b.row("Agents and shadow bots")
     b.add(stat("Agents reporting", "botwatch agents whose metrics Prometheus scrapes right now.", "none",

@@ -124,6 +124,9 @@ class Plan:
     def teams(self) -> Counter:
         return Counter(b.team for b in self.bots)
 
+    def platforms(self) -> Counter:
+        return Counter(b.platform for b in self.bots)
+
     def runs(self) -> int:
         return sum(len(b.runs) for b in self.bots)
 

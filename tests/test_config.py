@@ -45,6 +45,33 @@ def test_a_complete_estate_file_is_valid():
     assert estate.bot("minimal").owner is None  # only the name is required
 
 
+def test_a_bot_without_a_platform_takes_the_one_whose_processes_rules_name_it():
+    rule = "processes: [{process: 'Invoice.*', bot: %s}]"
+    estate = parse_estate_text(textwrap.dedent(f"""\
+        platforms:
+          uipath:
+            - {{name: orch, url: 'https://cloud.uipath.com', organization: o, tenant: t, client_id: c,
+               client_secret: s, {rule % "invoices"}}}
+          robocorp:
+            - {{name: rc, url: 'https://cloud.robocorp.com/api/v1', workspace_id: w, api_key: k,
+               {rule % "both"}}}
+            - {{name: rc2, url: 'https://cloud.robocorp.com/api/v1', workspace_id: w2, api_key: k,
+               {rule % "told"}}}
+          blueprism:
+            - {{name: bp, url: 'https://bp.example.com/api/v7', auth_url: 'https://bp-auth.example.com',
+               client_id: c, client_secret: s, {rule % "both"}}}
+        bots:
+          - {{name: invoices, team: ap}}
+          - {{name: both}}
+          - {{name: told, platform: python}}
+          - {{name: elsewhere}}
+        """))
+    assert estate.bot("invoices").platform == "uipath" and estate.bot("invoices").team == "ap"
+    assert estate.bot("both").platform == "other"  # two platforms name it: the file must say
+    assert estate.bot("told").platform == "python"  # what the file says wins
+    assert estate.bot("elsewhere").platform == "other"
+
+
 def test_the_ping_key_is_never_shown_in_the_parsed_model():
     estate = parse_estate_text(GOOD.replace("env:BOTWATCH_PING_KEY", "s3cret-key"))
     assert "s3cret-key" not in repr(estate)

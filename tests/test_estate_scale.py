@@ -216,6 +216,7 @@ CHECKS = {
     "Failures per hour by reason": _failures_per_hour,
     "Top 10 fragile bots": _top_fragile,
     "Success ratio by team (1 h)": _team_success,
+    "Bots by platform": lambda result, plan, tol: _exact(by(result, "platform"), dict(plan.platforms())),
     "Agents reporting": lambda result, plan, tol: _exact(value(result), es.AGENTS),
     "Agents gone silent": lambda result, plan, tol: _exact(value(result), 0),
     "Runs waiting in spools": lambda result, plan, tol: _exact(value(result), 0),

@@ -379,6 +379,21 @@ class Estate(_Strict):
     # RPA control planes the agent pulls runs from (docs/uipath-orchestrator.md)
     platforms: Platforms = Platforms()
 
+    @model_validator(mode="after")
+    def _platform_from_rules(self) -> "Estate":
+        # a bot whose runs come from one platform's `processes` rules is of that platform when the
+        # file does not say (else it would be labelled "other" beside the bots registered from there)
+        named: dict[str, set[str]] = {}
+        for platform in Platforms.model_fields:
+            for conn in getattr(self.platforms, platform):
+                for rule in conn.processes:
+                    named.setdefault(rule.bot, set()).add(platform)
+        for i, b in enumerate(self.bots):
+            platforms = named.get(b.name, set())
+            if "platform" not in b.model_fields_set and len(platforms) == 1:
+                self.bots[i] = b.model_copy(update={"platform": platforms.pop()})
+        return self
+
     def bot(self, name: str) -> BotConfig | None:
         for b in self.bots:
             if b.name == name:
