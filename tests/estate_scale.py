@@ -20,11 +20,12 @@ import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from botwatch.commands import stack
 from conftest import AgentProcess, free_port, http_get, http_post_json, require, wait_for
+from orchestrator_fake import FakeOrchestrator
 
 AGENTS = 10
 BOTS_PER_AGENT = 200
@@ -92,6 +93,52 @@ class Bot:
         return out
 
 
+@dataclass
+class ControlPlane:
+    """What agent 0's Orchestrator holds (its queues and robots, unchanging while the estate
+    runs) and what the queue and robot panels must show of it."""
+
+    # per (folder, queue): items waiting, in progress, and open items past their SLA / risk SLA only
+    waiting: dict[tuple[str, str], int] = field(default_factory=dict)
+    breached: int = 0
+    at_risk: int = 0
+    oldest: dict[tuple[str, str], float] = field(default_factory=dict)  # creation of the oldest waiting item
+    sessions: Counter = field(default_factory=Counter)  # by state
+    capacity: int = 0  # unattended sessions connected
+    busy: int = 0
+    at: float = 0.0  # the estate's evaluation time (Estate.settle)
+
+    def fill(self, fake: FakeOrchestrator) -> None:
+        now = datetime.now(timezone.utc)
+        for f, (folder, team) in enumerate((("Finance", "finance"), ("Procurement", "procurement"))):
+            fid = fake.add_folder(folder)
+            release = fake.add_release(fid, f"{folder} Invoices")
+            queue = fake.add_queue(fid, f"{folder}_Invoices", sla_minutes=60, risk_sla_minutes=30, release=release)
+            # waiting: f+2 items created 2 h ago (past the SLA), 2 created 40 min ago (at risk), 1 fresh
+            ages = [timedelta(hours=2)] * (f + 2) + [timedelta(minutes=40)] * 2 + [timedelta(minutes=1)]
+            for age in ages:
+                fake.add_queue_item(queue, status="New", created=now - age)
+            fake.add_queue_item(queue, status="InProgress", created=now - timedelta(minutes=2))
+            for status in ("Successful", "Successful", "Failed"):
+                fake.add_queue_item(queue, status=status, created=now - timedelta(minutes=30))
+            self.waiting[(folder, queue["Name"])] = len(ages)
+            self.breached += f + 2
+            self.at_risk += 2
+            self.oldest[(folder, queue["Name"])] = (now - timedelta(hours=2)).timestamp()
+            for n, state in enumerate(("Available", "Busy", "Disconnected")):
+                robot = fake.add_robot(fid, f"{folder[:3].lower()}-unattended-{n}", machine_name=f"RPA-{folder[:3]}-{n}")
+                fake.add_session(robot, fid, state=state)
+                self.sessions[state.lower()] += 1
+                self.capacity += state in ("Available", "Busy")
+                self.busy += state == "Busy"
+
+    def connection(self, fake: FakeOrchestrator) -> str:
+        """Agent 0's estate entry for it."""
+        return (f"platforms:\n  uipath:\n    - {{name: prod, url: '{fake.url}', organization: {fake.org}, "
+                f"tenant: {fake.tenant}, client_id: {fake.client_id}, client_secret: {fake.client_secret}, "
+                f"interval: 1s, folder_teams: {{Finance: finance, Procurement: procurement}}}}\n")
+
+
 class Plan:
     """Every bot of the estate, what it does, and the totals that follow."""
 
@@ -113,6 +160,7 @@ class Plan:
                     self.bots.append(bot)
                     g += 1
         self.agents = agents
+        self.control_plane = ControlPlane()
 
     def of_agent(self, a: int) -> list[Bot]:
         return [b for b in self.bots if b.agent == a]
@@ -203,6 +251,7 @@ class Estate:
     def __init__(self, tmp: Path, plan: Plan | None = None):
         self.tmp, self.plan = Path(tmp), plan or Plan()
         self.agents: list[AgentProcess] = []
+        self.orchestrator: FakeOrchestrator | None = None  # pulled by agent 0: queues and robots
         self.prom: stack.Server | None = None
         self.vm: stack.Server | None = None
         self.delivered_at: float | None = None
@@ -217,6 +266,8 @@ class Estate:
         while len(set(ports)) < len(ports):
             ports = [free_port() for _ in range(self.plan.agents)]
         env = {k: "" for k in os.environ if k.startswith("OTEL_")}  # the estate under test exports to no collector
+        self.orchestrator = FakeOrchestrator().start()
+        self.plan.control_plane.fill(self.orchestrator)
         for a, port in enumerate(ports):
             folder = self.tmp / f"agent-{a:02d}"
             folder.mkdir(parents=True)
@@ -224,7 +275,7 @@ class Estate:
             config = folder / "botwatch.yaml"
             config.write_text(
                 f"agent:\n  listen: 127.0.0.1:{port}\n  journal: {folder / 'journal.db'}\n  governance_interval: 1h\n"
-                f"{sd}bots:\n"
+                f"{sd}{'' if a else self.plan.control_plane.connection(self.orchestrator)}bots:\n"
                 + "".join("  " + line + "\n" for b in self.plan.of_agent(a) for line in b.yaml().splitlines()),
                 encoding="utf-8")
             self.agents.append(AgentProcess(config, port, env))
@@ -289,6 +340,7 @@ class Estate:
                  timeout=180, interval=0.5, what=f"{min_samples} scrapes of every agent, the latest ones successful, "
                  f"and the fragility rules over all {ran} bots that ran")
         self.at = at = time.time() - 0.5
+        self.plan.control_plane.at = at
         # everything stamped up to `at` is committed: a scrape after it of every agent, and an
         # evaluation after it of every rule group (a slow evaluation stamped earlier lands late)
         wait_for(lambda: (scalar(self.prom.url, 'min(timestamp(up{job="botwatch"}))') or 0) > at
@@ -352,6 +404,8 @@ class Estate:
         return out
 
     def stop(self) -> None:
+        if self.orchestrator is not None:
+            self.orchestrator.stop()
         for server in (self.prom, self.vm):
             if server is not None:
                 server.stop()

@@ -35,7 +35,8 @@ ENGINES = ("prometheus", "victoriametrics")
 # panels over the agents' raw counters through rate([1m]): the two engines compute such rates
 # differently (Prometheus extrapolates, VictoriaMetrics does not), so only their presence is compared
 RAW_RATE_PANELS = {"Agent events per second by source", "Dropped events and parse errors (A)",
-                   "Dropped events and parse errors (B)"}
+                   "Dropped events and parse errors (B)", "Items and empty runs (A)", "Items and empty runs (B)",
+                   "Queue items processed per hour (A)", "Queue items processed per hour (B)"}
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +200,39 @@ def _team_success(result, plan, tol):
         assert abs(got[team] - ratio) <= tol, (team, got[team], ratio, tol)
 
 
+def _by_queue(result) -> dict[tuple[str, str], float]:
+    return {(r["metric"]["folder"], r["metric"]["queue"]): float(r["value"][1]) for r in result}
+
+
+def _oldest_waiting(result, plan, tol):
+    cp = plan.control_plane
+    got = _by_queue(result)
+    assert set(got) == set(cp.oldest)
+    for queue, created in cp.oldest.items():  # the age at the evaluation time, as of a pull and scrape before it
+        assert abs(got[queue] - (cp.at - created)) <= 5, (queue, got[queue], cp.at - created)
+
+
+def _sessions_by_state(result, plan, tol):
+    got = by(result, "state")
+    cp = plan.control_plane
+    assert got == {s: float(cp.sessions.get(s, 0)) for s in ("available", "busy", "disconnected", "unknown",
+                                                              "unresponsive")}, got
+
+
 CHECKS = {
+    "Queue items waiting": lambda result, plan, tol: _exact(value(result), sum(plan.control_plane.waiting.values())),
+    "Queue items past SLA": lambda result, plan, tol: _exact(value(result), plan.control_plane.breached),
+    "Robot sessions disconnected": lambda result, plan, tol: _exact(
+        value(result), plan.control_plane.sessions["disconnected"]),
+    "Unattended capacity in use": lambda result, plan, tol: _exact(
+        value(result), plan.control_plane.busy / plan.control_plane.capacity),
+    "Queue backlog by queue": lambda result, plan, tol: _exact(_by_queue(result), {
+        k: float(v) for k, v in plan.control_plane.waiting.items()}),
+    "Oldest waiting item by queue": _oldest_waiting,
+    "Items past SLA and at risk": lambda result, plan, tol: _exact(by(result, "sla"), {
+        "breached": float(plan.control_plane.breached), "at_risk": float(plan.control_plane.at_risk)}),
+    "Robot sessions by state (A)": _sessions_by_state,
+    "Robot sessions by state (B)": lambda result, plan, tol: _exact(value(result), plan.control_plane.capacity),
     "variable team": lambda result, plan, tol: (
         _exact(len(result), len(plan.bots)),
         _exact(sorted({r["metric"]["team"] for r in result}), sorted(es.TEAMS))),
