@@ -103,6 +103,10 @@ def assert_each_run_once(tmp_path: Path, fake: FakeDataverse) -> None:
             assert run["started"] == parse_time(row["startedon"]) and run["ended"] == parse_time(row["completedon"])
             reason = REASON_OF_STATUS.get(status)
             text = row["errormessage"] or ""
+            if run["outcome"] == "failure" and row["_machinegroupid_value"]:  # where it ran leads the error
+                group = next(g["name"] for g in fake.rows("flowmachinegroups")
+                             if g["flowmachinegroupid"] == row["_machinegroupid_value"])
+                assert (run["output_tail"] or "").startswith(f"Machine {run['host']} (group {group})"), run
         else:
             assert run["bot"] == bot_slug(flows[row["_workflow_value"]])
             assert run["outcome"] == ("success" if row["status"] == "Success" else "failure"), (run, row["status"])

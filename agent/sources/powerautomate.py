@@ -281,7 +281,13 @@ class PowerAutomateSource(PlatformSource["PowerAutomate"]):
                 return None
             outcome, reason = kind[1], kind[2]
             assert outcome is not None
-            tail = error_text(s.get("errorcode"), s.get("errormessage")) if outcome == "failure" else None
+            tail = None
+            if outcome == "failure":  # where it ran leads the error: the machine and its group
+                group = s.get("_machinegroupid_value" + FORMATTED)
+                where = " ".join(p for p in (f"Machine {host}" if host else None,
+                                             f"(group {group.strip()[:128]})" if isinstance(group, str) and
+                                             group.strip() else None) if p)
+                tail = "\n".join(t for t in (where, error_text(s.get("errorcode"), s.get("errormessage"))) if t) or None
             return RunFinished(bot=bot, run_id=run_id, ended=ended, outcome=outcome, started=started, reason=reason,
                                host=host, output_tail=tail, source=LABEL)
         since = started or parse_time(s.get("createdon"))
