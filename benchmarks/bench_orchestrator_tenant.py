@@ -329,7 +329,7 @@ def measure(runs: int, reps: int, warmup: int, folders: int = 200, processes: in
 
 
 def _slug(process: str) -> str:
-    from botwatch.sources.uipath_orchestrator import bot_slug
+    from botwatch.sources.platform import bot_slug
 
     return bot_slug(process)
 
