@@ -36,25 +36,20 @@ Run alone:  .venv/bin/python benchmarks/bench_orchestrator_tenant.py [--runs N] 
 
 from __future__ import annotations
 
-import bisect
 import math
-import os
 import random
 import shutil
-import socket
-import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+from common import Agent, busiest_minute, wait_until  # noqa: E402
 
 sys.path.insert(0, str(common.ROOT / "tests"))
 from orchestrator_fake import FAULTED_INFOS, TERMINAL_STATES, FakeOrchestrator  # noqa: E402
@@ -73,95 +68,6 @@ SELECTOR_ERROR = ("Click 'Submit': UiPath.Core.Activities.SelectorNotFoundExcept
                   "user-interface (UI) element for this action. <webctrl id='btnSubmit' tag='BUTTON' />")
 TEAMS = {"Finance*": "finance", "Human Resources*": "people-systems", "Procurement*": "procurement",
          "IT Operations*": "it-ops", "Customer Service*": "customer-care", "Shared*": "coe"}
-PYTHON = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(fn, what: str, timeout: float, interval: float = 0.5):
-    """`fn()` once it is true; a bound that stops a hang, not a timed assertion."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = fn()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
-
-
-def parse_metrics(text: str) -> dict[str, float]:
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
-
-
-class Agent:
-    def __init__(self, tmp: Path, name: str, settings: dict, env: dict[str, str]):
-        import psutil
-        import yaml
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.journal = tmp / f"{name}.db"
-        self.log = tmp / f"{name}.log"
-        config = tmp / f"{name}.yaml"
-        estate = {"agent": {"listen": f"127.0.0.1:{self.port}", "journal": str(self.journal)}, **settings,
-                  "bots": []}
-        config.write_text(yaml.safe_dump(estate, sort_keys=False), encoding="utf-8")
-        self._logf = open(self.log, "wb")
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen([PYTHON, "-m", "botwatch", "agent", "--config", str(config)], cwd=tmp,
-                                     env={**{k: v for k, v in os.environ.items() if not k.startswith("BOTWATCH_")},
-                                          **env},
-                                     stdin=subprocess.DEVNULL, stdout=self._logf, stderr=subprocess.STDOUT,
-                                     preexec_fn=common.die_with_parent)
-        self.ps = psutil.Process(self.proc.pid)
-
-    def get(self, path: str, timeout: float = 30.0) -> bytes:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"the agent exited with {self.proc.returncode}:\n{self.tail()}")
-        with urllib.request.urlopen(self.url + path, timeout=timeout) as r:
-            return r.read()
-
-    def ready(self) -> bool:
-        try:
-            self.get("/healthz", timeout=2)
-            return True
-        except OSError:
-            return False
-
-    def metrics(self) -> dict[str, float]:
-        return parse_metrics(self.get("/metrics").decode())
-
-    def cpu(self) -> float:
-        t = self.ps.cpu_times()
-        return t.user + t.system
-
-    def recorded(self) -> list[str]:
-        db = sqlite3.connect(f"file:{self.journal}?mode=ro", uri=True, timeout=10)
-        try:
-            return [r[0] for r in db.execute("SELECT run_id FROM runs WHERE source = 'uipath'")]
-        except sqlite3.OperationalError:  # not created yet
-            return []
-        finally:
-            db.close()
-
-    def tail(self, n: int = 3000) -> str:
-        try:
-            return self.log.read_text(encoding="utf-8", errors="replace")[-n:]
-        except OSError:
-            return "(no log)"
-
-    def stop(self) -> None:
-        common.stop_process(self.proc, self._logf, timeout=15)
 
 
 def ended_ids(fake: FakeOrchestrator) -> set[str]:
@@ -170,12 +76,6 @@ def ended_ids(fake: FakeOrchestrator) -> set[str]:
 
 def odata_times(fake: FakeOrchestrator, since: float = float("-inf")) -> list[float]:
     return [r.at for r in fake.requests if "/odata/" in r.path and r.at >= since]
-
-
-def busiest_minute(times: list[float]) -> int:
-    """The most requests in any 60 s (a window starting at each request)."""
-    times = sorted(times)
-    return max((bisect.bisect_left(times, t + 60.0) - i for i, t in enumerate(times)), default=0)
 
 
 def sync_requests_needed(fake: FakeOrchestrator) -> int:
@@ -429,7 +329,7 @@ def measure(runs: int, reps: int, warmup: int, folders: int = 200, processes: in
 
 
 def _slug(process: str) -> str:
-    from botwatch.sources.uipath_orchestrator import bot_slug
+    from botwatch.sources.platform import bot_slug
 
     return bot_slug(process)
 

@@ -15,14 +15,18 @@ A missed goal is reported as MISSED; nothing here hides or drops a figure.
 
 from __future__ import annotations
 
+import bisect
 import os
 import platform
 import re
 import shutil
+import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from importlib import metadata
 from pathlib import Path
 
@@ -359,3 +363,103 @@ def die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+
+
+# -- a botwatch agent under measurement ----------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(fn, what: str, timeout: float, interval: float = 0.5):
+    """`fn()` once it is true; a bound that stops a hang, not a timed assertion."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = fn()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+class Agent:
+    """A real `python -m botwatch agent` on a free port with an estate file of its own (`settings`
+    beside `agent:`) and a journal in `tmp`; `env` replaces the caller's BOTWATCH_ variables."""
+
+    def __init__(self, tmp: Path, name: str, settings: dict, env: dict[str, str]):
+        import psutil
+        import yaml
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.journal = tmp / f"{name}.db"
+        self.log = tmp / f"{name}.log"
+        config = tmp / f"{name}.yaml"
+        estate = {"agent": {"listen": f"127.0.0.1:{self.port}", "journal": str(self.journal)}, **settings,
+                  "bots": []}
+        config.write_text(yaml.safe_dump(estate, sort_keys=False), encoding="utf-8")
+        self._logf = open(self.log, "wb")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen([sys.executable, "-m", "botwatch", "agent", "--config", str(config)], cwd=tmp,
+                                     env={**{k: v for k, v in os.environ.items() if not k.startswith("BOTWATCH_")},
+                                          **env},
+                                     stdin=subprocess.DEVNULL, stdout=self._logf, stderr=subprocess.STDOUT,
+                                     preexec_fn=die_with_parent)
+        self.ps = psutil.Process(self.proc.pid)
+
+    def get(self, path: str, timeout: float = 30.0) -> bytes:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"the agent exited with {self.proc.returncode}:\n{self.tail()}")
+        with urllib.request.urlopen(self.url + path, timeout=timeout) as r:
+            return r.read()
+
+    def ready(self) -> bool:
+        try:
+            self.get("/healthz", timeout=2)
+            return True
+        except OSError:
+            return False
+
+    def metrics(self) -> dict[str, float]:
+        return parse_metrics(self.get("/metrics").decode())
+
+    def cpu(self) -> float:
+        t = self.ps.cpu_times()
+        return t.user + t.system
+
+    def recorded(self, source: str = "uipath") -> list[str]:
+        """The run ids in the agent's journal from `source` (a platform's label)."""
+        db = sqlite3.connect(f"file:{self.journal}?mode=ro", uri=True, timeout=10)
+        try:
+            return [r[0] for r in db.execute("SELECT run_id FROM runs WHERE source = ?", (source,))]
+        except sqlite3.OperationalError:  # not created yet
+            return []
+        finally:
+            db.close()
+
+    def tail(self, n: int = 3000) -> str:
+        try:
+            return self.log.read_text(encoding="utf-8", errors="replace")[-n:]
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        stop_process(self.proc, self._logf, timeout=15)
+
+
+def busiest_minute(times: list[float]) -> int:
+    """The most requests in any 60 s (a window starting at each request)."""
+    times = sorted(times)
+    return max((bisect.bisect_left(times, t + 60.0) - i for i, t in enumerate(times)), default=0)

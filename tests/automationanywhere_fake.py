@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import functools
 import json
 import random
 import threading
@@ -88,6 +89,12 @@ def six_digits(moment: datetime) -> str:
 def parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
+    return _parse_text(value)
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _parse_text(value: str) -> datetime | None:
+    """Cached: a list request of a large Control Room compares and sorts every row by its times."""
     text = value.strip()
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
@@ -174,6 +181,7 @@ class FakeControlRoom:
         self._garbled: list[tuple[str, bytes]] = []
         self._next_device = 6
         self._next_file = 14
+        self._file_ids: dict[str, int] = {}  # file name -> its fileId, the same for every run of it
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -487,11 +495,10 @@ class FakeControlRoom:
             row["progress"] = int(100 * row["currentLine"] / lines)
 
     def _file_id(self, name: str) -> int:
-        for row in self.rows():
-            if row["fileName"] == name:
-                return int(row["fileId"])
-        self._next_file += 1
-        return self._next_file
+        if name not in self._file_ids:
+            self._next_file += 1
+            self._file_ids[name] = self._next_file
+        return self._file_ids[name]
 
     def populate(self, n_folders: int = 3, n_bots: int = 3, n_runs: int = 100, seed: int = 1, *,
                  anchor: datetime | None = None) -> None:

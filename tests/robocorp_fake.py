@@ -78,6 +78,8 @@ class FakeControlRoom:
         self.runs: list[Record] = []
         self.steps: dict[str, list[Record]] = collections.defaultdict(list)  # run id -> step runs
         self.items: list[Record] = []
+        self._items_of: dict[str, list[Record]] = collections.defaultdict(list)  # run id -> its work items
+        self._ordered: tuple[int, bool, list[Record]] = (0, True, [])  # runs in list order, while none is added
         self.workers: list[Record] = []
         self.counts: collections.Counter[str] = collections.Counter()  # requests per operation
         self.faults_served = 0
@@ -191,13 +193,17 @@ class FakeControlRoom:
             consumer = steps[-1] if steps else None
             for k in range(items_done + len(item_failures)):
                 exc = item_failures[k - items_done] if k >= items_done else None
-                self.items.append({
+                self._add_item({
                     "id": self._id(), "created_at": run["created_at"], "state": "failed" if exc else "done",
                     "state_updated_at": run["ended_at"], "process": {"id": run["process"]["id"]},
                     "process_run": {"id": run["id"]}, "step": {"id": consumer["step"]["id"]} if consumer else None,
                     "step_run": {"id": consumer["id"]} if consumer else None,
                     "exception": dict(exc) if exc else None})
             return run
+
+    def _add_item(self, item: Record) -> None:
+        self.items.append(item)
+        self._items_of[item["process_run"]["id"]].append(item)
 
     def add_worker(self, name: str, state: str) -> Record:
         assert state in WORKER_STATES
@@ -334,10 +340,14 @@ class FakeControlRoom:
     def _list_runs(self, q: dict[str, str]) -> list[Record]:
         if "state" in q and q["state"] not in RUN_STATES:
             raise ValueError(f"state must be one of {', '.join(RUN_STATES)}")
-        rows = [r for r in self.runs
+        count, newest_first, ordered = self._ordered
+        if count != len(self.runs) or newest_first != self.newest_first:  # sorted again only when runs were added
+            ordered = sorted(self.runs, key=lambda r: (str(r.get("created_at")), str(r.get("id"))),
+                             reverse=self.newest_first)
+            self._ordered = (len(self.runs), self.newest_first, ordered)
+        return [r for r in ordered
                 if (not q.get("process_id") or (r.get("process") or {}).get("id") == q["process_id"])
                 and (not q.get("state") or r.get("state") == q["state"])]
-        return sorted(rows, key=lambda r: (str(r.get("created_at")), str(r.get("id"))), reverse=self.newest_first)
 
     def _list_steps(self, q: dict[str, str]) -> list[Record]:
         if not q.get("process_run_id"):
@@ -347,7 +357,8 @@ class FakeControlRoom:
     def _list_items(self, q: dict[str, str]) -> list[Record]:
         if "state" in q and q["state"] not in ITEM_STATES:
             raise ValueError(f"state must be one of {', '.join(ITEM_STATES)}")
-        return [i for i in self.items
+        items = self._items_of.get(q["process_run_id"], []) if q.get("process_run_id") else self.items
+        return [i for i in items
                 if (not q.get("process_run_id") or (i.get("process_run") or {}).get("id") == q["process_run_id"])
                 and (not q.get("process_id") or i["process"]["id"] == q["process_id"])
                 and (not q.get("state") or i["state"] == q["state"])]
