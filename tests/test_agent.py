@@ -130,7 +130,7 @@ def test_the_events_api_rejects_bad_batches_with_json_errors(estate, agents):
     status, body = http_post_json(url, b"{not json")
     assert status == 422 and body["error"] == "invalid request"
     status, body = http_post_json(url, {"events": [{"type": "run_finished", "bot": "alpha", "run_id": "x",
-                                                    "ended": 1.0, "outcome": "success", "exit_status": 256}]})
+                                                    "ended": 1.0, "outcome": "success", "exit_status": 2 ** 32}]})
     assert status == 200 and body["accepted"] == 0 and "exit_status" in body["rejected"][0]["error"]
     status, body = http_post_json(url, {"events": [{"type": "run_finished", "bot": "ghost", "run_id": "x",
                                                     "ended": 1.0, "outcome": "success"}]})

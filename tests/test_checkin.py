@@ -111,7 +111,8 @@ def test_a_bot_may_check_in_with_its_own_key_but_not_for_other_bots(agent):
 BAD = [
     ("wrong key", "/ping/not-the-key/alpha", None, 403, "wrong ping key"),
     ("unknown bot", f"/ping/{KEY}/ghost", None, 404, "unknown bot"),
-    ("exit status 256", f"/ping/{KEY}/alpha/256", None, 400, "unknown check-in"),
+    ("exit status 2**32", f"/ping/{KEY}/alpha/4294967296", None, 400, "unknown check-in"),
+    ("exit status below -2**31", f"/ping/{KEY}/alpha/-2147483649", None, 400, "unknown check-in"),
     ("unknown action", f"/ping/{KEY}/alpha/finish", None, 400, "unknown check-in"),
     ("invalid rid", f"/ping/{KEY}/alpha?rid=bad%20rid!", None, 422, "invalid request"),
     ("oversized body", f"/ping/{KEY}/alpha", b"x" * 9_000_000, 413, "request body too large"),
@@ -144,9 +145,9 @@ def test_the_events_api_needs_the_key_when_one_is_configured(agent):
     status, _, body = request(agent.url + "/api/v1/events", b'{"events": [', "POST",
                               {"Content-Type": "application/json", "X-Botwatch-Key": KEY})
     assert status == 422 and json.loads(body)["error"] == "invalid request"
-    exit_256 = json.dumps({"events": [{"type": "run_finished", "bot": "alpha", "run_id": "e2", "ended": 1.0,
-                                       "outcome": "failure", "exit_status": 256}]}).encode()
-    status, _, body = request(agent.url + "/api/v1/events", exit_256, "POST",
+    exit_2_32 = json.dumps({"events": [{"type": "run_finished", "bot": "alpha", "run_id": "e2", "ended": 1.0,
+                                        "outcome": "failure", "exit_status": 2 ** 32}]}).encode()
+    status, _, body = request(agent.url + "/api/v1/events", exit_2_32, "POST",
                               {"Content-Type": "application/json", "X-Botwatch-Key": KEY})
     [refused] = json.loads(body)["rejected"]
     assert status == 200 and refused["index"] == 0 and "exit_status" in refused["error"]

@@ -41,6 +41,7 @@ from . import sdk_args
 from . import sdk_log
 from . import sdk_snapshots
 from . import sdk_transport
+from ..core import exitcodes
 from ..core import items as run_items
 from ..core import vocabulary
 from ..core.classify import REASONS
@@ -480,7 +481,9 @@ def _finish_run(active: _Active, exc: BaseException | None) -> None:
             exit_status = 0
         else:
             outcome = "failure"
-            exit_status = (code & 0xFF) if isinstance(code, int) else 1  # sys.exit("message") exits 1
+            # the status the process exits with: the low byte on POSIX, 32 bits on Windows;
+            # sys.exit("message") exits 1
+            exit_status = exitcodes.of_sys_exit(code, os.name == "nt") if isinstance(code, int) else 1
             if exc.__context__ is not None:  # sys.exit(n) while handling an error: that error is the cause
                 output = _format(exc)
             elif not isinstance(code, int):

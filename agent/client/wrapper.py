@@ -14,6 +14,7 @@ import os
 import time
 
 from .. import _platform
+from ..core import exitcodes
 from ..core import items as run_items
 from . import runrecord
 from .runrecord import new_run_id
@@ -316,7 +317,8 @@ def run(opts: RunOptions) -> int:
                      agent_url, config, target, _reported_items(items_path))
     if timed_out:
         return 124  # as timeout(1) does: the bot did not end by itself
-    return code
+    # the bot's status exactly, a Windows one of 32 bits too (for sys.exit: see core/exitcodes.py)
+    return exitcodes.for_sys_exit(code, os.name == "nt")
 
 
 def _record_finished(spool: Spool | None, bot: str, run_id: str, started: float, ended: float, code: int,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, cast
 
-from . import vocabulary
+from . import exitcodes, vocabulary
 
 if TYPE_CHECKING:
     from ..config.estate import Estate
@@ -113,13 +113,14 @@ class Classifier:
                  timed_out: bool = False, output: str = "") -> Classification:
         if timed_out:
             return Classification("timeout")
-        if signal is not None and signal not in _CRASH_SIGNALS:
+        windows = exitcodes.reason(exit_status) if exit_status is not None and not 0 <= exit_status <= 255 else None
+        if (signal is not None and signal not in _CRASH_SIGNALS) or windows == "killed":
             return Classification("killed")
         output = clip(output or "")
         found = self.match(output)
         if found:
             return found
-        if signal is not None or _CRASH.search(output):
+        if signal is not None or windows == "crash" or _CRASH.search(output):
             return Classification("crash")
         return Classification("unknown")
 

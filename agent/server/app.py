@@ -2,7 +2,7 @@
 
   /metrics, /healthz, /                   scrape, liveness, the status page (botwatch.server.status_page)
   /sd                                     Prometheus HTTP service discovery: this agent and agent.sd_targets
-  /ping/<key>/<bot>[/start|/fail|/log|/<0-255>][?rid=]   check-ins, Healthchecks.io protocol (GET, POST,
+  /ping/<key>/<bot>[/start|/fail|/log|/<exit status>][?rid=]   check-ins, Healthchecks.io protocol (GET, POST,
                                           HEAD; every answer carries Ping-Body-Limit and
                                           Access-Control-Allow-Origin: *, as Healthchecks.io's do); a
                                           run's end may carry its work items: &items=N&items_failed=N
@@ -39,12 +39,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client.registry import CollectorRegistry
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from botwatch.exporters.exposition import CachedExposition
 
 from .. import __version__
+from ..core import exitcodes
 from ..core.items import MAX_ITEMS
 from ..core.events import EVENT_TYPES, LogNoted, RunFinished, RunStarted, from_wire
 from ..config.estate import parse_listen
@@ -106,7 +107,8 @@ class RunFinishedIn(_Wire):
     ended: float = Field(ge=0, le=MAX_TIME)
     outcome: Literal["success", "failure", "unknown"]
     started: float | None = Field(default=None, ge=0, le=MAX_TIME)
-    exit_status: int | None = Field(default=None, ge=0, le=255)
+    # 0-255 (POSIX) or a 32-bit Windows status, signed or unsigned: kept unsigned
+    exit_status: int | None = Field(default=None, ge=exitcodes.MIN_STATUS, le=exitcodes.MAX_STATUS)
     reason: _REASON | None = None
     signal: int | None = Field(default=None, ge=1, le=128)
     timed_out: bool = False
@@ -118,6 +120,11 @@ class RunFinishedIn(_Wire):
     selector: str | None = Field(default=None, max_length=1024, description="ui_drift: the selector that failed")
     items: ItemsIn | None = Field(default=None, description=(
         "Work items the run reported; a success of a bot with min_items that processed fewer is an empty run"))
+
+    @field_validator("exit_status")
+    @classmethod
+    def _unsigned(cls, v: int | None) -> int | None:
+        return None if v is None else exitcodes.unsigned(v)
 
 
 class ResourceSampleIn(_Wire):
@@ -207,7 +214,7 @@ Bot = Annotated[str, Path(description="Bot name", max_length=64, json_schema_ext
 Rid = Annotated[str | None, Query(description="Run id, pairs a start with its end", pattern=_RUN_ID)]
 ItemsQ = Annotated[int | None, Query(ge=0, le=MAX_ITEMS, description="Work items the run processed (its end only)")]
 ItemsFailedQ = Annotated[int | None, Query(ge=0, le=MAX_ITEMS, description="Work items that failed (its end only)")]
-Action = Annotated[str, Path(description="start, fail, log, or an exit status 0-255", max_length=16)]
+Action = Annotated[str, Path(description="start, fail, log, or an exit status (0-255, or a 32-bit Windows status, signed or unsigned)", max_length=16)]
 XKey = Annotated[str | None, Header(description="The estate's (or the bots') ping key, required when one is configured")]
 
 
@@ -635,7 +642,7 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
         if not _BOT_NAME.match(bot):
             return _refuse("ping", 400, "invalid bot name", "a bot name is 1-64 characters of [a-z0-9_-]")
         if action not in (None, "start", "fail", "log") and not _exit_status(action):
-            return _refuse("ping", 400, "unknown check-in", "use /start, /fail, /log or an exit status 0-255")
+            return _refuse("ping", 400, "unknown check-in", "use /start, /fail, /log or an exit status (0-255, or 32 bits on Windows)")
         if action in ("start", "log") and items != (None, None):
             return _refuse("ping", 400, "items belong to a run's end",
                            f"items and items_failed are reported when the run ends, not with /{action}")
@@ -643,7 +650,7 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
 
     def _check_in(bot: str, action: str | None, rid: str | None, tail: bytes, size: int,
                   items: tuple[int | None, int | None]) -> Response:
-        exit_status = int(action) if action not in (None, "start", "fail", "log") else None
+        exit_status = exitcodes.unsigned(int(action)) if action not in (None, "start", "fail", "log") else None
         now = time.time()
         excerpt = _excerpt(tail, size, limits.log_excerpt_bytes)
         if excerpt:
@@ -687,7 +694,7 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
                           response_class=PlainTextResponse)
         app.add_api_route("/ping/{key}/{bot}/{action}", ping_action, methods=[method],
                           operation_id=f"ping_action_{method.lower()}",
-                          summary="Check in: start, fail, log, or an exit status 0-255", responses=ping_responses,
+                          summary="Check in: start, fail, log, or an exit status", responses=ping_responses,
                           response_class=PlainTextResponse)
 
     # The batch is read by the handler (each event is validated alone): the API description
@@ -731,8 +738,10 @@ def _items_of(items: tuple[int | None, int | None]) -> dict[str, int]:
 
 
 def _exit_status(action: str) -> bool:
-    """Whether a check-in's action is an exit status, 0-255 (ASCII digits only: int() reads others)."""
-    return action.isascii() and action.isdigit() and int(action) <= 255
+    """Whether a check-in's action is an exit status: 0-255, or a Windows status of 32 bits,
+    signed or unsigned (ASCII digits only: int() reads others)."""
+    digits = action[1:] if action.startswith("-") else action
+    return digits.isascii() and digits.isdigit() and len(digits) <= 10 and exitcodes.valid(int(action))
 
 
 async def _tail(request: Request, limit: int) -> tuple[bytes, int]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from ..core.events import (Event, FailureNoted, LogNoted, ResourceSample, RunFin
                      StepFinished, UiLookup, UiSnapshot)
 from .journal import Flip, Journal
 from .readmodel import BotView
+from ..core.host import hostname
 from .controlplanes import ControlPlanes
 from .workqueues import ItemTotals, WorkQueues
 from .registries import ProcessSweep, SpoolBacklogs
@@ -354,7 +354,7 @@ class EstateState:
         self.clock = clock
         self.classifier = classifier or Classifier.for_estate(estate)
         self.lock = threading.RLock()
-        self.host = socket.gethostname()
+        self.host = hostname()  # the name the wrapper, deliverer and SDK record, on every platform
         self.bots: dict[str, BotRuntime] = {}
         # under the state's lock, so that a reader sees them and the bots of the same moment
         self.stats = SelfStats(self.lock)
