@@ -28,7 +28,11 @@ CREATE_NO_WINDOW = 0x08000000
 
 class Child:
     def __init__(self, argv: list[str]) -> None:
-        self._proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        import shutil
+
+        from .commands import resolve
+
+        self._proc = subprocess.Popen(resolve(argv, shutil.which), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       creationflags=CREATE_NEW_PROCESS_GROUP)
         self.pid = self._proc.pid
         self._q: queue.Queue[tuple[int, bytes | None]] = queue.Queue()  # (stream, data; None at its end)

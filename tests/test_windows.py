@@ -1,5 +1,5 @@
-"""Exit statuses as Windows gives them (32 bits) and POSIX (0-255): kept, sent back to the
-process exactly, and classified (issue: Windows first-class, item 1 and 2)."""
+"""Windows decisions, tested as logic on Linux: exit statuses of 32 bits kept, given back
+exactly and classified; a command named without its extension found as cmd.exe finds it."""
 
 from __future__ import annotations
 
@@ -85,3 +85,18 @@ def test_an_agent_records_windows_statuses_from_check_ins_and_the_events_api(tmp
     finally:
         db.close()
     assert kept == {"c1": ACCESS_VIOLATION, "c2": CTRL_C, "e1": DOTNET, "e2": EXIT_MINUS_1}
+
+
+# -- item 6: a command named without its extension ----------------------------------------------
+
+def test_a_command_without_its_extension_is_found_through_path_and_pathext():
+    from botwatch._platform.commands import resolve
+
+    found = {"backup": r"C:\Bots\backup.CMD", "python": r"C:\Python311\python.exe"}
+    assert resolve(["backup", "--full"], found.get) == [r"C:\Bots\backup.CMD", "--full"]
+    assert resolve(["python", "bot.py"], found.get) == [r"C:\Python311\python.exe", "bot.py"]
+    # named with its extension, or not found: as given (CreateProcess then says why)
+    assert resolve(["backup.bat"], found.get) == ["backup.bat"]
+    assert resolve([r"C:\Bots\run.ps1"], found.get) == [r"C:\Bots\run.ps1"]
+    assert resolve(["missing"], found.get) == ["missing"]
+    assert resolve([], found.get) == []
