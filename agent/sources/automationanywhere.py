@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from ..config.estate import resolve_secret
 from ..core.events import Event, Outcome, RunFinished, RunStarted
 from ..state.controlplanes import Robots
-from .controlplane import (MAX_BODY, TOKEN_EARLY, USER_AGENT, ApiClient, ApiError, AuthError, RequestBudget,
-                           Throttled, envelope_message, retry_after)
-from .platform import Connection, PlatformSource, advance
+from .controlplane import (MAX_BODY, TOKEN_EARLY, USER_AGENT, ApiClient, ApiError, AuthError, Throttled,
+                           envelope_message, retry_after)
+from .platform import Connection, PlatformSource, api_client, advance
 from .platform import odata_time, parse_time
 
 if TYPE_CHECKING:
@@ -132,12 +132,7 @@ class ControlRoomConnection(Connection["AutomationAnywhere"]):
 
 
 class AutomationAnywhereSource(PlatformSource["AutomationAnywhere"]):
-    name = LABEL
-    platform = LABEL
-    config_key = "automationanywhere"
-    event_labels = (LABEL,)
-    error_labels = (LABEL,)
-    config_keys = ("platforms.automationanywhere",)
+    platform = LABEL  # its name, labels and estate key (platforms.<label>) follow
     credentials_hint = "check username and api_key, and that the user is not disabled"
     connections: list[ControlRoomConnection]  # type: ignore[assignment]
 
@@ -333,5 +328,4 @@ def client_for(cfg: AutomationAnywhere, state: EstateState) -> ApiClient:
     base = cfg.url.rstrip("/")
     credentials = ApiKeyLogin(f"{base}/v1/authentication", cfg.username, lambda: resolve_secret(cfg.api_key),
                               cfg.timeout)
-    return ApiClient(base, credentials, RequestBudget(cfg.requests_per_minute), cfg.timeout,
-                     on_request=lambda outcome: state.count_request(LABEL, cfg.name, outcome))
+    return api_client(LABEL, cfg, state, base, credentials)

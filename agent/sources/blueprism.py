@@ -28,8 +28,8 @@ from ..core.events import Event, Outcome, RunFinished, RunStarted
 from ..state.controlplanes import Robots
 from ..state.journal import JournalError
 from ..state.workqueues import Backlog, ItemTotals
-from .controlplane import ApiClient, ApiError, ClientCredentials, RequestBudget
-from .platform import Connection, PlatformSource, advance
+from .controlplane import ApiClient, ApiError, ClientCredentials
+from .platform import Connection, PlatformSource, api_client, advance
 from .platform import odata_time as iso_time, parse_time  # ISO 8601 both ways, 7 digits of a second
 
 if TYPE_CHECKING:
@@ -63,12 +63,7 @@ class BluePrismConnection(Connection["BluePrism"]):
 
 
 class BluePrismSource(PlatformSource["BluePrism"]):
-    name = "blueprism"
-    platform = LABEL
-    config_key = "blueprism"
-    event_labels = (LABEL,)
-    error_labels = (LABEL,)
-    config_keys = ("platforms.blueprism",)
+    platform = LABEL  # its name, labels and estate key (platforms.<label>) follow
     credentials_hint = "check client_id, client_secret, scope and auth_url"
     connections: list[BluePrismConnection]  # type: ignore[assignment]
 
@@ -382,6 +377,5 @@ def client_for(cfg: BluePrism, state: EstateState) -> ApiClient:
     # the secret is read at each token request: a rotated env: or file: secret is taken up
     credentials = ClientCredentials(f"{cfg.auth_url.rstrip('/')}/connect/token", cfg.client_id,
                                     lambda: resolve_secret(cfg.client_secret), cfg.scope, cfg.timeout)
-    return ApiClient(cfg.url, credentials, RequestBudget(cfg.requests_per_minute), cfg.timeout,
-                     on_request=lambda outcome: state.count_request(LABEL, cfg.name, outcome))
+    return api_client(LABEL, cfg, state, cfg.url, credentials)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Sequence, TypeVar
 
 from .base import Source
-from .controlplane import ApiClient, ApiError, AuthError, BadAnswer, Throttled
+from .controlplane import ApiClient, ApiError, AuthError, BadAnswer, Credentials, RequestBudget, Throttled
 
 if TYPE_CHECKING:
     from ..config.estate import LoadedEstate
@@ -90,11 +90,31 @@ class PullFailed(ApiError):
     """Parts of a pull failed (some folders...), the others were read: the connection is down."""
 
 
+def api_client(platform: str, cfg: PlatformConnection, state: EstateState, base_url: str, credentials: Credentials,
+               decode: Callable[[bytes], Any] | None = None) -> ApiClient:
+    """A connection's API client: its budget and timeout, each request counted for its
+    `botwatch_agent_controlplane_requests_total`."""
+    return ApiClient(base_url, credentials, RequestBudget(cfg.requests_per_minute), cfg.timeout,
+                     on_request=lambda outcome: state.count_request(platform, cfg.name, outcome),
+                     **({"decode": decode} if decode is not None else {}))
+
+
 class PlatformSource(Source, Generic[C], register=False):
     platform: ClassVar[str]  # the platform label: metrics, bots' platform, the source's events
-    config_key: ClassVar[str]  # its list under `platforms:` in the estate file
+    config_key: ClassVar[str]  # its list under `platforms:` in the estate file (default: the label)
     credentials_hint: ClassVar[str] = "check the connection's credentials"
     default_interval = 1.0  # how often it looks whether a connection is due (each has its own interval)
+
+    def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
+        # a platform's source is named, counted and configured by its label unless it says otherwise
+        if "platform" in cls.__dict__:
+            for attr, value in (("name", cls.platform), ("event_labels", (cls.platform,)),
+                                ("error_labels", (cls.platform,)), ("config_key", cls.platform)):
+                if attr not in cls.__dict__:
+                    setattr(cls, attr, value)
+            if "config_keys" not in cls.__dict__:
+                cls.config_keys = (f"platforms.{cls.config_key}",)
+        super().__init_subclass__(register=register, **kwargs)
 
     def __init__(self, state: EstateState, journal: Journal | None, connections: Sequence[Connection[C]]):
         super().__init__(state, journal)

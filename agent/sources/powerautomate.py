@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 from ..config.estate import resolve_secret
 from ..core.events import Event, Outcome, RunFinished, RunStarted
 from ..state.controlplanes import Robots
-from .controlplane import ApiClient, ApiError, ClientCredentials, RequestBudget
-from .platform import Connection, PlatformSource, advance, odata_time, parse_time
+from .controlplane import ApiClient, ApiError, ClientCredentials
+from .platform import Connection, PlatformSource, api_client, advance, odata_time, parse_time
 
 if TYPE_CHECKING:
     from ..config.platforms import PowerAutomate
@@ -141,12 +141,7 @@ class PowerAutomateConnection(Connection["PowerAutomate"]):
 
 
 class PowerAutomateSource(PlatformSource["PowerAutomate"]):
-    name = LABEL
-    platform = LABEL
-    config_key = "powerautomate"
-    event_labels = (LABEL,)
-    error_labels = (LABEL,)
-    config_keys = ("platforms.powerautomate",)
+    platform = LABEL  # its name, labels and estate key (platforms.<label>) follow
     credentials_hint = "check tenant_id, client_id, client_secret and the application user's security role"
     connections: list[PowerAutomateConnection]  # type: ignore[assignment]
 
@@ -448,5 +443,4 @@ def client_for(cfg: PowerAutomate, state: EstateState) -> ApiClient:
     # the secret is read at each token request: a rotated env: or file: secret is taken up
     credentials = ClientCredentials(token_url, cfg.client_id, lambda: resolve_secret(cfg.client_secret),
                                     cfg.scope or f"{base}/.default", cfg.timeout)
-    return ApiClient(base, credentials, RequestBudget(cfg.requests_per_minute), cfg.timeout,
-                     on_request=lambda outcome: state.count_request(LABEL, cfg.name, outcome), decode=loads_lenient)
+    return api_client(LABEL, cfg, state, base, credentials, decode=loads_lenient)

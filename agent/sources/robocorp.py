@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from ..config.estate import resolve_secret
 from ..core.events import Event, RunFinished, RunStarted
 from ..state.controlplanes import Robots
-from .controlplane import ApiClient, ApiError, AuthError, RequestBudget
-from .platform import MAX_REMEMBERED, Connection, PlatformSource
+from .controlplane import ApiClient, ApiError, AuthError
+from .platform import MAX_REMEMBERED, Connection, PlatformSource, api_client
 
 if TYPE_CHECKING:
     from ..config.platforms import RobocorpControlRoom
@@ -109,12 +109,7 @@ class Pull:
 
 
 class RobocorpSource(PlatformSource["RobocorpControlRoom"]):
-    name = "robocorp"
-    platform = LABEL
-    config_key = "robocorp"
-    event_labels = (LABEL,)
-    error_labels = (LABEL,)
-    config_keys = ("platforms.robocorp",)
+    platform = LABEL  # its name, labels and estate key (platforms.<label>) follow
     credentials_hint = "check api_key and that it is not revoked or expired"
     connections: list[ControlRoomConnection]  # type: ignore[assignment]
 
@@ -409,5 +404,4 @@ def _origin(url: str) -> str:
 def client_for(cfg: RobocorpControlRoom, state: EstateState) -> ApiClient:
     """The API client of one connection; every request is within the connection's budget."""
     credentials = ApiKey(lambda: resolve_secret(cfg.api_key))
-    return ApiClient(cfg.url, credentials, RequestBudget(cfg.requests_per_minute), cfg.timeout,
-                     on_request=lambda outcome: state.count_request(LABEL, cfg.name, outcome))
+    return api_client(LABEL, cfg, state, cfg.url, credentials)

@@ -28,8 +28,8 @@ from ..core.events import Event, Outcome, RunFinished, RunStarted
 from ..state.controlplanes import Robots
 from ..state.journal import JournalError
 from ..state.workqueues import Backlog, ItemTotals
-from .controlplane import ApiClient, ApiError, AuthError, BadAnswer, ClientCredentials, RequestBudget, Throttled
-from .platform import Connection, PlatformSource, advance, odata_time, parse_time
+from .controlplane import ApiClient, ApiError, AuthError, BadAnswer, ClientCredentials, Throttled
+from .platform import Connection, PlatformSource, api_client, advance, odata_time, parse_time
 
 if TYPE_CHECKING:
     from ..config.platforms import UiPathOrchestrator
@@ -70,12 +70,7 @@ class OrchestratorConnection(Connection["UiPathOrchestrator"]):
 
 
 class UiPathOrchestratorSource(PlatformSource["UiPathOrchestrator"]):
-    name = "uipath"
-    platform = LABEL
-    config_key = "uipath"
-    event_labels = (LABEL,)
-    error_labels = (LABEL,)
-    config_keys = ("platforms.uipath",)
+    platform = LABEL  # its name, labels and estate key (platforms.<label>) follow
     credentials_hint = "check client_id, client_secret and scope"
     connections: list[OrchestratorConnection]  # type: ignore[assignment]
 
@@ -415,6 +410,5 @@ def client_for(cfg: UiPathOrchestrator, state: EstateState) -> ApiClient:
     # the secret is read at each token request: a rotated env: or file: secret is taken up
     credentials = ClientCredentials(f"{identity.rstrip('/')}/connect/token", cfg.client_id,
                                     lambda: resolve_secret(cfg.client_secret), cfg.scope, cfg.timeout)
-    return ApiClient(api, credentials, RequestBudget(cfg.requests_per_minute), cfg.timeout,
-                     on_request=lambda outcome: state.count_request(LABEL, cfg.name, outcome))
+    return api_client(LABEL, cfg, state, api, credentials)
 
