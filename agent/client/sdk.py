@@ -41,6 +41,7 @@ from . import sdk_args
 from . import sdk_log
 from . import sdk_snapshots
 from . import sdk_transport
+from .._platform.interrupts import break_as_interrupt
 from ..core import exitcodes
 from ..core import items as run_items
 from ..core import vocabulary
@@ -458,6 +459,8 @@ def _start_run(name: str | None, agent_url: str | None, run_id: str | None) -> _
     active = _Active(bot_name, run_id or runrecord.new_run_id(), time.time(), sdk_args.agent_url(agent_url),
                      runrecord.estate_file(), parent)
     active.token = _current.set(active)
+    # Ctrl-Break (Windows) would end the bot at once, without this run's end: make it a Ctrl-C
+    break_as_interrupt()
     if bot_name is not None:
         sdk_transport.record("start", bot_name, active.run_id, {
             "type": "run_started", "bot": bot_name, "run_id": active.run_id, "time": active.started,

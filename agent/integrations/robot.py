@@ -39,6 +39,7 @@ import os
 import time
 from datetime import datetime, timedelta
 
+from .._platform.interrupts import break_as_interrupt
 from ..client import runrecord
 from ..client import sdk
 from ..client import sdk_args
@@ -168,6 +169,9 @@ class Listener:
             self._ui_call("enter", "suite", getattr(result, "name", "") or "")
             return
         self._run = self._ui = None
+        # Robot Framework stops gracefully on SIGINT/SIGTERM only; Ctrl-Break (Windows) would end
+        # it at once, without output.xml or this run's end: route it to Robot's SIGINT handler
+        break_as_interrupt()
         name = self._bot_name(getattr(result, "name", None) or getattr(data, "name", ""))
         if name is None:
             return

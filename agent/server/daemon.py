@@ -7,6 +7,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
+from .._platform.interrupts import stop_signals
 from ..config.estate import ConfigError, LoadedEstate
 from ..state.journal import Journal, JournalError
 from ..sources.base import PeriodicTask
@@ -131,10 +132,10 @@ def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None) -> int:
                                            lifespan="off", timeout_graceful_shutdown=5,
                                            ssl_certfile=tls.cert_file if tls else None,
                                            ssl_keyfile=tls.key_file if tls else None))
-    # uvicorn handles SIGINT/SIGTERM (stop accepting, finish requests in flight) and afterwards
+    # uvicorn handles the stop signals (stop accepting, finish requests in flight) and afterwards
     # re-raises the signal into the handler that was installed before it: make that a no-op so
     # the agent can close its journal and exit 0.
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in stop_signals():  # SIGINT, SIGTERM and, on Windows, SIGBREAK (a service's Ctrl-Break)
         signal.signal(sig, lambda *_: None)
     try:
         server.run()
