@@ -17,6 +17,7 @@ from .. import _platform
 from ..core import exitcodes
 from ..core import items as run_items
 from . import runrecord
+from . import uirobot
 from .runrecord import new_run_id
 from .spool import Spool, default_spool_path
 
@@ -147,8 +148,9 @@ def _write_all(fd: int, data: bytes) -> None:
 class Sampler:
     """CPU seconds and resident memory of the bot's whole process tree (psutil, loaded lazily)."""
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int, *, names: bool = False):
         self.pid = pid
+        self.names: set[str] | None = set() if names else None  # process names seen in the tree, when asked
         self.cpu_by_pid: dict[int, float] = {}
         self.peak_rss = 0
         self.last_rss = 0
@@ -171,6 +173,8 @@ class Sampler:
                     self.cpu_by_pid[p.pid] = t.user + t.system
                     rss += p.memory_info().rss
                     alive += 1
+                    if self.names is not None:
+                        self.names.add(p.name())
             except Exception:
                 continue
         self.descendants = procs[1:]
@@ -239,7 +243,8 @@ def run(opts: RunOptions) -> int:
     _platform.install_forwarding(child.forward)
     for signum in early_signals:
         child.forward(signum)
-    sampler = Sampler(child.pid)
+    via_uirobot = uirobot.is_uirobot_execute(cmd)
+    sampler = Sampler(child.pid, names=via_uirobot)
     deadline = t0 + opts["timeout"] if opts["timeout"] else None
     kill_grace = opts["kill_grace"] if opts["kill_grace"] is not None else DEFAULT_KILL_GRACE
     timed_out, kill_at = False, None
@@ -315,6 +320,10 @@ def run(opts: RunOptions) -> int:
     peak = sampler.peak_rss or None  # rusage's maxrss is useless here: Linux carries it over exec
     _record_finished(spool(), bot, run_id, started, ended, code, sig, timed_out, tail.text(), host, cpu, peak,
                      agent_url, config, target, _reported_items(items_path))
+    if via_uirobot and sampler.names:
+        notice = uirobot.executor_outside(cmd, sampler.names)
+        if notice:
+            warn(notice)
     if timed_out:
         return 124  # as timeout(1) does: the bot did not end by itself
     # the bot's status exactly, a Windows one of 32 bits too (for sys.exit: see core/exitcodes.py)
