@@ -488,16 +488,22 @@ def test_unusable_spool_leaves_the_bots_output_and_exit_status_unchanged(tmp_pat
     assert "spool" in warning and str(spool) in warning
 
 
-@pytest.mark.parametrize("content", ["bots: [\n", "bots: [{name: 'Not A Valid Name!'}]\n", "agent: {listen: 7}\nbots: []\n"],
-                         ids=["yaml_syntax_error", "invalid_bot_name", "invalid_listen"])
-def test_invalid_estate_file_gives_a_warning_and_the_bots_exit_status(tmp_path, content):
+@pytest.mark.parametrize("content,warned", [
+    ("bots: [\n", True),
+    ("failure_patterns: [{reason: business}]\nbots: []\n", True),
+    # the wrapper reads the estate's failure_patterns only (its hot path): the rest of the file is
+    # the agent's and `botwatch check-config`'s to judge
+    ("bots: [{name: 'Not A Valid Name!'}]\n", False),
+    ("agent: {listen: 7}\nbots: []\n", False),
+], ids=["yaml_syntax_error", "invalid_pattern", "invalid_bot_name", "invalid_listen"])
+def test_invalid_estate_file_leaves_the_bots_exit_status_and_the_built_in_patterns(tmp_path, content, warned):
     estate = tmp_path / "estate.yaml"
     estate.write_text(content)
     cmd = ["sh", "-c", "echo 'Logon failed for user svc'; exit 9"]
     proc = run_bot(tmp_path, cmd, options=["--config", str(estate)])
     assert proc.returncode == 9
     assert proc.stdout == b"Logon failed for user svc\n"
-    assert b"botwatch: warning:" in proc.stderr and str(estate).encode() in proc.stderr
+    assert (b"botwatch: warning:" in proc.stderr and f"{estate}:".encode() in proc.stderr) is warned
     event = finished_run(tmp_path / "spool.db")
     assert event["exit_status"] == 9
     assert event["reason"] == "credentials"  # the built-in patterns still apply

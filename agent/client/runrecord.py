@@ -109,8 +109,9 @@ MAX_CLASSIFIERS = 16
 
 
 def classifier_for(config: str | None, warn: Warn) -> Classifier:
-    """The estate's failure patterns when its file is readable (parsed once per change of the
-    file), else the built-in ones; an unusable estate file is warned about."""
+    """The estate's failure patterns when its file is readable (read once per change of the
+    file, its `failure_patterns` only), else the built-in ones; an unusable file or pattern is
+    warned about."""
     from ..core.classify import Classifier
 
     key = None
@@ -125,9 +126,9 @@ def classifier_for(config: str | None, warn: Warn) -> Classifier:
         return found
     if key is not None:
         try:
-            from ..config.estate import load_estate
+            from .estate_patterns import read_failure_patterns
 
-            found = Classifier.for_estate(load_estate(key[0]).estate)
+            found = Classifier(read_failure_patterns(key[0]))  # the patterns alone: no full validation
         except Exception as exc:
             warn(("estate", key), f"estate file {config} not usable for classification "
                  f"({(str(exc).splitlines() or [type(exc).__name__])[0]}); using the built-in failure patterns")

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from ..core.classify import matcher_problem
 from ..core.items import MAX_ITEMS
 from ..core.vocabulary import LookupKind, Reason
 from .base import BotName, Duration, Regex, _Strict
@@ -58,13 +59,9 @@ class FailurePattern(_Strict):
 
     @model_validator(mode="after")
     def _one_matcher(self) -> "FailurePattern":
-        if (self.contains is None) == (self.regex is None):
-            raise ValueError("a failure pattern needs exactly one of 'contains' or 'regex'")
-        if self.regex is not None:
-            try:
-                re.compile(self.regex)
-            except re.error as exc:
-                raise ValueError(f"invalid regex {self.regex!r}: {exc}") from None
+        problem = matcher_problem(self.contains, self.regex)
+        if problem:
+            raise ValueError(problem)
         return self
 
 

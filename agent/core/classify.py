@@ -92,11 +92,64 @@ def _compile(item: dict[str, Any]) -> Pattern:
     return Pattern(item["reason"], regex, item.get("kind"), literal, ignore_case)
 
 
+PATTERN_KEYS = ("reason", "contains", "regex", "kind", "ignore_case")
+
+
+def matcher_problem(contains: object, regex: object) -> str | None:
+    """What is wrong with a pattern's matcher: it needs exactly one of `contains` and `regex`,
+    and a regex that compiles (the estate's validation and a client's reading share this)."""
+    if (contains is None) == (regex is None):
+        return "a failure pattern needs exactly one of 'contains' or 'regex'"
+    if isinstance(regex, str):
+        try:
+            re.compile(regex)
+        except re.error as exc:
+            return f"invalid regex {regex!r}: {exc}"
+    return None
+
+
+_FLAGS = {"true": True, "false": False, "yes": True, "no": False, "on": True, "off": False, "1": True, "0": False,
+          "t": True, "f": False, "y": True, "n": False}
+
+
+def flag(value: object) -> bool | None:
+    """A yes/no setting as the estate's validation reads it (YAML booleans, 0/1, and the words
+    it accepts: 'yes', 'off'...); None when it is none of them."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        return _FLAGS.get(value.strip().lower())
+    return None
+
+
+def pattern_problem(item: object) -> str | None:
+    """What is wrong with one failure pattern as an estate file gives it (None: nothing): the
+    checks the estate's full validation makes, for a client that reads the patterns alone."""
+    if not isinstance(item, dict):
+        return "a failure pattern is a mapping with 'reason' and 'contains' or 'regex'"
+    for key in item:
+        if key not in PATTERN_KEYS:
+            return f"unknown key {key!r}"
+    if item.get("reason") not in REASONS:
+        return f"reason must be one of {', '.join(REASONS)} (got {item.get('reason')!r})"
+    for key in ("contains", "regex"):
+        if item.get(key) is not None and not isinstance(item[key], str):
+            return f"{key} must be text"
+    if item.get("kind") is not None and item["kind"] not in vocabulary.LOOKUP_KINDS:
+        return f"kind must be one of {', '.join(vocabulary.LOOKUP_KINDS)} (got {item['kind']!r})"
+    if flag(item.get("ignore_case", False)) is None:
+        return "ignore_case must be true or false"
+    return matcher_problem(item.get("contains"), item.get("regex"))
+
+
 def default_patterns() -> list[Pattern]:
     import yaml
 
     raw = resources.files("botwatch.core").joinpath("failure_patterns.yaml").read_text(encoding="utf-8")
-    return [_compile(item) for item in yaml.safe_load(raw)]
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C parser: a failed run's path waits for this
+    return [_compile(item) for item in yaml.load(raw, Loader=loader)]
 
 
 class Classifier:
