@@ -214,7 +214,7 @@ def spawned(monkeypatch) -> list[list[str]]:
     """The deliverers started detached (replaced: they would outlive the test)."""
     calls: list[list[str]] = []
     monkeypatch.delenv("BOTWATCH_NO_DELIVERY", raising=False)
-    monkeypatch.setattr(runrecord._platform, "spawn_detached", calls.append)
+    monkeypatch.setattr(runrecord._platform, "spawn_detached", lambda argv, cwd: calls.append(argv))
     return calls
 
 
@@ -240,7 +240,7 @@ def test_no_deliverer_is_started_from_an_interpreter_that_is_not_python(spawned,
 
 
 def test_a_deliverer_that_cannot_be_started_is_warned_about_and_nothing_raises(warnings, monkeypatch):
-    def refused(argv):
+    def refused(argv, cwd):
         raise OSError(11, "Resource temporarily unavailable")
 
     monkeypatch.delenv("BOTWATCH_NO_DELIVERY", raising=False)

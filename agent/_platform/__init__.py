@@ -1,5 +1,5 @@
 """The few platform specifics, chosen at run time: process groups and signals on POSIX,
-process groups, CTRL_BREAK and job-less tree kills on Windows. Everything else is portable."""
+process groups, CTRL_BREAK, WM_CLOSE and job objects on Windows. Everything else is portable."""
 
 import sys
 

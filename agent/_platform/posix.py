@@ -10,6 +10,7 @@ import signal
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the hot path)
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import Callable, Iterable
     from resource import struct_rusage
     from typing import IO, Protocol
@@ -61,6 +62,7 @@ class Child:
                 self._pidfd = None
         self.status: int | None = None  # raw wait status once reaped
         self.rusage: struct_rusage | None = None
+        self.warning: str | None = None  # a monitoring problem for the wrapper to say: none here
 
     # -- pumping ----------------------------------------------------------------------------
     def pump(self, sink: Callable[[int, bytes], object], timeout: float) -> None:
@@ -126,6 +128,11 @@ class Child:
         r = self.rusage
         return None if r is None else r.ru_utime + r.ru_stime
 
+    def peak_memory(self) -> int | None:
+        """None: rusage's maxrss is useless here (Linux carries it over exec); the wrapper's
+        samples of the tree tell."""
+        return None
+
     # -- signals ----------------------------------------------------------------------------
     def forward(self, sig: int) -> None:
         """Send `sig` to the bot's whole process group (a vanished group is fine)."""
@@ -163,16 +170,16 @@ def install_forwarding(handler: Callable[[int], object]) -> None:
         signal.signal(sig, lambda signum, _frame: handler(signum))
 
 
-def spawn_detached(argv: list[str]) -> None:
+def spawn_detached(argv: list[str], cwd: str,
+                   popen: Callable[..., subprocess.Popen[bytes]] | None = None) -> subprocess.Popen[bytes]:
     """Start a helper that outlives us, in its own session, with no terminal or inherited output
-    (so that cron, waiting for the bot's output pipe to close, is not held up by it)."""
-    devnull = os.open(os.devnull, os.O_RDWR)
-    try:
-        os.posix_spawn(argv[0], argv, os.environ, setsid=True, file_actions=[
-            (os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2),
-        ])
-    finally:
-        os.close(devnull)
+    (so that cron, waiting for the bot's output pipe to close, is not held up by it), in `cwd`:
+    not the caller's folder, which it would keep busy (a mount that cannot be unmounted).
+    subprocess rather than posix_spawn, which cannot change the folder; loaded only here."""
+    import subprocess
+
+    return (popen or subprocess.Popen)(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True, cwd=cwd)
 
 
 def lock_exclusive(path: str) -> IO[bytes] | None:

@@ -1,6 +1,7 @@
-"""Windows: the bot runs in a new process group (so CTRL_BREAK reaches it and not us), output
-is pumped by reader threads, and the tree is ended through psutil (Windows has no process
-groups to signal). Not exercised by the Linux test suite; kept small on purpose."""
+"""Windows: the bot runs in a new process group (so CTRL_BREAK reaches it and not us) and in a
+job object (winjob.py), which holds its whole tree; output is pumped by reader threads. The
+tree is ended through the job, or through psutil where the bot could not be put in one.
+Its decisions are tested on Linux with a fake Popen; kept small on purpose."""
 
 from __future__ import annotations
 
@@ -16,25 +17,43 @@ if TYPE_CHECKING:
     from io import BufferedIOBase
     from typing import IO, Protocol
 
+    from .winjob import Job
+
     class Signallable(Protocol):
         """A descendant process to end (a psutil.Process)."""
+
+        pid: int
 
         def kill(self) -> None: ...
 
 CREATE_NEW_PROCESS_GROUP = 0x00000200
 DETACHED_PROCESS = 0x00000008
 CREATE_NO_WINDOW = 0x08000000
+CREATE_BREAKAWAY_FROM_JOB = 0x01000000
+DETACHED_FLAGS = DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW
+ERROR_ACCESS_DENIED = 5
+CTRL_BREAK_EVENT = 1  # signal.CTRL_BREAK_EVENT, which exists on Windows only
 
 
 class Child:
-    def __init__(self, argv: list[str]) -> None:
+    def __init__(self, argv: list[str], popen: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen) -> None:
         import shutil
 
+        from . import winjob
         from .commands import resolve
 
-        self._proc = subprocess.Popen(resolve(argv, shutil.which), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      creationflags=CREATE_NEW_PROCESS_GROUP)
+        self._proc = popen(resolve(argv, shutil.which), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           creationflags=CREATE_NEW_PROCESS_GROUP)
         self.pid = self._proc.pid
+        # Into the job at once. subprocess cannot start it suspended (CREATE_SUSPENDED needs the
+        # thread handle it closes), so a process the bot starts in its first instants, before the
+        # assignment, would stay outside: a bot's interpreter or runtime takes longer to load.
+        self._job: Job | None
+        self._job, why = winjob.contain(self.pid)
+        self.warning = None  # said once by the wrapper
+        if self._job is None and self._proc.poll() is None:
+            self.warning = (f"{why}: a timeout ends the processes last seen in the bot's tree only, and its CPU "
+                            f"time and memory are sampled; the bot runs on")
         self._q: queue.Queue[tuple[int, bytes | None]] = queue.Queue()  # (stream, data; None at its end)
         self._open = 2
         for stream, pipe in ((1, self._proc.stdout), (2, self._proc.stderr)):
@@ -76,18 +95,52 @@ class Child:
         return (self.status or 0) & 0xFFFFFFFF if (self.status or 0) >= 0 else 1, None
 
     def rusage_cpu(self) -> float | None:
-        return None
+        """CPU seconds of every process the job has held, ended ones included (None: no job)."""
+        try:
+            return self._job.cpu_seconds() if self._job else None
+        except OSError:
+            return None
+
+    def peak_memory(self) -> int | None:
+        """The job's peak committed memory, all its processes together (None: no job)."""
+        try:
+            return self._job.peak_memory() if self._job else None
+        except OSError:
+            return None
 
     def forward(self, sig: int) -> None:
         try:
-            self._proc.send_signal(signal.CTRL_BREAK_EVENT)
+            self._proc.send_signal(CTRL_BREAK_EVENT)
         except OSError:
             pass
 
     def terminate_tree(self, descendants: Iterable[Signallable]) -> None:
+        """Ctrl-Break to the bot's console group, WM_CLOSE to the windows of its processes."""
+        from . import winclose
+
         self.forward(signal.SIGTERM)
+        winclose.close_windows(self._tree_pids(descendants))
+
+    def _tree_pids(self, descendants: Iterable[Signallable]) -> set[int]:
+        """The processes of the job, grandchildren of an ended parent included; without a job,
+        the bot and the descendants last seen."""
+        if self._job is not None:
+            try:
+                return set(self._job.pids())
+            except OSError:
+                pass
+        return {self.pid, *(proc.pid for proc in descendants)}
 
     def kill_tree(self, descendants: Iterable[Signallable]) -> None:
+        if self._job is not None:
+            try:
+                self._job.terminate()
+                return
+            except OSError:
+                pass  # as without a job
+        self._kill_seen(descendants)
+
+    def _kill_seen(self, descendants: Iterable[Signallable]) -> None:
         import psutil  # type: ignore[import-untyped]  # psutil ships no type hints
 
         try:
@@ -110,9 +163,22 @@ def install_forwarding(handler: Callable[[int], object]) -> None:
             signal.signal(sig, lambda signum, _frame: handler(signum))
 
 
-def spawn_detached(argv: list[str]) -> None:
-    subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                     close_fds=True, creationflags=DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW)
+def spawn_detached(argv: list[str], cwd: str,
+                   popen: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen) -> subprocess.Popen[bytes]:
+    """Start a helper that outlives us, in `cwd`, with no console or inherited output. It breaks
+    away from the job we run in (Task Scheduler and CI runners end theirs, and all in it, when
+    the task ends); a job that forbids breakaway refuses with ERROR_ACCESS_DENIED: then it is
+    started inside it, as the job's owner wants."""
+    def start(flags: int) -> subprocess.Popen[bytes]:
+        return popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     close_fds=True, cwd=cwd, creationflags=flags)
+
+    try:
+        return start(DETACHED_FLAGS | CREATE_BREAKAWAY_FROM_JOB)
+    except OSError as exc:
+        if getattr(exc, "winerror", None) != ERROR_ACCESS_DENIED:
+            raise
+    return start(DETACHED_FLAGS)
 
 
 def lock_exclusive(path: str) -> IO[bytes] | None:

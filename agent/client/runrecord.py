@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     Warn = Callable[[Hashable, str], None]
 
 __all__ = ["CLASSIFIED_CHARS", "STORED_TAIL_CHARS", "agent_url", "classifier_for", "delivery_wanted",
-           "error_tail", "estate_file", "failure_reason", "host", "new_run_id", "output_tail", "start_deliverer"]
+           "deliverer_folder", "error_tail", "estate_file", "failure_reason", "host", "new_run_id", "output_tail",
+           "start_deliverer"]
 
 # Warn, how a client reports a monitoring problem: (a key, so that a problem repeated on every
 # run is said once; the message). The bot is never stopped for one.
@@ -166,7 +167,7 @@ def start_deliverer(spool_path: str, warn: Warn, *, reap: bool = False) -> subpr
     place. Never raises: a problem is warned about and the events wait in the spool.
 
     `reap`: return the child, so that a long-lived process (a bot using the SDK) can reap it
-    once it has ended; `botwatch run` exits soon after and keeps no handle (POSIX)."""
+    once it has ended; `botwatch run` exits soon after and keeps no handle."""
     if not delivery_wanted():
         return None
     exe = sys.executable or ""
@@ -174,16 +175,17 @@ def start_deliverer(spool_path: str, warn: Warn, *, reap: bool = False) -> subpr
         warn("no-python", f"cannot start the deliverer from this interpreter ({exe!r}); events wait in "
              f"{spool_path} until the next `botwatch run` or `python -m botwatch.deliver`")
         return None
-    argv = [exe, "-m", "botwatch.deliver", "--spool", spool_path]
+    argv = [exe, "-m", "botwatch.deliver", "--spool", os.path.abspath(spool_path)]
     try:
-        if os.name == "nt" or not reap:
-            _platform.spawn_detached(argv)
-            return None
-        # As _platform.spawn_detached, but keeping the handle
-        import subprocess
-
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                close_fds=True, start_new_session=True)
+        child = _platform.spawn_detached(argv, deliverer_folder(spool_path))
     except Exception as exc:
         warn(("deliver", spool_path), f"cannot start the deliverer ({exc}); events wait in {spool_path}")
         return None
+    return child if reap else None
+
+
+def deliverer_folder(spool_path: str) -> str:
+    """Where the deliverer runs: its spool's folder, which exists once a run is spooled. Not
+    the caller's: the bot's working folder would stay in use (a mount busy, a folder Windows
+    cannot delete or rename) for as long as the deliverer waits for an agent."""
+    return os.path.dirname(os.path.abspath(spool_path))

@@ -240,6 +240,8 @@ def run(opts: RunOptions) -> int:
                          None, None, agent_url, config, target)
         return code
 
+    if child.warning:
+        warn(child.warning)
     _platform.install_forwarding(child.forward)
     for signum in early_signals:
         child.forward(signum)
@@ -315,9 +317,11 @@ def run(opts: RunOptions) -> int:
     child.close_output()
     ended = wall(time.monotonic())
     code, sig = child.exit_code()
+    # what the platform accounted (POSIX: the reaped child; Windows: its job, every process the
+    # tree had) or what the samples saw, whichever is more: each can miss what the other sees
     cpu = child.rusage_cpu()
     cpu = max(cpu or 0.0, sampler.cpu_seconds) if (cpu is not None or sampler.cpu_by_pid) else None
-    peak = sampler.peak_rss or None  # rusage's maxrss is useless here: Linux carries it over exec
+    peak = max(child.peak_memory() or 0, sampler.peak_rss) or None
     _record_finished(spool(), bot, run_id, started, ended, code, sig, timed_out, tail.text(), host, cpu, peak,
                      agent_url, config, target, _reported_items(items_path))
     if via_uirobot and sampler.names:
