@@ -196,6 +196,11 @@ def lock_exclusive(path: str) -> IO[bytes] | None:
     return f
 
 
+def output_code_pages() -> tuple[int, ...]:
+    """No code pages: POSIX programs write in the locale's encoding (client/output_text.py)."""
+    return ()
+
+
 def user_state_dir() -> str:
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return os.path.join(base, "botwatch")

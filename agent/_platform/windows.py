@@ -194,6 +194,15 @@ def lock_exclusive(path: str) -> IO[bytes] | None:
     return f
 
 
+def output_code_pages() -> tuple[int, ...]:
+    """The code pages redirected programs write in, most likely first: the console's output code
+    page (0 without a console), the OEM one (what a new console starts with), the ANSI one."""
+    import ctypes
+
+    kernel32 = ctypes.WinDLL("kernel32")
+    return kernel32.GetConsoleOutputCP(), kernel32.GetOEMCP(), kernel32.GetACP()
+
+
 def user_state_dir() -> str:
     base = os.environ.get("LOCALAPPDATA") or os.path.join(os.path.expanduser("~"), "AppData", "Local")
     return os.path.join(base, "botwatch")

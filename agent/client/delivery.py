@@ -499,7 +499,7 @@ def run_deliverer(spool_path: str, patience: float, lock: IO[bytes] | None = Non
     lock = lock or lock_exclusive(spool_path + ".lock")
     while lock is not None:
         try:
-            spool = Spool(spool_path)
+            spool = Spool(spool_path, warn=log.warning)
             try:
                 gave_up, seen = _deliver_until_empty(spool, patience)
             finally:

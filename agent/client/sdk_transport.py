@@ -25,13 +25,17 @@ _monotonic = time.monotonic  # the delivery kick's clock (a test replaces it)
 _local = threading.local()  # each thread its own SQLite connection to the spool
 
 
+def _spool_warning(message: str) -> None:
+    warn(("spool", "location"), "botwatch: %s", message)
+
+
 def _spool(path: str) -> Spool:
     cached = getattr(_local, "spool", None)
     if cached is not None and cached[0] == os.getpid() and cached[1] == path:
         spool: Spool = cached[2]
         return spool
     _drop_spool()
-    spool = Spool(path)
+    spool = Spool(path, warn=_spool_warning)
     _local.spool = (os.getpid(), path, spool)
     return spool
 

@@ -119,9 +119,41 @@ def max_events_from_env() -> int:
         return DEFAULT_MAX_EVENTS
 
 
+_location_checked: set[str] = set()  # spool paths this process has looked at (network_share_warning)
+
+
+def network_share_warning(path: str) -> str | None:
+    """What to warn of when the spool at `path` is on a network share, where SQLite's WAL does
+    not work (_platform/netpaths.py); said once per path and process, None otherwise. A bot
+    never fails for it: the spool is used all the same."""
+    key = os.path.abspath(path)
+    if key in _location_checked:
+        return None
+    _location_checked.add(key)
+    from .._platform.netpaths import network_path_here
+
+    why = network_path_here(key)
+    if why is None:
+        return None
+    return (f"the spool {path} is {why}; SQLite in WAL mode does not work on a network share, so runs "
+            "recorded there may be lost: set BOTWATCH_SPOOL to a path on a local disk")
+
+
+def _to_stderr(message: str) -> None:
+    try:
+        os.write(2, f"botwatch: warning: {message}\n".encode("utf-8", "replace"))
+    except OSError:
+        pass
+
+
 class Spool:
-    def __init__(self, path: str, timeout: float = 5.0, max_events: int | None = None):
+    def __init__(self, path: str, timeout: float = 5.0, max_events: int | None = None,
+                 warn: Callable[[str], object] = _to_stderr):
+        """The spool at `path`; `warn` says what is wrong with where it is (once per process)."""
         self.path = path
+        location = network_share_warning(path)
+        if location:
+            warn(location)
         self.max_events = max_events if max_events is not None else max_events_from_env()
         parent = os.path.dirname(os.path.abspath(path))
         private_dir(parent)

@@ -18,6 +18,7 @@ from ..core import exitcodes
 from ..core import items as run_items
 from . import runrecord
 from . import uirobot
+from .output_text import decode_output, incomplete_utf8_end, output_fallback, utf8_start
 from .runrecord import new_run_id
 from .spool import Spool, default_spool_path
 
@@ -118,18 +119,35 @@ def parse_args(argv: list[str]) -> RunOptions:
 
 
 class Tail:
-    """The last TAIL_BYTES of the bot's combined output."""
+    """The last TAIL_BYTES of the bot's combined output, as text for classification.
+
+    Whole characters only: a read may end inside a UTF-8 character, and the other stream's
+    output added next would split it, so the start of a character cut off at the end of a
+    stream's chunk waits for that stream's next one; where the kept window begins inside a
+    character, its rest is left out. A split character would read as another encoding."""
 
     def __init__(self) -> None:
         self.buf = bytearray()
+        self.cut = False  # the start of the output was let go
+        self.held: dict[int, bytes] = {}  # per stream: the start of a character its next chunk ends
 
-    def add(self, data: bytes) -> None:
+    def add(self, data: bytes, stream: int = 1) -> None:
+        data = self.held.pop(stream, b"") + data
+        incomplete = incomplete_utf8_end(data)
+        if incomplete:
+            self.held[stream], data = data[-incomplete:], data[:-incomplete]
         self.buf += data
         if len(self.buf) > 2 * TAIL_BYTES:
             del self.buf[:-TAIL_BYTES]
+            self.cut = True
 
     def text(self) -> str:
-        return bytes(self.buf[-TAIL_BYTES:]).decode("utf-8", "replace")
+        for stream in sorted(self.held):  # a stream that ended inside a character (or in a code page)
+            self.buf += self.held.pop(stream)
+        start = max(0, len(self.buf) - TAIL_BYTES)
+        if start or self.cut:
+            start = utf8_start(self.buf, start)
+        return decode_output(bytes(self.buf[start:]), output_fallback)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -217,7 +235,7 @@ def run(opts: RunOptions) -> int:
     def spool() -> Spool | None:
         if spool_state["spool"] is None and not spool_state["broken"]:
             try:
-                spool_state["spool"] = Spool(spool_path)
+                spool_state["spool"] = Spool(spool_path, warn=warn)
             except Exception as exc:
                 spool_state["broken"] = True
                 warn(f"cannot open the spool {spool_path}: {exc}; the run is not recorded, the bot runs on")
@@ -256,7 +274,7 @@ def run(opts: RunOptions) -> int:
 
     def sink(stream: int, data: bytes) -> None:
         _write_all(stream, data)
-        tail.add(data)
+        tail.add(data, stream)
 
     while True:
         now = time.monotonic()

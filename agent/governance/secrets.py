@@ -2,13 +2,25 @@
 
 Only the type and line number of a hit are kept, never the secret. Scans are cached by
 (path, mtime, size), and by the text's hash, so that periodic checks are cheap.
+
+Encodings: detect-secrets opens a file in the locale's encoding (cp1252 on a Western Windows
+host), where UTF-8 text reads wrong or, at a byte cp1252 leaves undefined, not at all (the file
+is then skipped as binary), and UTF-16 (what PowerShell and some editors save) reads as noise.
+Its only public scan of text with a file's name is `scan_file`; the one that takes lines is
+private. So a file it would misread is given to it as a private copy of the same name (its
+filters and transformers go by the name) holding the file's text (decode_source) in the locale's
+encoding, unencodable characters replaced: line for line the original, so line numbers hold.
+Files it reads right (ASCII, or UTF-8 under a UTF-8 locale) are scanned where they are.
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import locale
 import logging
 import os
+import shutil
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -20,6 +32,9 @@ log = logging.getLogger("botwatch.governance")
 MAX_FILES = 2000  # per bot source
 MAX_FILE_BYTES = 2 * 1024 * 1024  # larger files are not scanned (noted)
 MAX_CACHE = 50_000  # scanned files remembered
+# byte order marks, longest first (UTF-32-LE's begins with UTF-16-LE's)
+BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF8, "utf-8"),
+        (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
 SKIP_DIRS = frozenset({".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox",
                        ".mypy_cache", ".pytest_cache"})
 
@@ -119,17 +134,68 @@ class SecretScanner:
         from detect_secrets.core.scan import scan_file
         from detect_secrets.settings import default_settings
 
+        encoding = locale.getpreferredencoding(False)  # what detect-secrets opens files in
+        copies: list[str] = []  # the private folder of the copies, once one is needed
         out: list[tuple[tuple[int, str], ...]] = []
         with self._lock, default_settings():
-            for f in files:
-                self.files_scanned += 1
-                try:
-                    hits = {(s.line_number, s.type) for s in scan_file(str(f))}
-                except Exception:  # a scanner problem with one file must not stop the checks
-                    log.warning("secret scan of %s failed", f, exc_info=True)
-                    hits = set()
-                out.append(tuple(sorted(hits)))
+            try:
+                for f in files:
+                    self.files_scanned += 1
+                    hits: set[tuple[int, str]] = set()
+                    try:
+                        readable = _readable(f, encoding, copies)
+                        hits = {(s.line_number, s.type) for s in scan_file(readable)}
+                        if readable != str(f):
+                            os.unlink(readable)  # a copy may hold a secret: gone as soon as it is read
+                    except OSError as exc:  # gone or unreadable since it was listed
+                        log.debug("secret scan of %s: %s", f, exc)
+                    except Exception:  # a scanner problem with one file must not stop the checks
+                        log.warning("secret scan of %s failed", f, exc_info=True)
+                    out.append(tuple(sorted(hits)))
+            finally:
+                if copies:
+                    shutil.rmtree(copies[0], ignore_errors=True)
         return out
+
+
+def decode_source(data: bytes) -> str:
+    """A source file's text: in the encoding its byte order mark names (UTF-8, UTF-16 or UTF-32,
+    either byte order), else UTF-8; bytes that do not decode are replaced."""
+    for bom, codec in BOMS:
+        if data.startswith(bom):
+            return data[len(bom):].decode(codec, "replace")
+    return data.decode("utf-8", "replace")
+
+
+def scan_copy(data: bytes, locale_encoding: str) -> bytes | None:
+    """What detect-secrets, reading in `locale_encoding`, must be given in place of a file holding
+    `data`: None when it reads the file right as it is, else the file's text in that encoding."""
+    if not data.startswith(tuple(bom for bom, _ in BOMS)):
+        if data.isascii():
+            return None
+        if codecs.lookup(locale_encoding).name == "utf-8":
+            try:
+                data.decode("utf-8")
+                return None
+            except UnicodeDecodeError:
+                pass
+    return decode_source(data).encode(locale_encoding, "replace")
+
+
+def _readable(f: Path, encoding: str, copies: list[str]) -> str:
+    """The path detect-secrets reads for the file `f`: itself, or a copy detect-secrets reads
+    right (scan_copy), of the same name, in a private folder made on first need (`copies`)."""
+    with open(f, "rb") as fh:
+        data = fh.read()
+    copy = scan_copy(data, encoding)
+    if copy is None:
+        return str(f)
+    if not copies:
+        copies.append(tempfile.mkdtemp(prefix="botwatch-gov-"))  # 0700: the copy may hold a secret
+    path = os.path.join(copies[0], f.name)
+    with open(path, "wb") as fh:
+        fh.write(copy)
+    return path
 
 
 def _walk(p: Path) -> Iterator[Path]:
@@ -145,8 +211,10 @@ def _walk(p: Path) -> Iterator[Path]:
 
 
 def _is_binary(f: Path) -> bool:
+    """NUL bytes in the first 8 KiB, unless a byte order mark says it is text (UTF-16 has them)."""
     try:
         with open(f, "rb") as fh:
-            return b"\0" in fh.read(8192)
+            head = fh.read(8192)
     except OSError:
         return True
+    return b"\0" in head and not head.startswith(tuple(bom for bom, _ in BOMS))

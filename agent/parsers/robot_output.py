@@ -45,6 +45,7 @@ import re
 from datetime import datetime, timedelta
 from xml.parsers import expat
 
+from .._platform.sharing import open_shared
 from ..core.events import Event, RunFinished, RunStarted, StepFinished
 from ..client.runrecord import CLASSIFIED_CHARS, output_tail
 from .base import FileParser, IncompleteFile, ParseError
@@ -321,7 +322,7 @@ def _read(source: str | os.PathLike | bytes | bytearray) -> _Reader:
         if isinstance(source, (bytes, bytearray, memoryview)):
             parser.Parse(bytes(source), True)
         else:
-            with open(source, "rb") as f:
+            with open_shared(source) as f:  # Robot may replace it meanwhile
                 while chunk := f.read(_CHUNK):
                     parser.Parse(chunk, False)
             parser.Parse(b"", True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .._platform.interrupts import stop_signals
@@ -77,7 +78,25 @@ def otlp_settings(loaded: LoadedEstate) -> OtlpSettings:
         raise ConfigError([f"environment: {exc}"]) from None
 
 
-def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None) -> int:
+def refuse_network_journal(loaded: LoadedEstate, network_path: Callable[[str], str | None] | None = None) -> None:
+    """ConfigError when the journal is on a network share (see _platform/netpaths.py): SQLite's
+    write-ahead log needs a local disk, and a journal that loses runs is worse than none.
+    `network_path` tells what makes a path a network one (default: this host's answer)."""
+    from .._platform import netpaths
+
+    path = str(loaded.journal_path)
+    why = (network_path or netpaths.network_path_here)(path)
+    if why:
+        where = f"{loaded.path}: " if loaded.path else ""
+        raise ConfigError([f"{where}agent.journal: {path} is {why}; the journal is SQLite in WAL mode, which "
+                           "does not work on a network share (runs would be lost or the file corrupted): "
+                           "put it on a local disk"])
+
+
+def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None, *,
+          network_path: Callable[[str], str | None] | None = None) -> int:
+    """Run the agent until it is stopped; `network_path` as refuse_network_journal takes it."""
+    refuse_network_journal(loaded, network_path)  # before anything starts
     import uvicorn
 
     from botwatch.exporters.prometheus import estate_registry

@@ -233,7 +233,10 @@ class SnapshotWatcher(Source):
             if ext not in EXTENSIONS or e.name.startswith("."):
                 continue
             try:
-                st = e.stat(follow_symlinks=False)  # a link is looked at (and refused), not its target
+                # os.stat, not the entry's: on Windows that comes from the folder's listing, which
+                # NTFS brings up to date late, so a file still being written would look settled.
+                # A link is looked at (and refused when read), not its target.
+                st = os.stat(e.path, follow_symlinks=False)
             except OSError:
                 continue
             present[e.name] = (e.path, f"{st.st_size}:{st.st_mtime_ns}", EXTENSIONS[ext])

@@ -14,7 +14,9 @@ in the file. It:
   its first bytes and its unread end is read); a file written and rotated away between two
   polls (same name family, changed after anything of that path it read) is read whole;
 - hands over bytes that end on a line ending of the file's encoding (a BOM stripped, UTF-16
-  and UTF-32 cut at their code unit, CRLF or LF), with the encoding's name: the reader decodes.
+  and UTF-32 cut at their code unit, CRLF or LF), with the encoding's name: the reader decodes;
+- never keeps the writer from rotating: on Windows files are opened sharing delete, so a rename
+  or delete during a read succeeds (botwatch._platform.sharing).
 
 Where it is in each file is a position: the file's identity (as text) and an offset. The
 reader names positions (`position_key`), gives back the saved ones (`load_position`) and saves
@@ -36,6 +38,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
+
+from .._platform.sharing import open_shared
 
 HEAD_BYTES = 512  # identity: a hash of the first bytes of a file, besides device and inode
 CHUNK = 8 << 20  # bytes read (and committed, with one sync to disk) at a time
@@ -92,7 +96,7 @@ def _digest(data: bytes) -> str:
 
 def _head(path: str, n: int) -> bytes | None:
     try:
-        with open(path, "rb") as fh:
+        with open_shared(path) as fh:
             return fh.read(n)
     except OSError:
         return None
@@ -442,12 +446,14 @@ class Tailer:
         total = 0
         while True:
             try:
-                fh = open(f.path, "rb")
+                fh = open_shared(f.path)
             except OSError as exc:
                 self.warn(("open", f.path, type(exc).__name__), "cannot read %s: %s", f.path, exc)
                 return total
             with fh:
                 st = os.fstat(fh.fileno())
+                if f.ident is not None and not _same_inode(f.ident, st):
+                    return total  # rotated since it was looked at: the next poll finds where it went
                 size = st.st_size
                 if f.ident is None:
                     head = fh.read(min(HEAD_BYTES, size))
