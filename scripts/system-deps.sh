@@ -42,7 +42,8 @@ case "${1:-test}" in
 esac
 [ -z "$need" ] && exit 0
 SUDO=""
-[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"  # a developer's account or a CI runner's
 echo "installing Debian packages:$need"
 $SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $need >/dev/null
+# through env: sudo drops the caller's variables
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null

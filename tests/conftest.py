@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -16,10 +17,74 @@ import urllib.error
 import urllib.request
 from http.server import ThreadingHTTPServer
 from pathlib import Path
+from typing import NoReturn
 
+import psutil
 import pytest
 
+from botwatch.commands import stack
+
 BOTWATCH = [sys.executable, "-m", "botwatch"]
+
+
+# -- platforms --------------------------------------------------------------------------------
+# `@pytest.mark.posix_only("why")` and `@pytest.mark.windows_only("why")` (declared in
+# pyproject.toml): the test runs where it applies and is reported elsewhere as skipped,
+# "not applicable on <platform>: why".
+PLATFORM_MARKS = {"posix_only": os.name == "posix", "windows_only": sys.platform == "win32"}
+
+
+def not_applicable(why: str) -> NoReturn:
+    pytest.skip(f"not applicable on {sys.platform}: {why}")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for name, applies in PLATFORM_MARKS.items():
+            mark = item.get_closest_marker(name)
+            if mark is None:
+                continue
+            reason = mark.args[0] if mark.args else mark.kwargs.get("reason")
+            if not reason:  # checked on every platform, so that a mark without one is seen at once
+                raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.{name} needs the reason the test cannot "
+                                        "run elsewhere")
+            if not applies:
+                item.add_marker(pytest.mark.skip(reason=f"not applicable on {sys.platform}: {reason}"))
+
+
+def console_script(name: str) -> str:
+    """A console script installed beside this interpreter (`botwatch`), as a shell finds it: on
+    Windows that is NAME.exe, which CreateProcess does not complete from a path without it."""
+    folder = os.path.dirname(sys.executable)
+    return shutil.which(name, path=folder) or os.path.join(folder, name)
+
+
+def kill_session(proc: subprocess.Popen) -> None:
+    """End a process started with `start_new_session=True` and all it started (a browser, its
+    driver): its whole session on POSIX; Windows has none, there its process tree goes."""
+    if os.name == "posix":
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    else:
+        try:
+            top = psutil.Process(proc.pid)
+            tree = [*top.children(recursive=True), top]
+        except psutil.NoSuchProcess:
+            tree = []
+        for p in tree:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+    proc.wait()
+
+
+def python_bot(code: str = "") -> list[str]:
+    """The command of a bot in Python: a wrapped command that runs wherever the tests do (a
+    `sh -c` line does not on Windows). python_bot() succeeds and prints nothing, as `true` does."""
+    return [sys.executable, "-c", code]
 
 
 def free_port() -> int:
@@ -59,12 +124,18 @@ def http_post_json(url: str, payload, timeout: float = 10.0, headers: dict | Non
         return e.code, json.loads(e.read() or b"{}")
 
 
-def require(binary: str, package: str) -> str:
-    """The path of an installed program the tests need; a clear failure naming its Debian package."""
-    if not os.access(binary, os.X_OK):
-        pytest.fail(f"{binary} is missing: install the Debian package {package} "
+def require(names: str | tuple[str, ...], package: str) -> str:
+    """The path of a program the tests need, found by name on PATH (else where Debian puts it).
+    `make test` installs its Debian package, so on Linux a missing program fails the test with the
+    package's name; other systems have no such package: there the test does not apply."""
+    names = (names,) if isinstance(names, str) else names
+    found = stack.find_binary(names)
+    if found:
+        return found
+    if sys.platform.startswith("linux"):
+        pytest.fail(f"{names[0]} is missing: install the Debian package {package} "
                     "(`make test` does it with scripts/system-deps.sh)", pytrace=False)
-    return binary
+    not_applicable(f"{names[0]} is not installed, and it comes from the Debian package {package}")
 
 
 def parse_metrics(text: str) -> dict[str, float]:
@@ -120,8 +191,12 @@ class AgentProcess:
         assert status == 200
         return parse_metrics(body.decode())
 
-    def kill(self, sig=signal.SIGKILL) -> int:
-        self.proc.send_signal(sig)
+    def kill(self, sig: int | None = None) -> int:
+        """Stop the agent with `sig`, by default at once (SIGKILL; on Windows, TerminateProcess)."""
+        if sig is None:
+            self.proc.kill()
+        else:
+            self.proc.send_signal(sig)
         rc = self.proc.wait(timeout=30)
         self._logf.close()
         return rc
@@ -167,7 +242,7 @@ def fake_robot(tmp_path):
     """An executable named `robot` (a script that sleeps), as `pip install robotframework` makes one:
     what a Robot Framework run looks like to a process sweep."""
     if os.name == "nt":
-        pytest.skip("a script executable named robot needs a #! line")
+        not_applicable("a script executable named robot needs a #! line")
     path = tmp_path / "bin" / "robot"
     path.parent.mkdir()
     path.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(600)\n")

@@ -260,8 +260,8 @@ class Estate:
 
     # -- set-up -------------------------------------------------------------------------------
     def start(self) -> "Estate":
-        prom_bin = require(stack.find_binary(stack.PROMETHEUS) or "/usr/bin/prometheus", "prometheus")
-        vm_bin = require(stack.find_binary(stack.VICTORIA_METRICS) or "/usr/bin/victoria-metrics", "victoria-metrics")
+        prom_bin = require(stack.PROMETHEUS, "prometheus")
+        vm_bin = require(stack.VICTORIA_METRICS, "victoria-metrics")
         ports = [free_port() for _ in range(self.plan.agents)]
         while len(set(ports)) < len(ports):
             ports = [free_port() for _ in range(self.plan.agents)]

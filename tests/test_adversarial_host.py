@@ -132,6 +132,7 @@ def test_a_symlink_loop_under_a_log_glob_stops_no_bots_log_watching(tmp_path, ag
 
 # -- 10: terminal escapes -----------------------------------------------------------------------
 
+@pytest.mark.posix_only("programs named with control characters and quotes, which Windows file names cannot hold")
 def test_status_unregistered_prints_no_escape_of_a_process_named_with_them(tmp_path, agents, programs):
     port = free_port()
     config = estate(tmp_path, port, "- name: registered\n",
@@ -215,6 +216,7 @@ def assert_no_formula(rows: list[list[str]]) -> None:
                 float(cell)  # only a number may start so (a negative one)
 
 
+@pytest.mark.posix_only("programs named with control characters and quotes, which Windows file names cannot hold")
 def test_inventory_csv_quotes_formulas_of_program_and_team_names(tmp_path, agents, programs):
     port = free_port()
     config = estate(tmp_path, port, f"""\
@@ -292,6 +294,7 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
+@pytest.mark.posix_only("POSIX file modes (umask, 0600 and 0700); Windows keeps access in ACLs")
 def test_the_agents_journal_and_its_wal_and_shm_are_private_in_folders_it_created(tmp_path, agents,
                                                                                permissive_umask):
     tmp_path.chmod(0o755)  # the user's own folder: botwatch leaves its mode alone
@@ -310,6 +313,7 @@ def test_the_agents_journal_and_its_wal_and_shm_are_private_in_folders_it_create
     assert mode(tmp_path) == 0o755
 
 
+@pytest.mark.posix_only("POSIX file modes (umask, 0600 and 0700); Windows keeps access in ACLs")
 def test_a_journal_made_world_readable_before_is_narrowed_to_its_owner(tmp_path, permissive_umask):
     path = tmp_path / "journal.db"
     Journal(path).close()
@@ -318,6 +322,7 @@ def test_a_journal_made_world_readable_before_is_narrowed_to_its_owner(tmp_path,
     assert mode(path) == 0o600
 
 
+@pytest.mark.posix_only("POSIX file modes (umask, 0600 and 0700); Windows keeps access in ACLs")
 def test_the_spool_its_log_and_lock_are_private_and_the_log_holds_no_agent_password(tmp_path, run_env,
                                                                                    permissive_umask):
     spool = tmp_path / "home" / ".local" / "state" / "botwatch" / "spool.db"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BOTWATCH, free_port, http_get, http_post_json, wait_for, write_estate
+from conftest import BOTWATCH, free_port, http_get, http_post_json, python_bot, require, wait_for, write_estate
 
 ROOT = Path(__file__).resolve().parents[1]
 BOTS = """\
@@ -51,9 +51,10 @@ def journal_runs(path) -> list[tuple]:
 def test_wrapped_runs_reach_the_agent_and_its_metrics(estate, agents, run_env):
     config, port = estate
     agent = agents(config, port).start()
-    assert wrapped(run_env, config, "alpha", "true") == 0
-    assert wrapped(run_env, config, "beta", "sh", "-c", "echo 'Logon failed for user bot' >&2; exit 3") == 3
-    assert wrapped(run_env, config, "beta", "sh", "-c", "echo SelectorNotFoundException; exit 1") == 1
+    assert wrapped(run_env, config, "alpha", *python_bot()) == 0
+    assert wrapped(run_env, config, "beta", *python_bot(
+        "import sys; print('Logon failed for user bot', file=sys.stderr); sys.exit(3)")) == 3
+    assert wrapped(run_env, config, "beta", *python_bot("print('SelectorNotFoundException'); raise SystemExit(1)")) == 1
     m = wait_for(lambda: (lambda m: m if m.get('botwatch_runs_total{bot="beta"}') == 2 else None)(agent.metrics()),
                  what="both beta runs delivered")
     assert m['botwatch_runs_total{bot="alpha"}'] == 1
@@ -87,14 +88,13 @@ CATALOGUE = [
 def test_promtool_check_metrics_prints_nothing_for_the_real_output(estate, agents, run_env, tmp_path):
     config, port = estate
     agent = agents(config, port).start()
-    wrapped(run_env, config, "alpha", "true")
-    wrapped(run_env, config, "beta", "false")
+    wrapped(run_env, config, "alpha", *python_bot())
+    wrapped(run_env, config, "beta", *python_bot("raise SystemExit(1)"))
     wait_for(lambda: agent.metrics().get('botwatch_runs_total{bot="beta"}') == 1, what="runs delivered")
     status, body = http_get(agent.url + "/metrics")
     names = {line.split("{")[0].split(" ")[0] for line in body.decode().splitlines() if not line.startswith("#")}
     assert set(CATALOGUE) <= names, set(CATALOGUE) - names
-    assert shutil.which("promtool"), "promtool is installed by `make test` (Debian package prometheus)"
-    r = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True)
+    r = subprocess.run([require("promtool", "prometheus"), "check", "metrics"], input=body, capture_output=True)
     assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
 
 
@@ -144,8 +144,8 @@ def test_runs_made_while_the_agent_was_down_appear_with_their_original_timestamp
     config, port = estate
     before = time.time()
     for _ in range(3):
-        assert wrapped(run_env, config, "alpha", "true") == 0
-    assert wrapped(run_env, config, "beta", "sh", "-c", "exit 7") == 7
+        assert wrapped(run_env, config, "alpha", *python_bot()) == 0
+    assert wrapped(run_env, config, "beta", *python_bot("raise SystemExit(7)")) == 7
     spooled = sqlite3.connect(run_env["BOTWATCH_SPOOL"]).execute(
         "SELECT COUNT(*) FROM outbox WHERE kind='finish'").fetchone()[0]
     assert spooled == 4  # on disk before each wrapper exited
@@ -167,13 +167,13 @@ def test_sigkill_during_ingest_loses_no_finished_run(estate, agents, run_env):
     n = 120
 
     def one(i):
-        return wrapped(run_env, config, "alpha" if i % 2 else "beta", "sh", "-c", f"exit {i % 3}")
+        return wrapped(run_env, config, "alpha" if i % 2 else "beta", *python_bot(f"raise SystemExit({i % 3})"))
 
     with ThreadPoolExecutor(8) as pool:
         codes = pool.map(one, range(n))
         # kill the agent while the deliverers are posting
         wait_for(lambda: len(journal_runs(config.parent / "journal.db")) >= 10, what="first runs ingested")
-        assert agent.kill(signal.SIGKILL) == -signal.SIGKILL
+        assert agent.kill() == (-signal.SIGKILL if os.name == "posix" else 1)  # 1: TerminateProcess
         codes = list(codes)
     assert codes == [i % 3 for i in range(n)]  # the bots' results are untouched
     restarted = agents(config, port).start()
@@ -191,6 +191,7 @@ def test_sigkill_during_ingest_loses_no_finished_run(estate, agents, run_env):
     assert integrity == "ok"
 
 
+@pytest.mark.posix_only("a clean stop asked with SIGTERM; Windows can only terminate another process")
 def test_a_restarted_agent_keeps_its_counters(estate, agents):
     config, port = estate
     agent = agents(config, port).start()

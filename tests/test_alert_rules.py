@@ -7,7 +7,6 @@ firing) and every recording rule (its value).
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import tomllib
@@ -15,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from conftest import require
 
 ROOT = Path(__file__).resolve().parents[1]
 ALERTS = ROOT / "alerts"
@@ -37,11 +38,7 @@ DASHBOARD_RECORDS = {
 
 
 def promtool() -> str:
-    path = "/usr/bin/promtool"
-    if not os.access(path, os.X_OK):
-        pytest.fail("promtool is missing: install the Debian package prometheus "
-                    "(`make test` does it with scripts/system-deps.sh)", pytrace=False)
-    return path
+    return require("promtool", "prometheus")
 
 
 def load(path: Path) -> dict:

@@ -17,8 +17,7 @@ from conftest import free_port, http_get, require, wait_for
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "alerts" / "alertmanager.yml"
 DEMO = ROOT / "examples" / "demo" / "botwatch.yaml"
-AMTOOL = "/usr/bin/amtool"
-ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
+AMTOOL = "amtool"
 
 # Where each team of the demo estate is paged (critical) and ticketed (warning).
 RECEIVERS = {
@@ -113,7 +112,7 @@ def alertmanager(tmp_path):
     """A real Alertmanager on 127.0.0.1 (clustering off) with the example's routes and inhibitions.
     Its receivers lose their integrations, so that nothing is sent anywhere."""
     config = stack.write_alertmanager_config(tmp_path / "alertmanager.yml")
-    server = stack.alertmanager(require(ALERTMANAGER, "prometheus-alertmanager"), config, tmp_path / "data",
+    server = stack.alertmanager(require(stack.ALERTMANAGER, "prometheus-alertmanager"), config, tmp_path / "data",
                                 f"127.0.0.1:{free_port()}", tmp_path / "alertmanager.log")
     try:
         server.start().wait_ready(timeout=60)

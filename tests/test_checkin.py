@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from conftest import free_port, outbox_and_dead, wait_for, write_estate
+from conftest import free_port, outbox_and_dead, require, wait_for, write_estate
 
 KEY = "k3y-Fr0m-The-Estate"
 BOT_KEY = "only-for-gamma"
@@ -54,7 +54,7 @@ def request(url, data=None, method=None, headers=None, timeout=10):
 
 
 def curl(*args) -> subprocess.CompletedProcess:
-    return subprocess.run(["curl", "-sS", "-m", "10", *args], capture_output=True, text=True)
+    return subprocess.run([require("curl", "curl"), "-sS", "-m", "10", *args], capture_output=True, text=True)
 
 
 def runs(agent) -> list[dict]:
@@ -216,7 +216,7 @@ def test_a_bot_over_its_rate_gets_429_and_the_refusals_are_counted(tmp_path, age
 def test_tls_and_basic_auth_protect_metrics_and_the_api_but_not_check_ins(tmp_path, agents):
     import bcrypt
 
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+    subprocess.run([require("openssl", "openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
                     "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(tmp_path / "key.pem"),
                     "-out", str(tmp_path / "cert.pem")], check=True, capture_output=True)
     hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
@@ -436,7 +436,7 @@ def test_the_deliverer_buries_only_the_invalid_event_and_delivers_the_runs_aroun
 
 def curl_headers(*args) -> tuple[int, dict[str, str]]:
     """(status, headers by lower-case name) of the last answer curl printed with -D - (or -I)."""
-    r = curl("-o", "/dev/null", "-D", "-", *args)
+    r = curl("-o", os.devnull, "-D", "-", *args)
     assert r.returncode == 0, r.stderr
     block = r.stdout.replace("\r\n", "\n").strip().split("\n\n")[-1].split("\n")
     headers = dict((k.strip().lower(), v.strip()) for k, _, v in (line.partition(":") for line in block[1:]))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -32,11 +31,11 @@ from botwatch.dashboards import build
 from botwatch.core.events import RunFinished, UiLookup, UiSnapshot
 from botwatch.exporters.prometheus import estate_registry
 from botwatch.state.runtime import EstateState
+from conftest import require
 from promql import selectors
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARDS = ROOT / "dashboards"
-PROMTOOL = shutil.which("promtool")
 
 # Metrics of the catalogue that the agent does not emit yet (the dashboards may already show them).
 COMING_LATER: dict[str, str] = {}
@@ -275,12 +274,12 @@ def test_every_panel_has_targets_with_unique_ref_ids(boards):  # panel-no-target
 # --- PromQL rules ---------------------------------------------------------------------------------
 
 def test_every_query_parses_as_promql(tmp_path):  # target-promql-rule, template-label-promql-rule
-    assert PROMTOOL, "promtool is installed by `make test` (Debian package prometheus)"
+    promtool = require("promtool", "prometheus")
     queries = list(build.iter_queries())
     rules = [{"record": f"dashboard_query:q{i}", "expr": q} for i, (_, _, q) in enumerate(queries)]
     path = tmp_path / "queries.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}, sort_keys=False))
-    out = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True)
+    out = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
     if out.returncode != 0:
         bad = [f"{uid} / {title}: {q}" for i, (uid, title, q) in enumerate(queries)
                if f'"dashboard_query:q{i}"' in out.stdout + out.stderr]
@@ -289,11 +288,11 @@ def test_every_query_parses_as_promql(tmp_path):  # target-promql-rule, template
 
 
 def test_promtool_rejects_a_query_whose_variables_were_not_filled_in(tmp_path):
-    assert PROMTOOL, "promtool is installed by `make test` (Debian package prometheus)"
+    promtool = require("promtool", "prometheus")
     path = tmp_path / "bad.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "g", "rules": [
         {"record": "dashboard_query:q0", "expr": "sum(rate(x[$__rate_interval]))"}]}]}))
-    assert subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True).returncode != 0
+    assert subprocess.run([promtool, "check", "rules", str(path)], capture_output=True).returncode != 0
 
 
 def test_every_rate_and_increase_uses_the_rate_interval(boards):  # target-rate-interval-rule

@@ -20,8 +20,8 @@ import pytest
 
 from botwatch.client.delivery import MAX_BACKOFF
 from botwatch.client.spool import Spool
-from conftest import free_port, wait_for, write_estate
-from test_pushgateway import Pushgateway, deliverers, parse_metrics, run_env, wrapped
+from conftest import console_script, free_port, python_bot, wait_for, write_estate
+from test_pushgateway import Pushgateway, deliverers, exits, parse_metrics, run_env, wrapped
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +88,7 @@ def test_a_new_run_for_a_live_agent_does_not_wait_behind_a_dead_agents_backoff(t
         assert resting_until - time.time() > LIVE_WAIT
 
         env = run_env(spool, BOTWATCH_AGENT_URL=live.url)
-        assert wrapped(tmp_path, "alpha", ["--agent", live.url], "exit 0", env)[0] == 0
+        assert wrapped(tmp_path, "alpha", ["--agent", live.url], exits(0), env)[0] == 0
         metrics = wait_for(lambda: (lambda m: m if m.get('botwatch_runs_total{bot="alpha"}') == 1 else None)(
             live.metrics()), timeout=LIVE_WAIT, what="the new run at the live agent")
         assert metrics['botwatch_runs_total{bot="alpha"}'] == 1
@@ -129,7 +129,7 @@ def test_a_new_run_for_a_live_pushgateway_does_not_wait_behind_a_dead_one(tmp_pa
             assert all(t - time.time() > LIVE_WAIT for _, t in resting)
 
             env = run_env(spool)
-            assert wrapped(tmp_path, "alpha", ["--pushgateway", live.url], "exit 0", env)[0] == 0
+            assert wrapped(tmp_path, "alpha", ["--pushgateway", live.url], exits(0), env)[0] == 0
             wait_for(lambda: any(k.startswith('botwatch_runs_total{bot="alpha"') and v == 1
                                  for k, v in live.metrics().items()),
                      timeout=LIVE_WAIT, what="the new run at the live Pushgateway")
@@ -149,7 +149,7 @@ def test_the_textfile_is_written_before_botwatch_run_returns(tmp_path, spool):
     out.mkdir()
     env = run_env(spool, BOTWATCH_NO_DELIVERY="1")  # no deliverer at all: the wrapper writes it itself
     for expected in (1, 2):
-        assert wrapped(tmp_path, "etl", ["--textfile-dir", str(out)], "exit 0", env)[0] == 0
+        assert wrapped(tmp_path, "etl", ["--textfile-dir", str(out)], exits(0), env)[0] == 0
         m = parse_metrics((out / "botwatch_etl.prom").read_text())
         assert m['botwatch_runs_total{bot="etl"}'] == expected
     assert (out / "botwatch.prom").exists()  # the spool's own counter of dropped events, at 0
@@ -160,9 +160,8 @@ def test_the_textfile_is_written_before_botwatch_run_returns(tmp_path, spool):
 def test_an_unwritable_textfile_dir_warns_and_leaves_the_run_to_the_deliverer(tmp_path, spool):
     out = tmp_path / "missing"  # not there yet
     env = run_env(spool, BOTWATCH_NO_DELIVERY="1")
-    proc = subprocess.run([str(Path(sys.executable).with_name("botwatch")), "run", "--bot", "etl", "--textfile-dir",
-                           str(out), "--", "sh", "-c", "exit 3"], cwd=tmp_path, env=env, capture_output=True,
-                          timeout=60)
+    proc = subprocess.run([console_script("botwatch"), "run", "--bot", "etl", "--textfile-dir", str(out), "--",
+                           *python_bot("raise SystemExit(3)")], cwd=tmp_path, env=env, capture_output=True, timeout=60)
     assert proc.returncode == 3  # the bot's own status, whatever happened to the file
     assert rows(spool, "SELECT runs_total, pending FROM totals WHERE bot = 'etl'") == [(1, 1)]
 
@@ -200,7 +199,7 @@ def test_runs_waiting_out_a_backoff_go_as_soon_as_their_agent_answers_again(tmp_
                    (ATTEMPTS_AFTER_A_MINUTE + 1, time.time() + 0.9 * MAX_BACKOFF))
     db.close()
     env = run_env(spool, BOTWATCH_DELIVERY_PATIENCE="600")
-    assert wrapped(tmp_path, "alpha", ["--agent", live.url], "exit 0", env)[0] == 0
+    assert wrapped(tmp_path, "alpha", ["--agent", live.url], exits(0), env)[0] == 0
     wait_for(lambda: live.metrics().get('botwatch_runs_total{bot="alpha"}') == 6, timeout=LIVE_WAIT,
              what="the new run and the five that waited out a backoff")
     wait_for(lambda: rows(spool, "SELECT COUNT(*) FROM outbox") == [(0,)], timeout=LIVE_WAIT,
@@ -227,7 +226,7 @@ def test_an_agent_back_from_an_outage_gets_a_new_run_and_those_that_waited_witho
         live = agents(config, port).start()
         # the run starts no deliverer of its own: the resting one must do it all
         env = run_env(spool, BOTWATCH_NO_DELIVERY="1")
-        assert wrapped(tmp_path, "alpha", ["--agent", url], "exit 0", env)[0] == 0
+        assert wrapped(tmp_path, "alpha", ["--agent", url], exits(0), env)[0] == 0
         wait_for(lambda: live.metrics().get('botwatch_runs_total{bot="alpha"}') == 4, timeout=LIVE_WAIT,
                  what="the new run and the three that waited")
     finally:

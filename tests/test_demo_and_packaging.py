@@ -19,9 +19,11 @@ from conftest import BOTWATCH, free_port, http_get, parse_metrics, require, wait
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.posix_only("the demo is stopped with SIGTERM and must stop its servers and exit 0; Windows can only "
+                        "terminate another process")
 def test_the_demo_runs_its_bots_through_the_agent_with_prometheus_and_alertmanager(tmp_path):
-    require("/usr/bin/prometheus", "prometheus")
-    require("/usr/bin/prometheus-alertmanager", "prometheus-alertmanager")
+    require(stack.PROMETHEUS, "prometheus")
+    require(stack.ALERTMANAGER, "prometheus-alertmanager")
     port, prom_port, am_port = free_port(), free_port(), free_port()
     prom, am = f"http://127.0.0.1:{prom_port}", f"http://127.0.0.1:{am_port}"
     env = {**os.environ}

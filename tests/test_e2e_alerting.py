@@ -79,9 +79,6 @@ from conftest import AgentProcess, LocalHTTPServer, free_port, http_post_json, r
 from orchestrator_fake import FakeOrchestrator
 from promql import selectors
 
-PROMETHEUS = "/usr/bin/prometheus"
-PROMTOOL = "/usr/bin/promtool"
-ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
 PING_KEY = "e2e-ping-key"
 MAX_BATCH = 20  # the agent's event batch limit here, so that a larger batch is dropped
 HANG = 120.0  # generous bound on each wait: it stops a hang, it asserts no speed
@@ -318,7 +315,7 @@ def backfill(tsdb: Path, instance: str, work: Path) -> None:
     lines.append("# EOF")
     source = work / "history.om"
     source.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    r = subprocess.run([require(PROMTOOL, "prometheus"), "tsdb", "create-blocks-from", "openmetrics", "-q",
+    r = subprocess.run([require("promtool", "prometheus"), "tsdb", "create-blocks-from", "openmetrics", "-q",
                         str(source), str(tsdb)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
 
@@ -392,8 +389,8 @@ def play_scenario(s: Stack) -> None:
 def e2e(tmp_path_factory):
     """The agent, Alertmanager, Prometheus and the webhook, after the scenario was played."""
     tmp = tmp_path_factory.mktemp("e2e")
-    prometheus_bin = require(PROMETHEUS, "prometheus")
-    alertmanager_bin = require(ALERTMANAGER, "prometheus-alertmanager")
+    prometheus_bin = require(stack.PROMETHEUS, "prometheus")
+    alertmanager_bin = require(stack.ALERTMANAGER, "prometheus-alertmanager")
     # An agent that is down: a port bound (so that no one else can take it) with nothing listening.
     dead = socket.socket()
     dead.bind(("127.0.0.1", 0))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -24,7 +23,8 @@ from pathlib import Path
 import pytest
 
 from botwatch.commands import stack
-from conftest import (BOTWATCH, AgentProcess, free_port, http_get, http_post_json, metrics_when, require, wait_for,
+from conftest import (BOTWATCH, AgentProcess, free_port, http_get, http_post_json, metrics_when, python_bot, require,
+                      wait_for,
                       write_estate)
 
 CLOCKSTEP = [sys.executable, str(Path(__file__).parent / "clockstep.py")]
@@ -105,11 +105,12 @@ def test_the_estate_state_survives_wall_clock_steps_both_ways_without_losing_a_r
 
 # -- the journal's disk is full ------------------------------------------------------------------
 
+@pytest.mark.posix_only("a tmpfs mounted in a Linux mount namespace (unshare) and /proc/PID/root")
 def test_a_full_journal_disk_keeps_every_run_in_the_bots_spools_until_space_returns(tmp_path, run_env):
     """The agent's journal on its own 1 MiB file system (a tmpfs in a private mount namespace),
     filled up while bots run: the bots' results are untouched, the agent warns and answers 503,
     the runs wait in the spool, and all of them arrive once space is freed."""
-    unshare = require(shutil.which("unshare") or "/usr/bin/unshare", "util-linux")
+    unshare = require("unshare", "util-linux")
     disk = tmp_path / "disk"
     disk.mkdir()
     port = free_port()
@@ -136,7 +137,8 @@ def test_a_full_journal_disk_keeps_every_run_in_the_bots_spools_until_space_retu
         env = {**run_env, "BOTWATCH_AGENT_URL": url}
 
         def wrapped(i: int) -> int:
-            return subprocess.run([*BOTWATCH, "run", "--bot", "filler", "--", "sh", "-c", f"exit {i % 3}"],
+            bot = python_bot(f"raise SystemExit({i % 3})")
+            return subprocess.run([*BOTWATCH, "run", "--bot", "filler", "--", *bot],
                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
 
         with ThreadPoolExecutor(4) as pool:
@@ -148,7 +150,7 @@ def test_a_full_journal_disk_keeps_every_run_in_the_bots_spools_until_space_retu
         assert status == 200 and b'botwatch_runs_total{bot="filler"} 0.0' in body
         assert len(spooled_finish(env["BOTWATCH_SPOOL"])) == 30  # every run waits in the spool
         filler.unlink()  # space again
-        subprocess.run([*BOTWATCH, "run", "--bot", "filler", "--", "true"], env=env, check=True)  # wakes delivery
+        subprocess.run([*BOTWATCH, "run", "--bot", "filler", "--", *python_bot()], env=env, check=True)  # wakes delivery
         m = metrics_when(_Agent(url), lambda m: m.get('botwatch_runs_total{bot="filler"}') == 31,
                          "every run after space returned", timeout=180)
         assert m['botwatch_run_failures_total{bot="filler",reason="unknown"}'] == 20  # exit 1 and 2: 10 each
@@ -185,7 +187,8 @@ def test_1000_runs_wrapped_while_the_agent_is_down_arrive_with_their_original_ti
     before = time.time()
 
     def wrapped(i: int) -> int:
-        return subprocess.run([*BOTWATCH, "run", "--bot", "nightly", "--", "sh", "-c", f"exit {int(i % 10 == 0)}"],
+        bot = python_bot(f"raise SystemExit({int(i % 10 == 0)})")
+        return subprocess.run([*BOTWATCH, "run", "--bot", "nightly", "--", *bot],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
 
     with ThreadPoolExecutor(4) as pool:
@@ -195,7 +198,7 @@ def test_1000_runs_wrapped_while_the_agent_is_down_arrive_with_their_original_ti
     agent_start = time.time()
     agent = AgentProcess(config, port, env=run_env).start()
     try:
-        subprocess.run([*BOTWATCH, "run", "--bot", "nightly", "--", "true"], env=env, check=True)  # wakes delivery
+        subprocess.run([*BOTWATCH, "run", "--bot", "nightly", "--", *python_bot()], env=env, check=True)  # wakes delivery
         m = metrics_when(agent, lambda m: m.get('botwatch_runs_total{bot="nightly"}') == 1001,
                          "the 1,000 runs replayed", timeout=300)
         assert m['botwatch_run_failures_total{bot="nightly",reason="unknown"}'] == 100
@@ -284,7 +287,7 @@ def test_log_rotation_at_10000_lines_a_second_loses_no_run_and_counts_none_twice
 # -- Prometheus down and back --------------------------------------------------------------------
 
 def test_prometheus_down_and_back_scrapes_the_right_totals_including_the_runs_made_meanwhile(tmp_path, agents):
-    binary = require(stack.find_binary(stack.PROMETHEUS) or "/usr/bin/prometheus", "prometheus")
+    binary = require(stack.PROMETHEUS, "prometheus")
     port = free_port()
     agent = agents(write_estate(tmp_path / "botwatch.yaml", "- name: steady\n", port), port).start()
     config = stack.write_yaml(tmp_path / "prometheus.yml", {

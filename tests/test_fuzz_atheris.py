@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.posix_only("atheris, the coverage-guided fuzzer, is installed on Linux only (its wheels "
+                                    "are built for Linux)")
+
 FUZZ = Path(__file__).parent / "fuzz"
 RUNS = {"fuzz_uipath_line.py": 2000, "fuzz_estate.py": 2000, "fuzz_output_xml.py": 600}
 

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from conftest import BOTWATCH, LocalHTTPServer, free_port
+from conftest import BOTWATCH, LocalHTTPServer, free_port, require
 
 DASHBOARDS = Path(__file__).resolve().parents[1] / "dashboards"
 UIDS = {"botwatch-estate", "botwatch-bot", "botwatch-ui-drift", "botwatch-coe"}
@@ -230,7 +230,7 @@ def test_a_url_that_is_not_http_is_refused(token_file):
 
 
 def test_tls_is_verified_unless_insecure_is_given(tmp_path, token, token_file):
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+    subprocess.run([require("openssl", "openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
                     "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(tmp_path / "key.pem"),
                     "-out", str(tmp_path / "cert.pem")], check=True, capture_output=True)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -34,7 +34,7 @@ from automationanywhere_fake import FakeControlRoom as FakeA360
 from blueprism_fake import FakeBluePrism
 from botwatch.commands import stack
 from botwatch.dashboards import build
-from conftest import BOTWATCH, AgentProcess, free_port, http_get, require, wait_for
+from conftest import BOTWATCH, AgentProcess, free_port, http_get, python_bot, require, wait_for
 from orchestrator_fake import FakeOrchestrator
 from powerautomate_fake import FakeDataverse
 from robocorp_fake import FakeControlRoom as FakeRobocorp
@@ -286,8 +286,8 @@ def wrapped(env: dict[str, str], agent_url: str, bot: str, *cmd: str) -> int:
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mixed")
-    prometheus_bin = require(stack.find_binary(stack.PROMETHEUS) or "/usr/bin/prometheus", "prometheus")
-    promtool = require("/usr/bin/promtool", "prometheus")
+    prometheus_bin = require(stack.PROMETHEUS, "prometheus")
+    promtool = require("promtool", "prometheus")
     check = subprocess.run([promtool, "check", "rules", *map(str, stack.rule_files())], capture_output=True,
                            text=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -325,8 +325,8 @@ def mixed(tmp_path_factory):
         run_env = {**env, "BOTWATCH_SPOOL": str(tmp / "spool.db"), "BOTWATCH_DELIVERY_PATIENCE": "60"}
         assert wrapped(run_env, agent.url, "nightly-export", sys.executable, "-c", "print('exported 120 rows')") == 0
         BOTS["nightly-export"].runs.append(("success", None))
-        assert wrapped(run_env, agent.url, "share-cleanup", "sh", "-c",
-                       "echo 'Logon failed for user svc_share' >&2; exit 3") == 3
+        assert wrapped(run_env, agent.url, "share-cleanup", *python_bot(
+            "import sys; print('Logon failed for user svc_share', file=sys.stderr); sys.exit(3)")) == 3
         BOTS["share-cleanup"].runs.append(("failure", "credentials"))
         want = {name: len(b.runs) for name, b in BOTS.items()}
         m = wait_for(lambda: (lambda m: m if per_bot(m, "botwatch_runs_total") == want else None)(agent.metrics()),

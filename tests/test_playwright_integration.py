@@ -23,7 +23,7 @@ FALLBACK = "role=button[name='Submit invoice']"
 
 @pytest.fixture(scope="module")
 def browser():
-    chromium = require("/usr/bin/chromium", "chromium")
+    chromium = require("chromium", "chromium")
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=chromium, headless=True,
                               args=["--no-sandbox", "--disable-dev-shm-usage"])

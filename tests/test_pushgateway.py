@@ -28,26 +28,20 @@ from pathlib import Path
 import psutil
 import pytest
 
+from botwatch.commands import stack
 from botwatch.core.classify import REASONS
-from conftest import LocalHTTPServer
+from botwatch.core.host import hostname
+from conftest import LocalHTTPServer, console_script, require
 
 pytestmark = pytest.mark.integration
 
-BOTWATCH = Path(sys.executable).with_name("botwatch")
-PUSHGATEWAY = "/usr/bin/prometheus-pushgateway"
-PROMETHEUS = "/usr/bin/prometheus"
-HOST = os.uname().nodename
+BOTWATCH = console_script("botwatch")
+PUSHGATEWAY = ("prometheus-pushgateway", "pushgateway")  # Debian's name, upstream's name
+HOST = hostname()
 WAIT = 60.0  # deadline for anything polled; it bounds a hang and asserts no speed
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-def require(binary: str, package: str) -> str:
-    if not os.access(binary, os.X_OK):
-        pytest.fail(f"{binary} is missing: install the Debian package {package} "
-                    "(`make test` does it with scripts/system-deps.sh)", pytrace=False)
-    return binary
-
 
 def free_port() -> int:
     import socket
@@ -93,17 +87,21 @@ def run_env(spool: Path, **extra: str) -> dict[str, str]:
 
 
 def wrapped(cwd: Path, bot: str, options: list[str], script: str, env: dict[str, str]) -> tuple[int, float, float]:
-    """Run `sh -c SCRIPT` wrapped as BOT; returns (exit status, time before, time after)."""
+    """Run the Python bot `python -c SCRIPT` wrapped as BOT; returns (exit status, time before, time after)."""
     before = time.time()
-    proc = subprocess.run([str(BOTWATCH), "run", "--bot", bot, *options, "--", "sh", "-c", script],
+    proc = subprocess.run([BOTWATCH, "run", "--bot", bot, *options, "--", sys.executable, "-c", script],
                           cwd=cwd, env=env, capture_output=True, timeout=60)
     return proc.returncode, before, time.time()
 
 
-SUCCESS = "echo 'report written'"
-CREDENTIALS = "echo \"Logon failed for user 'svc_invoices'.\" >&2; exit 1"
-UI_DRIFT = ("echo 'UiPath.Core.Activities.SelectorNotFoundException: Cannot find the UI element "
-            "corresponding to this selector'; exit 1")
+SUCCESS = "print('report written')"
+CREDENTIALS = "raise SystemExit(\"Logon failed for user 'svc_invoices'.\")"  # on stderr, status 1
+UI_DRIFT = ("print('UiPath.Core.Activities.SelectorNotFoundException: Cannot find the UI element "
+            "corresponding to this selector'); raise SystemExit(1)")
+
+
+def exits(status: int) -> str:
+    return f"raise SystemExit({status})"
 
 
 def deliverers(spool: Path) -> list[psutil.Process]:
@@ -206,7 +204,7 @@ class Prometheus:
     """A real Prometheus server scraping one Pushgateway every second, with honor_labels."""
 
     def __init__(self, workdir: Path, pushgateway: Pushgateway):
-        self.binary = require(PROMETHEUS, "prometheus")
+        self.binary = require(stack.PROMETHEUS, "prometheus")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.dir = workdir / f"prometheus-{self.port}"
@@ -378,14 +376,14 @@ def test_pushgateway_stopped_mid_way_loses_nothing_and_counts_nothing_twice(tmp_
 # -- node_exporter's textfile collector -------------------------------------------------------
 
 def test_textfile_mode_writes_files_promtool_accepts_with_the_right_counters(tmp_path, spool):
-    promtool = require("/usr/bin/promtool", "prometheus")
+    promtool = require("promtool", "prometheus")
     out = tmp_path / "textfile"
     out.mkdir()
     env = run_env(spool)
     opts = ["--textfile-dir", str(out)]
     for script in (SUCCESS, UI_DRIFT, SUCCESS):
         wrapped(tmp_path, "invoice-recon", opts, script, env)
-    ts = wrapped(tmp_path, "invoice-recon", opts, "exit 7", env)
+    ts = wrapped(tmp_path, "invoice-recon", opts, exits(7), env)
 
     bot_file, spool_file = out / "botwatch_invoice-recon.prom", out / "botwatch.prom"
     wait_for(lambda: bot_file.exists()
@@ -440,7 +438,7 @@ def test_full_spool_drops_the_oldest_counts_them_and_reports_the_count_once_deli
     target = f"pushgateway:{pgw.url}"
     env = run_env(spool, BOTWATCH_SPOOL_MAX_EVENTS="5", BOTWATCH_NO_DELIVERY="1")
     for i in range(8):
-        assert wrapped(tmp_path, "b", ["--pushgateway", pgw.url], f"exit {i}", env)[0] == i
+        assert wrapped(tmp_path, "b", ["--pushgateway", pgw.url], exits(i), env)[0] == i
     assert outbox_count(spool) == 5
     assert meta(spool, f"dropped:{target}") == 3
     db = spool_db(spool)
@@ -500,7 +498,7 @@ def test_agent_is_told_how_many_events_the_full_spool_dropped(tmp_path, spool, a
     try:
         env = run_env(spool, BOTWATCH_SPOOL_MAX_EVENTS="5", BOTWATCH_NO_DELIVERY="1")
         for i in range(8):
-            wrapped(tmp_path, "b", ["--agent", agent.url], f"exit {i}", env)
+            wrapped(tmp_path, "b", ["--agent", agent.url], exits(i), env)
         assert meta(spool, "dropped:agent") == 3
         run_deliverer(spool)
     finally:
@@ -525,7 +523,7 @@ def test_agent_that_wants_a_key_gets_the_estates_key_and_a_missing_key_loses_no_
     estate.write_text("agent: {ping_key: 'env:TEST_AGENT_KEY'}\nbots: [{name: b}]\n")
     try:
         env = run_env(spool, BOTWATCH_NO_DELIVERY="1")
-        wrapped(tmp_path, "b", ["--agent", agent.url, "--config", str(estate)], "exit 0", env)
+        wrapped(tmp_path, "b", ["--agent", agent.url, "--config", str(estate)], exits(0), env)
         run_deliverer(spool, patience="0")  # the key's variable is not set: refused, kept for later
         db = spool_db(spool)
         assert db.execute("SELECT COUNT(*) FROM dead").fetchone()[0] == 0

@@ -38,7 +38,7 @@ BOTS = (
 
 class World:
     def __init__(self, tmp_path, agents):
-        binary = require(stack.find_binary(stack.PROMETHEUS) or "/usr/bin/prometheus", "prometheus")
+        binary = require(stack.PROMETHEUS, "prometheus")
         self.tmp = tmp_path
         port = free_port()
         self.config = write_estate(tmp_path / "botwatch.yaml", BOTS, port)
@@ -201,7 +201,7 @@ def test_a_prometheus_that_answers_an_error_exits_2_naming_its_url_and_the_error
 
 
 def test_a_bot_reported_by_two_agents_is_one_row_with_the_sum_of_their_runs(tmp_path, agents):
-    binary = require(stack.find_binary(stack.PROMETHEUS) or "/usr/bin/prometheus", "prometheus")
+    binary = require(stack.PROMETHEUS, "prometheus")
     ports = [free_port(), free_port()]
     configs = []
     for i, port in enumerate(ports):
@@ -247,7 +247,7 @@ def test_a_bot_reported_by_two_agents_is_one_row_with_the_sum_of_their_runs(tmp_
 
 
 def test_without_the_recording_rules_fragility_comes_from_the_raw_metrics_with_a_note(tmp_path, agents):
-    binary = require(stack.find_binary(stack.PROMETHEUS) or "/usr/bin/prometheus", "prometheus")
+    binary = require(stack.PROMETHEUS, "prometheus")
     port = free_port()
     agent = agents(write_estate(tmp_path / "botwatch.yaml", "- name: ledger-close\n" + HOURLY, port), port).start()
     prom_config = stack.write_prometheus_config(tmp_path / "prometheus.yml", [f"127.0.0.1:{port}"],

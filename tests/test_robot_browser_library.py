@@ -2,8 +2,8 @@
 
 A real `robot --rpa` bot drives Debian's headless Chromium through the Browser library (its
 node side prebuilt by the `bb` extra, no Node.js and no browser download: `New Browser`
-points `executablePath` at /usr/bin/chromium) against a page served on 127.0.0.1, under the
-botwatch listener with page-source snapshots, with a real agent. The bot fills a field that is
+points `executablePath` at the system's Chromium, found on PATH: /usr/bin/chromium on Debian)
+against a page served on 127.0.0.1, under the botwatch listener with page-source snapshots, with a real agent. The bot fills a field that is
 there, clicks the submit button with its fallback selector after the primary missed (a heal)
 and fails on a button that is gone: the look-ups, the heal, the ui_drift failure naming the
 screen and selector and the checked snapshot all reach the agent. The listener's rules in
@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SDK_ENV, LocalHTTPServer, free_port, http_get, require, wait_for, write_estate
+from conftest import SDK_ENV, LocalHTTPServer, free_port, http_get, kill_session, require, wait_for, write_estate
 
 PY = sys.executable
 BOT = "invoice-portal-browser"
@@ -46,11 +45,12 @@ Library    Browser    timeout=1s
 
 *** Variables ***
 ${PORTAL}    http://127.0.0.1:8000
+${CHROMIUM}    /usr/bin/chromium
 
 *** Tasks ***
 Submit Invoice
     [Tags]    screen:invoice
-    New Browser    chromium    headless=True    executablePath=/usr/bin/chromium    args=["--no-sandbox"]
+    New Browser    chromium    headless=True    executablePath=${CHROMIUM}    args=["--no-sandbox"]
     New Page    ${PORTAL}/invoice.html
     Fill Text    id=amount    120.50
     ${clicked}=    Run Keyword And Return Status    Click    id=btnSubmit
@@ -78,7 +78,7 @@ class _Portal(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def portal():
-    require("/usr/bin/chromium", "chromium")
+    chromium = require("chromium", "chromium")
     try:
         import Browser
     except ImportError:
@@ -89,7 +89,7 @@ def portal():
             pytest.fail("the Browser library's node side is missing: pip install 'robotframework-browser[bb]' "
                         "(`make test` does), or run `rfbrowser init --skip-browsers` with Node.js", pytrace=False)
     with LocalHTTPServer(_Portal) as server:
-        yield server.url
+        yield server.url, chromium
 
 
 def test_a_real_browser_library_bot_reports_its_look_ups_heal_and_ui_drift_failure(tmp_path, agents, portal):
@@ -103,20 +103,21 @@ def test_a_real_browser_library_bot_reports_its_look_ups_heal_and_ui_drift_failu
               invoice:
                 selectors: {{amount: "id=amount", submit: "id=btnSubmit", menu_submit: "css=#menu .submit"}}
         """, port), port).start()
+    url, chromium = portal
     suite = tmp_path / "portal.robot"
     suite.write_text(textwrap.dedent(SUITE))
     env = {k: v for k, v in os.environ.items() if k not in SDK_ENV}
     env.update(BOTWATCH_SPOOL=str(tmp_path / "spool.db"), BOTWATCH_DELIVERY_PATIENCE="60", BOTWATCH_AGENT_URL=agent.url)
     cmd = [PY, "-m", "robot", "--rpa", "--output", "NONE", "--log", "NONE", "--report", "NONE", "--console", "dotted",
-           "-v", f"PORTAL:{portal}", "--listener", f"botwatch.integrations.robot:bot={BOT};snapshots=html", str(suite)]
+           "-v", f"PORTAL:{url}", "-v", f"CHROMIUM:{chromium}",
+           "--listener", f"botwatch.integrations.robot:bot={BOT};snapshots=html", str(suite)]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:
         output = proc.communicate(timeout=180)[0]
     finally:
         if proc.poll() is None:  # a hung browser: the robot, the library's node process and Chromium go
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            kill_session(proc)
     assert proc.returncode == 1, output
     assert "[ ERROR ]" not in output and "[ WARN ]" not in output, output
     assert "TimeoutError: locator.click: Timeout 1000ms exceeded." in output  # robot's own message unchanged

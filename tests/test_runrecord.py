@@ -103,7 +103,7 @@ def test_the_estate_file_is_the_one_given_else_the_environments_else_botwatch_ya
     assert runrecord.estate_file("given.yaml") == str(tmp_path / "given.yaml")
 
 
-@pytest.mark.skipif(os.name == "nt", reason="a working directory in use cannot be removed on Windows")
+@pytest.mark.posix_only("a working directory in use cannot be removed on Windows")
 def test_no_estate_file_when_the_working_directory_is_gone(tmp_path, monkeypatch):
     gone = tmp_path / "gone"
     gone.mkdir()

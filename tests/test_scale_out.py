@@ -27,7 +27,7 @@ def test_sd_lists_this_agent_and_the_estates_other_agents(tmp_path, agents):
 
 
 def test_a_real_prometheus_finds_and_scrapes_the_agent_through_sd(tmp_path, agents):
-    binary = require(stack.find_binary(stack.PROMETHEUS) or "/usr/bin/prometheus", "prometheus")
+    binary = require(stack.PROMETHEUS, "prometheus")
     port = free_port()
     agent = agents(write_estate(tmp_path / "botwatch.yaml", BOTS, port), port).start()
     config = stack.write_yaml(tmp_path / "prometheus.yml", {

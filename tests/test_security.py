@@ -392,6 +392,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.posix_only("a private Linux network namespace (unshare -rn)")
 def test_without_a_listen_address_the_agent_listens_on_127_0_0_1_only(tmp_path):
     """In a private network namespace (unshare -rn) the default port 9464 is free for sure; the
     agent's real listening sockets are read from the kernel through psutil."""

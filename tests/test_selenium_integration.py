@@ -24,10 +24,10 @@ FALLBACK = "xpath://button[normalize-space()='Submit invoice']"
 @pytest.fixture(scope="module")
 def driver():
     options = webdriver.ChromeOptions()
-    options.binary_location = require("/usr/bin/chromium", "chromium")
+    options.binary_location = require("chromium", "chromium")
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,800"):
         options.add_argument(arg)
-    d = webdriver.Chrome(options=options, service=Service(require("/usr/bin/chromedriver", "chromium-driver")))
+    d = webdriver.Chrome(options=options, service=Service(require("chromedriver", "chromium-driver")))
     yield d
     d.quit()
 

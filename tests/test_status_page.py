@@ -175,7 +175,7 @@ def demo_estate(tmp_path: Path, port: int) -> Path:
 
 @pytest.fixture
 def browser():
-    chromium = require("/usr/bin/chromium", "chromium")
+    chromium = require("chromium", "chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

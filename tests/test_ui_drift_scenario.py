@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SDK_ENV, free_port, http_get, require, wait_for, write_estate
+from conftest import SDK_ENV, free_port, http_get, kill_session, require, wait_for, write_estate
 from drift_app import MASK, DriftApp
 
 PY = sys.executable
@@ -40,9 +39,14 @@ WARNING = 0.3
 
 
 @pytest.fixture(scope="module")
-def portal():
-    require("/usr/bin/chromium", "chromium")
-    require("/usr/bin/chromedriver", "chromium-driver")
+def browser_variables() -> list[str]:
+    """The bot's variables that name Chromium and its driver, as found here."""
+    return ["-v", f"CHROMIUM:{require('chromium', 'chromium')}",
+            "-v", f"CHROMEDRIVER:{require('chromedriver', 'chromium-driver')}"]
+
+
+@pytest.fixture(scope="module")
+def portal(browser_variables):
     app = DriftApp().start()
     yield app
     app.stop()
@@ -63,8 +67,9 @@ def estate(bot: str, screens: str) -> str:
 class Scenario:
     """One bot against one agent: runs the robot against a version, reads what the agent knows."""
 
-    def __init__(self, tmp: Path, agent, bot: str, snapshots: str, portal: DriftApp):
+    def __init__(self, tmp: Path, agent, bot: str, snapshots: str, portal: DriftApp, browser_variables: list[str]):
         self.tmp, self.agent, self.bot, self.snapshots, self.portal = tmp, agent, bot, snapshots, portal
+        self.browser_variables = browser_variables
         self.runs = 0
         self.env = {k: v for k, v in os.environ.items() if k not in SDK_ENV}
         self.env.update(BOTWATCH_SPOOL=str(tmp / "spool.db"), BOTWATCH_DELIVERY_PATIENCE="60",
@@ -75,7 +80,7 @@ class Scenario:
         out.mkdir()
         # `;` after the `:` works too: the listener splits such a value at its own options
         cmd = [PY, "-m", "robot", "--rpa", "--output", str(out / "output.xml"), "--log", "NONE", "--report",
-               "NONE", "--console", "dotted", "-v", f"PORTAL:{self.portal.version(version)}",
+               "NONE", "--console", "dotted", "-v", f"PORTAL:{self.portal.version(version)}", *self.browser_variables,
                "--listener", f"botwatch.integrations.robot:bot={self.bot};snapshots={self.snapshots}",
                str(ROBOT_BOT)]
         proc = subprocess.Popen(cmd, cwd=out, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -84,8 +89,7 @@ class Scenario:
             output = proc.communicate(timeout=180)[0]
         finally:
             if proc.poll() is None:  # a hung browser: the robot, its chromedriver and Chromium go
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                kill_session(proc)
         assert "[ ERROR ]" not in output, output
         self.runs += 1
         wait_for(lambda: self.metric("botwatch_runs_total") == self.runs, timeout=60,
@@ -120,11 +124,11 @@ class Scenario:
 
 
 @pytest.fixture
-def scenario(tmp_path, agents, portal):
+def scenario(tmp_path, agents, portal, browser_variables):
     def make(bot: str, snapshots: str, screens: str) -> Scenario:
         port = free_port()
         agent = agents(write_estate(tmp_path / "botwatch.yaml", estate(bot, screens), port), port).start()
-        return Scenario(tmp_path, agent, bot, snapshots, portal)
+        return Scenario(tmp_path, agent, bot, snapshots, portal, browser_variables)
 
     return make
 

@@ -9,7 +9,6 @@ Monitoring problems are warnings; they never change the bot's result.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import random
@@ -25,10 +24,13 @@ from pathlib import Path
 import psutil
 import pytest
 
+from botwatch.core.host import hostname
+from conftest import console_script, not_applicable
+
 pytestmark = pytest.mark.integration
 
 BOTS = Path(__file__).parent / "bots"
-BOTWATCH = Path(sys.executable).with_name("botwatch")
+BOTWATCH = console_script("botwatch")
 PY = sys.executable
 WAIT = 20.0  # generous deadline for anything we poll for; never an assertion of speed
 
@@ -57,7 +59,8 @@ def botwatch_run(tmp_path: Path, args: list[str], *, spool: Path | str | None = 
     """`botwatch run ARGS` with the bot's output captured as bytes."""
     return subprocess.run(
         [str(BOTWATCH), "run", *args], cwd=tmp_path, capture_output=True, timeout=timeout,
-        env=env or wrapper_env(spool or tmp_path / "spool.db"), preexec_fn=default_signals)
+        env=env or wrapper_env(spool or tmp_path / "spool.db"),
+        preexec_fn=default_signals if os.name == "posix" else None)
 
 
 def run_bot(tmp_path: Path, cmd: list[str], *, bot: str = "b", options: list[str] = (), **kw):
@@ -66,6 +69,14 @@ def run_bot(tmp_path: Path, cmd: list[str], *, bot: str = "b", options: list[str
 
 def py(code: str) -> list[str]:
     return [PY, "-c", code]
+
+
+def talking(out: bytes, err: bytes = b"", status: int = 0) -> list[str]:
+    """A bot that writes exactly these bytes (no newline translation) and exits with `status`."""
+    return py(f"import os, sys; os.write(1, {out!r}); os.write(2, {err!r}); sys.exit({status})")
+
+
+SH_BOT = "its bot is a sh command line"
 
 
 def spool_rows(spool: Path, kind: str = "finish") -> list[dict]:
@@ -122,6 +133,7 @@ def free_port() -> int:
 
 # -- exit status ------------------------------------------------------------------------------
 
+@pytest.mark.posix_only(SH_BOT)
 def test_exit_status_passes_through_for_every_value_and_only_zero_is_a_success(tmp_path):
     spool = tmp_path / "spool.db"
 
@@ -146,20 +158,20 @@ def test_exit_status_passes_through_for_every_value_and_only_zero_is_a_success(t
 
 
 def test_exit_status_passes_through_when_started_as_python_module(tmp_path):
-    proc = subprocess.run([PY, "-m", "botwatch", "run", "--bot", "b", "--", "sh", "-c", "exit 5"],
+    proc = subprocess.run([PY, "-m", "botwatch", "run", "--bot", "b", "--", *py("import sys; sys.exit(5)")],
                           cwd=tmp_path, capture_output=True, timeout=60, env=wrapper_env(tmp_path / "spool.db"))
     assert finished_run(tmp_path / "spool.db")["exit_status"] == 5
     assert proc.returncode == 5, proc.stderr
 
 
 def test_successful_run_is_recorded_once_with_its_output_and_host(tmp_path):
-    proc = run_bot(tmp_path, ["sh", "-c", "echo all good"])
+    proc = run_bot(tmp_path, talking(b"all good\n"))
     assert proc.returncode == 0
     assert proc.stdout == b"all good\n" and proc.stderr == b""
     event = finished_run(tmp_path / "spool.db")
     assert event["outcome"] == "success" and event["exit_status"] == 0
     assert event["output_tail"] == "all good\n"
-    assert event["host"] == os.uname().nodename
+    assert event["host"] == hostname()
     assert event["started"] <= event["ended"]
     assert spool_rows(tmp_path / "spool.db", "start") == []  # a short run is reported once, at its end
 
@@ -173,16 +185,18 @@ def test_failure_text_in_a_successful_run_does_not_make_it_a_failure(tmp_path):
 
 # -- death by signal --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("sig, reason", [
-    (signal.SIGKILL, "killed"),
-    (signal.SIGTERM, "killed"),
-    (signal.SIGINT, "killed"),
-    (signal.SIGHUP, "killed"),
-    (signal.SIGUSR1, "killed"),
-    (signal.SIGSEGV, "crash"),
-    (signal.SIGABRT, "crash"),
-], ids=lambda v: v.name if isinstance(v, signal.Signals) else v)
-def test_bot_killed_by_a_signal_makes_the_wrapper_exit_128_plus_the_signal(tmp_path, sig, reason):
+@pytest.mark.posix_only("a bot dies by a POSIX signal it sends itself with sh's kill")
+@pytest.mark.parametrize("name, reason", [
+    ("SIGKILL", "killed"),
+    ("SIGTERM", "killed"),
+    ("SIGINT", "killed"),
+    ("SIGHUP", "killed"),
+    ("SIGUSR1", "killed"),
+    ("SIGSEGV", "crash"),
+    ("SIGABRT", "crash"),
+])
+def test_bot_killed_by_a_signal_makes_the_wrapper_exit_128_plus_the_signal(tmp_path, name, reason):
+    sig = getattr(signal, name)
     proc = run_bot(tmp_path, ["sh", "-c", f"ulimit -c 0; echo before; kill -{int(sig)} $$; echo after"])
     assert proc.returncode == 128 + sig
     assert proc.stdout == b"before\n"
@@ -195,8 +209,10 @@ def test_bot_killed_by_a_signal_makes_the_wrapper_exit_128_plus_the_signal(tmp_p
 
 # -- signal forwarding ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
-def test_signal_sent_to_the_wrapper_reaches_the_bot_and_its_child(tmp_path, sig):
+@pytest.mark.posix_only("a POSIX signal sent to the wrapper is forwarded to the bot's process group")
+@pytest.mark.parametrize("name", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_signal_sent_to_the_wrapper_reaches_the_bot_and_its_child(tmp_path, name):
+    sig = getattr(signal, name)
     marks = tmp_path / "marks"
     marks.mkdir()
     proc = subprocess.Popen([str(BOTWATCH), "run", "--bot", "b", "--", PY, str(BOTS / "sigbot.py"), str(marks)],
@@ -224,6 +240,7 @@ def test_signal_sent_to_the_wrapper_reaches_the_bot_and_its_child(tmp_path, sig)
     assert event["outcome"] == "failure"
 
 
+@pytest.mark.posix_only("SIGTERM sent to the wrapper, a sh bot")
 def test_signal_sent_to_the_wrapper_ends_a_bot_that_does_not_trap_it(tmp_path):
     proc = subprocess.Popen([str(BOTWATCH), "run", "--bot", "b", "--", "sh", "-c", "touch ready; exec sleep 60"],
                             cwd=tmp_path, env=wrapper_env(tmp_path / "spool.db"),
@@ -243,6 +260,7 @@ def test_signal_sent_to_the_wrapper_ends_a_bot_that_does_not_trap_it(tmp_path):
 
 # -- timeout ----------------------------------------------------------------------------------
 
+@pytest.mark.posix_only("process groups, sessions (setsid) and a SIGTERM the grandchild ignores")
 @pytest.mark.parametrize("grandchild", ["in_the_bots_process_group", "in_a_session_its_parent_started"])
 def test_timeout_ends_the_whole_process_tree_including_a_grandchild_that_ignores_sigterm(tmp_path, grandchild):
     """In the second case the bot's child has left the bot's session (setsid) and ignores SIGTERM
@@ -290,7 +308,7 @@ def test_timeout_ends_the_whole_process_tree_including_a_grandchild_that_ignores
 
 
 def test_bot_that_ends_before_its_timeout_keeps_its_own_exit_status(tmp_path):
-    proc = run_bot(tmp_path, ["sh", "-c", "exit 3"], options=["--timeout", "30s"])
+    proc = run_bot(tmp_path, py("import sys; sys.exit(3)"), options=["--timeout", "30s"])
     assert proc.returncode == 3
     event = finished_run(tmp_path / "spool.db")
     assert event["timed_out"] == 0 and event["reason"] == "unknown"
@@ -312,6 +330,7 @@ def test_binary_output_passes_through_byte_for_byte_on_each_stream(tmp_path):
     assert finished_run(tmp_path / "spool.db")["outcome"] == "success"
 
 
+@pytest.mark.posix_only(SH_BOT + " that leaves a process in the background with `&`")
 def test_background_process_holding_the_output_open_does_not_hold_up_the_wrapper(tmp_path):
     bg = tmp_path / "bg.pid"
     try:
@@ -385,6 +404,7 @@ def test_secrets_in_the_output_are_redacted_and_never_reach_the_spool_file(tmp_p
     assert "tail-marker-7b1e\n" in tail
 
 
+@pytest.mark.posix_only(SH_BOT)
 def test_long_bearer_tokens_in_a_verbose_log_never_reach_the_spool_file(tmp_path):
     """A debug log full of long tokens (JWTs run to kilobytes): every one of them is a secret,
     including the one the tail window happens to cut through."""
@@ -464,7 +484,7 @@ def test_estate_file_from_botwatch_config_env_is_used_too(tmp_path):
 # -- monitoring problems never change the bot's result ----------------------------------------
 
 BOT_OUT, BOT_ERR, BOT_STATUS = b"report written\n", b"2 rows skipped\n", 4
-TALKING_BOT = ["sh", "-c", "echo 'report written'; echo '2 rows skipped' >&2; exit 4"]
+TALKING_BOT = talking(BOT_OUT, BOT_ERR, BOT_STATUS)
 
 
 @pytest.mark.parametrize("where", ["under_a_regular_file", "in_a_read_only_filesystem", "in_a_file_that_is_not_a_database"])
@@ -474,7 +494,7 @@ def test_unusable_spool_leaves_the_bots_output_and_exit_status_unchanged(tmp_pat
         spool = tmp_path / "plain-file" / "botwatch" / "spool.db"
     elif where == "in_a_read_only_filesystem":
         if not os.path.isdir("/proc/self"):
-            pytest.skip("needs procfs, a file system where nobody (root included) can create a file")
+            not_applicable("needs procfs, a file system where nobody (root included) can create a file")
         spool = Path(f"/proc/botwatch-test-{os.getpid()}.db")
     else:
         spool = tmp_path / "spool.db"
@@ -499,7 +519,7 @@ def test_unusable_spool_leaves_the_bots_output_and_exit_status_unchanged(tmp_pat
 def test_invalid_estate_file_leaves_the_bots_exit_status_and_the_built_in_patterns(tmp_path, content, warned):
     estate = tmp_path / "estate.yaml"
     estate.write_text(content)
-    cmd = ["sh", "-c", "echo 'Logon failed for user svc'; exit 9"]
+    cmd = talking(b"Logon failed for user svc\n", status=9)
     proc = run_bot(tmp_path, cmd, options=["--config", str(estate)])
     assert proc.returncode == 9
     assert proc.stdout == b"Logon failed for user svc\n"
@@ -515,6 +535,7 @@ def test_estate_file_that_does_not_exist_is_ignored(tmp_path):
     assert finished_run(tmp_path / "spool.db")["exit_status"] == BOT_STATUS
 
 
+@pytest.mark.posix_only("waits for the deliverer's flock(2) on the spool's lock file")
 def test_agent_on_a_closed_port_leaves_the_exit_status_unchanged_and_the_run_spooled(tmp_path):
     url = f"http://127.0.0.1:{free_port()}"
     spool = tmp_path / "spool.db"
@@ -529,6 +550,8 @@ def test_agent_on_a_closed_port_leaves_the_exit_status_unchanged_and_the_run_spo
     assert row["agent_url"] == url
     assert row["attempts"] >= 1
     assert row["event"]["exit_status"] == BOT_STATUS
+
+    import fcntl
 
     def deliverer_done() -> bool:  # it holds the spool's lock while it runs
         with open(f"{spool}.lock", "a+b") as f:
@@ -555,6 +578,7 @@ def test_command_that_does_not_exist_exits_127_and_is_recorded_as_a_failed_run(t
     assert "no-such-bot-command-5f1c" in event["output_tail"]
 
 
+@pytest.mark.posix_only("a script without the execute bit; Windows runs files by their extension")
 def test_command_that_is_not_executable_exits_126_and_is_recorded_as_a_failed_run(tmp_path):
     script = tmp_path / "bot.sh"
     script.write_text("#!/bin/sh\necho never\n")
@@ -607,11 +631,11 @@ def test_run_help_prints_help_and_exits_0(tmp_path):
     ([], "agent"),
     (["--agent", "http://127.0.0.1:1"], "agent"),
     (["--pushgateway", "http://127.0.0.1:9091/"], "pushgateway:http://127.0.0.1:9091"),
-    (["--textfile-dir", "metrics"], "textfile:{tmp}/metrics"),
+    (["--textfile-dir", "metrics"], "textfile:{metrics}"),
 ], ids=["default", "agent", "pushgateway", "textfile_dir"])
 def test_run_is_spooled_with_its_target(tmp_path, options, target):
     (tmp_path / "metrics").mkdir()
-    proc = run_bot(tmp_path, ["sh", "-c", "sleep 1.2; exit 3"], options=options,
+    proc = run_bot(tmp_path, py("import sys, time; time.sleep(1.2); sys.exit(3)"), options=options,
                    env=wrapper_env(tmp_path / "spool.db", BOTWATCH_AGENT_URL="http://127.0.0.1:2"))
     assert proc.returncode == 3 and proc.stderr == b""
     db = sqlite3.connect(tmp_path / "spool.db")
@@ -619,7 +643,7 @@ def test_run_is_spooled_with_its_target(tmp_path, options, target):
         rows = db.execute("SELECT kind, target, agent_url FROM outbox ORDER BY seq").fetchall()
     finally:
         db.close()
-    target = target.format(tmp=tmp_path)
+    target = target.format(metrics=tmp_path / "metrics")
     if target == "agent":
         agent_url = options[1] if options else "http://127.0.0.1:2"
         assert rows == [("start", "agent", agent_url), ("finish", "agent", agent_url)]
@@ -641,7 +665,7 @@ def test_run_is_spooled_with_its_target(tmp_path, options, target):
 
 def test_run_path_imports_no_http_and_no_prometheus_client(tmp_path):
     code = ("import sys\nfrom botwatch.client.wrapper import main\n"
-            "status = main(['--bot', 'b', '--pushgateway', 'http://127.0.0.1:1', '--', 'true'])\n"
+            "status = main(['--bot', 'b', '--pushgateway', 'http://127.0.0.1:1', '--', sys.executable, '-c', ''])\n"
             "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('prometheus_client', 'http', 'click', "
             "'pydantic') or m in ('urllib.request', 'json'))\n"
             "print(status, heavy)\n")
@@ -652,7 +676,8 @@ def test_run_path_imports_no_http_and_no_prometheus_client(tmp_path):
 
 
 def test_help_flag_after_the_dashes_belongs_to_the_bot(tmp_path):
-    proc = run_bot(tmp_path, ["sh", "-c", 'echo "bot got $1"', "sh", "--help"])
+    echo_first_argument = py("import os, sys; os.write(1, b'bot got ' + sys.argv[1].encode() + b'\\n')")
+    proc = run_bot(tmp_path, [*echo_first_argument, "--help"])
     assert proc.returncode == 0
     assert proc.stdout == b"bot got --help\n"
     assert finished_run(tmp_path / "spool.db")["outcome"] == "success"
