@@ -50,8 +50,7 @@ sys.exit(0)
 @pytest.fixture
 def uirobot_dir(tmp_path):
     sleep = shutil.which("sleep")
-    if os.name == "nt" or sleep is None:
-        pytest.skip("not applicable on this platform: a script named UiRobot.exe needs a #! line")
+    assert sleep, "coreutils' sleep stands in for the executor"
     d = tmp_path / "UiPath"
     d.mkdir()
     robot = d / "UiRobot.exe"
@@ -68,12 +67,14 @@ def wrap(uirobot_dir, run_env, beneath: bool) -> subprocess.CompletedProcess:
                           env=env, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.posix_only("a script named UiRobot.exe needs a #! line")
 def test_a_job_run_outside_the_tree_is_named_after_the_run(uirobot_dir, run_env):
     r = wrap(uirobot_dir, run_env, beneath=False)
     assert r.returncode == 0, r.stderr
     assert "outside its own process tree" in r.stderr and "docs/windows.md" in r.stderr
 
 
+@pytest.mark.posix_only("a script named UiRobot.exe needs a #! line")
 def test_an_executor_beneath_uirobot_is_measured_without_a_notice(uirobot_dir, run_env):
     r = wrap(uirobot_dir, run_env, beneath=True)
     assert r.returncode == 0, r.stderr

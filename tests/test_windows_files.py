@@ -27,7 +27,7 @@ from botwatch.state.runtime import EstateState
 from botwatch.ui.probe import DriftProbe
 from test_logs import REGEX, Agent, append, assert_each_finished_once, bot
 
-windows_only = pytest.mark.skipif(sys.platform != "win32", reason="Windows only: file sharing modes")
+windows_only = pytest.mark.windows_only("file sharing modes")
 
 
 # -- watched logs: the writer may rename or delete them while they are read --------------------
@@ -131,8 +131,7 @@ def test_the_snapshot_watcher_judges_a_file_by_os_stat_not_by_the_folder_listing
     journal.close()
 
 
-@pytest.mark.skipif(not hasattr(os, "symlink") or sys.platform == "win32",
-                    reason="symbolic links need privileges on Windows")
+@pytest.mark.posix_only("symbolic links need privileges on Windows")
 def test_a_link_in_the_snapshot_folder_stays_refused_unread(tmp_path):
     folder = tmp_path / "snaps" / "invoices" / "invoice"
     folder.mkdir(parents=True)

@@ -26,8 +26,8 @@ from botwatch.client import runrecord
 PY = sys.executable
 WAIT = 60.0  # bounds a hang; never an assertion of speed
 GIB = 2 ** 30
-windows_only = pytest.mark.skipif(sys.platform != "win32", reason="Windows only: job objects and windows")
-posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX: the POSIX child and spawn")
+windows_only = pytest.mark.windows_only("job objects and windows")
+posix_only = pytest.mark.posix_only("the POSIX child and spawn")
 x64 = pytest.mark.skipif(ctypes.sizeof(ctypes.c_void_p) != 8, reason="the 64-bit layout")
 
 

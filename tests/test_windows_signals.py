@@ -120,7 +120,7 @@ def finished(env) -> dict:
     return ends[0]
 
 
-@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGUSR1"), reason="SIGUSR1 stands in for SIGBREAK (POSIX)")
+@pytest.mark.posix_only("SIGUSR1 stands in for SIGBREAK")
 def test_an_sdk_run_stopped_by_ctrl_break_runs_its_finally_and_records_its_end(tmp_path, bot_env):
     marker = tmp_path / "cleaned-up"
     script = EMULATE_BREAK + textwrap.dedent(f"""
@@ -154,7 +154,7 @@ Archive Invoices
 """
 
 
-@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGUSR1"), reason="SIGUSR1 stands in for SIGBREAK (POSIX)")
+@pytest.mark.posix_only("SIGUSR1 stands in for SIGBREAK")
 def test_a_robot_run_stopped_by_ctrl_break_writes_output_xml_and_its_end(tmp_path, bot_env):
     suite = tmp_path / "invoices.robot"
     suite.write_text(SUITE)
@@ -169,7 +169,7 @@ def test_a_robot_run_stopped_by_ctrl_break_writes_output_xml_and_its_end(tmp_pat
     assert (end["bot"], end["outcome"]) == ("invoice-portal", "failure")
 
 
-@pytest.mark.skipif(sys.platform != "win32", reason="not applicable on this platform: a real CTRL_BREAK_EVENT")
+@pytest.mark.windows_only("a real CTRL_BREAK_EVENT")
 def test_a_real_ctrl_break_ends_an_sdk_run_with_its_end_recorded(tmp_path, bot_env):  # pragma: no cover - Windows
     import signal
 

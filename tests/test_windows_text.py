@@ -23,7 +23,7 @@ from conftest import BOTWATCH, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DENIED = "Zugriff verweigert: Datei »Übersicht_März.xlsx« ist geöffnet (Größe 5 KB)"
-windows_only = pytest.mark.skipif(sys.platform != "win32", reason="Windows only: console code pages")
+windows_only = pytest.mark.windows_only("console code pages")
 
 
 # -- a bot's output -----------------------------------------------------------------------------
@@ -287,7 +287,7 @@ def test_what_detect_secrets_reads_under_a_cp1252_locale_is_the_same_text_line_f
     assert scan_copy(utf8, "UTF-8") is None
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="the C locale is POSIX's; Windows' own is cp1252 already")
+@pytest.mark.posix_only("the C locale is POSIX's; Windows' own is cp1252 already")
 def test_a_utf8_script_with_umlauts_and_a_password_is_found_under_a_locale_that_is_not_utf8(tmp_path):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "recon.py").write_bytes(SCRIPT.encode())
