@@ -186,7 +186,7 @@ class Baseline:
         """Roughly what it takes in memory."""
         raw = len(self.raw_compressed or b"")
         if self.kind == "png":
-            return self.data.gray.nbytes + raw
+            return len(self.data.gray) + raw
         return len(self.data) * _BYTES_PER_ELEMENT + raw
 
     def selectors_for(self, settings: ScreenSettings) -> dict:
