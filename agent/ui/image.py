@@ -73,11 +73,14 @@ class Screenshot:
     def hashed(self, mask) -> tuple[list[int], list[float]]:
         """(tile hashes, share of each tile not masked) under `mask`, computed once per mask."""
         key = tuple(tuple(r) for r in mask or ())
-        if key not in self._hashed:
+        got = self._hashed.get(key)
+        if got is None:
             gray, share = _masked(self, key)
-            self._hashed.clear()  # one mask at a time: a screen's mask changes rarely
-            self._hashed[key] = (tile_hashes(gray), share)
-        return self._hashed[key]
+            got = (tile_hashes(gray), share)
+            # one mask at a time (a screen's mask changes rarely), replaced whole: another thread
+            # comparing with this baseline keeps what it has
+            self._hashed = {key: got}
+        return got
 
 
 _WIDTH = GRID[0] * TILE  # of the scaled-down image
