@@ -1,8 +1,9 @@
 """`botwatch grafana push`: upload the bundled dashboards to a Grafana through its HTTP API.
 
-Uses grafana-client (the grafana extra) with a service account token read from a file (never printed). The folder
-is looked up by title and created when missing; every dashboard is saved with overwrite=True,
-so pushing again replaces the previous version (Grafana keeps it in the dashboard's history).
+Uses grafana-client (the grafana extra) with a service account token read from a file (never
+printed). The folder is looked up by title and created when missing; every dashboard is saved
+with overwrite=True, so pushing again replaces the previous version (Grafana keeps it in the
+dashboard's history).
 """
 
 from __future__ import annotations
