@@ -20,6 +20,10 @@ PYTEST_WORKERS ?= auto
 LOCK        = requirements/test.txt
 LOCK_VENV   = .venv-lock
 LATEST_VENV = .venv-latest
+# `make demo` runs in its own venv with what a user installs, `pip install 'botwatch[all]'` (the
+# newest releases, none of the test tools), so that it shows botwatch as it is installed
+DEMO_VENV   = .venv-demo
+DEMO_STAMP  = $(DEMO_VENV)/.installed
 PIP_FLAGS   = --quiet --no-binary urllib3-future
 export URLLIB3_NO_OVERRIDE = 1
 
@@ -29,6 +33,13 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install $(PIP_FLAGS) --require-hashes -r $(LOCK)
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(DEMO_STAMP): pyproject.toml
+	@scripts/system-deps.sh venv
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DEMO_VENV)/bin/python -m pip install $(PIP_FLAGS) -e '.[all]'
 	@touch $@
 
 lock:
@@ -48,8 +59,8 @@ test-latest: system-deps
 system-deps:
 	@scripts/system-deps.sh test
 
-demo: $(STAMP)
-	$(VENV)/bin/botwatch demo
+demo: $(DEMO_STAMP)
+	$(DEMO_VENV)/bin/botwatch demo
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest -n $(PYTEST_WORKERS) tests
@@ -63,4 +74,4 @@ lint: $(STAMP)
 	$(PY) -m mypy
 
 clean:
-	rm -rf $(VENV) $(LOCK_VENV) $(LATEST_VENV) build *.egg-info botwatch-demo .pytest_cache .mypy_cache
+	rm -rf $(VENV) $(LOCK_VENV) $(LATEST_VENV) $(DEMO_VENV) build *.egg-info botwatch-demo .pytest_cache .mypy_cache

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.registry import CollectorRegistry
 
+from botwatch.core.extras import MissingExtra, require
 from botwatch.core.redact import redact_url
 from botwatch.state.runtime import EstateState
 
@@ -44,8 +45,17 @@ class OtlpExports:
 
 def start(settings: OtlpSettings, state: EstateState, registry: CollectorRegistry) -> OtlpExports:
     """Start what `settings` asks for; the OpenTelemetry packages load only then. An export that
-    cannot start is logged and left off: /metrics and the rest of the agent go on."""
+    cannot start is logged and left off: /metrics and the rest of the agent go on. Without the
+    otlp extra, one line says so and nothing starts."""
     exports = OtlpExports()
+    wanted = [what for what, target in (("metrics", settings.metrics), ("run traces", settings.traces)) if target]
+    if not wanted:
+        return exports
+    try:
+        require("otlp", "OTLP export of " + " and ".join(wanted))
+    except MissingExtra as exc:
+        log.warning("%s; the agent goes on without it", exc)
+        return exports
     try:
         _start_metrics(settings, state, registry, exports)
     except Exception:

@@ -233,23 +233,6 @@ def test_a_screenshot_of_another_size_is_compared_and_said_so(probe):
     assert r.changes[0] == "screenshot size changed: 1920x1080 -> 1280x720"
 
 
-def test_tile_hashes_are_imagehash_perceptual_hashes():
-    import imagehash
-    from PIL import Image
-
-    from botwatch.ui.image import GRID, TILE, parse_png, tile_hashes
-
-    gray = parse_png(screenshot()).gray
-    bits = tile_hashes(gray)
-    for k in (0, 20, 77, 143):
-        r, c = divmod(k, GRID[0])
-        tile = Image.fromarray(gray[r * TILE:(r + 1) * TILE, c * TILE:(c + 1) * TILE])
-        if gray[r * TILE:(r + 1) * TILE, c * TILE:(c + 1) * TILE].std() >= 2:
-            assert (imagehash.phash(tile).hash.flatten() == bits[k]).all()
-        else:
-            assert not bits[k].any()  # a blank tile hashes to zero
-
-
 # -- accessibility trees ----------------------------------------------------------------------
 
 def playwright_tree(name="Submit", amount="Amount", extra=()):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 import sqlite3
 import subprocess
 import textwrap
@@ -115,14 +116,13 @@ def test_the_api_refuses_unreadable_snapshots_wrong_keys_and_unknown_bots(estate
 
 
 def test_a_full_hd_screenshot_fits_the_default_body_limit(estate, agents):
-    import numpy as np
     from PIL import Image
 
     config, port, _ = estate
     agent = agents(config, port).start()
-    noise = np.random.default_rng(5).integers(0, 256, size=(1080, 1920, 3), dtype=np.uint8)
+    noise = random.Random(5).randbytes(1920 * 1080 * 3)
     buf = io.BytesIO()
-    Image.fromarray(noise).save(buf, format="PNG")
+    Image.frombytes("RGB", (1920, 1080), noise).save(buf, format="PNG")
     png = buf.getvalue()
     assert len(png) > 6_000_000  # incompressible: the worst case of an RGB screenshot
     status, first = post(agent, "portal", png, "image/png")

@@ -1,8 +1,9 @@
 """`botwatch grafana push`: upload the bundled dashboards to a Grafana through its HTTP API.
 
-Uses grafana-client with a service account token read from a file (never printed). The folder
-is looked up by title and created when missing; every dashboard is saved with overwrite=True,
-so pushing again replaces the previous version (Grafana keeps it in the dashboard's history).
+Uses grafana-client (the grafana extra) with a service account token read from a file (never
+printed). The folder is looked up by title and created when missing; every dashboard is saved
+with overwrite=True, so pushing again replaces the previous version (Grafana keeps it in the
+dashboard's history).
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
+from ..core.extras import require
+
 DEFAULT_FOLDER = "botwatch"
+PUSHING = "pushing dashboards to Grafana"  # the capability the grafana extra adds, as messages name it
 TIMEOUT = 30.0
 
 
@@ -60,11 +64,7 @@ def bundled_dashboards() -> list[dict]:
 
 
 def _client(url: str, token: str, insecure: bool):
-    try:
-        from grafana_client import GrafanaApi
-    except ImportError:
-        raise PushError("pushing dashboards needs grafana-client: pip install 'botwatch[grafana]' "
-                        "(or import them by hand, see dashboards/README.md)") from None
+    from grafana_client import GrafanaApi
 
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -126,7 +126,9 @@ class _Unexpected(Exception):
 
 def push(url: str, token: str, folder: str = DEFAULT_FOLDER, *, insecure: bool = False,
          dashboards: list[dict] | None = None) -> list[Pushed]:
-    """Upload `dashboards` (default: the bundled ones) into `folder`; one Pushed per dashboard."""
+    """Upload `dashboards` (default: the bundled ones) into `folder`; one Pushed per dashboard.
+    MissingExtra without the grafana extra (grafana-client)."""
+    require("grafana", PUSHING)
     from grafana_client.client import GrafanaException
     from niquests.exceptions import RequestException
 

@@ -73,8 +73,14 @@ def run(bot, config, timeout, kill_grace, agent, pushgateway, textfile_dir, comm
 @click.argument("file", type=click.Path(), required=False)
 def check_config(file) -> None:
     """Validate an estate FILE: prints FILE:LINE: message for every problem, exit 2 if any."""
+    from ..core.extras import MissingExtra, available
+
     loaded = _load_or_exit(config_path(file))
     click.echo(for_terminal(f"{loaded.path}: OK ({len(loaded.estate.bots)} bot(s))"))
+    declared = any(s.selectors for b in loaded.estate.bots if b.ui is not None for s in b.ui.screens.values())
+    if declared and not available("drift"):
+        click.echo(for_terminal(f"{loaded.path}: the ui selectors are not checked: "
+                                f"{MissingExtra('drift', 'checking them')}"))
 
 
 @cli.command()
@@ -329,8 +335,14 @@ def grafana_push(url, token_file, folder, insecure) -> None:
     Example:
       botwatch grafana push --url https://grafana.example.com --token-file ~/.config/botwatch/grafana-token
     """
-    from .grafana import PushError, push, read_token
+    from ..core.extras import MissingExtra, require
+    from .grafana import PUSHING, PushError, push, read_token
 
+    try:
+        require("grafana", PUSHING)
+    except MissingExtra as exc:
+        _echo(f"botwatch grafana push: {exc} (or import the dashboards by hand, see dashboards/README.md)", err=True)
+        sys.exit(2)
     try:
         token = read_token(token_file, url)
         pushed = push(url, token, folder, insecure=insecure)

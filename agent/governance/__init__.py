@@ -15,7 +15,9 @@ Checks (docs/governance.md):
   its `watch.process.cmdline` pattern or a literal `ping_key`. Files and the estate entry are
   scanned with detect-secrets; the command-line pattern also with botwatch's own redaction
   rules (the ones that mask secrets such as `--password X` before anything is stored), which
-  detect-secrets does not look for.
+  detect-secrets does not look for. detect-secrets comes with the governance extra
+  (`pip install 'botwatch[governance]'`): without it only botwatch's own rules run, and the
+  finding's detail says that nothing was scanned.
 
 The parts: `checks` (the checks, their findings, the whole estate's), `routing` (the teams an
 Alertmanager configuration routes), `secrets` (detect-secrets over files and text), `entries`

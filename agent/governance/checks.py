@@ -14,10 +14,11 @@ from datetime import date
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from ..config.estate import BotConfig, LoadedEstate
+from ..core.extras import MissingExtra
 from ..core.redact import redact
 from .entries import EstateEntry, estate_entries
 from .routing import RoutingError, RoutingTeams, routing_for
-from .secrets import SecretScanner
+from .secrets import SCANNING, SecretScanner
 
 if TYPE_CHECKING:
     from ..state.runtime import EstateState
@@ -140,7 +141,7 @@ def _secrets(bot: BotConfig, estate: LoadedEstate, entry: EstateEntry | None,
         # the entry alone, its line numbers shifted back to the file's: scanning only its own lines
         # keeps a refresh linear in the estate's size (blanking the rest was quadratic)
         rendering = "\n".join(entry.lines[entry.first - 1:entry.last]) + "\n"
-        for offset_line, kind in scanner.scan_text(rendering):
+        for offset_line, kind in scanner.scan_text(rendering) if scanner.available else ():
             line = offset_line + entry.first - 1
             if not _is_ping_key_line(entry, line):
                 add(entry.file, line, f"{kind} in the estate entry")
@@ -151,7 +152,7 @@ def _secrets(bot: BotConfig, estate: LoadedEstate, entry: EstateEntry | None,
         add("", 0, f"credential in the command line of its running process {running_secret_pid}")
     notes: list[str] = []
     scanned = 0
-    if bot.source:
+    if bot.source and scanner.available:
         scan = scanner.scan_paths([estate.resolve(s) for s in bot.source])
         for file, line, kind in scan.hits:
             add(file, line, f"{kind} in a source file")
@@ -159,8 +160,13 @@ def _secrets(bot: BotConfig, estate: LoadedEstate, entry: EstateEntry | None,
     if found:
         return [Finding("plaintext_secret", False, what, file or None, line or None)
                 for (file, line), what in sorted(found.items())]
-    detail = (f"no plaintext credential found (estate entry and {scanned} source file(s) scanned)" if bot.source
-              else "no plaintext credential in the estate entry; no `source:` declared, no code scanned")
+    if not scanner.available:
+        detail = (f"not scanned: {MissingExtra('governance', SCANNING)} (only literal ping keys and credentials in "
+                  "command lines were looked for)")
+    elif bot.source:
+        detail = f"no plaintext credential found (estate entry and {scanned} source file(s) scanned)"
+    else:
+        detail = "no plaintext credential in the estate entry; no `source:` declared, no code scanned"
     if notes:
         detail += "; " + "; ".join(notes)
     return [Finding("plaintext_secret", True, detail, entry.file if entry else None, entry.first if entry else None)]
@@ -192,6 +198,7 @@ class Governance:
         self._findings: dict[str, list[Finding]] | None = None
         self.computed_at: float | None = None
         self.errors_total = 0
+        self._said_scanning_off = False  # logged once
 
     def refresh(self) -> dict[str, list[Finding]]:
         with self._lock:
@@ -216,6 +223,9 @@ class Governance:
         except RoutingError as exc:
             error = str(exc)
             log.warning("governance: %s", exc)
+        if not self.scanner.available and not self._said_scanning_off:
+            self._said_scanning_off = True
+            log.warning("governance: plaintext_secret checks no file: %s", MissingExtra("governance", SCANNING))
         entries = estate_entries(self.estate)
         running = self.running_secrets()
         out: dict[str, list[Finding]] = {}

@@ -1,7 +1,8 @@
 """Secret scanning: detect-secrets over a bot's source files and over text in no file of its own.
 
 Only the type and line number of a hit are kept, never the secret. Scans are cached by
-(path, mtime, size), and by the text's hash, so that periodic checks are cheap.
+(path, mtime, size), and by the text's hash, so that periodic checks are cheap. detect-secrets
+comes with the governance extra; without it nothing is scanned (`SecretScanner.available`).
 
 Encodings: detect-secrets opens a file in the locale's encoding (cp1252 on a Western Windows
 host), where UTF-8 text reads wrong or, at a byte cp1252 leaves undefined, not at all (the file
@@ -27,7 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from ..core import extras
+
 log = logging.getLogger("botwatch.governance")
+
+SCANNING = "secret scanning"  # the capability the governance extra adds, as messages name it
 
 MAX_FILES = 2000  # per bot source
 MAX_FILE_BYTES = 2 * 1024 * 1024  # larger files are not scanned (noted)
@@ -56,6 +61,11 @@ class SecretScanner:
     """
 
     _lock = threading.Lock()
+
+    @property
+    def available(self) -> bool:
+        """Whether detect-secrets is installed (the governance extra)."""
+        return extras.available("governance")
 
     def __init__(self, max_files: int = MAX_FILES, max_file_bytes: int = MAX_FILE_BYTES):
         self.max_files, self.max_file_bytes = max_files, max_file_bytes
@@ -131,6 +141,7 @@ class SecretScanner:
                 pass
 
     def _scan_files(self, files: list[Path]) -> list[tuple[tuple[int, str], ...]]:
+        extras.require("governance", SCANNING)
         from detect_secrets.core.scan import scan_file
         from detect_secrets.settings import default_settings
 

@@ -11,9 +11,11 @@
                                           rate (429) refuse the whole batch; each event is judged alone:
                                           the invalid ones are answered in `rejected`, those of a type
                                           this agent does not know (a newer client's) in `ignored`
-  GET  /api/v1/status                     every bot's state, for `botwatch status`
+  GET  /api/v1/status                     every bot's state, for `botwatch status`, and the capabilities
+                                          off (extras not installed)
   GET  /api/v1/unregistered               shadow bots: processes of bot runtimes no bot claims
   POST /api/v1/snapshots/<bot>/<screen>   a UI snapshot (HTML, accessibility tree, PNG): its drift report
+                                          (501 without the drift extra)
   POST /api/v1/webhooks/<platform>/<connection>  a control plane's webhook, for the source of that
                                           platform (botwatch.server.webhooks); signed, not keyed
   /api/v1/openapi.json                    the API description (Swagger UI at /api/v1/docs with agent.api_docs)
@@ -45,7 +47,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from botwatch.exporters.exposition import CachedExposition
 
 from .. import __version__
-from ..core import exitcodes
+from ..core import exitcodes, extras
 from ..core.items import MAX_ITEMS
 from ..core.events import EVENT_TYPES, LogNoted, RunFinished, RunStarted, from_wire
 from ..config.estate import parse_listen
@@ -367,6 +369,7 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
         probe = DriftProbe(state.estate, state.journal)
     agent = state.estate.agent
     limits = agent.limits
+    drift_off_warned: list[bool] = []  # the first snapshot refused for want of the drift extra is logged
     # a bucket for each bot the agent may hear of, and as many again for the names it refuses
     rate = RateLimiter(limits.events_per_second, limits.burst, max_keys=2 * max(limits.max_bots, len(state.bots)))
 
@@ -554,7 +557,9 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
     @app.get("/api/v1/status", summary="Every bot's current state")
     def status() -> JSONResponse:
         now = time.time()
-        return JSONResponse({"time": now, "bots": [v.to_json() for v in state.views(now)]})
+        off = [{"extra": e.name, "capability": e.capability, "install": extras.install_hint(e.name)}
+               for e in extras.missing()]
+        return JSONResponse({"time": now, "bots": [v.to_json() for v in state.views(now)], "capabilities_off": off})
 
     @app.get("/api/v1/unregistered", summary="Shadow bots: processes of known bot runtimes that no registered "
              "bot claims (command lines redacted)")
@@ -578,7 +583,9 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
                           "(application/json: Playwright's page.accessibility.snapshot() or Chrome DevTools' "
                           "AX nodes) or a screenshot (image/png); `kind` overrides the Content-Type.",
               responses={400: {"model": ErrorOut}, 401: {"model": ErrorOut}, 404: {"model": ErrorOut},
-                         413: {"model": ErrorOut}, 429: {"model": ErrorOut}, 503: {"model": ErrorOut}})
+                         413: {"model": ErrorOut}, 429: {"model": ErrorOut},
+                         501: {"model": ErrorOut, "description": "UI drift is off: the drift extra is not installed"},
+                         503: {"model": ErrorOut}})
     async def snapshot(request: Request, bot: Bot, screen: ScreenName,
                        kind: Annotated[_SNAPSHOT_KIND | None, Query(
                            description="html, a11y or png; default from the Content-Type")] = None,
@@ -599,6 +606,15 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
             return _refuse("snapshot", 401, "missing or wrong X-Botwatch-Key")
         if not _BOT_NAME.match(bot):
             return _refuse("snapshot", 400, "invalid bot name", "a bot name is 1-64 characters of [a-z0-9_-]")
+        if not extras.available("drift"):  # refused before the body is read: nothing can compare it
+            from ..ui.probe import DRIFT
+
+            state.count_dropped("snapshot")
+            hint = str(extras.MissingExtra("drift", DRIFT))
+            if not drift_off_warned:
+                drift_off_warned.append(True)
+                log.warning("UI snapshots are refused (HTTP 501): %s", hint)
+            return _error(501, "UI drift is off", hint)
         return _refuse_bot(bot, "snapshot", "too many snapshots")
 
     def _snapshot(bot, screen, kind, run_id, content_type, body) -> Response:

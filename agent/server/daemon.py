@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from .._platform.interrupts import stop_signals
 from ..config.estate import ConfigError, LoadedEstate
+from ..core.extras import MissingExtra, capabilities_off
 from ..state.journal import Journal, JournalError
 from ..sources.base import PeriodicTask
 from ..state.runtime import EstateState
@@ -53,6 +54,8 @@ def build_sources(loaded: LoadedEstate, state: EstateState, journal: Journal,
     for cls in registry.wanted(loaded):
         try:
             sources.append(cls.from_estate(loaded, state, journal, probe=probe))
+        except MissingExtra as exc:  # said in one line: the others start
+            log.warning("source %s is off: %s", cls.name, exc)
         except Exception:  # one source that cannot be built must not keep the others from starting
             log.exception("source %s cannot be started", cls.name)
     return sources
@@ -146,6 +149,9 @@ def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None, *,
     receivers.attach(sources)
     print(f"botwatch agent: {len(state.bots)} bot(s), journal {loaded.journal_path}, "
           f"{journal.count_runs()} run(s) on record; listening on {scheme}://{host}:{port}", file=sys.stderr, flush=True)
+    off = capabilities_off()
+    if off:
+        print(f"botwatch agent: capabilities off (extras not installed): {off}", file=sys.stderr, flush=True)
     # access_log stays off: check-in URLs carry the ping key, which is never logged
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                                            lifespan="off", timeout_graceful_shutdown=5,

@@ -148,6 +148,10 @@ class SnapshotWatcher(Source):
 
     @classmethod
     def from_estate(cls, loaded, state, journal, *, probe=None, **deps) -> "SnapshotWatcher":
+        from ..core.extras import require
+        from ..ui.probe import DRIFT
+
+        require("drift", f"{DRIFT} of the snapshot folder {loaded.snapshots_path}")  # the folder is left as it is
         if probe is None:
             from ..ui.probe import DriftProbe
 

@@ -9,7 +9,8 @@ else ./botwatch.yaml), the same the agent uses; the CLI may run while the agent 
 
 Exit status: `check` 0 below the bot's `ui.drift_warning`, 1 at or above it; `baseline` 1 when
 the screen already has a baseline (replace it with `accept`, or `--force`); 2 for bad input
-(an unreadable snapshot, an unknown bot, no baseline to check against, an unusable journal).
+(an unreadable snapshot, an unknown bot, no baseline to check against, an unusable journal), and
+without the drift extra (`pip install 'botwatch[drift]'`: lxml, cssselect and Pillow).
 """
 
 from __future__ import annotations
@@ -44,10 +45,15 @@ def _fail(cmd: str, message: str, code: int = 2):
 
 
 def _setup(cmd: str, config, bot: str, screen: str, file: str, kind: str | None, readonly: bool):
+    from ..core.extras import MissingExtra, require
     from ..state.journal import Journal, JournalError
     from . import SnapshotError
-    from .probe import DriftProbe, kind_for
+    from .probe import DRIFT, DriftProbe, kind_for
 
+    try:
+        require("drift", DRIFT)
+    except MissingExtra as exc:
+        _fail(cmd, str(exc))
     try:
         loaded = load_estate(config_path(config))
     except ConfigError as exc:

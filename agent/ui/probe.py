@@ -29,7 +29,10 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..core.extras import require
 from . import KINDS, SnapshotError
+
+DRIFT = "UI drift comparison"  # the capability the drift extra adds, as messages name it
 
 CONTENT_TYPES = {"text/html": "html", "application/xhtml+xml": "html", "application/json": "a11y",
                  "image/png": "png"}
@@ -186,7 +189,7 @@ class Baseline:
         """Roughly what it takes in memory."""
         raw = len(self.raw_compressed or b"")
         if self.kind == "png":
-            return self.data.gray.nbytes + raw
+            return len(self.data.gray) + raw
         return len(self.data) * _BYTES_PER_ELEMENT + raw
 
     def selectors_for(self, settings: ScreenSettings) -> dict:
@@ -408,7 +411,9 @@ class DriftProbe:
     def check(self, bot: str, screen: str, kind: str, data: bytes, *, run_id: str | None = None,
               bootstrap: bool = True, source: str | None = "api") -> Report:
         """Score a snapshot against the screen's baseline. Without a baseline the snapshot
-        becomes it (`bootstrap`, the agent) or NoBaseline is raised (`drift check`)."""
+        becomes it (`bootstrap`, the agent) or NoBaseline is raised (`drift check`). MissingExtra
+        without the drift extra (lxml, cssselect, Pillow)."""
+        require("drift", DRIFT)
         settings = self.settings(bot, screen)
         key = (bot, screen, kind)
         with _reading:
@@ -460,6 +465,7 @@ class DriftProbe:
         flip of kind "ui"; the screen's latest drift becomes 0 against the new baseline."""
         from ..state.journal import UI_FLIP, Flip
 
+        require("drift", DRIFT)
         settings = self.settings(bot, screen)
         with _reading:
             snap = read_snapshot(kind, data, settings)
