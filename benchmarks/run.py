@@ -25,7 +25,8 @@ BENCHMARKS = [
     # (script, section title, arguments for --quick[, arguments for every run: a size that keeps
     # `make bench` within minutes, where the benchmark's own default is a larger proof run alone])
     ("bench_run_wrapper.py", "1. `botwatch run` wall time", ["--runs", "5", "--reps", "3", "--warmup", "2"]),
-    ("bench_metrics_render.py", "2. `/metrics` render time", ["--runs", "5", "--reps", "1", "--warmup", "1"]),
+    ("bench_metrics_render.py", "2. `/metrics` scrapes: the first, at rest, after every bot changed",
+     ["--runs", "5", "--reps", "1", "--warmup", "1"]),
     ("bench_log_throughput.py", "3. Log throughput (UiPath execution log)", ["--runs", "5", "--lines", "200000"]),
     ("bench_process_sweep.py", "4. Process sweep CPU time", ["--runs", "5", "--reps", "1", "--warmup", "1"]),
     ("bench_ui_drift.py", "5. UI drift check of one snapshot", ["--runs", "5", "--reps", "2", "--warmup", "1"]),

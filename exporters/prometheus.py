@@ -1,24 +1,18 @@
 """Prometheus exposition of the estate state: a custom collector (no global registry).
 
-Names, types, help and labels come from the metric catalogue (catalogue.py); `promtool check metrics`
-must print nothing for this output.
+Names, types, help and labels come from the metric catalogue (catalogue.py), a bot's samples from
+bot_series.py; `promtool check metrics` must print nothing for this output. /metrics renders the
+collector's samples through its section (exposition.EstateSection), which keeps each bot's lines.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import time
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.core import Metric
 from prometheus_client.registry import CollectorRegistry
-from prometheus_client.utils import floatToGoString
 
 from botwatch import __version__
 from botwatch.sources.runtimes import PLATFORMS as SHADOW_PLATFORMS
@@ -26,13 +20,13 @@ from botwatch.sources import registry as sources
 from botwatch.state.runtime import EstateState
 from botwatch.state.controlplanes import REQUEST_OUTCOMES, SESSION_STATES, WEBHOOK_OUTCOMES
 from botwatch.state.workqueues import EXCEPTIONS, PROCESSED_STATUSES, SLA_STATES
-from botwatch.core.vocabulary import DURATION_BUCKETS, ITEM_STATUSES, LOOKUP_KINDS, REASONS, STATES, UI_WAIT_BUCKETS
 
-from .catalogue import METRICS, cumulative_buckets
+from .bot_series import MetricSink, family, write_bot
+from .exposition import EstateSection
+from .textformat import LARGEST, finite
 
+__all__ = ["EstateCollector", "EstateRegistry", "LARGEST", "estate_registry", "family", "finite"]
 log = logging.getLogger("botwatch.exporters.prometheus")
-_LE = [floatToGoString(b) for b in DURATION_BUCKETS]
-_UI_LE = [floatToGoString(b) for b in UI_WAIT_BUCKETS]
 
 # Every source the agent counts dropped events and parse errors under (EstateState.count_dropped
 # and count_parse_error, the deliverers' spool reports). Their counters are exported at 0 from the
@@ -56,40 +50,12 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-_FAMILIES = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily, "histogram": HistogramMetricFamily}
-
-
-def family(name: str, *, totals: bool = False) -> Metric:
-    """An empty family of the catalogue's metric `name`; `totals`: as a bot host's totals say it."""
-    spec = METRICS[name]
-    doc = spec.totals_help if totals and spec.totals_help else spec.help
-    return _FAMILIES[spec.type](name, doc, labels=list(spec.labels))
-
-
-LARGEST = sys.float_info.max
-_warned = [0.0]
-
-
-def finite(families: Iterable[Metric]) -> Iterator[Metric]:
-    """The families with every sample value a finite float: one value beyond a float (an integer
-    of 400 digits), infinite or NaN must not break a scrape. Such a value becomes the largest
-    float of its sign (NaN 0) and is logged, at most once a minute. Inputs are bounded where
-    they enter: this is the second line."""
-    for fam in families:
-        for i, s in enumerate(fam.samples):
-            if not -LARGEST <= s.value <= LARGEST:  # False for NaN too
-                value = LARGEST if s.value > 0 else -LARGEST if s.value < 0 else 0.0
-                fam.samples[i] = s._replace(value=value)
-                now = time.monotonic()
-                if now - _warned[0] >= 60.0:
-                    _warned[0] = now
-                    log.warning("%s%s had a value that is not a finite number; exported as %s", s.name,
-                                s.labels, value)
-        yield fam
-
-
 class EstateCollector:
-    """Collects the catalogue's bot metrics and the agent's self-monitoring metrics."""
+    """Collects the catalogue's bot metrics and the agent's self-monitoring metrics.
+
+    `collect()` builds every family afresh (OTLP, the tests, any registry reader); /metrics
+    renders the same samples through `section()` (exposition.EstateSection), which keeps each
+    bot's lines until the bot changes."""
 
     def __init__(self, state: EstateState, clock: Callable[[], float] = time.time):
         self.state = state
@@ -106,81 +72,20 @@ class EstateCollector:
             self.errors_total += 1
             log.exception("collecting estate metrics failed")
 
-    def _collect(self) -> Iterator[Metric]:
-        views = self.state.views(self.clock())
-        (info, state, runs, failures, duration, last_dur, last_end, last_ok, last_fail, consec, in_prog, started,
-         next_exp, grace, missed, cpu, mem, hung, nprocs, items, empty) = (family(n) for n in (
-            "botwatch_bot_info", "botwatch_bot_state", "botwatch_runs", "botwatch_run_failures",
-            "botwatch_run_duration_seconds", "botwatch_last_run_duration_seconds",
-            "botwatch_last_run_end_timestamp_seconds", "botwatch_last_success_timestamp_seconds",
-            "botwatch_last_failure_timestamp_seconds", "botwatch_consecutive_failures", "botwatch_run_in_progress",
-            "botwatch_run_started_timestamp_seconds", "botwatch_schedule_next_expected_timestamp_seconds",
-            "botwatch_schedule_grace_seconds", "botwatch_missed_runs", "botwatch_bot_cpu_seconds",
-            "botwatch_bot_resident_memory_bytes", "botwatch_bot_hung", "botwatch_bot_processes", "botwatch_bot_items",
-            "botwatch_empty_runs"))
+    def section(self) -> EstateSection:
+        return EstateSection(self)
 
-        for v in views:
-            c = v.cfg
-            b = [v.name]
-            info.add_metric([v.name, c.team or "", c.owner or "", c.platform, c.lifecycle or "", c.criticality], 1)
-            for s in STATES:
-                state.add_metric([v.name, s], 1 if s == v.state else 0)
-            runs.add_metric(b, v.runs_total)
-            for r in REASONS:
-                failures.add_metric([v.name, r], v.failures.get(r, 0))
-            duration.add_metric(b, cumulative_buckets(_LE, v.bucket_counts, v.duration_count), v.duration_sum)
-            if v.last_run_duration is not None:
-                last_dur.add_metric(b, v.last_run_duration)
-            if v.last_run_end is not None:
-                last_end.add_metric(b, v.last_run_end)
-            if v.last_success is not None:
-                last_ok.add_metric(b, v.last_success)
-            if v.last_failure is not None:
-                last_fail.add_metric(b, v.last_failure)
-            consec.add_metric(b, v.consecutive_failures)
-            in_prog.add_metric(b, v.runs_in_progress)
-            started.add_metric(b, v.oldest_active_start or 0)
-            if v.next_due is not None:
-                next_exp.add_metric(b, v.next_due)
-                grace.add_metric(b, c.grace)
-            missed.add_metric(b, v.missed_runs_total)
-            cpu.add_metric(b, v.cpu_seconds_total)
-            mem.add_metric(b, v.resident_memory_bytes)
-            hung.add_metric(b, 1 if v.hung else 0)
-            nprocs.add_metric(b, v.processes)
-            for status, n in zip(ITEM_STATUSES, (v.items_processed_total, v.items_failed_total)):
-                items.add_metric([v.name, status], n)
-            empty.add_metric(b, v.empty_runs_total)
-        yield from (info, state, runs, failures, duration, last_dur, last_end, last_ok, last_fail, consec,
-                    in_prog, started, next_exp, grace, missed, cpu, mem, hung, nprocs, items, empty)
-        yield from self._ui_metrics(views)
+    def _collect(self) -> Iterator[Metric]:
+        sink = MetricSink()
+        for v in self.state.views(self.clock()):
+            write_bot(v, sink)
+        yield from sink.families
+        yield from self.other_families()
+
+    def other_families(self) -> Iterator[Metric]:
+        """The families without a series per bot's record, after the bots' (in this order)."""
         yield self._unregistered()
         yield from self._self_metrics()
-
-    def _ui_metrics(self, views) -> Iterator[Metric]:
-        lookups, fails, healed, wait, overflow, drift, baseline, declared = (family(n) for n in (
-            "botwatch_ui_lookups", "botwatch_ui_lookup_failures", "botwatch_ui_healed_lookups",
-            "botwatch_ui_lookup_wait_seconds", "botwatch_ui_screens_overflow", "botwatch_ui_drift_score",
-            "botwatch_ui_baseline_timestamp_seconds", "botwatch_ui_declared_selector_matches"))
-        for v in views:
-            if not v.ui:
-                continue
-            for screen, u in sorted(v.ui.items()):
-                labels = [v.name, screen]
-                lookups.add_metric(labels, u.lookups)
-                for kind in LOOKUP_KINDS:
-                    fails.add_metric([v.name, screen, kind], u.failures[kind])
-                healed.add_metric(labels, u.healed)
-                wait.add_metric(labels, cumulative_buckets(_UI_LE, u.wait_buckets, u.wait_count), u.wait_sum)
-                score = u.drift_score
-                if score is not None:
-                    drift.add_metric(labels, score)
-                    if u.baseline_time is not None:
-                        baseline.add_metric(labels, u.baseline_time)
-                    for name, n in sorted(u.declared_matches.items()):
-                        declared.add_metric([v.name, screen, name], n)
-            overflow.add_metric([v.name], v.ui_screens_overflowed)
-        yield from (lookups, fails, healed, wait, overflow, drift, baseline, declared)
 
     def _unregistered(self) -> Metric:
         _, counts, _ = self.state.unregistered_view()
@@ -276,14 +181,31 @@ class EstateCollector:
         yield from (sessions, capacity, busy)
 
 
+class EstateRegistry(CollectorRegistry):
+    """A registry that lists its collectors in order: /metrics renders each its own way
+    (exposition.CachedExposition), in the order `collect()` yields them."""
+
+    def __init__(self) -> None:
+        super().__init__(auto_describe=False)
+        self.collectors: list = []
+
+    def register(self, collector) -> None:
+        super().register(collector)
+        self.collectors.append(collector)
+
+    def unregister(self, collector) -> None:
+        super().unregister(collector)
+        self.collectors.remove(collector)
+
+
 def estate_registry(state: EstateState, clock: Callable[[], float] = time.time,
-                    governance=None) -> CollectorRegistry:
+                    governance=None) -> EstateRegistry:
     """A registry holding only the estate collectors (tests and the agent need no global state).
     `governance`: the agent's botwatch.governance.Governance; by default one over the state's bots."""
     from .governance import GovernanceCollector
     from botwatch.governance import governance_for_state
 
-    registry = CollectorRegistry(auto_describe=False)
+    registry = EstateRegistry()
     registry.register(EstateCollector(state, clock))
     registry.register(GovernanceCollector(governance or governance_for_state(state)))
     return registry

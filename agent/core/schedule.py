@@ -54,3 +54,19 @@ def maintenance_at(now: float, windows: Iterable[Window], timezone: str = "UTC")
         elif end <= now:
             last_end = end if last_end is None else max(last_end, end)
     return inside, last_end
+
+
+def maintenance_changes_at(now: float, windows: Iterable[Window], timezone: str = "UTC") -> float:
+    """The earliest time from `now` on after which `maintenance_at` may answer otherwise: the
+    next start of a window or the end of the latest one, whichever comes first (inf without
+    windows). Earlier is harmless (a caller asks again), later never happens: each window's
+    latest start only moves at its next cron time, and its end is that start plus its duration."""
+    soonest = float("inf")
+    local, before = datetime.fromtimestamp(now, _zone(timezone)), datetime.fromtimestamp(now - 1.0, _zone(timezone))
+    for w in windows:
+        end = next(CronSim(w.schedule, local, reverse=True)).timestamp() + w.duration
+        # searched from a second back: a start at `now` itself counts (the search is strictly after)
+        starts = (t.timestamp() for t in CronSim(w.schedule, before))
+        following = next(t for t in starts if t >= now)
+        soonest = min(soonest, following, end if end >= now else soonest)
+    return soonest

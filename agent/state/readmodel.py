@@ -49,6 +49,8 @@ class BotView:
     empty_runs_total: int = 0
     last_empty: bool = False  # the latest run was a success that processed fewer items than min_items
     scheduled: bool = False  # on a schedule: the estate file's, or its control plane's
+    last_run: tuple[str, float] | None = None  # (run id, end) of the latest finished run
+    last_failed_run: tuple[str, str, float] | None = None  # (run id, reason, end) of the latest failed run
 
     @classmethod
     def of(cls, bot: BotRuntime, now: float) -> BotView:
@@ -65,6 +67,7 @@ class BotView:
             items_processed_total=bot.items_processed_total, items_failed_total=bot.items_failed_total,
             empty_runs_total=bot.empty_runs_total, last_empty=bot.last_empty,
             scheduled=bool(bot.cfg.schedule or bot.cfg.every) or bot.platform_scheduled,
+            last_run=bot.last_run, last_failed_run=bot.last_failed_run,
         )
 
     def to_json(self) -> dict[str, Any]:

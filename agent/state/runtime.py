@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import logging
 import threading
 import time
@@ -31,7 +32,7 @@ from ..core.host import hostname
 from .controlplanes import ControlPlanes
 from .workqueues import ItemTotals, WorkQueues
 from .registries import ProcessSweep, SpoolBacklogs
-from ..core.schedule import maintenance_at, next_due
+from ..core.schedule import maintenance_at, maintenance_changes_at, next_due
 from .selfstats import SelfStats
 from ..sources import registry
 from ..core import vocabulary
@@ -52,6 +53,16 @@ def __getattr__(name: str) -> tuple[str, ...]:
 
 
 log = logging.getLogger("botwatch.state")
+
+
+# Each bot's record carries a version from this counter, new whenever anything it holds changes
+# (a record is copied before it is changed, and the copy gets the next version): an exporter keeps
+# what it rendered for a bot until the bot's version or the clock says it is out of date.
+_versions = itertools.count(1)
+
+
+def next_version() -> int:
+    return next(_versions)
 
 
 def bounded_label(value: str, max_length: int) -> str:
@@ -163,6 +174,9 @@ class BotRuntime:
     last_log: str | None = None
     missed_runs_total: int = 0
     recorded_state: str = "new"
+    last_run: tuple[str, float] | None = None  # (run id, end) of the latest finished run
+    last_failed_run: tuple[str, str, float] | None = None  # (run id, reason, end) of the latest failed run
+    version: int = field(default_factory=next_version)  # see next_version
     _due_memo: tuple[float, float | None] | None = None
 
     # -- time-derived views ---------------------------------------------------------------
@@ -237,9 +251,12 @@ class BotRuntime:
         self.items_failed_total += run.items_failed or 0
         if run.empty:
             self.empty_runs_total += 1
+        if run.outcome == "failure" and run.ended is not None and run.ended >= (self.last_failure or 0.0):
+            self.last_failed_run = (run.run_id, run.reason if run.reason in REASONS else "unknown", run.ended)
         # the counting rules a bot host's totals share; a replayed older run does not rewrite "last"
         if count_finished_run(vars(self), self.bucket_counts, run.duration, run.outcome, run.reason, run.ended):
             self.last_reason = run.reason if run.outcome == "failure" else None
+            self.last_run = (run.run_id, run.ended)
             self.last_empty = run.empty
             if run.outcome == "failure" and run.reason == "ui_drift":
                 self.last_ui_failure = (run.screen, run.selector)
@@ -296,6 +313,23 @@ class BotRuntime:
     def processes(self) -> int:
         """Processes in the trees of the active runs (as last sampled)."""
         return sum(self.active_procs.values())
+
+    def next_change(self, now: float) -> float:
+        """The earliest time from `now` on after which what `status`, the exported next due time
+        or `hung` say may differ from what they say at `now`, unless an event changes the bot
+        first (inf: never). Earlier is harmless; never later (tests/test_fragments.py)."""
+        times = []
+        if self.cfg.max_runtime is not None and self.active:
+            times.append(min(self.active.values()) + self.cfg.max_runtime)  # hung after it
+        if not self.cfg.paused:
+            window_end = None
+            if self.cfg.maintenance:
+                times.append(maintenance_changes_at(now, self.cfg.maintenance, self.cfg.timezone))
+                window_end = self.maintenance(now)[1]
+            due = self.next_due(window_end)
+            if due is not None:
+                times += (due, due + self.cfg.grace)  # late after the first, down after the second
+        return min((t for t in times if t >= now), default=float("inf"))
 
     def hung(self, now: float) -> bool:
         """The oldest active run has been running longer than `max_runtime` (any source)."""
@@ -539,6 +573,7 @@ class EstateState:
         with self.lock:
             bot = self.bots.get(name)
             if bot is not None:
+                bot.version = next_version()  # changed in place below
                 if scheduled is not None:
                     bot.platform_scheduled = scheduled or bot.platform_scheduled
                 if self.estate.bot(name) is None and (bot.cfg.platform, bot.cfg.team, bot.cfg.owner) != (
@@ -737,6 +772,7 @@ class EstateState:
 
 def _copy_runtime(bot: BotRuntime) -> BotRuntime:
     new = copy.copy(bot)
+    new.version = next_version()
     new.failures = dict(bot.failures)
     new.bucket_counts = list(bot.bucket_counts)
     new.active = dict(bot.active)
