@@ -140,8 +140,7 @@ def _secrets(bot: BotConfig, estate: LoadedEstate, entry: EstateEntry | None,
                 add(entry.file, line, "credential in the command line pattern")
         # the entry alone, its line numbers shifted back to the file's: scanning only its own lines
         # keeps a refresh linear in the estate's size (blanking the rest was quadratic)
-        rendering = "\n".join(entry.lines[entry.first - 1:entry.last]) + "\n"
-        for offset_line, kind in scanner.scan_text(rendering) if scanner.available else ():
+        for offset_line, kind in scanner.scan_text(entry_text(entry)) if scanner.available else ():
             line = offset_line + entry.first - 1
             if not _is_ping_key_line(entry, line):
                 add(entry.file, line, f"{kind} in the estate entry")
@@ -172,6 +171,11 @@ def _secrets(bot: BotConfig, estate: LoadedEstate, entry: EstateEntry | None,
     return [Finding("plaintext_secret", True, detail, entry.file if entry else None, entry.first if entry else None)]
 
 
+def entry_text(entry: EstateEntry) -> str:
+    """The bot's entry alone, as it is scanned for secrets (its line 1 is the entry's first)."""
+    return "\n".join(entry.lines[entry.first - 1:entry.last]) + "\n"
+
+
 def _is_ping_key_line(entry: EstateEntry, line: int) -> bool:
     """ping_key lines are judged by the literal-key rule above (env:/file: references are fine)."""
     return any(ln == line and (k == "ping_key" or k.endswith(".ping_key")) for k, _, ln in entry.strings)
@@ -193,7 +197,8 @@ class Governance:
         # bot -> pid, from the agent's process sweep
         self.running_secrets: Callable[[], dict[str, int]] = running_secrets or dict
         self.clock = clock
-        self.scanner = SecretScanner()
+        # in a subprocess per refresh: detect-secrets is not kept in a long-lived agent's memory
+        self.scanner = SecretScanner(isolated=True)
         self._lock = threading.Lock()
         self._findings: dict[str, list[Finding]] | None = None
         self.computed_at: float | None = None
@@ -228,15 +233,26 @@ class Governance:
             log.warning("governance: plaintext_secret checks no file: %s", MissingExtra("governance", SCANNING))
         entries = estate_entries(self.estate)
         running = self.running_secrets()
+        bots = self.bots()
+        if self.scanner.available:
+            try:  # one scanner start for the whole estate; check_bot then reads the caches only
+                self.scanner.prefetch([entry_text(e) for b in bots if (e := entries.get(b.name)) is not None],
+                                      [self.estate.resolve(s) for b in bots for s in (b.source or ())])
+            except Exception:
+                log.exception("governance: scanning the estate for secrets failed")
         out: dict[str, list[Finding]] = {}
-        for bot in self.bots():
-            try:
-                out[bot.name] = check_bot(bot, self.estate, routing, scanner=self.scanner,
-                                          entry=entries.get(bot.name), routing_error=error,
-                                          running_secret_pid=running.get(bot.name))
-            except Exception:  # one bot's problem must not hide the others' findings
-                self.errors_total += 1
-                log.exception("governance checks of bot %s failed", bot.name)
+        self.scanner.cache_only = True
+        try:
+            for bot in bots:
+                try:
+                    out[bot.name] = check_bot(bot, self.estate, routing, scanner=self.scanner,
+                                              entry=entries.get(bot.name), routing_error=error,
+                                              running_secret_pid=running.get(bot.name))
+                except Exception:  # one bot's problem must not hide the others' findings
+                    self.errors_total += 1
+                    log.exception("governance checks of bot %s failed", bot.name)
+        finally:
+            self.scanner.cache_only = False
         self._findings, self.computed_at = out, self.clock()
         return out
 

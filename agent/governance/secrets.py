@@ -56,25 +56,48 @@ class SourceScan:
 class SecretScanner:
     """detect-secrets over files, cached by (path, mtime, size) so that periodic checks are cheap.
 
-    detect-secrets keeps its settings in module globals, so scans are serialised by a lock.
     Only the type and line number of a hit are kept, never the secret.
     """
-
-    _lock = threading.Lock()
 
     @property
     def available(self) -> bool:
         """Whether detect-secrets is installed (the governance extra)."""
         return extras.available("governance")
 
-    def __init__(self, max_files: int = MAX_FILES, max_file_bytes: int = MAX_FILE_BYTES):
+    def __init__(self, max_files: int = MAX_FILES, max_file_bytes: int = MAX_FILE_BYTES, *, isolated: bool = False):
+        """isolated: scan in a short-lived subprocess (what a long-lived agent wants), else here."""
         self.max_files, self.max_file_bytes = max_files, max_file_bytes
+        self.isolated = isolated
         self._cache: dict[str, tuple[int, int, tuple[tuple[int, str], ...]]] = {}
         self._text_cache: dict[str, tuple[tuple[int, str], ...]] = {}  # sha256 of the text -> hits
         self.files_scanned = 0  # cache misses, for tests and self-monitoring
+        self.batches = 0  # scans run (a subprocess each when isolated)
+        self.cache_only = False  # after a prefetch: what it could not scan is not tried again per bot
 
     def scan_paths(self, paths: list[Path]) -> SourceScan:
         result = SourceScan()
+        todo, large, binary = self._listing(paths, result)
+        if todo and not self.cache_only:
+            self._scan_into_cache(todo)
+        failed = 0
+        for f, st in todo:
+            cached = self._cache.get(str(f))
+            if cached is None or cached[:2] != (st.st_mtime_ns, st.st_size):
+                failed += 1
+                continue
+            result.scanned += 1
+            result.hits += [(str(f), line, kind) for line, kind in cached[2]]
+        if large:
+            result.notes.append(f"{large} file(s) over {self.max_file_bytes // 1024} KiB not scanned")
+        if binary:
+            result.notes.append(f"{binary} binary file(s) not scanned")
+        if failed:
+            result.notes.append(f"{failed} file(s) not scanned: the secret scanner failed (tried again next time)")
+        return result
+
+    def _listing(self, paths: list[Path], result: SourceScan) -> tuple[list[tuple[Path, os.stat_result]], int, int]:
+        """The files of `paths` to scan (cached ones counted into `result` at once), and how many
+        were too large or binary."""
         files: list[Path] = []
         too_many = False
         for p in paths:
@@ -107,66 +130,120 @@ class SecretScanner:
                 binary += 1
                 continue
             todo.append((f, st))
-        if todo:
-            for (f, st), hits in zip(todo, self._scan_files([f for f, _ in todo])):
+        return todo, large, binary
+
+    def _scan_into_cache(self, todo: list[tuple[Path, os.stat_result]], texts: dict[str, str] | None = None) -> None:
+        """Scan files (with their stat) and texts (by their key) in one go; what was scanned goes
+        into the caches, what failed does not (it is tried again next time)."""
+        texts = texts or {}
+        folder = tempfile.mkdtemp(prefix="botwatch-gov-") if texts else None  # 0700: entries may hold secrets
+        try:
+            text_files = []
+            for i, text in enumerate(texts.values()):
+                path = Path(folder or "", f"entry-{i}.yaml")
+                path.write_text(text, encoding="utf-8")
+                text_files.append(path)
+            found = self._scan_files([f for f, _ in todo] + text_files)
+        finally:
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
+        for (f, st), hits in zip(todo, found):
+            if hits is not None:
                 if len(self._cache) >= MAX_CACHE:
                     self._cache.pop(next(iter(self._cache)))
                 self._cache[str(f)] = (st.st_mtime_ns, st.st_size, hits)
-                result.scanned += 1
-                result.hits += [(str(f), line, kind) for line, kind in hits]
-        if large:
-            result.notes.append(f"{large} file(s) over {self.max_file_bytes // 1024} KiB not scanned")
-        if binary:
-            result.notes.append(f"{binary} binary file(s) not scanned")
-        return result
+        for key, hits in zip(texts, found[len(todo):]):
+            if hits is not None:
+                if len(self._text_cache) >= 10_000:
+                    self._text_cache.clear()
+                self._text_cache[key] = hits
 
-    def scan_text(self, text: str, suffix: str = ".yaml") -> tuple[tuple[int, str], ...]:
-        """Scan text that is in no file of its own (an estate entry) through a private temporary file."""
-        key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-        if key in self._text_cache:
-            return self._text_cache[key]
-        fd, name = tempfile.mkstemp(prefix="botwatch-gov-", suffix=suffix)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            hits = self._scan_files([Path(name)])[0]
-            if len(self._text_cache) >= 10_000:
-                self._text_cache.clear()
-            self._text_cache[key] = hits
-            return hits
-        finally:
-            try:
-                os.unlink(name)
-            except OSError:
-                pass
+    def prefetch(self, texts: list[str], paths: list[Path]) -> None:
+        """Scan, in one batch, whatever of `texts` and the files of `paths` is not cached yet: a
+        refresh of the whole estate pays one scanner start, not one per bot."""
+        keys = {_text_key(t): t for t in texts}
+        todo_texts = {k: t for k, t in keys.items() if k not in self._text_cache}
+        todo, _large, _binary = self._listing(paths, SourceScan())
+        if todo or todo_texts:
+            self._scan_into_cache(todo, todo_texts)
 
-    def _scan_files(self, files: list[Path]) -> list[tuple[tuple[int, str], ...]]:
+    def scan_text(self, text: str) -> tuple[tuple[int, str], ...]:
+        """Scan text that is in no file of its own (an estate entry) through a private temporary
+        file. A scanner failure gives no hits and is not remembered."""
+        key = _text_key(text)
+        if key not in self._text_cache and not self.cache_only:
+            self._scan_into_cache([], {key: text})
+        return self._text_cache.get(key, ())
+
+    def _scan_files(self, files: list[Path]) -> list[tuple[tuple[int, str], ...] | None]:
+        """Hits per file; None for a file that could not be scanned (the scanner failed)."""
         extras.require("governance", SCANNING)
-        from detect_secrets.core.scan import scan_file
-        from detect_secrets.settings import default_settings
+        self.files_scanned += len(files)
+        self.batches += 1
+        if not self.isolated:
+            return list(scan_in_process(files))
+        return scan_in_subprocess(files)
 
-        encoding = locale.getpreferredencoding(False)  # what detect-secrets opens files in
-        copies: list[str] = []  # the private folder of the copies, once one is needed
-        out: list[tuple[tuple[int, str], ...]] = []
-        with self._lock, default_settings():
-            try:
-                for f in files:
-                    self.files_scanned += 1
-                    hits: set[tuple[int, str]] = set()
-                    try:
-                        readable = _readable(f, encoding, copies)
-                        hits = {(s.line_number, s.type) for s in scan_file(readable)}
-                        if readable != str(f):
-                            os.unlink(readable)  # a copy may hold a secret: gone as soon as it is read
-                    except OSError as exc:  # gone or unreadable since it was listed
-                        log.debug("secret scan of %s: %s", f, exc)
-                    except Exception:  # a scanner problem with one file must not stop the checks
-                        log.warning("secret scan of %s failed", f, exc_info=True)
-                    out.append(tuple(sorted(hits)))
-            finally:
-                if copies:
-                    shutil.rmtree(copies[0], ignore_errors=True)
-        return out
+
+Hits = tuple[tuple[int, str], ...]
+_scan_lock = threading.Lock()  # detect-secrets keeps its settings in module globals
+WORKER_TIMEOUT = 600.0  # seconds for one batch of files in the scanning subprocess
+
+
+def scan_in_process(files: list[Path]) -> list[Hits]:
+    """detect-secrets over `files` in this process (it stays loaded: 15-20 MB)."""
+    from detect_secrets.core.scan import scan_file
+    from detect_secrets.settings import default_settings
+
+    encoding = locale.getpreferredencoding(False)  # what detect-secrets opens files in
+    copies: list[str] = []  # the private folder of the copies, once one is needed
+    out: list[Hits] = []
+    with _scan_lock, default_settings():
+        try:
+            for f in files:
+                hits: set[tuple[int, str]] = set()
+                try:
+                    readable = _readable(f, encoding, copies)
+                    hits = {(s.line_number, s.type) for s in scan_file(readable)}
+                    if readable != str(f):
+                        os.unlink(readable)  # a copy may hold a secret: gone as soon as it is read
+                except OSError as exc:  # gone or unreadable since it was listed
+                    log.debug("secret scan of %s: %s", f, exc)
+                except Exception:  # a scanner problem with one file must not stop the checks
+                    log.warning("secret scan of %s failed", f, exc_info=True)
+                out.append(tuple(sorted(hits)))
+        finally:
+            if copies:
+                shutil.rmtree(copies[0], ignore_errors=True)
+    return out
+
+
+def scan_in_subprocess(files: list[Path]) -> list[Hits | None]:
+    """scan_in_process in a short-lived `python -m botwatch.governance.scan_worker`: the agent
+    never loads detect-secrets, whose memory would stay with it between the periodic checks.
+    What goes over the pipe is file names and (line, type) pairs, never a secret."""
+    import json
+    import subprocess
+    import sys
+
+    request = json.dumps({"files": [str(f) for f in files]})
+    try:
+        done = subprocess.run([sys.executable, "-P", "-m", "botwatch.governance.scan_worker"], input=request,
+                              capture_output=True, text=True, encoding="utf-8", timeout=WORKER_TIMEOUT,
+                              creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
+        if done.returncode != 0:
+            raise RuntimeError(f"exit {done.returncode}: {done.stderr.strip()[-300:]}")
+        found = json.loads(done.stdout)["hits"]
+        if len(found) != len(files):
+            raise RuntimeError(f"{len(found)} answers for {len(files)} files")
+        return [tuple((int(line), str(kind)) for line, kind in hits) for hits in found]
+    except Exception as exc:  # the checks go on; these files are tried again at the next refresh
+        log.warning("secret scanning of %d file(s) failed: %s", len(files), exc)
+        return [None] * len(files)
+
+
+def _text_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def decode_source(data: bytes) -> str:
