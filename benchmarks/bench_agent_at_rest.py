@@ -41,8 +41,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-GOAL_CPU_PERCENT = 1.0
-GOAL_RSS_MB = 60.0
+GOAL_CPU_PERCENT = 0.5  # of one core, scraped every 15 s (the lightweight-agent goals)
+GOAL_RSS_MB = 45.0
 MB = 1_000_000
 BOTS = 500
 WATCHED = 50

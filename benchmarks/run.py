@@ -45,6 +45,8 @@ BENCHMARKS = [
     ("bench_connectors.py", "12. Power Automate, Blue Prism, Automation Anywhere and Robocorp: 1,000 automations, "
      "a day of runs", ["--automations", "200", "--runs-per-day", "2000", "--window", "30"],
      ["--runs-per-day", "10000"]),
+    ("bench_install_footprint.py", "13. Install footprint: `pip install botwatch` without extras",
+     ["--runs", "5", "--warmup", "0"]),
 ]
 
 
