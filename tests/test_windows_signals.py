@@ -60,11 +60,14 @@ def test_ctrl_break_goes_to_the_sigint_handler_in_place_when_it_comes():
     assert seen == [sig.SIGINT]
 
 
-def test_ctrl_break_is_ignored_where_sigint_is():
+@pytest.mark.parametrize("sigint", ["SIG_IGN", "SIG_DFL"])
+def test_ctrl_break_still_stops_a_bot_whose_sigint_is_ignored_or_at_the_default(sigint):
+    # a bot started in the background inherits SIGINT ignored: Ctrl-Break must still stop it
     sig = fake_signal_module()
     interrupts.break_as_interrupt(sig)
-    sig.signal(sig.SIGINT, sig.SIG_IGN)
-    assert sig.table[21](21, None) is None
+    sig.signal(sig.SIGINT, getattr(sig, sigint))
+    with pytest.raises(KeyboardInterrupt):
+        sig.table[21](21, None)
 
 
 def test_a_bots_own_ctrl_break_handler_is_left_in_place():
@@ -120,8 +123,15 @@ def finished(env) -> dict:
     return ends[0]
 
 
+def ignore_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a bot started in the background inherits it
+
+
 @pytest.mark.posix_only("SIGUSR1 stands in for SIGBREAK")
-def test_an_sdk_run_stopped_by_ctrl_break_runs_its_finally_and_records_its_end(tmp_path, bot_env):
+@pytest.mark.parametrize("sigint", ["python's handler", "ignored"])
+def test_an_sdk_run_stopped_by_ctrl_break_runs_its_finally_and_records_its_end(tmp_path, bot_env, sigint):
     marker = tmp_path / "cleaned-up"
     script = EMULATE_BREAK + textwrap.dedent(f"""
         import os, time
@@ -133,7 +143,8 @@ def test_an_sdk_run_stopped_by_ctrl_break_runs_its_finally_and_records_its_end(t
             finally:
                 open({str(marker)!r}, "w").write("closed the workbook")
         """)
-    r = subprocess.run([PY, "-c", script], env=bot_env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run([PY, "-c", script], env=bot_env, capture_output=True, text=True, timeout=120,
+                       preexec_fn=ignore_sigint if sigint == "ignored" else None)
     assert "KeyboardInterrupt" in r.stderr, r.stderr
     assert marker.read_text() == "closed the workbook"
     end = finished(bot_env)

@@ -4,8 +4,8 @@ On Windows, Ctrl-Break (what `botwatch run`, Task Scheduler's "end task" on a co
 orchestrators send to stop a console program) arrives as SIGBREAK, whose default action ends the
 process at once: no `finally`, no Robot Framework output.xml, no `run_finished` from the SDK. A
 handler installed here does what SIGINT's handler does at the moment the signal comes (Robot
-Framework's graceful stop, Python's KeyboardInterrupt, or nothing when SIGINT is ignored), so a
-bot stopped either way ends the same. POSIX has no SIGBREAK: nothing is installed there.
+Framework's graceful stop, Python's KeyboardInterrupt), so a bot stopped either way ends the
+same; where SIGINT is ignored, Ctrl-Break still stops the bot, with a KeyboardInterrupt. POSIX has no SIGBREAK: nothing is installed there.
 
 The signal module is a parameter so that the decisions are tested on any platform.
 """
@@ -42,12 +42,12 @@ def break_as_interrupt(sig: ModuleType = _signal) -> bool:
 
     def on_break(signum: int, frame: FrameType | None) -> None:
         handler = sig.getsignal(sig.SIGINT)
-        if handler == sig.SIG_IGN:
-            return
         if callable(handler):
             handler(sig.SIGINT, frame)
             return
-        raise KeyboardInterrupt  # SIGINT's default in Python
+        # SIGINT ignored (a process started in the background inherits that) or at the system's
+        # default: Ctrl-Break is still a request to stop, which would otherwise end the bot at once
+        raise KeyboardInterrupt
 
     on_break.botwatch_break_as_interrupt = True  # type: ignore[attr-defined]  # recognised when installed twice
     try:
