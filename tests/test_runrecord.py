@@ -214,13 +214,13 @@ def spawned(monkeypatch) -> list[list[str]]:
     """The deliverers started detached (replaced: they would outlive the test)."""
     calls: list[list[str]] = []
     monkeypatch.delenv("BOTWATCH_NO_DELIVERY", raising=False)
-    monkeypatch.setattr(runrecord._platform, "spawn_detached", lambda argv, cwd: calls.append(argv))
+    monkeypatch.setattr(runrecord._platform, "spawn_detached", lambda argv, cwd=None: calls.append(argv))
     return calls
 
 
 def test_a_deliverer_is_started_for_the_spool_with_this_interpreter(spawned, warnings):
     assert runrecord.start_deliverer("/spools/spool.db", warnings) is None
-    assert spawned == [[PY, "-m", "botwatch.deliver", "--spool", "/spools/spool.db"]]
+    assert spawned == [[PY, "-P", "-m", "botwatch.deliver", "--spool", "/spools/spool.db"]]
     assert warnings.said == []
 
 
@@ -240,7 +240,7 @@ def test_no_deliverer_is_started_from_an_interpreter_that_is_not_python(spawned,
 
 
 def test_a_deliverer_that_cannot_be_started_is_warned_about_and_nothing_raises(warnings, monkeypatch):
-    def refused(argv, cwd):
+    def refused(argv, cwd=None):
         raise OSError(11, "Resource temporarily unavailable")
 
     monkeypatch.delenv("BOTWATCH_NO_DELIVERY", raising=False)

@@ -379,11 +379,11 @@ def test_on_posix_a_detached_helper_really_runs_in_the_folder_given(tmp_path):
 
 
 @pytest.fixture
-def spawned(monkeypatch) -> list[tuple[list[str], str]]:
-    calls: list[tuple[list[str], str]] = []
+def spawned(monkeypatch) -> list[tuple[list[str], str | None]]:
+    calls: list[tuple[list[str], str | None]] = []
     monkeypatch.delenv("BOTWATCH_NO_DELIVERY", raising=False)
     monkeypatch.setattr(runrecord._platform, "spawn_detached",
-                        lambda argv, cwd: calls.append((argv, cwd)) or f"deliverer {len(calls)}")
+                        lambda argv, cwd=None: calls.append((argv, cwd)) or f"deliverer {len(calls)}")
     return calls
 
 
@@ -396,10 +396,41 @@ def test_the_deliverer_runs_in_the_spools_folder_not_the_bots(tmp_path, monkeypa
     assert runrecord.start_deliverer(str(tmp_path / "spools" / "spool.db"), lambda *a: said.append(a),
                                      reap=True) == "deliverer 2"
     spools = str(tmp_path / "spools")
-    # a relative spool is made absolute: the deliverer does not start where the caller is
-    assert spawned == [([PY, "-m", "botwatch.deliver", "--spool", os.path.join(spools, "spool.db")], spools)] * 2
+    # a relative spool is made absolute, and the caller's folder is not on its import path (-P)
+    argv = [PY, "-P", "-m", "botwatch.deliver", "--spool", os.path.join(spools, "spool.db")]
+    # `botwatch run` on POSIX: spawned without a handle where it is (the deliverer moves itself);
+    # a caller that keeps the handle, and Windows, start it in the spool's folder
+    first_folder = spools if os.name == "nt" else None
+    assert spawned == [(argv, first_folder), (argv, spools)]
     assert said == []
     assert runrecord.deliverer_folder(os.path.join("..", "spools", "spool.db")) == spools
+
+
+def test_the_deliverer_moves_to_its_spools_folder_before_anything_else(tmp_path):
+    spools, bot_folder = tmp_path / "spools", tmp_path / "bot"
+    spools.mkdir()
+    bot_folder.mkdir()
+    probe = ("import os, sys\nfrom botwatch.client import deliver\n"
+             f"sys.argv = ['deliver', '--spool', {str(spools / 'spool.db')!r}, '--patience', '0']\n"
+             "deliver.main()\nprint(os.getcwd())\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOTWATCH_")}
+    done = subprocess.run([PY, "-c", probe], cwd=bot_folder, env=env, capture_output=True, text=True, timeout=WAIT)
+    assert done.returncode == 0, done.stderr
+    assert os.path.realpath(done.stdout.strip()) == os.path.realpath(spools)
+
+
+@posix_only
+def test_botwatch_run_spawns_its_deliverer_without_loading_subprocess(tmp_path):
+    # the wrapper's hot path: posix_spawn, no subprocess module (threading, selectors, locale)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOTWATCH_")}
+    env["BOTWATCH_SPOOL"] = str(tmp_path / "spool.db")
+    env["BOTWATCH_AGENT_URL"] = "http://127.0.0.1:9"  # nothing listens: the deliverer gives up later
+    env["BOTWATCH_DELIVERY_PATIENCE"] = "0"
+    done = subprocess.run([PY, "-X", "importtime", "-m", "botwatch", "run", "--bot", "b", "--", PY, "-c", "pass"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=WAIT)
+    assert done.returncode == 0, done.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "botwatch.client.spool" in imported and "subprocess" not in imported
 
 
 # -- the wrapper: what the platform accounted reaches the run record --------------------------------

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import re
 import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the wrapper's path)
@@ -80,8 +79,14 @@ def parse_mounts(text: str) -> list[tuple[str, str]]:
     for line in text.splitlines():
         fields = line.split()
         if len(fields) >= 3:  # spaces and the like in a mount point are written \040 (octal)
-            out.append((re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[1]), fields[2]))
+            out.append((_unescape(fields[1]) if "\\" in fields[1] else fields[1], fields[2]))
     return out
+
+
+def _unescape(field: str) -> str:
+    import re  # not loaded on the wrapper's path unless a mount point needs it
+
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def network_path_here(path: str) -> str | None:

@@ -170,12 +170,25 @@ def install_forwarding(handler: Callable[[int], object]) -> None:
         signal.signal(sig, lambda signum, _frame: handler(signum))
 
 
-def spawn_detached(argv: list[str], cwd: str,
-                   popen: Callable[..., subprocess.Popen[bytes]] | None = None) -> subprocess.Popen[bytes]:
+def spawn_detached(argv: list[str], cwd: str | None = None,
+                   popen: Callable[..., subprocess.Popen[bytes]] | None = None) -> subprocess.Popen[bytes] | None:
     """Start a helper that outlives us, in its own session, with no terminal or inherited output
-    (so that cron, waiting for the bot's output pipe to close, is not held up by it), in `cwd`:
-    not the caller's folder, which it would keep busy (a mount that cannot be unmounted).
-    subprocess rather than posix_spawn, which cannot change the folder; loaded only here."""
+    (so that cron, waiting for the bot's output pipe to close, is not held up by it).
+
+    With `cwd`, it starts there and its handle is returned (subprocess, loaded only then). Without,
+    it is posix_spawn'ed in the caller's folder and no handle is kept: what `botwatch run` does at
+    every run, without loading subprocess (threading, selectors, locale) on its hot path; a helper
+    that must not keep the caller's folder busy moves itself (the deliverer does, first thing)."""
+    if cwd is None and popen is None:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        try:
+            os.posix_spawn(argv[0], argv, os.environ, setsid=True, file_actions=[
+                (os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1),
+                (os.POSIX_SPAWN_DUP2, devnull, 2),
+            ])
+        finally:
+            os.close(devnull)
+        return None
     import subprocess
 
     return (popen or subprocess.Popen)(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

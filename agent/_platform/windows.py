@@ -163,7 +163,7 @@ def install_forwarding(handler: Callable[[int], object]) -> None:
             signal.signal(sig, lambda signum, _frame: handler(signum))
 
 
-def spawn_detached(argv: list[str], cwd: str,
+def spawn_detached(argv: list[str], cwd: str | None = None,
                    popen: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen) -> subprocess.Popen[bytes]:
     """Start a helper that outlives us, in `cwd`, with no console or inherited output. It breaks
     away from the job we run in (Task Scheduler and CI runners end theirs, and all in it, when

@@ -175,9 +175,13 @@ def start_deliverer(spool_path: str, warn: Warn, *, reap: bool = False) -> subpr
         warn("no-python", f"cannot start the deliverer from this interpreter ({exe!r}); events wait in "
              f"{spool_path} until the next `botwatch run` or `python -m botwatch.deliver`")
         return None
-    argv = [exe, "-m", "botwatch.deliver", "--spool", os.path.abspath(spool_path)]
+    # -P: the caller's folder (a bot's) is not on the deliverer's import path
+    argv = [exe, "-P", "-m", "botwatch.deliver", "--spool", os.path.abspath(spool_path)]
     try:
-        child = _platform.spawn_detached(argv, deliverer_folder(spool_path))
+        # started in its spool's folder; on POSIX `botwatch run` keeps no handle and spawns it
+        # without subprocess (its hot path): there the deliverer moves to that folder itself
+        folder = deliverer_folder(spool_path) if reap or os.name == "nt" else None
+        child = _platform.spawn_detached(argv, folder)
     except Exception as exc:
         warn(("deliver", spool_path), f"cannot start the deliverer ({exc}); events wait in {spool_path}")
         return None
