@@ -100,3 +100,23 @@ def test_a_command_without_its_extension_is_found_through_path_and_pathext():
     assert resolve([r"C:\Bots\run.ps1"], found.get) == [r"C:\Bots\run.ps1"]
     assert resolve(["missing"], found.get) == ["missing"]
     assert resolve([], found.get) == []
+
+
+def test_one_host_name_for_the_wrapper_the_sdk_the_agent_and_otlp_on_windows(monkeypatch):
+    # Windows has no os.uname: every part takes %COMPUTERNAME% through the one helper (before,
+    # the agent and OTLP asked socket.gethostname(), which can differ in case and domain)
+    import os
+
+    from botwatch.client import runrecord
+    from botwatch.config.estate import parse_estate_text
+    from botwatch.core import host
+    from botwatch.exporters import otlp_settings
+    from botwatch.state.runtime import EstateState
+
+    monkeypatch.delattr(os, "uname", raising=False)
+    monkeypatch.setenv("COMPUTERNAME", "RPA-ROBOT-07")
+    monkeypatch.setattr(runrecord, "_host", None)
+    assert host.hostname() == runrecord.host() == "RPA-ROBOT-07"
+    estate = parse_estate_text("bots: []\n")
+    assert EstateState(estate).host == "RPA-ROBOT-07"
+    assert otlp_settings.resolve(estate, env={}).resource["host.name"] == "RPA-ROBOT-07"
