@@ -153,8 +153,11 @@ def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None, *,
     if off:
         print(f"botwatch agent: capabilities off (extras not installed): {off}", file=sys.stderr, flush=True)
     # access_log stays off: check-in URLs carry the ping key, which is never logged
+    # h11 and asyncio named, websockets off: uvicorn's "auto" would load httptools, uvloop and a
+    # websocket stack where installed, memory an agent that serves no websocket keeps for nothing
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                                           lifespan="off", timeout_graceful_shutdown=5,
+                                           lifespan="off", timeout_graceful_shutdown=5, http="h11", ws="none",
+                                           loop="asyncio",
                                            ssl_certfile=tls.cert_file if tls else None,
                                            ssl_keyfile=tls.key_file if tls else None))
     # uvicorn handles the stop signals (stop accepting, finish requests in flight) and afterwards
