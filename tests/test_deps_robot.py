@@ -144,6 +144,33 @@ def test_a_locator_in_a_variable_is_taken_at_its_use_and_at_its_definition(tmp_p
     }
 
 
+def test_resource_imports_are_found_by_relative_path_and_never_by_a_guess_between_two(tmp_path):
+    result = read(tmp_path, **{"tasks__main.robot": """
+        *** Settings ***
+        Resource    ../pages/login.resource
+        Resource    common.resource
+
+        *** Tasks ***
+        Go
+            Click Element    ${LOGIN}
+            Click Element    ${SHARED}
+        """, "pages__login.resource": """
+        *** Settings ***
+        Library    SeleniumLibrary
+
+        *** Variables ***
+        ${LOGIN}    id:login
+        """, "one__common.resource": """
+        *** Variables ***
+        ${SHARED}    id:one
+        """, "two__common.resource": """
+        *** Variables ***
+        ${SHARED}    id:two
+        """})
+    selectors = {(d.file, d.line, d.value) for d in result.dependencies if d.kind == "selector"}
+    assert selectors == {("tasks/main.robot", 7, "id:login"), ("pages/login.resource", 5, "id:login")}
+
+
 def test_set_variable_and_var_give_a_value_and_arguments_hide_the_suite_variable(tmp_path):
     result = read(tmp_path, **{"suite.robot": """
         *** Settings ***
@@ -437,7 +464,7 @@ def _assert_reported_not_raised(data: bytes, name: str = "bot.robot") -> None:
         path.write_bytes(data)
         with bounded(f"{len(data)} bytes of {name}"):
             result = robot.extract(Path(folder), [path])
-    lines = data.count(b"\n") + 1
+    lines = len(data.decode("utf-8", "replace").splitlines()) + 1  # as Robot Framework counts them
     for problem in result.problems:
         assert problem.file == name
         assert 0 <= problem.line <= lines

@@ -74,10 +74,10 @@ def extract(root: Path, files: list[Path]) -> Extraction:
         if read is not None:
             parsed[rel] = read
             result.files_read += 1
-    _link(parsed)
+    importers = _link(parsed)
     for rel, read in parsed.items():
         try:
-            _Reader(read, _Context.of(read, parsed), result).read()
+            _Reader(read, _Context.of(read, parsed, importers), result).read()
         except Exception as exc:  # a safety net: the fuzz tests hold that it is never reached
             result.problems.append(Problem(rel, 0, f"{NOT_READ}: {type(exc).__name__}: {exc}"))
     result.dependencies = list(dict.fromkeys(result.dependencies))
@@ -131,7 +131,8 @@ def _decode(data: bytes, rel: str, problems: list[Problem]) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
+        # counted as Robot Framework counts lines (str.splitlines: a lone CR ends one too)
+        line = len((data[:exc.start].decode("utf-8-sig", "replace") + ".").splitlines())
         problems.append(Problem(rel, line, "not UTF-8 text: the bytes that are not are replaced"))
         return data.decode("utf-8-sig", "replace")
 
@@ -196,10 +197,11 @@ def _has_option(node: Any) -> bool:
     return bool(_tokens(node, "OPTION"))  # `separator=`: a joined value, not one to resolve
 
 
-def _link(parsed: dict[str, _File]) -> None:
+def _link(parsed: dict[str, _File]) -> dict[str, list[str]]:
     """Each file's resource imports, found among the files read: beside the importing file (as
     Robot Framework looks first), else the one file whose path ends with the import's path (a
-    folder on Robot Framework's search path, as a robot.yaml's PYTHONPATH names)."""
+    folder on Robot Framework's search path, as a robot.yaml's PYTHONPATH names). Gives the
+    files importing each file."""
     for read in parsed.values():
         folder = posixpath.dirname(read.rel)
         for written in read.resources:
@@ -210,10 +212,18 @@ def _link(parsed: dict[str, _File]) -> None:
             if beside in parsed:
                 read.links.append(beside)
                 continue
-            tail = "/" + posixpath.normpath(path).lstrip("./")
-            found = [rel for rel in parsed if ("/" + rel).endswith(tail)]
+            parts = posixpath.normpath(path).split("/")
+            while parts and parts[0] in ("", ".", ".."):
+                parts.pop(0)
+            tail = "/" + "/".join(parts)
+            found = [rel for rel in parsed if ("/" + rel).endswith(tail)] if parts else []
             if len(found) == 1:
                 read.links.append(found[0])
+    importers: dict[str, list[str]] = {}
+    for read in parsed.values():
+        for target in read.links:
+            importers.setdefault(target, []).append(read.rel)
+    return importers
 
 
 @dataclass
@@ -225,8 +235,8 @@ class _Context:
     tables: list[dict[str, Definition]]  # Variables sections in lookup order
 
     @classmethod
-    def of(cls, read: _File, parsed: dict[str, _File]) -> _Context:
-        order = _reach(read, parsed)
+    def of(cls, read: _File, parsed: dict[str, _File], importers: dict[str, list[str]]) -> _Context:
+        order = _reach(read, parsed, importers)
         families: list[str] = []
         prefixes: dict[str, tuple[str, ...]] = dict(LIBRARIES)
         for f in order:
@@ -239,13 +249,9 @@ class _Context:
         return cls(families, prefixes, set().union(*(f.keywords for f in order)), [f.variables for f in order])
 
 
-def _reach(read: _File, parsed: dict[str, _File]) -> list[_File]:
+def _reach(read: _File, parsed: dict[str, _File], importers: dict[str, list[str]]) -> list[_File]:
     """The file, the resources it imports (breadth first), then the rest of the files connected
     to it by imports (the suites that import it and what they import)."""
-    importers: dict[str, list[str]] = {}
-    for f in parsed.values():
-        for target in f.links:
-            importers.setdefault(target, []).append(f.rel)
     order = [read.rel]
     seen = {read.rel}
     for follow_importers in (False, True):
