@@ -47,6 +47,7 @@ from xml.parsers import expat
 
 from .._platform.sharing import open_shared
 from ..core.events import Event, RunFinished, RunStarted, StepFinished
+from ..core.safexml import refuse_doctypes
 from ..client.runrecord import CLASSIFIED_CHARS, output_tail
 from .base import FileParser, IncompleteFile, ParseError
 
@@ -314,10 +315,7 @@ def _read(source: str | os.PathLike | bytes | bytearray) -> _Reader:
         raise ParseError(f"{_NOT_ROBOT}: it has a DOCTYPE, which Robot Framework never writes; refused "
                          "(entity declarations can expand without bound or read other files)")
 
-    parser.StartDoctypeDeclHandler = refuse
-    parser.EntityDeclHandler = refuse
-    parser.ExternalEntityRefHandler = refuse
-    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    refuse_doctypes(parser, refuse)
     try:
         if isinstance(source, (bytes, bytearray, memoryview)):
             parser.Parse(bytes(source), True)
