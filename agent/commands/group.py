@@ -164,6 +164,40 @@ def governance(config, as_json) -> None:
 
 
 @cli.command()
+@click.argument("bot")
+@click.option("--config", type=click.Path(), help="Estate file (default $BOTWATCH_CONFIG or ./botwatch.yaml).")
+@click.option("--json", "as_json", is_flag=True, help="Print the dependencies as JSON.")
+def deps(bot, config, as_json) -> None:
+    """What BOT depends on, read from its `source:`: applications, screens, selectors, URLs,
+    queues, assets and credentials (names only), files, mailboxes, workflows, libraries.
+
+    Each with FILE:LINE. Exit 0, or 2 for an unknown bot or an invalid estate file.
+    """
+    from .deps import deps_command
+
+    sys.exit(deps_command(_load_or_exit(config_path(config)), bot, as_json))
+
+
+@cli.command()
+@click.argument("text")
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(
+    ["application", "screen", "selector", "url", "queue", "asset", "credential", "file", "mailbox", "workflow",
+     "library"]), help="Only dependencies of this kind (repeatable).")
+@click.option("--config", type=click.Path(), help="Estate file (default $BOTWATCH_CONFIG or ./botwatch.yaml).")
+@click.option("--json", "as_json", is_flag=True, help="Print the bots hit as JSON.")
+def impact(text, kinds, config, as_json) -> None:
+    """Which bots a change to TEXT would hit: an application, URL, screen, selector text, queue or
+    asset, matched case-insensitively in what each bot's source depends on.
+
+    Lists the bots (most critical first) with owner, team and the dependencies that match.
+    Exit 0 when some bot is hit, 1 when none is, 2 for an invalid estate file.
+    """
+    from .deps import impact_command
+
+    sys.exit(impact_command(_load_or_exit(config_path(config)), text, tuple(kinds), as_json))
+
+
+@cli.command()
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
 @click.option("--config", type=click.Path(), help="Estate file (default $BOTWATCH_CONFIG or ./botwatch.yaml).")
 @click.option("--agent", "agent_url", help="Agent URL (default $BOTWATCH_AGENT_URL, else the estate's agent.listen).")
