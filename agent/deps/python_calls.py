@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from . import python_locators as loc
 from ..core.redact import redact_url
 from .model import Dependency, Problem, Step
-from .python_scope import PARAM, External, Index, Module, Text, Value, Where
+from .python_scope import PARAM, External, Index, Module, Text, Value, Where, added
 
 # -- Selenium ---------------------------------------------------------------------------------
 FIND = frozenset({"find_element", "find_elements"})
@@ -68,7 +68,7 @@ STEP_ON_BROWSER = frozenset({
 })
 BROWSER_WORDS = ("driver", "browser", "page", "frame", "element", "locator", "context", "wait", "handle",
                  "keyboard", "mouse", "switch_to", "alert")
-BROWSER_MAKERS = frozenset({*STEP_ALWAYS, "WebDriverWait", "Select", "ActionChains", "expect", "new_page",
+BROWSER_MAKERS = frozenset({*STEP_ALWAYS, "until", "until_not", "WebDriverWait", "Select", "ActionChains", "expect", "new_page",
                             "new_context", "launch", "Chrome", "Firefox", "Edge", "Safari", "Remote"})
 
 
@@ -121,6 +121,7 @@ class Walker(ast.NodeVisitor):
         self.sink = sink
         self.tool = tool  # what a credential read in this module is tagged with
         self.where = Where(module)
+        self.line = 0
         self.libraries = {dotted.split(".")[0] for dotted, _ in module.imports.values()}
         self.playwright = bool(self.libraries & {"playwright", "pytest_playwright"})
         self.selenium = "selenium" in self.libraries
@@ -156,6 +157,18 @@ class Walker(ast.NodeVisitor):
                 break
             current = self.module.parents.get(id(current))
         return Where(self.module, cls, self.index.function_scope(func) if func is not None else None)
+
+    def visit(self, node: ast.AST) -> None:
+        if isinstance(node, ast.stmt):
+            self.line = node.lineno  # where reading stopped, should the nesting be too deep
+        super().visit(node)
+
+    def visit_BinOp(self, node: ast.BinOp) -> None:
+        if isinstance(node.op, ast.Add):  # a long concatenation, operand by operand: no recursion
+            for operand in added(node):
+                self.visit(operand)
+        else:
+            self.generic_visit(node)
 
     # -- scopes --------------------------------------------------------------------------------
 

@@ -171,6 +171,17 @@ def single_bindings(body: list[ast.stmt]) -> dict[str, ast.expr]:
     return {name: value for name, value in values.items() if counts[name] == 1}
 
 
+def added(expr: ast.BinOp) -> list[ast.expr]:
+    """The operands of `a + b + c` in order, without recursion (a long concatenation is deep)."""
+    operands: list[ast.expr] = []
+    node: ast.expr = expr
+    while isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        operands.append(node.right)
+        node = node.left
+    operands.append(node)
+    return operands[::-1]
+
+
 def module_name(file: str) -> str:
     parts = file[:-3].split("/") if file.endswith(".py") else file.split("/")
     if parts and parts[-1] == "__init__":
@@ -415,10 +426,13 @@ class Index:
                 pieces.append(part_text.value)
             return Text("".join(pieces), expr.lineno, where.module.file)
         if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Add):
-            left = self.text(expr.left, where, depth + 1)
-            right = self.text(expr.right, where, depth + 1)
-            if isinstance(left, Text) and isinstance(right, Text):
-                return Text(left.value + right.value, expr.lineno, where.module.file)
+            pieces = []
+            for operand in added(expr):
+                operand_text = self.text(operand, where, depth + 1)
+                if not isinstance(operand_text, Text):
+                    return None
+                pieces.append(operand_text.value)
+            return Text("".join(pieces), expr.lineno, where.module.file)
         return None
 
     def value(self, expr: ast.expr, where: Where, depth: int = 0) -> tuple[ast.expr, Where]:

@@ -19,6 +19,7 @@ import ast
 import codecs
 import io
 import tokenize
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -48,7 +49,9 @@ def source_text(data: bytes) -> str:
 def parse(text: str, name: str) -> tuple[ast.Module | None, Problem | None]:
     """The module's tree, or the problem that keeps it from being read."""
     try:
-        return ast.parse(text, filename=name), None
+        with warnings.catch_warnings():  # the bot's invalid escapes are not the agent's warnings
+            warnings.simplefilter("ignore")
+            return ast.parse(text, filename=name), None
     except SyntaxError as exc:
         line = exc.lineno or 0
         if "\0" in text and "null bytes" in str(exc.msg):
@@ -129,7 +132,8 @@ def _guarded(walker: Walker, work: Callable[[], None]) -> None:
     try:
         work()
     except RecursionError:
-        walker.sink.problems.setdefault(Problem(walker.module.file, 0, "not read to the end: nested too deeply"))
+        walker.sink.problems.setdefault(Problem(walker.module.file, walker.line,
+                                                "not read to the end: nested too deeply from here"))
 
 
 def _order(dep: Dependency) -> tuple[str, int, str, str, str]:
