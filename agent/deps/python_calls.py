@@ -267,7 +267,7 @@ class Walker(ast.NodeVisitor):
         for arg in args[1:] if name in FIND else args:
             self._locator_expr(arg.value if isinstance(arg, ast.Starred) else arg, name)
 
-    def _find(self, node: ast.Call, name: str, args: list[ast.expr], keywords: dict[str | None, ast.expr]) -> None:
+    def _find(self, node: ast.Call, name: str, args: list[ast.expr], keywords: dict[str, ast.expr]) -> None:
         if args and isinstance(args[0], ast.Starred):
             target = args[0].value
             if not self._locator_expr(target, name) and not self._is_param(target):
@@ -372,13 +372,13 @@ class Walker(ast.NodeVisitor):
         elif name in BASE_URL_CALLS:
             for keyword in node.keywords:
                 if keyword.arg == "base_url":
-                    text = self.index.text(keyword.value, self.where)
-                    if isinstance(text, Text):
-                        self._add("url", text, "playwright", name)
+                    base = self.index.text(keyword.value, self.where)
+                    if isinstance(base, Text):
+                        self._add("url", base, "playwright", name)
         elif name in URL_WAITS and node.args:
-            text = self.index.text(node.args[0], self.where)
-            if isinstance(text, Text) and "://" in text.value:
-                self._add("url", text, "playwright", name)
+            awaited = self.index.text(node.args[0], self.where)
+            if isinstance(awaited, Text) and "://" in awaited.value:
+                self._add("url", awaited, "playwright", name)
 
     def _page_like(self, receiver: ast.expr, name: str) -> bool:
         """Whether `receiver.name(selector, ...)` is a page's (or frame's) selector method."""
@@ -532,7 +532,7 @@ class Walker(ast.NodeVisitor):
         # filter(): only refines
         return Segment(self._filters(keywords), line, file, method, False)
 
-    def _filters(self, keywords: dict[str | None, ast.expr]) -> list[str]:
+    def _filters(self, keywords: dict[str, ast.expr]) -> list[str]:
         parts: list[str] = []
         for option, engine in (("has_text", "internal:has-text="), ("has_not_text", "internal:has-not-text=")):
             if option in keywords:

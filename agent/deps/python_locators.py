@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Callable
 
 # Selenium's By constants: the attribute name and the string value (By.ID == "id") -> the prefix
 BY_ATTRIBUTES = {"ID": "id", "NAME": "name", "XPATH": "xpath", "CSS_SELECTOR": "css", "CLASS_NAME": "class",
@@ -53,7 +54,7 @@ def role_selector(role: str, props: list[tuple[str, str]]) -> str:
 
 
 # get_by_* methods whose one argument is a text: how each turns into a selector
-TEXT_FINDERS = {
+TEXT_FINDERS: dict[str, Callable[[str], str]] = {
     "get_by_text": lambda quoted: "internal:text=" + quoted,
     "get_by_label": lambda quoted: "internal:label=" + quoted,
     "get_by_placeholder": lambda quoted: f"internal:attr=[placeholder={quoted}]",
