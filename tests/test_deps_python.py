@@ -4,6 +4,7 @@ out, and broken or hostile source is a problem with its file and line, never an 
 
 from __future__ import annotations
 
+import encodings.aliases
 import json
 import textwrap
 from pathlib import Path
@@ -499,6 +500,14 @@ def test_encodings_bom_and_coding_lines_keep_values_and_lines(tmp_path):
     assert not result.problems and result.files_read == 3
 
 
+@pytest.mark.parametrize("codec", ["rot13", "base64", "utf-16", "idna", "undefined", "punycode", "no-such-codec"])
+def test_a_coding_line_python_would_refuse_is_read_as_utf8(tmp_path, codec):
+    (tmp_path / "odd.py").write_bytes(f"# coding: {codec}\ndef run(page):\n    page.goto('https://é.example.com')\n"
+                                      .encode("utf-8"))
+    result = extract_folder(tmp_path)
+    assert [(d.value, d.line) for d in result.dependencies] == [("https://é.example.com", 3)]
+
+
 @pytest.mark.parametrize("data, line", [
     (b"def run(page):\n    page.goto('https://a.example.com')\n    page.click(\n", 3),
     (b"x = 1\ny = 2\nz = 'a\0b'\n", 3),
@@ -563,6 +572,52 @@ def test_fuzz_truncated_and_spliced_corpus_files(tmp_path_factory, source, cut, 
 @given(data=st.binary(max_size=400))
 def test_fuzz_random_bytes(tmp_path_factory, data):
     check_never_raises(tmp_path_factory.mktemp("b"), data)
+
+
+RECEIVERS = ["page", "self.page", "driver", "self", "frame", "el", "page.keyboard", "pyautogui", "x()", "bw", "os.environ",
+             "page.locator('a')", "LOC", "self.LOC", "Page.LOC", "m.Page", "(await page)", "page.locator(LOC).first"]
+METHODS = ["find_element", "find_elements", "find_element_by_id", "get", "goto", "locator", "get_by_role", "get_by_text",
+           "get_by_test_id", "frame_locator", "nth", "filter", "click", "fill", "type", "press", "select_option",
+           "drag_and_drop", "wait_for_selector", "until", "ui_lookup", "snapshot", "find", "get_password", "getenv",
+           "new_context", "to_have_url", "first", "Remote", "send_keys"]
+ARGUMENTS = ["'#a'", "f'{LOC}'", "f'{x}'", "LOC", "self.LOC", "By.ID", "(By.ID, 'a')", "(By.XPATH, LOC)", "*LOC", "*self.LOC",
+             "{By.ID: 'a'}", "re.compile('a', re.I)", "re.compile(x)", "'a' + LOC", "1", "None", "True", "-1", "x",
+             "name='n'", "exact=True", "has=page.locator('b')", "has_text=LOC", "base_url=LOC", "level=2", "by=By.NAME",
+             "value='v'", "screen='s'", "selector=LOC", "lambda: LOC", "[LOC, 'a']", "'https://u:p@h/'", "checked=x"]
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(calls=st.lists(st.tuples(st.sampled_from(RECEIVERS), st.lists(st.sampled_from(METHODS), min_size=1, max_size=4),
+                                st.lists(st.sampled_from(ARGUMENTS), max_size=4)), min_size=1, max_size=8),
+       where=st.sampled_from(["module", "function", "method"]))
+def test_fuzz_valid_sources_of_mixed_calls(tmp_path_factory, calls, where):
+    lines = []
+    for receiver, methods, arguments in calls:
+        positional = [a for a in arguments if "=" not in a or a.startswith(("'", "f'", "lambda", "("))]
+        keywords = [a for a in arguments if a not in positional]
+        expr = receiver + "".join(f".{m}({', '.join(positional + keywords)})" for m in methods)
+        lines.append(expr)
+    head = ("import re, os, botwatch as bw\nimport m\nfrom selenium.webdriver.common.by import By\n"
+            "from playwright.async_api import Page\nLOC = (By.ID, 'x')\nLOC = LOC\n")
+    if where == "module":
+        body = "\n".join(lines)
+    elif where == "function":
+        body = "async def run(page, x):\n" + "\n".join("    " + line for line in lines)
+    else:
+        body = "class Page:\n    LOC = '#p'\n    async def run(self, x):\n" + "\n".join("        " + line for line in lines)
+    source = head + body + "\n"
+    try:
+        compile(source, "bot.py", "exec", flags=0x2000)  # PyCF_ALLOW_TOP_LEVEL_AWAIT
+    except SyntaxError:
+        return  # a combination Python does not take: the other fuzz tests cover broken files
+    check_never_raises(tmp_path_factory.mktemp("v"), source.encode())
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(codec=st.sampled_from(sorted(set(encodings.aliases.aliases.values()))), source=st.sampled_from(CORPUS_SOURCES),
+       junk=st.binary(max_size=40))
+def test_fuzz_coding_lines(tmp_path_factory, codec, source, junk):
+    check_never_raises(tmp_path_factory.mktemp("c"), f"# -*- coding: {codec} -*-\n".encode() + junk + source)
 
 
 @settings(max_examples=40, deadline=None, derandomize=True)

@@ -39,10 +39,10 @@ def source_text(data: bytes) -> str:
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
         codec = codecs.lookup(encoding).name
-    except (SyntaxError, LookupError):
-        codec = "utf-8"
-    if codec not in ("utf-8", "utf-8-sig"):
-        return data.decode(codec, "replace")
+        if codec not in ("utf-8", "utf-8-sig") and "x = '#'\n".encode(codec) == b"x = '#'\n":
+            return data.decode(codec, "replace")
+    except (SyntaxError, LookupError, UnicodeError, ValueError):
+        pass  # a coding line Python itself would refuse (utf-16, rot13...): read as UTF-8
     return decode_source(data)
 
 
