@@ -238,7 +238,7 @@ class Walker(ast.NodeVisitor):
         text = self.index.text(expr, self.where)
         if isinstance(text, Text):
             return text
-        if text is not PARAM and not (isinstance(expr, ast.Constant) and expr.value is None):
+        if text is not PARAM and not isinstance(expr, ast.Constant):  # None, a number: not this kind of value
             self._problem(expr, f"{context}: the {what} is computed at run time and was not read")
         return None
 
@@ -389,9 +389,10 @@ class Walker(ast.NodeVisitor):
     def _selector_action(self, node: ast.Call, name: str, receiver: ast.expr) -> None:
         keywords = {k.arg: k.value for k in node.keywords if k.arg}
         selectors: list[ast.expr] = []
-        if name == "drag_and_drop":
-            selectors = [e for e in (keywords.get("source"), keywords.get("target")) if e is not None]
-            selectors = node.args[:2] + selectors[len(node.args[:2]):] if node.args else selectors
+        if name == "drag_and_drop":  # page.drag_and_drop(source, target): two selectors
+            positional = [a for a in node.args[:2] if not isinstance(a, ast.Starred)]
+            named = [keywords[k] for k in ("source", "target")[len(positional):] if k in keywords]
+            selectors = positional + named
             if len(selectors) < 2:
                 return
         elif "selector" in keywords:
