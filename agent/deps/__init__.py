@@ -2,9 +2,14 @@
 screens, selectors, URLs, queues, assets, files and mailboxes it touches, each with file and line.
 
     model.py       Dependency, Problem, Step, Extraction: what every extractor gives
-    uipath.py      UiPath projects: project.json, the .xaml workflows, the Object Repository
-    robot.py       Robot Framework suites and resource files (Robot Framework's own parser)
+    uipath.py      UiPath projects: project.json, the .xaml workflows (uipath_xaml.py, values in
+                   uipath_values.py, a line-numbered XML tree in xmltree.py), the Object
+                   Repository (uipath_objects.py)
+    robot.py       Robot Framework suites and resource files (Robot Framework's own parser; the
+                   keyword tables in robot_keywords.py, variables in robot_variables.py)
     python_src.py  Python bots: Selenium and Playwright locators and URLs, the botwatch SDK's calls
+                   (python_calls.py, python_scope.py, python_locators.py)
+    estate.py      every bot's dependencies, and which bots a change would hit (`botwatch impact`)
 
 `extract(path)` walks a folder (or takes one file) and gives each file to the extractor of its
 kind; a UiPath project's files go to the UiPath extractor only.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import extract
 from .model import KINDS, Dependency, Extraction, Problem
@@ -21,7 +21,7 @@ class BotDependencies:
     sources: list[str]  # as the estate file names them
     extraction: Extraction = field(default_factory=Extraction)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"bot": self.bot, "sources": self.sources, "files_read": self.extraction.files_read,
                 "dependencies": [_dep_json(d) for d in sorted(set(self.extraction.dependencies),
                                                                key=lambda d: (KINDS.index(d.kind), d))],
@@ -29,7 +29,7 @@ class BotDependencies:
                              for p in sorted(self.extraction.problems)]}
 
 
-def _dep_json(d: Dependency) -> dict:
+def _dep_json(d: Dependency) -> dict[str, Any]:
     out = {"kind": d.kind, "value": d.value, "file": d.file, "line": d.line, "tool": d.tool}
     for key in ("context", "screen", "app"):
         if getattr(d, key):
