@@ -240,3 +240,35 @@ def test_pairs_come_highest_score_first_then_by_name():
     pairs = duplicates([c, b, a], min_score=0.5)
     assert [(p.bot_a, p.bot_b) for p in pairs] == [("a", "b"), ("a", "c"), ("b", "c")]
     assert pairs[0].score == 1.0 and pairs[1].score == pairs[2].score < 1.0
+
+
+# the CoE report's section
+
+def test_the_report_lists_the_copies_with_their_scores_and_evidence(estate, tmp_path):
+    from botwatch.report import render
+    from botwatch.report.gather import gather
+    from botwatch.state.journal import Journal
+
+    Journal(tmp_path / "journal.db").close()
+    rep = gather(tmp_path / "journal.db", load_estate(estate), since=7 * 86400, progress=False)
+    assert [(d.bot_a, d.bot_b) for d in rep.duplicates] == [("rbc-banking", "rbc-banking-copy"),
+                                                            ("web-orders", "web-orders-copy")]
+    section = render(rep, "md").split("## Duplicate candidates", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| web-orders, web-orders-copy |")]
+    assert len(rows) == 1 and "| 1.00 |" in rows[0] and "selector cart_contents_container" in rows[0]
+    assert "more shared dependencies" in rows[0] and "schedules overlap 100%" in rows[0]
+    assert "shop-check" not in section and "reframework" not in section
+    html = render(rep, "html")
+    assert "<h2>Duplicate candidates</h2>" in html and "rbc-banking, rbc-banking-copy" in html
+
+
+def test_the_report_says_when_no_bot_has_a_source(tmp_path):
+    from botwatch.report import render
+    from botwatch.report.gather import gather
+    from botwatch.state.journal import Journal
+
+    Journal(tmp_path / "journal.db").close()
+    (tmp_path / "botwatch.yaml").write_text("bots:\n  - name: alone\n", encoding="utf-8")
+    rep = gather(tmp_path / "journal.db", load_estate(tmp_path / "botwatch.yaml"), since=86400, progress=False)
+    assert rep.duplicates is None
+    assert "## Duplicate candidates\n\nNot read (no bot in the estate file has a `source:`)." in render(rep, "md")
