@@ -198,6 +198,25 @@ def impact(text, kinds, config, as_json) -> None:
 
 
 @cli.command()
+@click.option("--config", type=click.Path(), help="Estate file (default $BOTWATCH_CONFIG or ./botwatch.yaml).")
+@click.option("--min-score", type=click.FloatRange(0, 1), default=0.6, show_default=True,
+              help="The lowest score (0..1) a pair must reach.")
+@click.option("--json", "as_json", is_flag=True, help="Print the pairs as JSON.")
+def duplicates(config, min_score, as_json) -> None:
+    """Pairs of bots that seem to do the same work: scored from the dependencies their sources
+    share (selectors, screens, URLs, queues, assets, files, mailboxes; not libraries, and never
+    an application alone), their steps and their schedules. Each pair with its evidence.
+
+    Only bots with a `source:` are read. Precision over recall: a pair needs at least three
+    shared distinctive dependencies and the score. Exit 0 whether or not pairs are found,
+    2 for an invalid estate file.
+    """
+    from .duplicates import duplicates_command
+
+    sys.exit(duplicates_command(_load_or_exit(config_path(config)), min_score, as_json))
+
+
+@cli.command()
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
 @click.option("--config", type=click.Path(), help="Estate file (default $BOTWATCH_CONFIG or ./botwatch.yaml).")
 @click.option("--agent", "agent_url", help="Agent URL (default $BOTWATCH_AGENT_URL, else the estate's agent.listen).")

@@ -42,3 +42,11 @@ def queue_cells(q) -> list:
 def last_run_cells(b) -> list:
     """A bot's "last run" and "scheduled" cells (a model.BotRow)."""
     return [iso(b.last_run) if b.last_run else "never", "n/a" if b.scheduled is None else ("yes" if b.scheduled else "no")]
+
+
+DUPLICATE_HEAD = ["bots", "score", "evidence"]
+
+
+def duplicate_cells(d) -> list:
+    """A duplicate candidate's row of the report (a model.DuplicateRow)."""
+    return [f"{d.bot_a}, {d.bot_b}", f"{d.score:.2f}", "; ".join(d.evidence)]

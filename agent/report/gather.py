@@ -27,6 +27,8 @@ Definitions (also in docs/report.md). The window is (end - since, end]; a run co
   flip) is at or before it. Its team, platform and lifecycle are today's (the estate file's).
   Work items processed: the items the runs that ended in the period reported processing, plus
   the control-plane queue items that ended successfully on its UTC days.
+- duplicate candidates: the pairs of `botwatch duplicates` (botwatch.deps.duplicates) among the
+  estate's bots that have a `source:`, each with its score and its weightiest evidence.
 - fragility: the score of botwatch.state.fragility (the last day up to the end of the window, as the
   recording rule computes it); top 10.
 """
@@ -45,7 +47,7 @@ from collections import defaultdict
 from ..state.journal import STATE_FLIP, Journal
 from ..core.redact import redact_url
 from . import trends
-from .model import REASONS, BotRow, DriftWarning, Figures, GroupRow, QueueRow, Report
+from .model import REASONS, BotRow, DriftWarning, DuplicateRow, Figures, GroupRow, QueueRow, Report
 
 NONE = "(none)"
 DIMENSIONS = ("team", "platform", "lifecycle")
@@ -180,6 +182,7 @@ def gather(journal_path, loaded=None, *, since: float, slo: float = 0.95, end: f
                 for row in report.bots:
                     row.governance_failed = sorted({c for c, _, _ in report.governance.get(row.bot, [])})
                 bar.advance(gov)
+                report.duplicates = _duplicates(loaded)
             for row in report.bots:
                 ended = [r.ended for r in runs.get(row.bot, ())]
                 row.last_run = max(ended) if ended else None
@@ -273,6 +276,16 @@ def _governance(loaded) -> dict[str, list[tuple[str, str, str]]]:
         if failed:
             out[bot] = failed
     return out
+
+
+def _duplicates(loaded) -> list[DuplicateRow] | None:
+    """The duplicate candidates among the bots with a `source:`; None when no bot has one."""
+    from ..deps.duplicates import estate_duplicates
+
+    pairs, read = estate_duplicates(loaded)
+    if not read:
+        return None
+    return [DuplicateRow(p.bot_a, p.bot_b, p.score, p.evidence()) for p in pairs]
 
 
 def _from_agent(agent_url: str, report: Report, in_estate: set[str]) -> None:

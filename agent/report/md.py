@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..core.safe_output import for_terminal
-from .fmt import QUEUE_HEAD, dur, iso, last_run_cells, pct, queue_cells
+from .fmt import DUPLICATE_HEAD, QUEUE_HEAD, dur, duplicate_cells, iso, last_run_cells, pct, queue_cells
 from .model import REASONS, Figures, Period, Report
 
 
@@ -110,6 +110,13 @@ def render_md(report: Report) -> str:
         lines += _table(QUEUE_HEAD, [queue_cells(q) for q in r.queues])
     else:
         lines += ["No queue items ended in the window.", ""]
+    lines += ["## Duplicate candidates", ""]
+    if r.duplicates is None:
+        lines += ["Not read (no bot in the estate file has a `source:`).", ""]
+    elif r.duplicates:
+        lines += _table(DUPLICATE_HEAD, [duplicate_cells(d) for d in r.duplicates])
+    else:
+        lines += ["None found.", ""]
     lines += ["## Governance findings", ""]
     if r.governance is None:
         lines += ["Not checked (no estate file).", ""]

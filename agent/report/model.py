@@ -112,6 +112,16 @@ class QueueRow:
 
 
 @dataclass
+class DuplicateRow:
+    """Two bots that seem to do the same work (botwatch.deps.duplicates): score and top evidence."""
+
+    bot_a: str
+    bot_b: str
+    score: float
+    evidence: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Period:
     """One calendar week or month of the window (trends.py): the figures of what happened in it."""
 
@@ -154,6 +164,7 @@ class Report:
     unregistered: list[dict] | None = None  # None: not asked (no --agent) or not reachable
     governance: dict[str, list[tuple[str, str, str]]] | None = None  # bot -> [(check, detail, where)]
     queues: list[QueueRow] | None = None  # None: the source keeps no work-queue history (Prometheus)
+    duplicates: list[DuplicateRow] | None = None  # None: no estate file, or no bot in it has a `source:`
     period: str = "week"  # of the trends: week | month
     trends: list[Period] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
