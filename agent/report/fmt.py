@@ -42,3 +42,11 @@ def queue_cells(q) -> list:
 def last_run_cells(b) -> list:
     """A bot's "last run" and "scheduled" cells (a model.BotRow)."""
     return [iso(b.last_run) if b.last_run else "never", "n/a" if b.scheduled is None else ("yes" if b.scheduled else "no")]
+
+
+APPLICATION_HEAD = ["application", "kind", "bots", "bots (team, criticality)"]
+
+
+def application_cells(a) -> list:
+    """An application's row of the report (a model.ApplicationRow)."""
+    return [a.name, a.kind, len(a.bots), "; ".join(f"{bot} ({team}, {crit})" for bot, team, crit in a.bots)]

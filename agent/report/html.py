@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape as _html_escape
 
 from ..core.safe_output import for_terminal
-from .fmt import QUEUE_HEAD, iso, last_run_cells, pct, queue_cells
+from .fmt import APPLICATION_HEAD, QUEUE_HEAD, application_cells, iso, last_run_cells, pct, queue_cells
 from .md import FIG_HEAD, _fig, trend_intro, trend_tables
 from .model import REASONS, Report
 
@@ -227,6 +227,13 @@ def render_html(report: Report) -> str:
         body.append(_table(QUEUE_HEAD, [queue_cells(q) for q in r.queues]))
     else:
         body.append("<p>No queue items ended in the window.</p>")
+    body.append("<h2>Applications and their bots</h2>")
+    if r.applications is None:
+        body.append("<p class=note>Not read (no estate file).</p>")
+    elif r.applications:
+        body.append(_table(APPLICATION_HEAD, [application_cells(a) for a in r.applications]))
+    else:
+        body.append("<p>No bot's <code>source:</code> names an application or site.</p>")
     body.append("<h2>Governance findings</h2>")
     if r.governance is None:
         body.append("<p class=note>Not checked (no estate file).</p>")

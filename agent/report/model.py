@@ -112,6 +112,15 @@ class QueueRow:
 
 
 @dataclass
+class ApplicationRow:
+    """An application or site (a URL's host) and the bots whose sources depend on it."""
+
+    name: str
+    kind: str  # application | site
+    bots: list[tuple[str, str, str]] = field(default_factory=list)  # (bot, team, criticality), most critical first
+
+
+@dataclass
 class Period:
     """One calendar week or month of the window (trends.py): the figures of what happened in it."""
 
@@ -154,6 +163,7 @@ class Report:
     unregistered: list[dict] | None = None  # None: not asked (no --agent) or not reachable
     governance: dict[str, list[tuple[str, str, str]]] | None = None  # bot -> [(check, detail, where)]
     queues: list[QueueRow] | None = None  # None: the source keeps no work-queue history (Prometheus)
+    applications: list[ApplicationRow] | None = None  # most depended-on first; None: no estate file to read
     period: str = "week"  # of the trends: week | month
     trends: list[Period] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
