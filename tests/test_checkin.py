@@ -243,7 +243,9 @@ def test_tls_and_basic_auth_protect_metrics_and_the_api_but_not_check_ins(tmp_pa
     assert get("/metrics", "prom:wrong")[0] == 401
     status, body = get("/metrics", "prom:s3cret")
     assert status == 200 and b"botwatch_runs_total" in body
-    assert get("/api/v1/status")[0] == 401
+    for path in ("/api/v1/status", "/api/v1/dependencies", "/api/v1/impact?q=x"):  # reading needs the password
+        assert get(path)[0] == 401, path
+    assert get("/api/v1/dependencies", "prom:s3cret")[0] == 200
     assert get(f"/ping/{KEY}/alpha") == (200, b"OK")  # check-ins use their key
     with pytest.raises(OSError):  # URLError or a reset connection
         urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read()  # plain HTTP is refused

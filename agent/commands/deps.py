@@ -37,21 +37,13 @@ def deps_command(loaded, bot_name: str, as_json: bool) -> int:
 
 
 def impact_command(loaded, text: str, kinds: tuple[str, ...], as_json: bool) -> int:
-    from ..deps.estate import bot_dependencies, impact
+    from ..deps.estate import bot_dependencies, impact_answer
 
-    bots = {b.name: b for b in loaded.estate.bots}
     estate_deps = [bot_dependencies(loaded, b) for b in loaded.estate.bots if b.source]
-    hits = impact(estate_deps, text, kinds)
-    by_bot: dict[str, list] = {}
-    for h in hits:
-        by_bot.setdefault(h.bot, []).append(h.dependency)
-    rows = [{"bot": name, "owner": bots[name].owner, "team": bots[name].team,
-             "criticality": bots[name].criticality,
-             "dependencies": [{"kind": d.kind, "value": d.value, "file": d.file, "line": d.line} for d in ds]}
-            for name, ds in sorted(by_bot.items(), key=lambda kv: (_rank(bots[kv[0]].criticality), kv[0]))]
+    answer = impact_answer(loaded.estate.bots, estate_deps, text, kinds)
+    rows = answer["bots"]
     if as_json:
-        click.echo(json.dumps({"query": text, "kinds": list(kinds), "bots": rows,
-                               "bots_read": len(estate_deps)}, indent=2))
+        click.echo(json.dumps(answer, indent=2))
     elif not rows:
         click.echo(for_terminal(f"no bot of the {len(estate_deps)} with a source depends on {text!r}"))
     else:
@@ -62,7 +54,3 @@ def impact_command(loaded, text: str, kinds: tuple[str, ...], as_json: bool) -> 
             for d in r["dependencies"]:
                 click.echo(for_terminal(f"    {d['kind']:<11} {d['value']}  ({d['file']}:{d['line']})"))
     return 0 if rows else 1
-
-
-def _rank(criticality: str) -> int:
-    return {"high": 0, "medium": 1, "low": 2}.get(criticality, 3)

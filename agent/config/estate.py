@@ -265,7 +265,7 @@ class AgentConfig(_Strict):
     bot_folders: list[str] = []  # scripts run from here are bots: unregistered ones are shadow bots
     snapshots: str | None = None  # watched folder of UI snapshots: <bot>/<screen>/<file>.html|.htm|.json|.png
     alert_routing: str | None = None  # Alertmanager config whose `team` routes governance checks against
-    governance_interval: Duration = 300.0  # how often the agent re-runs the governance checks
+    governance_interval: Duration = 300.0  # how often the agent re-runs the governance checks and re-reads the bots' sources
     sd_targets: list[str] = []  # the estate's other agents (host:port), listed by /sd beside this one
     otlp: OtlpConfig = OtlpConfig()
     # host names the agent also answers to (Host header), beside its IP addresses, localhost and

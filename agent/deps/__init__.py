@@ -10,6 +10,8 @@ screens, selectors, URLs, queues, assets, files and mailboxes it touches, each w
     python_src.py  Python bots: Selenium and Playwright locators and URLs, the botwatch SDK's calls
                    (python_calls.py, python_scope.py, python_locators.py)
     estate.py      every bot's dependencies, and which bots a change would hit (`botwatch impact`)
+    applications.py  the applications (with their screens) and sites a bot's dependencies name
+    index.py       the agent's index: every bot's dependencies, read again only when its files change
 
 `extract(path)` walks a folder (or takes one file) and gives each file to the extractor of its
 kind; a UiPath project's files go to the UiPath extractor only.

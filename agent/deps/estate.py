@@ -14,6 +14,8 @@ from .model import KINDS, Dependency, Extraction, Problem
 if TYPE_CHECKING:
     from ..config.estate import BotConfig, LoadedEstate
 
+CRITICALITY_ORDER = ("high", "medium", "low")  # most critical first; none given comes last
+
 
 @dataclass
 class BotDependencies:
@@ -89,3 +91,25 @@ def impact(estate_deps: list[BotDependencies], text: str, kinds: tuple[str, ...]
             if any(needle in v.casefold() for v in (d.value, d.screen, d.app) if v):
                 hits.append(Hit(bd.bot, d))
     return hits
+
+
+def impact_answer(bots: list[BotConfig], estate_deps: list[BotDependencies], text: str,
+                  kinds: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The bots a change to `text` would hit, most critical first, each with its owner, team,
+    criticality and the dependencies that match: `botwatch impact --json` and the agent's
+    /api/v1/impact. `estate_deps`: the bots that have a source."""
+    configs = {b.name: b for b in bots}
+    by_bot: dict[str, list[Dependency]] = {}
+    for h in impact(estate_deps, text, kinds):
+        if h.bot in configs:
+            by_bot.setdefault(h.bot, []).append(h.dependency)
+    rows = [{"bot": name, "owner": configs[name].owner, "team": configs[name].team,
+             "criticality": configs[name].criticality,
+             "dependencies": [{"kind": d.kind, "value": d.value, "file": d.file, "line": d.line} for d in ds]}
+            for name, ds in sorted(by_bot.items(), key=lambda kv: (criticality_rank(configs[kv[0]].criticality),
+                                                                   kv[0]))]
+    return {"query": text, "kinds": list(kinds), "bots": rows, "bots_read": len(estate_deps)}
+
+
+def criticality_rank(criticality: str | None) -> int:
+    return CRITICALITY_ORDER.index(criticality) if criticality in CRITICALITY_ORDER else len(CRITICALITY_ORDER)

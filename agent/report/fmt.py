@@ -50,3 +50,11 @@ DUPLICATE_HEAD = ["bots", "score", "evidence"]
 def duplicate_cells(d) -> list:
     """A duplicate candidate's row of the report (a model.DuplicateRow)."""
     return [f"{d.bot_a}, {d.bot_b}", f"{d.score:.2f}", "; ".join(d.evidence)]
+
+
+APPLICATION_HEAD = ["application", "kind", "bots", "bots (team, criticality)"]
+
+
+def application_cells(a) -> list:
+    """An application's row of the report (a model.ApplicationRow)."""
+    return [a.name, a.kind, len(a.bots), "; ".join(f"{bot} ({team}, {crit})" for bot, team, crit in a.bots)]

@@ -29,6 +29,9 @@ Definitions (also in docs/report.md). The window is (end - since, end]; a run co
   the control-plane queue items that ended successfully on its UTC days.
 - duplicate candidates: the pairs of `botwatch duplicates` (botwatch.deps.duplicates) among the
   estate's bots that have a `source:`, each with its score and its weightiest evidence.
+- applications and their bots: per application (named by the bots' sources: an application, the
+  application of a screen or selector) or site (a URL's host), the bots of the estate file whose
+  `source:` depends on it, most depended-on first (botwatch.deps); read when the report is made.
 - fragility: the score of botwatch.state.fragility (the last day up to the end of the window, as the
   recording rule computes it); top 10.
 """
@@ -47,6 +50,7 @@ from collections import defaultdict
 from ..state.journal import STATE_FLIP, Journal
 from ..core.redact import redact_url
 from . import trends
+from .applications import applications_of_estate
 from .model import REASONS, BotRow, DriftWarning, DuplicateRow, Figures, GroupRow, QueueRow, Report
 
 NONE = "(none)"
@@ -177,6 +181,9 @@ def gather(journal_path, loaded=None, *, since: float, slo: float = 0.95, end: f
             report.queues = _queues(queue_days, loaded)
             _trends(report, runs, flips, first_seen, queue_days)
             if loaded is not None:
+                reading_sources = bar.task("reading the bots' sources", 1)
+                report.applications = applications_of_estate(loaded)
+                bar.advance(reading_sources)
                 gov = bar.task("governance checks", 1)
                 report.governance = _governance(loaded)
                 for row in report.bots:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from html import escape as _html_escape
 
 from ..core.safe_output import for_terminal
-from .fmt import DUPLICATE_HEAD, QUEUE_HEAD, duplicate_cells, iso, last_run_cells, pct, queue_cells
+from .fmt import (APPLICATION_HEAD, DUPLICATE_HEAD, QUEUE_HEAD, application_cells, duplicate_cells, iso,
+                  last_run_cells, pct, queue_cells)
 from .md import FIG_HEAD, _fig, trend_intro, trend_tables
 from .model import REASONS, Report
 
@@ -227,6 +228,13 @@ def render_html(report: Report) -> str:
         body.append(_table(QUEUE_HEAD, [queue_cells(q) for q in r.queues]))
     else:
         body.append("<p>No queue items ended in the window.</p>")
+    body.append("<h2>Applications and their bots</h2>")
+    if r.applications is None:
+        body.append("<p class=note>Not read (no estate file).</p>")
+    elif r.applications:
+        body.append(_table(APPLICATION_HEAD, [application_cells(a) for a in r.applications]))
+    else:
+        body.append("<p>No bot's <code>source:</code> names an application or site.</p>")
     body.append("<h2>Duplicate candidates</h2>")
     if r.duplicates is None:
         body.append("<p class=note>Not read (no bot in the estate file has a <code>source:</code>).</p>")

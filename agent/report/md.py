@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..core.safe_output import for_terminal
-from .fmt import DUPLICATE_HEAD, QUEUE_HEAD, dur, duplicate_cells, iso, last_run_cells, pct, queue_cells
+from .fmt import (APPLICATION_HEAD, DUPLICATE_HEAD, QUEUE_HEAD, application_cells, dur, duplicate_cells, iso,
+                  last_run_cells, pct, queue_cells)
 from .model import REASONS, Figures, Period, Report
 
 
@@ -110,6 +111,13 @@ def render_md(report: Report) -> str:
         lines += _table(QUEUE_HEAD, [queue_cells(q) for q in r.queues])
     else:
         lines += ["No queue items ended in the window.", ""]
+    lines += ["## Applications and their bots", ""]
+    if r.applications is None:
+        lines += ["Not read (no estate file).", ""]
+    elif r.applications:
+        lines += _table(APPLICATION_HEAD, [application_cells(a) for a in r.applications])
+    else:
+        lines += ["No bot's `source:` names an application or site.", ""]
     lines += ["## Duplicate candidates", ""]
     if r.duplicates is None:
         lines += ["Not read (no bot in the estate file has a `source:`).", ""]

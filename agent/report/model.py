@@ -122,6 +122,15 @@ class DuplicateRow:
 
 
 @dataclass
+class ApplicationRow:
+    """An application or site (a URL's host) and the bots whose sources depend on it."""
+
+    name: str
+    kind: str  # application | site
+    bots: list[tuple[str, str, str]] = field(default_factory=list)  # (bot, team, criticality), most critical first
+
+
+@dataclass
 class Period:
     """One calendar week or month of the window (trends.py): the figures of what happened in it."""
 
@@ -165,6 +174,7 @@ class Report:
     governance: dict[str, list[tuple[str, str, str]]] | None = None  # bot -> [(check, detail, where)]
     queues: list[QueueRow] | None = None  # None: the source keeps no work-queue history (Prometheus)
     duplicates: list[DuplicateRow] | None = None  # None: no estate file, or no bot in it has a `source:`
+    applications: list[ApplicationRow] | None = None  # most depended-on first; None: no estate file to read
     period: str = "week"  # of the trends: week | month
     trends: list[Period] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from ..state.journal import STATE_FLIP
 from ..core.redact import redact_url
 from . import trends
+from .applications import applications_of_estate
 from .gather import NONE, _group, _unregistered, bot_figures
 from .model import REASONS, BotRow, DriftWarning, Figures, Report
 
@@ -264,5 +265,7 @@ def gather_prometheus(url: str, since: float, until: float | None, slo: float = 
     for name, cfg in configs.items():
         if cfg.lifecycle == "prototype" and (cfg.schedule or cfg.every):
             report.prototypes_on_schedule.append((name, cfg.schedule or f"every {int(cfg.every)}s"))
+    if loaded is not None:  # read from the bots' sources, as from the journal
+        report.applications = applications_of_estate(loaded)
     _group(report)
     return report

@@ -14,6 +14,10 @@
   GET  /api/v1/status                     every bot's state, for `botwatch status`, and the capabilities
                                           off (extras not installed)
   GET  /api/v1/unregistered               shadow bots: processes of bot runtimes no bot claims
+  GET  /api/v1/dependencies               what each bot depends on, read from its source (`botwatch deps --json`
+                                          per bot), as the agent last read it (botwatch.deps.index)
+  GET  /api/v1/impact?q=TEXT[&kind=K]     which bots a change to TEXT would hit, most critical first
+                                          (`botwatch impact --json`)
   POST /api/v1/snapshots/<bot>/<screen>   a UI snapshot (HTML, accessibility tree, PNG): its drift report
                                           (501 without the drift extra)
   POST /api/v1/webhooks/<platform>/<connection>  a control plane's webhook, for the source of that
@@ -60,14 +64,17 @@ from ..core.vocabulary import LookupKind as _LOOKUP_KIND
 from ..core.vocabulary import Reason as _REASON
 from ..core.vocabulary import SnapshotKind as _SNAPSHOT_KIND
 from ..core.vocabulary import RUN_ID_PATTERN as _RUN_ID
+from ..deps.model import KINDS as _DEPENDENCY_KINDS
 from ..config.web import BasicAuth, BasicAuthGate, HostCheck, SecurityHeaders, default_host_names, keys_match
 from ..client.runrecord import new_run_id
 
 if TYPE_CHECKING:  # loaded when first used: the API starts without them
+    from ..deps.index import DependencyIndex
     from ..governance import Governance
     from ..ui.probe import DriftProbe
     from .webhooks import Receivers
 
+_DEPENDENCY_KIND = Literal[_DEPENDENCY_KINDS]  # type: ignore[valid-type]  # the kinds botwatch.deps reads
 HARD_MAX_BATCH = 100_000
 MAX_TIME = 32_503_680_000.0  # 3000-01-01 UTC: a later time is a client's bug (and beyond Windows' gmtime)
 # Every number a client sends is bounded (docs/security.md): far beyond what a bot host measures,
@@ -355,11 +362,13 @@ ScreenName = Annotated[str, Path(description="Screen name", min_length=1, max_le
 
 def create_app(state: EstateState, registry: CollectorRegistry, security: Security | None = None,
                probe: DriftProbe | None = None, governance: Governance | None = None,
-               receivers: Receivers | None = None) -> FastAPI:
+               receivers: Receivers | None = None, dependencies: DependencyIndex | None = None) -> FastAPI:
     """`probe`: the botwatch.ui.probe.DriftProbe shared with the snapshot folder (one over the
     state's journal by default). `governance`: the agent's botwatch.governance.Governance, whose
     latest findings the status page counts (none shown without it). `receivers`: where the
-    daemon hands over the sources that take webhooks, once it has built them."""
+    daemon hands over the sources that take webhooks, once it has built them. `dependencies`:
+    the agent's botwatch.deps.index.DependencyIndex, refreshed in the background (without it,
+    one over the state's estate reads the sources when first asked; the status page shows none)."""
     from .webhooks import PREFIX as WEBHOOKS, Receivers, add_routes as add_webhook_routes
 
     security = security or Security()
@@ -570,6 +579,31 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
         return JSONResponse({"time": time.time(), "swept_at": swept_at, "counts": counts,
                              "processes": processes, "control_plane": control_plane})
 
+    # -- dependencies read from the bots' sources (botwatch.deps) ------------------------------------
+    dependency_index = dependencies
+    if dependency_index is None:
+        from ..config.estate import LoadedEstate
+        from ..deps.index import DependencyIndex
+
+        dependency_index = DependencyIndex(LoadedEstate(state.estate, None))
+
+    @app.get("/api/v1/dependencies", summary="What each bot depends on, read from its source: applications, "
+             "screens, selectors, URLs, queues, assets and credentials (names only), files, mailboxes")
+    def dependencies_of_bots() -> JSONResponse:
+        found = dependency_index.current()
+        return JSONResponse({"time": time.time(), "refreshed_at": dependency_index.refreshed_at,
+                             "bots": [found[name].to_json() for name in sorted(found)]})
+
+    @app.get("/api/v1/impact", summary="Which bots a change to an application, URL, screen, selector text, "
+             "queue or asset would hit, most critical first, with owners and teams")
+    def impact(q: Annotated[str, Query(min_length=1, max_length=1000,
+                                       description="Matched case-insensitively in each dependency's value, "
+                                                   "screen and application")],
+               kind: Annotated[list[_DEPENDENCY_KIND], Query(description="Only dependencies of these kinds")] = [],
+               ) -> JSONResponse:
+        return JSONResponse({"time": time.time(), "refreshed_at": dependency_index.refreshed_at,
+                             **dependency_index.impact(q, tuple(dict.fromkeys(kind)))})
+
     # -- control planes' webhooks (botwatch.server.webhooks) ----------------------------------------
     if receivers is None:  # an app without sources takes no webhooks
         receivers = Receivers()
@@ -739,7 +773,7 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
     def index() -> HTMLResponse:
         from .status_page import page_for_state
 
-        return HTMLResponse(page_for_state(state, governance, version=__version__),
+        return HTMLResponse(page_for_state(state, governance, version=__version__, dependencies=dependencies),
                             headers={"Cache-Control": "no-store"})
 
     return app

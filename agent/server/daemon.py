@@ -130,12 +130,18 @@ def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None, *,
     governance = governance_for_state(state, loaded)  # checked in the background, off the scrape path
     refresher = GovernanceRefresher(governance, loaded.estate.agent.governance_interval)
     refresher.start()
+    from ..deps.index import DependencyIndex, DependencyRefresher
+
+    dependencies = DependencyIndex(loaded, clock=state.clock)  # each bot's sources, read in the background too
+    dependencies_refresher = DependencyRefresher(dependencies, loaded.estate.agent.governance_interval)
+    dependencies_refresher.start()
     from ..ui.probe import DriftProbe
 
     probe = DriftProbe(loaded.estate, journal)  # UI snapshots: the API and the snapshot folder share it
     registry = estate_registry(state, governance=governance)
     receivers = Receivers()  # the sources that take webhooks, handed over once built
-    app = create_app(state, registry, security, probe=probe, governance=governance, receivers=receivers)
+    app = create_app(state, registry, security, probe=probe, governance=governance, receivers=receivers,
+                     dependencies=dependencies)
     from botwatch.exporters import otlp as otlp_exports
 
     otlp: otlp_exports.OtlpExports = otlp_exports.start(otlp_wanted, state, registry)
@@ -175,6 +181,7 @@ def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None, *,
                 log.exception("stopping %s failed", type(source).__name__)
         otlp.stop(state)  # after the sources: their last runs go out in the final push
         refresher.stopped.set()
+        dependencies_refresher.stopped.set()
         sweeper.stop(timeout=5)
         try:
             state.sweep()

@@ -4,7 +4,8 @@ Server-rendered HTML with inline CSS: no scripts, no front-end build, readable o
 reloaded by the browser every `refresh` seconds. Estate traffic lights (a count per state),
 then one card per bot, the most urgent first: state (colour *and* word), owner, team, last
 success, the latest runs with their failure reasons, UI drift warnings and declared selectors
-that no longer match, the runbook link and the count of failed governance checks.
+that no longer match, the runbook link, the count of failed governance checks and the
+applications and sites the bot's source uses (each a link to the bots a change there would hit).
 
 Everything shown is escaped. Nothing secret is shown: no run output, no check-in bodies, no
 governance details beyond the names of the failed checks (owner and runbook are meant to be seen).
@@ -15,12 +16,17 @@ from __future__ import annotations
 import html
 import re
 import time
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
+from urllib.parse import urlencode
 
 from ..core.durations import format_duration
 from ..state.readmodel import BotView
 
+if TYPE_CHECKING:
+    from ..deps.applications import Application
+
 REFRESH_SECONDS = 30  # how often the browser reloads the page
+MAX_APPLICATIONS = 6  # applications and sites named per bot
 MAX_BOTS = 200  # bot cards rendered (the most urgent first); the counts cover every bot
 RECENT_RUNS = 5  # runs listed per bot
 
@@ -131,7 +137,23 @@ def _ui_warnings(v: BotView) -> list[str]:
     return out
 
 
-def _card(v: BotView, now: float, runs: Sequence[Mapping] | None, failed_checks: list[str] | None) -> str:
+def _depends_on(apps: Sequence[Application] | None) -> str:
+    """`depends on: chrome.exe (6 screens), rbcroyalbank.com`, each linked to the impact of a
+    change there; nothing when the bot's source names none (or was not read)."""
+    if not apps:
+        return ""
+    named = []
+    for a in apps[:MAX_APPLICATIONS]:
+        screens = f" ({len(a.screens)} screen{'s' if len(a.screens) != 1 else ''})" if a.screens else ""
+        link = "/api/v1/impact?" + urlencode({"q": a.name})
+        named.append(f"<a href='{_e(link)}' title='bots a change to {_e(a.name)} would hit'>{_e(a.name)}</a>"
+                     f"{_e(screens)}")
+    more = len(apps) - len(named)
+    return (f"<p class='deps'>depends on: {', '.join(named)}" + (f" and {more} more" if more > 0 else "") + "</p>")
+
+
+def _card(v: BotView, now: float, runs: Sequence[Mapping] | None, failed_checks: list[str] | None,
+          apps: Sequence[Application] | None = None) -> str:
     c = v.cfg
     facts = [f"<dt>owner</dt><dd>{_owner(c.owner)}</dd>",
              f"<dt>team</dt><dd>{_e(c.team) if c.team else '<span class=missing>none</span>'}</dd>",
@@ -162,6 +184,7 @@ def _card(v: BotView, now: float, runs: Sequence[Mapping] | None, failed_checks:
             + (f"<p class='desc'>{_e(c.description)}</p>" if c.description else "")
             + ui
             + f"<dl>{''.join(facts)}</dl>"
+            + _depends_on(apps)
             + _runs(runs, now)
             + f"<p class='links'>{_runbook(c.runbook)}</p></article>")
 
@@ -169,10 +192,13 @@ def _card(v: BotView, now: float, runs: Sequence[Mapping] | None, failed_checks:
 def render_status_page(views: Iterable[BotView], *, now: float | None = None,
                        recent_runs: RecentRuns | None = None,
                        findings: Mapping[str, Iterable] | None = None,
+                       applications: Mapping[str, Sequence[Application]] | None = None,
                        refresh: int = REFRESH_SECONDS, max_bots: int = MAX_BOTS, version: str = "") -> str:
     """The page. `recent_runs(bot)`: its latest runs (dicts with outcome, reason, started, ended,
     exit_status, items_processed, items_failed, empty), asked for the cards shown only; `findings`: governance findings per bot (objects
-    with `check` and `ok`), None when not computed yet; `refresh`: seconds, 0 for none."""
+    with `check` and `ok`), None when not computed yet; `applications`: per bot, the applications
+    and sites its source uses (botwatch.deps.applications), None when not read yet; `refresh`:
+    seconds, 0 for none."""
     now = time.time() if now is None else now
     views = sorted(views, key=lambda v: (URGENCY.index(v.state) if v.state in URGENCY else 0, v.cfg.team or "", v.name))
     counts = dict.fromkeys(URGENCY, 0)
@@ -194,7 +220,7 @@ def render_status_page(views: Iterable[BotView], *, now: float | None = None,
         failed = None
         if findings is not None:
             failed = sorted({f.check for f in findings.get(v.name, ()) if not f.ok})
-        cards.append(_card(v, now, runs, failed))
+        cards.append(_card(v, now, runs, failed, (applications or {}).get(v.name)))
     note = ""
     if len(views) > len(shown):
         note = (f"<p class='note'>Showing the {len(shown)} most urgent of {len(views)} bots. Every bot: "
@@ -212,18 +238,22 @@ def render_status_page(views: Iterable[BotView], *, now: float | None = None,
         f"<ul class='lights' aria-label='bots per state'>{lights}</ul>{note}"
         f"<main class='bots'>{''.join(cards)}</main>"
         "<footer class='muted'><a href='/metrics'>metrics</a> · <a href='/api/v1/status'>status API</a> · "
+        "<a href='/api/v1/dependencies'>dependencies API</a> · "
         "<a href='/api/v1/openapi.json'>API description</a></footer></body></html>")
 
 
-def page_for_state(state, governance=None, *, refresh: int = REFRESH_SECONDS, version: str = "") -> str:
+def page_for_state(state, governance=None, *, refresh: int = REFRESH_SECONDS, version: str = "",
+                   dependencies=None) -> str:
     """The page of a running agent: its state, the journal's latest runs, the governance findings
-    the agent last computed (never computed here: the page must stay fast)."""
+    and the dependencies (a botwatch.deps.index.DependencyIndex) the agent last computed (never
+    computed here: the page must stay fast)."""
     journal = state.journal
     recent = (lambda bot: journal.recent_runs(bot, RECENT_RUNS)) if journal is not None else None
     findings = governance.latest if governance is not None else None
     now = state.clock()
-    return render_status_page(state.views(now), now=now, recent_runs=recent, findings=findings, refresh=refresh,
-                              version=version)
+    applications = dependencies.latest_applications if dependencies is not None else None
+    return render_status_page(state.views(now), now=now, recent_runs=recent, findings=findings,
+                              applications=applications, refresh=refresh, version=version)
 
 
 _CSS = "".join(f".s-{s}{{background:{c};color:#fff}}" for s, c in STATE_COLOURS.items()) + """
@@ -265,6 +295,7 @@ dd{margin:0;min-width:0}
 .warn,.hung{color:#b71c1c}
 .missing{color:#b71c1c;font-style:italic}
 .links{margin:.5rem 0 0}
+.deps{margin:.5rem 0 0;font-size:.9rem}
 .note{background:#e8f0fe;padding:.4rem .6rem;border-radius:4px}
 code{font-size:.85em;overflow-wrap:anywhere}
 footer{margin-top:1rem;font-size:.85rem}
