@@ -131,6 +131,9 @@ CATALOGUE: tuple[MetricSpec, ...] = (
                "botwatch.unregistered_bot.processes", "{process}"),
     MetricSpec("botwatch_bot_governance_findings", "gauge", "1 if the bot fails the governance check, 0 if it passes.",
                ("bot", "check"), "botwatch.bot.governance.findings", "1"),
+    MetricSpec("botwatch_bot_duplicate_candidates", "gauge",
+               "Bots that seem to do the same work as this one, from what their sources share "
+               "(botwatch duplicates).", _B, "botwatch.bot.duplicate_candidates", "{bot}"),
     MetricSpec("botwatch_agent_build_info", "gauge", "Version of the running agent.", ("version",),
                "botwatch.agent.build.info", "1"),
     MetricSpec("botwatch_agent_spool_pending_runs", "gauge",

@@ -199,13 +199,19 @@ class EstateRegistry(CollectorRegistry):
 
 
 def estate_registry(state: EstateState, clock: Callable[[], float] = time.time,
-                    governance=None) -> EstateRegistry:
+                    governance=None, dependencies=None) -> EstateRegistry:
     """A registry holding only the estate collectors (tests and the agent need no global state).
-    `governance`: the agent's botwatch.governance.Governance; by default one over the state's bots."""
+    `governance`: the agent's botwatch.governance.Governance; by default one over the state's bots.
+    `dependencies`: the agent's botwatch.deps.index.DependencyIndex; by default one over the
+    state's estate that reads nothing until refreshed."""
+    from .dependencies import DependenciesCollector
     from .governance import GovernanceCollector
+    from botwatch.config.estate import LoadedEstate
+    from botwatch.deps.index import DependencyIndex
     from botwatch.governance import governance_for_state
 
     registry = EstateRegistry()
     registry.register(EstateCollector(state, clock))
     registry.register(GovernanceCollector(governance or governance_for_state(state)))
+    registry.register(DependenciesCollector(dependencies or DependencyIndex(LoadedEstate(state.estate, None))))
     return registry

@@ -22,6 +22,7 @@ BOTS = """\
 - name: alpha
   team: finance
   every: 1h
+  source: alpha.py
   ui:
     screens:
       invoice: {selectors: {submit: "#btnSubmit"}}
@@ -69,6 +70,7 @@ def a_busy_agent(tmp_path, agents, orchestrator):
     """A real agent whose bot ran (a success, a failure), looked up a UI element and sent a snapshot,
     and which pulls an Orchestrator."""
     port = free_port()
+    (tmp_path / "alpha.py").write_text("page.goto('https://erp.example.com/invoices')\n", encoding="utf-8")
     config = write_estate(tmp_path / "botwatch.yaml", BOTS, port)
     with config.open("a", encoding="utf-8") as f:
         f.write(f"platforms:\n  uipath:\n    - {{name: prod, url: '{orchestrator.url}', organization: {orchestrator.org}, "

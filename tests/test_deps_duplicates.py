@@ -272,3 +272,33 @@ def test_the_report_says_when_no_bot_has_a_source(tmp_path):
     rep = gather(tmp_path / "journal.db", load_estate(tmp_path / "botwatch.yaml"), since=86400, progress=False)
     assert rep.duplicates is None
     assert "## Duplicate candidates\n\nNot read (no bot in the estate file has a `source:`)." in render(rep, "md")
+
+
+# -- the metric: the agent's dependency index scores the pairs in the background ---------------------
+
+def test_the_agent_exports_each_bots_duplicate_candidates(tmp_path):
+    from prometheus_client import generate_latest
+
+    from botwatch.config.estate import load_estate
+    from botwatch.deps.index import DependencyIndex
+    from botwatch.exporters.prometheus import estate_registry
+    from botwatch.state.runtime import EstateState
+
+    original = CORPUS / "robot" / "robocorp__example-web-store-order-processor"
+    shutil.copytree(original, tmp_path / "orders")
+    shutil.copytree(original, tmp_path / "orders-copy")
+    (tmp_path / "other.py").write_text("driver.get('https://intranet.example.com')\n", encoding="utf-8")
+    estate = tmp_path / "botwatch.yaml"
+    estate.write_text("bots:\n  - {name: orders, source: orders}\n  - {name: orders-copy, source: orders-copy}\n"
+                      "  - {name: other, source: other.py}\n  - {name: no-source}\n", encoding="utf-8")
+    loaded = load_estate(estate)
+    index = DependencyIndex(loaded)
+    registry = estate_registry(EstateState(loaded.estate), dependencies=index)
+    assert "botwatch_bot_duplicate_candidates{" not in generate_latest(registry).decode()  # nothing read yet
+    index.refresh()
+    samples = {line.split("{bot=")[1] for line in generate_latest(registry).decode().splitlines()
+               if line.startswith("botwatch_bot_duplicate_candidates{")}
+    assert samples == {'"orders"} 1.0', '"orders-copy"} 1.0', '"other"} 0.0'}  # no sample without a source
+    reads = index.reads_total
+    index.refresh()  # nothing changed: nothing read, the same counts
+    assert index.reads_total == reads and index.latest_duplicate_counts == {"orders": 1, "orders-copy": 1, "other": 0}

@@ -50,6 +50,7 @@ class DependencyIndex:
         self._cache: dict[str, _Cached] = {}
         self._latest: dict[str, BotDependencies] | None = None
         self._applications: dict[str, list[Application]] | None = None
+        self._duplicates: dict[str, int] | None = None  # bot with a source -> its duplicate candidate pairs
         self.refreshed_at: float | None = None
         self.reads_total = 0  # bots whose sources were read (not taken from the cache)
         self.errors_total = 0  # extractions that raised
@@ -63,6 +64,12 @@ class DependencyIndex:
     def latest_applications(self) -> dict[str, list[Application]] | None:
         """Bot -> the applications and sites it uses, as last read (botwatch.deps.applications)."""
         return self._applications
+
+    @property
+    def latest_duplicate_counts(self) -> dict[str, int] | None:
+        """Bot (with a `source:`) -> in how many duplicate candidate pairs it is, as of the latest
+        refresh (botwatch.deps.duplicates); None before the first."""
+        return self._duplicates
 
     def current(self) -> dict[str, BotDependencies]:
         """The latest, read now when nothing has been read yet (a refresh under way is waited for)."""
@@ -85,7 +92,9 @@ class DependencyIndex:
     def _refresh(self) -> dict[str, BotDependencies]:
         out: dict[str, BotDependencies] = {}
         apps: dict[str, list[Application]] = {}
-        for bot in self.bots():
+        bots = self.bots()
+        changed = self._duplicates is None or set(self._cache) != {b.name for b in bots}
+        for bot in bots:
             fingerprint: Fingerprint | None
             try:
                 fingerprint = self._fingerprint(bot)
@@ -99,10 +108,30 @@ class DependencyIndex:
             out[bot.name] = self._read(bot)
             apps[bot.name] = applications(out[bot.name].extraction.dependencies)
             self._cache[bot.name] = _Cached(fingerprint, out[bot.name], apps[bot.name])
+            changed = True
         for gone in set(self._cache) - set(out):
             del self._cache[gone]
+        if changed:  # pairs are scored anew only when some bot's sources (or the bots) changed
+            self._duplicates = self._duplicate_counts(bots, out)
         self._latest, self._applications, self.refreshed_at = out, apps, self.clock()
         return out
+
+    def _duplicate_counts(self, bots: list[BotConfig], found: dict[str, BotDependencies]) -> dict[str, int]:
+        from .duplicates import Schedule, duplicates
+
+        read = [b for b in bots if b.source and b.name in found]
+        counts = {b.name: 0 for b in read}
+        try:
+            pairs = duplicates([found[b.name] for b in read],
+                               {b.name: Schedule(b.schedule, b.every, b.timezone) for b in read})
+        except Exception:  # the counts are left at 0 rather than stop the refresh
+            self.errors_total += 1
+            log.exception("scoring duplicate candidates failed")
+            return counts
+        for pair in pairs:
+            counts[pair.bot_a] += 1
+            counts[pair.bot_b] += 1
+        return counts
 
     def _read(self, bot: BotConfig) -> BotDependencies:
         self.reads_total += 1

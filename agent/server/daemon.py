@@ -138,7 +138,7 @@ def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None, *,
     from ..ui.probe import DriftProbe
 
     probe = DriftProbe(loaded.estate, journal)  # UI snapshots: the API and the snapshot folder share it
-    registry = estate_registry(state, governance=governance)
+    registry = estate_registry(state, governance=governance, dependencies=dependencies)
     receivers = Receivers()  # the sources that take webhooks, handed over once built
     app = create_app(state, registry, security, probe=probe, governance=governance, receivers=receivers,
                      dependencies=dependencies)
