@@ -44,9 +44,9 @@ ROBOTS = {  # folder in the generated project: the corpus robot
 }
 WORKFLOWS = 500
 ROBOT_FILES = 200
-# 14a's goal is absolute: the extraction measured 4.5x-4.9x ElementTree's parse in C, of which the
+# 14a's goal is absolute: the extraction measured 4.5x-5.3x ElementTree's parse in C, of which the
 # line-numbered tree alone (agent/deps/xmltree.py: expat's callbacks in Python, as ElementTree keeps
-# no line numbers) about 2.3x; a ratio of 3x would leave reading the tree almost nothing. The ratio
+# no line numbers) 2.3x-2.6x; a ratio of 3x would leave reading the tree almost nothing. The ratio
 # is reported all the same
 GOAL_UIPATH_MS_PER_WORKFLOW = 10.0
 GOAL_ROBOT = 2.0  # x Robot Framework's parse
@@ -250,7 +250,7 @@ def measure(runs: int, reps: int, warmup: int, workflows: int = WORKFLOWS, robot
                 f"the extractor also reads project.json and the Object Repository ({len(objects)} files, "
                 f"{objects_bytes / 1e3:.0f} kB), which the reference does not: counted in the measured time")
         figures.append(fig)
-    details = [f"Set-up: the two projects were generated from tests/corpus/deps in {build_s:.1f} s; a garbage "
+    details = ["", f"Set-up: the two projects were generated from tests/corpus/deps in {build_s:.1f} s; a garbage "
                f"collection before each repetition, not timed."]
     return {"benchmark": "deps_extraction", "figures": figures, "details": details,
             "settings": {"runs": runs, "reps": reps, "warmup": warmup, "workflows": workflows,
