@@ -47,6 +47,8 @@ BENCHMARKS = [
      ["--runs-per-day", "10000"]),
     ("bench_install_footprint.py", "13. Install footprint: `pip install botwatch` without extras",
      ["--runs", "5", "--warmup", "0"]),
+    ("bench_deps_extraction.py", "14. Dependency extraction: a UiPath project of 500 workflows, a Robot Framework "
+     "project of 200 files", ["--runs", "5", "--reps", "1", "--warmup", "1"]),
 ]
 
 
