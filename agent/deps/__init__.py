@@ -56,10 +56,11 @@ def extract(path: Path) -> Extraction:
     if len(files) >= MAX_FILES:
         result.problems.append(Problem(".", 0, f"only the first {MAX_FILES} files read"))
     projects = sorted({f.parent for f in files if f.name == "project.json" and uipath.is_uipath_project(f)})
-    inside = [f for f in files if any(p == f.parent or p in f.parents for p in projects)]
+    project_set = set(projects)
+    inside = {f for f in files if any(p in project_set for p in f.parents)}  # a project's files are its reader's
     for project in projects:
         result.merge(uipath.extract(project, root))
-    rest = [f for f in files if f not in set(inside)]
+    rest = [f for f in files if f not in inside]
     result.merge(robot.extract(root, [f for f in rest if f.suffix.lower() in (".robot", ".resource")]))
     result.merge(python_src.extract(root, [f for f in rest if f.suffix.lower() == ".py"]))
     return result
