@@ -74,7 +74,7 @@ def ui_dependencies(dependencies: Iterable[Dependency]) -> UiDependencies:
     (each translation is compiled once, as the checker will)."""
     by_screen: dict[str, list[UiSelector]] = {}
     skipped: list[NotCheckable] = []
-    for d in sorted(set(dependencies)):
+    for d in sorted(set(dependencies), key=lambda d: (d.file, d.line, d.value)):  # the first in the source wins
         if d.kind != "selector":
             continue
         text, reason = translate(d)
@@ -87,16 +87,16 @@ def ui_dependencies(dependencies: Iterable[Dependency]) -> UiDependencies:
     return UiDependencies(by_screen, skipped)
 
 
-def selector_name(text: str, taken: set[str]) -> str:
-    """A metric label for an extracted selector, from its text (so that it stays the same when
-    the code around it moves): `id=btnSubmit` is `id-btnSubmit`; a long one keeps its head and a
-    hash of the whole, one that clashes with a name already taken gets the hash too."""
-    slug = re.sub(r"[^A-Za-z0-9_.]+", "-", text).strip("-.") or "selector"
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
-    name = slug if len(slug) <= NAME_LENGTH else f"{slug[:NAME_LENGTH - 9]}-{digest}"
-    if name in taken:
-        name = f"{slug[:NAME_LENGTH - 9]}-{digest}"
-    return name
+def selector_name(value: str, taken: set[str]) -> str:
+    """A metric label for an extracted selector, from its text as the source writes it (so that
+    it stays the same when the code around it moves): `id=btnSubmit` is `id-btnSubmit`. A long
+    one keeps its tail (the element, in a UiPath selector) and a hash of the whole; one that
+    clashes with a name already taken gets the hash too."""
+    slug = re.sub(r"[^A-Za-z0-9_.]+", "-", value).strip("-.") or "selector"
+    digest = hashlib.sha256(value.encode("utf-8")).hexdigest()[:8]
+    if len(slug) <= NAME_LENGTH and slug not in taken:
+        return slug
+    return f"{slug[-(NAME_LENGTH - 9):].lstrip('-.')}-{digest}"
 
 
 # -- translation -----------------------------------------------------------------------------------
@@ -104,7 +104,7 @@ def selector_name(text: str, taken: set[str]) -> str:
 def translate(d: Dependency) -> tuple[str | None, str]:
     """(selector the drift checker takes, "") or (None, why it cannot be checked)."""
     by_tool = {"selenium": _selenium, "robotframework": _robot, "playwright": _playwright, "uipath": _uipath,
-               "botwatch": _checked}
+               "botwatch": _botwatch}
     try:
         return by_tool[d.tool](d.value.strip())
     except _NotCheckable as exc:
@@ -124,6 +124,11 @@ def _checked(text: str) -> tuple[str, str]:
     except ValueError as exc:
         raise _NotCheckable(str(exc)) from None
     return text, ""
+
+
+def _botwatch(text: str) -> tuple[str, str]:
+    """The SDK's and helpers' selectors: the estate file's syntax, or a UiPath selector."""
+    return _uipath(text) if text.startswith("<") else _checked(text)
 
 
 def _lit(value: str) -> str:
