@@ -55,9 +55,10 @@ class NotCheckable:
     dependency: Dependency
     reason: str
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         d = self.dependency
-        out = {"selector": d.value, "tool": d.tool, "file": d.file, "line": d.line, "reason": self.reason}
+        out: dict[str, object] = {"selector": d.value, "tool": d.tool, "file": d.file, "line": d.line,
+                                  "reason": self.reason}
         if d.screen:
             out["screen"] = d.screen
         return out
