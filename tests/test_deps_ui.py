@@ -104,6 +104,8 @@ def test_uipath_web_selectors_match_the_page_and_wildcards_are_honoured():
         "<webctrl parentid='f' tag='BUTTON' aaname='Submit' />": 1,  # its text, inside the form
         "<webctrl tag='LI' class='it*' />": 20,
         "<webctrl tag='A' href='*/he*' />": 1,
+        "<webctrl tag='A' href='*elp' />": 1,
+        "<webctrl tag='A' href='*hel' />": 0,
         "<webctrl css-selector='body&gt;form&gt;input' tag='INPUT' />": 1,
         "<webctrl tag='BUTTON' id='btnSend' />": 0,
     }
