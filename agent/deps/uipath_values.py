@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Top", "literal", "string_literal", "selector_top"]
+__all__ = ["Top", "literal", "string_literal", "selector_top", "selector_elements"]
 
 _VB_STRING = re.compile(r'\s*"((?:[^"]|"")*)"\s*', re.S)
 _CS_STRING = re.compile(r'\s*"((?:[^"\\\r\n]|\\.)*)"\s*', re.S)
@@ -95,6 +95,22 @@ def selector_top(selector: str) -> Top | None:
     if not app:
         return None
     return Top(m.group(1).lower(), app, attrs.get("title", ""), attrs.get("url", ""))
+
+
+def selector_elements(selector: str) -> list[tuple[str, dict[str, str]]] | None:
+    """Each element of a selector in order, as (tag in lower case, attributes with lower-case
+    names and unescaped values); None when the text is not a chain of elements."""
+    out = []
+    pos = 0
+    while pos < len(selector) and selector[pos:].strip():
+        m = _FIRST.match(selector, pos)
+        if m is None:
+            return None
+        out.append((m.group(1).lower(), {a.group(1).lower(): _unescape(a.group(2) if a.group(2) is not None
+                                                                       else a.group(3))
+                                         for a in _ATTR.finditer(m.group(2))}))
+        pos = m.end()
+    return out or None
 
 
 def _unescape(value: str) -> str:

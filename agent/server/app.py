@@ -375,7 +375,7 @@ def create_app(state: EstateState, registry: CollectorRegistry, security: Securi
     if probe is None:
         from ..ui.probe import DriftProbe
 
-        probe = DriftProbe(state.estate, state.journal)
+        probe = DriftProbe(state.estate, state.journal, dependencies=dependencies)
     agent = state.estate.agent
     limits = agent.limits
     drift_off_warned: list[bool] = []  # the first snapshot refused for want of the drift extra is logged

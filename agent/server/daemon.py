@@ -137,7 +137,8 @@ def serve(loaded: LoadedEstate, listen: tuple[str, int] | None = None, *,
     dependencies_refresher.start()
     from ..ui.probe import DriftProbe
 
-    probe = DriftProbe(loaded.estate, journal)  # UI snapshots: the API and the snapshot folder share it
+    # UI snapshots: the API and the snapshot folder share it; it checks the selectors the index reads too
+    probe = DriftProbe(loaded.estate, journal, dependencies=dependencies)
     registry = estate_registry(state, governance=governance, dependencies=dependencies)
     receivers = Receivers()  # the sources that take webhooks, handed over once built
     app = create_app(state, registry, security, probe=probe, governance=governance, receivers=receivers,

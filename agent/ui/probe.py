@@ -107,22 +107,59 @@ def kind_for(*, explicit: str | None = None, content_type: str | None = None, fi
 
 @dataclass
 class ScreenSettings:
-    """What the estate says about one screen of one bot."""
+    """What the estate says about one screen of one bot, and what the bot's source adds."""
 
     selectors: dict  # name -> selectors.Selector
     mask: list
     warning: float
+    not_checkable: list = field(default_factory=list)  # botwatch.deps.to_ui.NotCheckable on this screen
+
+    @property
+    def extracted(self) -> dict:
+        """Name -> FILE:LINE of the selectors read from the bot's source."""
+        return {name: sel.origin for name, sel in self.selectors.items() if sel.origin}
 
 
-def settings_for(bot_cfg, screen: str) -> ScreenSettings:
+def settings_for(bot_cfg, screen: str, extracted=None) -> ScreenSettings:
+    """`extracted`: the bot's botwatch.deps.to_ui.UiDependencies, merged under what the estate
+    file declares (see merge_extracted)."""
     from .selectors import compile_selectors
 
     ui = getattr(bot_cfg, "ui", None)
     warning = ui.drift_warning if ui is not None else 0.3
     sc = ui.screens.get(screen) if ui is not None else None
-    if sc is None:
-        return ScreenSettings({}, [], warning)
-    return ScreenSettings(compile_selectors(sc.selectors), [tuple(r) for r in sc.mask], warning)
+    declared = compile_selectors(sc.selectors) if sc is not None else {}
+    mask = [tuple(r) for r in sc.mask] if sc is not None else []
+    if extracted is None:
+        return ScreenSettings(declared, mask, warning)
+    selectors, skipped = merge_extracted(declared, extracted.by_screen.get(screen, []))
+    skipped += [n for n in extracted.not_checkable if n.dependency.screen == screen]
+    return ScreenSettings(selectors, mask, warning, skipped)
+
+
+def merge_extracted(declared: dict, found: list) -> tuple[dict, list]:
+    """The declared selectors with the extracted ones (botwatch.deps.to_ui.UiSelector) added;
+    the estate file wins: an extracted selector that selects as a declared one does (the same
+    XPath) is left out, and a declared name is never taken. At most MAX_PER_SCREEN are added
+    (their names are metric labels); the others are returned as not checkable."""
+    from ..deps.to_ui import MAX_PER_SCREEN, NotCheckable, selector_name
+    from .selectors import Selector, to_xpath
+
+    out = dict(declared)
+    seen = {sel.xpath for sel in declared.values()}
+    skipped = []
+    for ui in found:
+        syntax, xpath = to_xpath(ui.text)
+        if xpath in seen:
+            continue
+        if len(out) - len(declared) >= MAX_PER_SCREEN:
+            skipped.append(NotCheckable(ui.dependency, f"over the {MAX_PER_SCREEN} selectors read from the source "
+                                                       "that are checked per screen"))
+            continue
+        seen.add(xpath)
+        name = selector_name(ui.dependency.value, set(out))
+        out[name] = Selector(name, ui.text, syntax, xpath, ui.origin)
+    return out, skipped
 
 
 # -- snapshots and baselines ---------------------------------------------------------------------
@@ -270,6 +307,8 @@ class Report:
     time: float
     run_id: str | None = None
     selector_text: dict = field(default_factory=dict)  # declared name -> the selector
+    extracted: dict = field(default_factory=dict)  # name -> FILE:LINE of the selectors read from the source
+    not_checkable: list = field(default_factory=list)  # the source's selectors on this screen not checked
 
     @property
     def warning(self) -> bool:
@@ -282,6 +321,10 @@ class Report:
                "baseline_time": self.baseline_time, "time": self.time}
         if self.run_id:
             out["run_id"] = self.run_id
+        if self.extracted:
+            out["extracted"] = dict(self.extracted)
+        if self.not_checkable:
+            out["not_checkable"] = [n.to_json() for n in self.not_checkable]
         return out
 
 
@@ -321,22 +364,43 @@ def _first_notes(snap: Snapshot) -> list[str]:
 class DriftProbe:
     """Checks snapshots against the baselines in the journal (in memory without one)."""
 
-    def __init__(self, estate, journal=None, *, clock: Callable[[], float] = time.time):
+    def __init__(self, estate, journal=None, *, clock: Callable[[], float] = time.time, dependencies=None):
+        """`dependencies`: the agent's botwatch.deps.index.DependencyIndex; the selectors it has
+        read from each bot's source are checked with those the estate file declares (its latest
+        reading is taken, never waited for)."""
         self.estate, self.journal, self.clock = estate, journal, clock
+        self.dependencies = dependencies
         self._lock = threading.RLock()
-        self._settings: dict[tuple[str, str], ScreenSettings] = {}
+        self._settings: dict[tuple[str, str], tuple[object, ScreenSettings]] = {}
+        self._extracted: dict[str, tuple[object, object]] = {}  # bot -> (its reading, UiDependencies)
         self._cache: dict[tuple[str, str, str], Baseline] = {}
         self._cached_bytes = 0
         self._memory: dict[tuple[str, str, str], dict] = {}  # no journal: baselines as rows
 
     def settings(self, bot: str, screen: str) -> ScreenSettings:
+        """Worked out again when the dependency index has read the bot's source anew."""
+        reading, extracted = self._extracted_for(bot)
         key = (bot, screen)
         got = self._settings.get(key)
-        if got is None:
-            got = settings_for(self.estate.bot(bot), screen)
+        if got is None or got[0] is not reading:
+            got = (reading, settings_for(self.estate.bot(bot), screen, extracted))
             if len(self._settings) > 10_000:
                 self._settings.clear()
             self._settings[key] = got
+        return got[1]
+
+    def _extracted_for(self, bot: str) -> tuple[object, object]:
+        """(the index's latest reading of the bot, its UiDependencies), (None, None) without one."""
+        latest = self.dependencies.latest if self.dependencies is not None else None
+        reading = latest.get(bot) if latest is not None else None
+        if reading is None:
+            return None, None
+        got = self._extracted.get(bot)
+        if got is None or got[0] is not reading:
+            from ..deps.to_ui import ui_dependencies
+
+            got = (reading, ui_dependencies(reading.extraction.dependencies))
+            self._extracted[bot] = got
         return got
 
     # -- baselines ------------------------------------------------------------------------
@@ -438,13 +502,13 @@ class DriftProbe:
                             stored = self._store(j, key, snap, blobs, now, source, replace=False)
                     if stored:
                         return Report(bot, screen, kind, 0.0, settings.warning, True, counts, _first_notes(snap),
-                                      now, now, run_id, texts)
+                                      now, now, run_id, texts, settings.extracted, settings.not_checkable)
                     base = self.baseline(*key)  # another snapshot became the baseline meanwhile
                     if base is None:
                         raise NoBaseline(f"no {kind} baseline for bot {bot} screen {screen}")
             score, changes = compare(base, snap, settings)
         return Report(bot, screen, kind, score, settings.warning, False, counts, changes, base.created, now, run_id,
-                      texts)
+                      texts, settings.extracted, settings.not_checkable)
 
     def ingest(self, state, bot: str, screen: str, kind: str, data: bytes, *, run_id: str | None = None,
                source: str = "api") -> Report:
@@ -500,4 +564,5 @@ class DriftProbe:
                                selectors=counts, source=source)
         notes = _first_notes(snap)
         notes[0] = "taken as the new baseline of this screen" if (replace or accept) else notes[0]
-        return Report(bot, screen, kind, 0.0, settings.warning, True, counts, notes, now, now, None, texts)
+        return Report(bot, screen, kind, 0.0, settings.warning, True, counts, notes, now, now, None, texts,
+                      settings.extracted, settings.not_checkable)

@@ -29,6 +29,7 @@ class Selector:
     text: str
     syntax: str  # css | xpath | id | name
     xpath: str
+    origin: str = ""  # "" for the estate file's; FILE:LINE for one read from the bot's source
 
     def count(self, root) -> int:
         return len(self.select(root))
