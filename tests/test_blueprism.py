@@ -262,8 +262,13 @@ def test_work_queues_and_resources_match_the_environment_and_survive_a_restart(t
         env = {"BP_SECRET": fake.client_secret}
         agent = agents(config, port, env=env).start()
         done = q_key("botwatch_queue_items_processed_total", "Invoices", "Finance", status="successful")
-        m = metrics_when(agent, lambda m: m.get(done) == 2, "the invoices processed")
-        assert m[q_key("botwatch_queue_items", "Invoices", "Finance", status="new")] == 3  # a Deferred one is due
+        backlog = q_key("botwatch_queue_items", "Invoices", "Finance", status="new")
+        first = metrics_when(agent, lambda m: m.get(done) == 2, "the invoices processed")
+        # a pull records the ended items, then the backlogs, then the resources: read after more
+        # pulls, not in the middle of the first
+        ok = 'botwatch_agent_controlplane_requests_total{connection="prod",outcome="ok",platform="blueprism"}'
+        m = metrics_when(agent, lambda later: later[ok] >= first[ok] + 10, "a few more pulls")
+        assert m[backlog] == 3  # a Deferred one is due
         assert m[q_key("botwatch_queue_items", "Invoices", "Finance", status="in_progress")] == 1
         assert m[q_key("botwatch_queue_items_past_sla", "Invoices", "Finance", sla="breached")] == 1
         assert m[q_key("botwatch_queue_oldest_item_age_seconds", "Invoices", "Finance")] == pytest.approx(3 * 3600,
@@ -292,7 +297,6 @@ def test_work_queues_and_resources_match_the_environment_and_survive_a_restart(t
         fake.items[5]["lastUpdated"] = fake.items[-1]["lastUpdated"]
         agent = agents(config, port, env=env).start()
         m = metrics_when(agent, lambda m: m.get(done) == 3, "the item ended meanwhile")
-        ok = 'botwatch_agent_controlplane_requests_total{connection="prod",outcome="ok",platform="blueprism"}'
         m = metrics_when(agent, lambda later: later[ok] >= m[ok] + 10, "a few more pulls")
         assert m[done] == 3
         assert m[q_key("botwatch_queue_items_processed_total", "Invoices", "Finance", status="failed")] == 3
