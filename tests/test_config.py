@@ -176,3 +176,12 @@ def test_the_agent_refuses_to_start_on_an_invalid_file_with_the_same_messages(tm
 def test_a_missing_estate_file_is_reported_not_a_traceback(tmp_path):
     r = run_cli("check-config", str(tmp_path / "nope.yaml"))
     assert r.returncode == 2 and "estate file not found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_lines_are_counted_as_editors_count_them_whatever_yaml_breaks_lines_at():
+    # YAML also breaks lines at \x85, U+2028 and U+2029 inside a value: FILE:LINE stays the file's line
+    for odd in ("\x85", "\u2028", "\u2029"):
+        text = f'bots:\n- name: a\n  criticality: "{odd}  "\n  ui: 3\n'
+        with pytest.raises(ConfigError) as err:
+            parse_estate_text(text, "e.yaml")
+        assert [p.split(":")[1] for p in err.value.problems] == ["3", "4"], err.value.problems

@@ -462,10 +462,25 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[mi
                 node.start_mark) from None
 
 
-def _index_lines(node: yaml.Node, path: tuple, lines: dict, problems: list[str], fname: str) -> None:
+class _LineOf:
+    """A YAML mark's line as editors count lines (after each \\n). YAML also breaks lines at
+    \\x85, U+2028 and U+2029, so its own mark.line can run past the file's last line."""
+
+    def __init__(self, text: str):
+        import bisect
+
+        self._bisect = bisect.bisect_right
+        self._breaks = [i for i, c in enumerate(text) if c == "\n"]
+
+    def __call__(self, mark) -> int:
+        return self._bisect(self._breaks, mark.index - 1) + 1 if mark is not None else 1
+
+
+def _index_lines(node: yaml.Node, path: tuple, lines: dict, problems: list[str], fname: str,
+                 line_of=lambda mark: mark.line + 1) -> None:
     # iterative, and each node once: an alias is indexed where its anchor is (aliases of
     # aliases grow exponentially, `&a [*a]` loops, deep nesting would exhaust the stack)
-    lines[path] = node.start_mark.line + 1
+    lines[path] = line_of(node.start_mark)
     stack, done = [(node, path)], set()
     while stack:
         node, path = stack.pop()
@@ -478,7 +493,7 @@ def _index_lines(node: yaml.Node, path: tuple, lines: dict, problems: list[str],
                 if not isinstance(knode, yaml.ScalarNode):
                     continue  # a complex key: the constructor reports it
                 key = knode.value
-                line = knode.start_mark.line + 1
+                line = line_of(knode.start_mark)
                 if key in seen:
                     problems.append(f"{fname}:{line}: {_dotted(path + (key,))}: duplicate key "
                                     f"(first at line {seen[key]})")
@@ -487,7 +502,7 @@ def _index_lines(node: yaml.Node, path: tuple, lines: dict, problems: list[str],
                 stack.append((vnode, path + (key,)))
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
-                lines[path + (i,)] = item.start_mark.line + 1
+                lines[path + (i,)] = line_of(item.start_mark)
                 stack.append((item, path + (i,)))
 
 
@@ -515,7 +530,7 @@ def parse_estate_text(text: str, fname: str = "<estate>") -> Estate:
             node = loader.get_single_node()
             lines: dict = {}
             if node is not None:
-                _index_lines(node, (), lines, problems, fname)
+                _index_lines(node, (), lines, problems, fname, _LineOf(text))
             data = loader.construct_document(node) if node is not None else {}
         finally:
             loader.dispose()
@@ -523,7 +538,7 @@ def parse_estate_text(text: str, fname: str = "<estate>") -> Estate:
         raise ConfigError([f"{fname}:{text.count(chr(10), 0, exc.start) + 1}: not valid text: {exc.reason}"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
+        line = _LineOf(text)(mark) if mark else 1
         reason = getattr(exc, "problem", None) or str(exc)
         if isinstance(exc, yaml.reader.ReaderError):  # a control character: no mark, a position
             line = text.count("\n", 0, exc.position) + 1
